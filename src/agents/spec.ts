@@ -1,0 +1,49 @@
+import type {PathSegment} from '../util/yaml-file.js'
+
+/** Where a credential file goes: copied from `source` on the host to `target` in the sandbox home. */
+export interface CredentialMapping {
+  /** Host path; `~` is the host user's home. */
+  source: string
+  /** Sandbox path; `~` is the sandbox user's home. Must stay inside that home. */
+  target: string
+  /** A rewrite applied to the file's bytes while packing (see credentials.ts). */
+  transform?: CredentialTransform
+}
+
+export const CREDENTIAL_TRANSFORMS = ['codex-trust'] as const
+export type CredentialTransform = (typeof CREDENTIAL_TRANSFORMS)[number]
+
+/** A destination the agent must reach, added to the policy of sandboxes it runs in. */
+export interface NetworkNeed {
+  host: string
+  ports: number[]
+  reason?: string
+}
+
+/** A complete agent: what `cleanroom agent <name>` runs and what it needs. */
+export interface AgentSpec {
+  name: string
+  description?: string
+  /** Shell text run after `exec`; the user's arguments follow it, each single-quoted. */
+  command: string
+  /** Shell condition that succeeds when the agent is present. */
+  test: string
+  /** Shell snippet run when `test` fails. */
+  install?: string
+  credentials: CredentialMapping[]
+  network: NetworkNeed[]
+  env: Record<string, string>
+}
+
+/** An agent as one source declares it: any field may be left to an earlier source. */
+export type AgentSpecInput = Partial<Omit<AgentSpec, 'name'>>
+
+export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
+
+/** Names taken by subcommands of `cleanroom agent`. */
+export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
+
+export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'credentials', 'network', 'env'] as const
+
+/** Called for each problem found; `at: 'key'` marks an unknown or misplaced key. */
+export type ReportIssue = (path: PathSegment[], message: string, at?: 'key' | 'value') => void

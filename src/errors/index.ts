@@ -1,0 +1,62 @@
+/**
+ * Typed errors. Library code throws these; the command layer turns them into
+ * output and an exit code in one place (BaseCommand.catch).
+ */
+
+export type ErrorCode =
+  | 'agent_not_found'
+  | 'agent_spec_invalid'
+  | 'config_exists'
+  | 'config_invalid'
+  | 'config_not_found'
+  | 'credential_source_unreadable'
+  | 'credential_target_invalid'
+  | 'path_escapes_root'
+  | 'policy_exists'
+  | 'policy_invalid'
+  | 'policy_not_found'
+  | 'usage'
+
+/** Exit codes by error code; anything not listed exits 1. */
+const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  agent_not_found: 127,
+  config_invalid: 2,
+  policy_invalid: 2,
+  usage: 2,
+}
+
+export interface CleanroomErrorOptions {
+  /** What the user can do about it, one step per entry. */
+  suggestions?: string[]
+  /** Structured detail for `--json` output (e.g. the list of policy issues). */
+  details?: unknown
+  cause?: unknown
+}
+
+export class CleanroomError extends Error {
+  readonly code: ErrorCode
+  readonly suggestions: string[]
+  readonly details: unknown
+
+  constructor(code: ErrorCode, message: string, options: CleanroomErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause})
+    this.name = 'CleanroomError'
+    this.code = code
+    this.suggestions = options.suggestions ?? []
+    this.details = options.details
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code] ?? 1
+  }
+}
+
+export function isCleanroomError(error: unknown): error is CleanroomError {
+  return error instanceof CleanroomError
+}
+
+/** A message for any thrown value, for wrapping errors of other libraries. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message
+  return String(error)
+}

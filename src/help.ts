@@ -1,0 +1,3 @@
+import {Help} from '@oclif/core'
+
+export default class CleanroomHelp extends Help {}
