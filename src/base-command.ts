@@ -1,21 +1,27 @@
-import {Command, Errors} from '@oclif/core'
+import {Command} from '@oclif/core'
 
 import {isCleanroomError} from './errors/index.js'
+import {errorJson, renderError} from './errors/render.js'
+
+type ThrownError = Error & {code?: string; oclif?: {exit?: number}}
 
 /**
- * The one place where library errors become CLI output and exit codes.
- * Every cleanroom command extends this; commands never call process.exit.
+ * The one place where errors become CLI output and exit codes. Every
+ * cleanroom command extends this; commands never call process.exit.
  */
 export abstract class BaseCommand extends Command {
-  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+  protected override async catch(error: ThrownError): Promise<unknown> {
+    // oclif's own errors (unknown flag, missing argument) carry their exit code in `oclif.exit`.
+    const exitCode = isCleanroomError(error) ? error.exitCode : (error.oclif?.exit ?? 1)
+    process.exitCode = exitCode
+    if (this.jsonEnabled()) {
+      const fallbackCode = exitCode === 2 ? 'usage' : 'error'
+      this.logJson(isCleanroomError(error) ? errorJson(error) : {error: {code: error.code ?? fallbackCode, message: error.message}})
+      return undefined
+    }
     if (isCleanroomError(error)) {
-      const cliError = new Errors.CLIError(error.message, {
-        code: error.code,
-        exit: error.exitCode,
-        suggestions: error.suggestions.length > 0 ? error.suggestions : undefined,
-      })
-      if (error.details !== undefined) Object.assign(cliError, {details: error.details})
-      return super.catch(cliError)
+      process.stderr.write(renderError(error))
+      this.exit(exitCode)
     }
     return super.catch(error)
   }

@@ -1,3 +1,40 @@
-import {Help} from '@oclif/core'
+import {Help, type Command, type Interfaces} from '@oclif/core'
 
-export default class CleanroomHelp extends Help {}
+import {loadAgentRegistry} from './agents/load.js'
+import {describeSource, sourceLabel} from './agents/registry.js'
+import {renderAgentSummary} from './agents/render.js'
+import {messageOf} from './errors/index.js'
+
+/**
+ * oclif's help, plus the list of agents under `cleanroom agent --help`: the
+ * agents are data from plugins and the runtime config, so no static help text
+ * can name them.
+ */
+export default class CleanroomHelp extends Help {
+  override async showCommandHelp(command: Command.Loadable): Promise<void> {
+    await super.showCommandHelp(command)
+    if (command.id === 'agent') await this.showAgents()
+  }
+
+  protected override async showTopicHelp(topic: Interfaces.Topic): Promise<void> {
+    await super.showTopicHelp(topic)
+    if (topic.name === 'agent') await this.showAgents()
+  }
+
+  private async showAgents(): Promise<void> {
+    let lines: string[]
+    try {
+      const registry = await loadAgentRegistry(this.config)
+      const entries = [...registry.agents.values()].map((agent) => ({
+        ...agent.spec,
+        source: sourceLabel(agent.source),
+        source_detail: describeSource(agent.source),
+      }))
+      lines = entries.length > 0 ? renderAgentSummary(entries) : ['none (install one with: cleanroom plugins install <name>)']
+      lines.push(...registry.warnings.map((warning) => `warning: ${warning}`))
+    } catch (error) {
+      lines = [`cannot list agents: ${messageOf(error)}`]
+    }
+    this.log(['AGENTS', ...lines.map((line) => `  ${line}`)].join('\n') + '\n')
+  }
+}

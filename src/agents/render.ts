@@ -1,0 +1,40 @@
+import type {AgentSpec} from './spec.js'
+
+/** One row of `cleanroom agent list --json`. */
+export type AgentListEntry = AgentSpec & {source: string; source_detail: string}
+
+/** The human listing of agents: a block per agent, aligned labels. */
+export function renderAgentList(entries: readonly AgentListEntry[]): string {
+  if (entries.length === 0) return 'no agents (install one with: cleanroom plugins install <name>)'
+  return entries.map((entry) => renderAgent(entry)).join('\n\n')
+}
+
+function renderAgent(entry: AgentListEntry): string {
+  const lines = [`${entry.name}  (${entry.source_detail})`]
+  if (entry.description) lines.push(`  ${entry.description}`)
+  lines.push(field('command', [entry.command]))
+  const credentials = entry.credentials.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}`)
+  lines.push(field('credentials', credentials))
+  const destinations = entry.network.map((need) => `${need.host}:${need.ports.join(',')}`)
+  const width = Math.max(0, ...destinations.map((destination) => destination.length))
+  const network = entry.network.map((need, i) => (need.reason ? `${destinations[i]!.padEnd(width)}  ${need.reason}` : destinations[i]!))
+  lines.push(field('network', network))
+  const env = Object.entries(entry.env).map(([name, value]) => `${name}=${value}`)
+  if (env.length > 0) lines.push(field('env', env))
+  return lines.join('\n')
+}
+
+const LABEL_WIDTH = 14
+
+function field(label: string, values: readonly string[]): string {
+  const head = `  ${`${label}:`.padEnd(LABEL_WIDTH)}`
+  if (values.length === 0) return `${head}none`
+  const indent = ' '.repeat(head.length)
+  return values.map((value, i) => (i === 0 ? head : indent) + value).join('\n')
+}
+
+/** One line per agent for `cleanroom agent --help`. */
+export function renderAgentSummary(entries: readonly AgentListEntry[]): string[] {
+  const width = Math.max(...entries.map((entry) => entry.name.length))
+  return entries.map((entry) => `${entry.name.padEnd(width)}  ${entry.source.padEnd(8)}  ${entry.description ?? entry.command}`)
+}

@@ -1,0 +1,221 @@
+import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
+import {isRecord, type PathSegment} from '../util/yaml-file.js'
+import {normalizeCredentialTarget, validateCredentialSource} from './credentials.js'
+import {defaultTest} from './script.js'
+import {
+  AGENT_NAME_PATTERN,
+  AGENT_SPEC_KEYS,
+  type AgentSpec,
+  type AgentSpecInput,
+  CREDENTIAL_TRANSFORMS,
+  type CredentialMapping,
+  type CredentialTransform,
+  type NetworkNeed,
+  type ReportIssue,
+  RESERVED_AGENT_NAMES,
+} from './spec.js'
+
+const CREDENTIAL_KEYS = ['source', 'target', 'transform']
+const NETWORK_KEYS = ['host', 'ports', 'reason']
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** Why `name` cannot name an agent, or undefined when it can. */
+export function agentNameProblem(name: string): string | undefined {
+  if (!AGENT_NAME_PATTERN.test(name)) return `"${name}" is not a valid agent name (lower-case letters, digits and -, starting with a letter)`
+  if (RESERVED_AGENT_NAMES.includes(name)) return `"${name}" is reserved by the cleanroom agent command`
+  return undefined
+}
+
+/**
+ * Checks one source's declaration of an agent (a plugin's `cleanroom.agent`
+ * block or one entry of the runtime config's `agents:` map) and returns the
+ * fields it sets. Every problem goes to `report`; the result is undefined when
+ * there was any, so a half-valid spec is never used.
+ */
+export function parseAgentInput(value: unknown, path: PathSegment[], report: ReportIssue): AgentSpecInput | undefined {
+  let problems = 0
+  const fail: ReportIssue = (p, message, at) => {
+    problems++
+    report(p, message, at)
+  }
+
+  if (!isRecord(value)) {
+    fail(path, 'must be a mapping of agent fields')
+    return undefined
+  }
+
+  const input: AgentSpecInput = {}
+  for (const [key, field] of Object.entries(value)) {
+    const at = [...path, key]
+    switch (key) {
+      case 'name': {
+        // The name is checked by the caller, which knows where it comes from.
+        break
+      }
+      case 'description':
+      case 'command':
+      case 'test':
+      case 'install': {
+        if (typeof field !== 'string') {
+          fail(at, 'must be a string')
+        } else if (field.trim() !== '') {
+          input[key] = field.trim()
+        }
+        break
+      }
+      case 'credentials': {
+        const credentials = parseCredentials(field, at, fail)
+        if (credentials) input.credentials = credentials
+        break
+      }
+      case 'network': {
+        const network = parseNetwork(field, at, fail)
+        if (network) input.network = network
+        break
+      }
+      case 'env': {
+        const env = parseEnv(field, at, fail)
+        if (env) input.env = env
+        break
+      }
+      default: {
+        fail(at, `unknown key (expected one of: ${AGENT_SPEC_KEYS.join(', ')})`, 'key')
+      }
+    }
+  }
+
+  return problems === 0 ? input : undefined
+}
+
+function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue): CredentialMapping[] | undefined {
+  if (!Array.isArray(value)) {
+    fail(path, 'must be a list of {source, target} mappings')
+    return undefined
+  }
+  const mappings: CredentialMapping[] = []
+  for (const [i, entry] of value.entries()) {
+    const at = [...path, i]
+    if (!isRecord(entry)) {
+      fail(at, 'must be a mapping with source and target')
+      continue
+    }
+    for (const key of Object.keys(entry)) {
+      if (!CREDENTIAL_KEYS.includes(key)) fail([...at, key], `unknown key (expected one of: ${CREDENTIAL_KEYS.join(', ')})`, 'key')
+    }
+    const {source, target, transform} = entry
+    if (typeof source !== 'string' || source.trim() === '') {
+      fail([...at, 'source'], 'is required: the host path to copy (e.g. ~/.codex/auth.json)')
+      continue
+    }
+    const sourceProblem = validateCredentialSource(source.trim())
+    if (sourceProblem) fail([...at, 'source'], sourceProblem)
+    let mappedTarget = source.trim()
+    if (target !== undefined) {
+      if (typeof target !== 'string') {
+        fail([...at, 'target'], 'must be a string')
+        continue
+      }
+      if (target.trim() !== '') mappedTarget = target.trim()
+    }
+    try {
+      normalizeCredentialTarget(mappedTarget)
+    } catch (error) {
+      fail([...at, 'target'], error instanceof Error ? error.message : String(error))
+    }
+    const mapping: CredentialMapping = {source: source.trim(), target: mappedTarget}
+    if (transform !== undefined) {
+      if (typeof transform === 'string' && (CREDENTIAL_TRANSFORMS as readonly string[]).includes(transform)) {
+        mapping.transform = transform as CredentialTransform
+      } else {
+        fail([...at, 'transform'], `must be one of: ${CREDENTIAL_TRANSFORMS.join(', ')}`)
+      }
+    }
+    mappings.push(mapping)
+  }
+  return mappings
+}
+
+function parseNetwork(value: unknown, path: PathSegment[], fail: ReportIssue): NetworkNeed[] | undefined {
+  if (!Array.isArray(value)) {
+    fail(path, 'must be a list of {host, ports, reason} entries')
+    return undefined
+  }
+  const needs: NetworkNeed[] = []
+  for (const [i, entry] of value.entries()) {
+    const at = [...path, i]
+    if (!isRecord(entry)) {
+      fail(at, 'must be a mapping with host, ports and reason')
+      continue
+    }
+    for (const key of Object.keys(entry)) {
+      if (!NETWORK_KEYS.includes(key)) fail([...at, key], `unknown key (expected one of: ${NETWORK_KEYS.join(', ')})`, 'key')
+    }
+    let host: string | undefined
+    if (typeof entry.host === 'string') {
+      try {
+        host = normalizeHostPattern(entry.host)
+      } catch (error) {
+        if (!(error instanceof HostPatternError)) throw error
+        fail([...at, 'host'], error.message)
+      }
+    } else {
+      fail([...at, 'host'], 'is required: the host name the agent must reach')
+    }
+    const ports = parsePorts(entry.ports, [...at, 'ports'], fail)
+    if (entry.reason !== undefined && typeof entry.reason !== 'string') fail([...at, 'reason'], 'must be a string')
+    if (host === undefined || ports === undefined) continue
+    const need: NetworkNeed = {host, ports}
+    if (typeof entry.reason === 'string' && entry.reason.trim() !== '') need.reason = entry.reason.trim()
+    needs.push(need)
+  }
+  return needs
+}
+
+function parsePorts(value: unknown, path: PathSegment[], fail: ReportIssue): number[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) {
+    fail(path, 'must be a non-empty list of ports (1-65535)')
+    return undefined
+  }
+  const ports = new Set<number>()
+  for (const [i, port] of value.entries()) {
+    if (typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65_535) ports.add(port)
+    else fail([...path, i], `${JSON.stringify(port)} is not a port (1-65535)`)
+  }
+  return [...ports].sort((a, b) => a - b)
+}
+
+function parseEnv(value: unknown, path: PathSegment[], fail: ReportIssue): Record<string, string> | undefined {
+  if (!isRecord(value)) {
+    fail(path, 'must be a mapping of variable names to string values')
+    return undefined
+  }
+  const env: Record<string, string> = {}
+  for (const [name, envValue] of Object.entries(value)) {
+    if (!ENV_NAME.test(name)) fail([...path, name], 'is not a valid environment variable name', 'key')
+    else if (typeof envValue !== 'string') fail([...path, name], 'must be a string (quote numbers and booleans)')
+    else if (envValue.includes('\0')) fail([...path, name], 'must not contain NUL')
+    else env[name] = envValue
+  }
+  return env
+}
+
+/** Layers `override` on `base`: every field `override` sets replaces the base's, lists and env included. */
+export function mergeAgentInputs(base: AgentSpecInput, override: AgentSpecInput): AgentSpecInput {
+  return {...base, ...override}
+}
+
+/** Fills what no source set: command defaults to the name, test to a check of the command's first word. */
+export function completeAgentSpec(name: string, input: AgentSpecInput): AgentSpec {
+  const command = input.command ?? name
+  const spec: AgentSpec = {
+    name,
+    command,
+    test: input.test ?? defaultTest(command),
+    credentials: input.credentials ?? [],
+    network: input.network ?? [],
+    env: input.env ?? {},
+  }
+  if (input.description !== undefined) spec.description = input.description
+  if (input.install !== undefined) spec.install = input.install
+  return spec
+}

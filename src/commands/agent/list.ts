@@ -1,0 +1,29 @@
+import {Flags} from '@oclif/core'
+
+import {loadAgentRegistry} from '../../agents/load.js'
+import {describeSource, sourceLabel} from '../../agents/registry.js'
+import {renderAgentList, type AgentListEntry} from '../../agents/render.js'
+import {BaseCommand} from '../../base-command.js'
+
+export default class AgentList extends BaseCommand {
+  static override summary = 'List the agents cleanroom can run, with where each comes from'
+  static override description = `Agents come from the built-in plugins, from plugins installed with "cleanroom plugins install", and from the agents: map of the runtime config; a later source overrides an earlier one by name. For each agent this shows its source, the command it runs, the credential files copied into the sandbox and the hosts it may reach.`
+  static override examples = ['<%= config.bin %> agent list', '<%= config.bin %> agent list --json']
+  static override enableJsonFlag = true
+  static override flags = {
+    'config-path': Flags.string({summary: 'Runtime config file to read agents from', helpValue: 'FILE'}),
+  }
+
+  async run(): Promise<AgentListEntry[]> {
+    const {flags} = await this.parse(AgentList)
+    const registry = await loadAgentRegistry(this.config, flags['config-path'])
+    for (const warning of registry.warnings) this.warn(warning)
+    const entries = [...registry.agents.values()].map((agent) => ({
+      ...agent.spec,
+      source: sourceLabel(agent.source),
+      source_detail: describeSource(agent.source),
+    }))
+    this.log(renderAgentList(entries))
+    return entries
+  }
+}

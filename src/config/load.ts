@@ -1,0 +1,47 @@
+import {readFile} from 'node:fs/promises'
+
+import {CleanroomError} from '../errors/index.js'
+import {displayPath, formatIssue, YamlFile} from '../util/yaml-file.js'
+import {parseRuntimeConfig} from './parse.js'
+import {defaultConfigPath} from './paths.js'
+import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from './schema.js'
+
+export interface LoadedRuntimeConfig {
+  path: string
+  /** False when no file exists at `path` and the defaults are in force. */
+  exists: boolean
+  config: RuntimeConfig
+}
+
+/** Loads and strictly validates the runtime config; a missing file means the defaults. */
+export async function loadRuntimeConfig(path: string = defaultConfigPath()): Promise<LoadedRuntimeConfig> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return {path, exists: false, config: structuredClone(DEFAULT_RUNTIME_CONFIG)}
+    if (code === 'EISDIR') {
+      throw new CleanroomError('config_invalid', `runtime config ${path} is a directory, not a file`, {
+        suggestions: ['Remove the directory or point --path at a file'],
+      })
+    }
+    throw new CleanroomError('config_invalid', `cannot read runtime config ${path}: ${(error as Error).message}`, {cause: error})
+  }
+  return {path, exists: true, config: parseRuntimeConfigText(path, text)}
+}
+
+/** Validates config text that came from `path`; throws config_invalid listing every problem. */
+export function parseRuntimeConfigText(path: string, text: string): RuntimeConfig {
+  const file = new YamlFile(displayPath(path), text)
+  const config = file.ok ? parseRuntimeConfig(file) : DEFAULT_RUNTIME_CONFIG
+  if (!file.ok) {
+    const issues = file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)
+    const lines = issues.map((issue) => formatIssue(issue))
+    throw new CleanroomError('config_invalid', `runtime config invalid:\n${lines.join('\n')}`, {
+      details: {path, issues},
+      suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
+    })
+  }
+  return config
+}

@@ -1,0 +1,115 @@
+import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
+import {isRecord, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import {
+  BACKENDS,
+  type BackendName,
+  DEFAULT_RUNTIME_CONFIG,
+  type GvisorPlatform,
+  GVISOR_PLATFORMS,
+  type RuntimeConfig,
+} from './schema.js'
+
+const TOP_KEYS = ['default_backend', 'backends', 'agents']
+const LINUX_NS_KEYS = ['bwrap_path']
+const GVISOR_KEYS = ['runsc_path', 'platform']
+
+/**
+ * Validates a runtime config strictly: every unknown key and wrong type is
+ * reported on `file` with its line and column. Fields left out keep their defaults.
+ */
+export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
+  const config = structuredClone(DEFAULT_RUNTIME_CONFIG)
+  const root = file.toJS()
+  if (root === undefined || root === null) return config
+  if (!isRecord(root)) {
+    file.report([], 'the runtime config must be a mapping (e.g. default_backend: linux-ns)')
+    return config
+  }
+  reportUnknownKeys(file, [], root, TOP_KEYS)
+
+  if (root.default_backend !== undefined) {
+    const backend = oneOf(file, ['default_backend'], root.default_backend, BACKENDS)
+    if (backend) config.default_backend = backend as BackendName
+  }
+
+  const {backends} = root
+  if (backends !== undefined && backends !== null) {
+    if (isRecord(backends)) {
+      reportUnknownKeys(file, ['backends'], backends, BACKENDS)
+      parseLinuxNs(file, backends['linux-ns'], config)
+      parseGvisor(file, backends.gvisor, config)
+    } else {
+      file.report(['backends'], 'must be a mapping of backend name to settings')
+    }
+  }
+
+  const {agents} = root
+  if (agents !== undefined && agents !== null) {
+    if (isRecord(agents)) {
+      for (const [name, value] of Object.entries(agents)) {
+        const nameProblem = agentNameProblem(name)
+        if (nameProblem) {
+          file.report(['agents', name], nameProblem, 'key')
+          continue
+        }
+        if (isRecord(value) && value.name !== undefined && value.name !== name) {
+          file.report(['agents', name, 'name'], `must be "${name}" (the key names the agent) or be left out`)
+        }
+        const input = parseAgentInput(value ?? {}, ['agents', name], (path, message, at) => file.report(path, message, at))
+        if (input) config.agents[name] = input
+      }
+    } else {
+      file.report(['agents'], 'must be a mapping of agent name to agent fields')
+    }
+  }
+
+  return config
+}
+
+function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): void {
+  if (value === undefined || value === null) return
+  const path = ['backends', 'linux-ns']
+  if (!isRecord(value)) {
+    file.report(path, 'must be a mapping of settings')
+    return
+  }
+  reportUnknownKeys(file, path, value, LINUX_NS_KEYS)
+  const bwrap = binaryPath(file, [...path, 'bwrap_path'], value.bwrap_path)
+  if (bwrap) config.backends['linux-ns'].bwrap_path = bwrap
+}
+
+function parseGvisor(file: YamlFile, value: unknown, config: RuntimeConfig): void {
+  if (value === undefined || value === null) return
+  const path = ['backends', 'gvisor']
+  if (!isRecord(value)) {
+    file.report(path, 'must be a mapping of settings')
+    return
+  }
+  reportUnknownKeys(file, path, value, GVISOR_KEYS)
+  const runsc = binaryPath(file, [...path, 'runsc_path'], value.runsc_path)
+  if (runsc) config.backends.gvisor.runsc_path = runsc
+  if (value.platform !== undefined) {
+    const platform = oneOf(file, [...path, 'platform'], value.platform, GVISOR_PLATFORMS)
+    if (platform) config.backends.gvisor.platform = platform as GvisorPlatform
+  }
+}
+
+function binaryPath(file: YamlFile, path: string[], value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string' || value.trim() === '' || value.includes('\0')) {
+    file.report(path, 'must be a program name or an absolute path')
+    return undefined
+  }
+  const trimmed = value.trim()
+  if (trimmed.includes('/') && !trimmed.startsWith('/')) {
+    file.report(path, `"${trimmed}" must be a program name looked up on PATH or an absolute path`)
+    return undefined
+  }
+  return trimmed
+}
+
+function oneOf(file: YamlFile, path: string[], value: unknown, allowed: readonly string[]): string | undefined {
+  if (typeof value === 'string' && allowed.includes(value.trim())) return value.trim()
+  file.report(path, `unsupported value ${JSON.stringify(value)} (expected ${allowed.join(' or ')})`)
+  return undefined
+}

@@ -1,0 +1,68 @@
+import {Document, isMap, isScalar, stringify} from 'yaml'
+
+import type {AgentSpec} from '../agents/spec.js'
+import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
+
+/**
+ * The commented `config.yaml` that `cleanroom config init` writes. Built with
+ * the yaml Document API so every comment sits next to the setting it explains;
+ * the built-in agents are shown commented out, ready to copy and edit.
+ */
+export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): string {
+  const doc = new Document(
+    {
+      default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
+      backends: structuredClone(DEFAULT_RUNTIME_CONFIG.backends),
+      agents: null,
+    },
+    {version: '1.2'},
+  )
+  doc.commentBefore = [
+    ' cleanroom runtime config: settings of this machine, not of a repository.',
+    ' The repository policy (what a sandbox may reach) lives in cleanroom.yaml.',
+    ' Check this file with: cleanroom config validate',
+  ].join('\n')
+
+  comment(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  comment(doc, ['backends'], ' Settings of each backend.')
+  comment(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
+  comment(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
+  comment(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
+  comment(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
+  comment(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
+  comment(
+    doc,
+    ['agents'],
+    [
+      ' Agents: custom agents and overrides of plugin agents, by name.',
+      ' A field set here replaces the plugin\'s field (credentials, network and env as a whole).',
+      ' The built-in agents\' defaults are shown below; uncomment a field to override it.',
+    ].join('\n'),
+  )
+
+  const examples = builtinAgents.map((agent) => agentExample(agent)).join('\n\n')
+  if (examples !== '') doc.comment = examples
+  return doc.toString({lineWidth: 0, nullStr: ''})
+}
+
+function comment(doc: Document, path: string[], text: string): void {
+  const map = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
+  if (!isMap(map)) throw new Error(`config template: ${path.join('.')} is not in a mapping`)
+  const pair = map.items.find((item) => isScalar(item.key) && item.key.value === path.at(-1))
+  if (!pair || !isScalar(pair.key)) throw new Error(`config template: no key ${path.join('.')}`)
+  pair.key.commentBefore = text
+}
+
+/** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */
+function agentExample(agent: AgentSpec): string {
+  const {name, description, command, test, install, credentials, network, env} = agent
+  const fields: Record<string, unknown> = {description, command, test, install}
+  if (credentials.length > 0) fields.credentials = credentials
+  if (network.length > 0) fields.network = network
+  if (Object.keys(env).length > 0) fields.env = env
+  const body = stringify({[name]: fields}, {lineWidth: 0}).trimEnd()
+  return body
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n')
+}

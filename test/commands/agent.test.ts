@@ -1,0 +1,66 @@
+import {expect} from 'chai'
+import {mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {isolatedEnv, runCli} from '../helpers/cli.js'
+import {tempDirs} from '../helpers/tmp.js'
+
+const BUILTINS = ['claude', 'codex', 'gemini', 'opencode']
+
+describe('cleanroom agent list / agent --help', () => {
+  const dirs = tempDirs()
+  afterEach(() => dirs.cleanup())
+
+  async function homeWithConfig(config?: string): Promise<Record<string, string>> {
+    const home = await dirs.make()
+    if (config !== undefined) {
+      await mkdir(join(home, '.config/cleanroom'), {recursive: true})
+      await writeFile(join(home, '.config/cleanroom/config.yaml'), config)
+    }
+    return isolatedEnv(home)
+  }
+
+  it('lists the four built-in agents as JSON with their needs', async () => {
+    const result = await runCli(['agent', 'list', '--json'], {env: await homeWithConfig()})
+    expect(result.exitCode, result.stderr).to.equal(0)
+    const agents = JSON.parse(result.stdout) as {name: string; source: string; credentials: unknown[]; network: {host: string}[]}[]
+    expect(agents.map((agent) => agent.name)).to.deep.equal(BUILTINS)
+    for (const agent of agents) {
+      expect(agent.source).to.equal('built-in')
+      expect(agent.credentials, agent.name).not.to.be.empty
+      expect(agent.network.map((need) => need.host), agent.name).to.include('registry.npmjs.org')
+    }
+  })
+
+  it('lists a custom agent from the runtime config next to the built-ins', async () => {
+    const env = await homeWithConfig("agents:\n  mine:\n    command: my-agent --flag 'x y'\n    description: My own agent\n")
+    const result = await runCli(['agent', 'list'], {env})
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('mine  (runtime config ')
+    expect(result.stdout).to.contain("command:      my-agent --flag 'x y'")
+    expect(result.stdout).to.match(/codex {2}\(built-in plugin @cleanroom\/agent-codex\)/)
+  })
+
+  it('fails with exit 2 and the line of the problem when the runtime config is invalid', async () => {
+    const env = await homeWithConfig('agents:\n  mine:\n    comand: x\n')
+    const result = await runCli(['agent', 'list'], {env})
+    expect(result.exitCode).to.equal(2)
+    expect(result.stderr).to.contain('config.yaml:3:5 agents.mine.comand: unknown key')
+  })
+
+  it('names every agent and its source in agent --help', async () => {
+    const env = await homeWithConfig('agents:\n  mine: {description: My own agent}\n')
+    const result = await runCli(['agent', '--help'], {env})
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('AGENTS')
+    for (const name of BUILTINS) expect(result.stdout).to.match(new RegExp(`^ {2}${name} +built-in +\\S`, 'm'))
+    expect(result.stdout).to.match(/^ {2}mine +config +My own agent$/m)
+  })
+
+  it('still shows help when the runtime config is broken, saying why agents are missing', async () => {
+    const env = await homeWithConfig('default_backend: [\n')
+    const result = await runCli(['agent', '--help'], {env})
+    expect(result.exitCode).to.equal(0)
+    expect(result.stdout).to.contain('cannot list agents: runtime config invalid')
+  })
+})

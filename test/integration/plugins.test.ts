@@ -1,0 +1,61 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import {mkdir} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {isolatedEnv, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {tempDirs} from '../helpers/tmp.js'
+
+interface ListedAgent {
+  name: string
+  source: string
+  source_detail: string
+  command: string
+}
+
+describe('third-party agent plugin: npm pack, plugins install, agent list, uninstall', function () {
+  this.timeout(120_000)
+  const dirs = tempDirs()
+  let env: Record<string, string>
+  let tarball: string
+
+  before(async () => {
+    const home = await dirs.make()
+    const packs = join(home, 'packs')
+    await mkdir(packs)
+    const fixture = join(PROJECT_ROOT, 'test/fixtures/plugins/agent-fake')
+    const packed = await execa('npm', ['pack', '--json', '--pack-destination', packs], {cwd: fixture})
+    const [info] = JSON.parse(packed.stdout) as {filename: string}[]
+    tarball = join(packs, info!.filename)
+    // Offline: a zero-dependency tarball must install without the registry.
+    env = {...isolatedEnv(home), npm_config_offline: 'true', npm_config_cache: join(home, '.npm')}
+  })
+
+  after(() => dirs.cleanup())
+
+  async function listAgents(): Promise<ListedAgent[]> {
+    const result = await runCli(['agent', 'list', '--json'], {env})
+    expect(result.exitCode, result.stderr).to.equal(0)
+    return JSON.parse(result.stdout) as ListedAgent[]
+  }
+
+  it('installs the packed plugin from file:// and lists its agent as a plugin', async () => {
+    const install = await runCli(['plugins', 'install', `file://${tarball}`], {env})
+    expect(install.exitCode, install.stderr).to.equal(0)
+
+    const fake = (await listAgents()).find((agent) => agent.name === 'fake')
+    expect(fake).to.deep.include({source: 'plugin', source_detail: 'installed plugin cleanroom-agent-fake@1.2.3', command: 'fake-agent --flag'})
+  })
+
+  it('shows the installed agent in agent --help', async () => {
+    const help = await runCli(['agent', '--help'], {env})
+    expect(help.exitCode, help.stderr).to.equal(0)
+    expect(help.stdout).to.match(/^ {2}fake +plugin +A fake agent for tests$/m)
+  })
+
+  it('uninstalls it, and the agent is gone', async () => {
+    const uninstall = await runCli(['plugins', 'uninstall', 'cleanroom-agent-fake'], {env})
+    expect(uninstall.exitCode, uninstall.stderr).to.equal(0)
+    expect((await listAgents()).map((agent) => agent.name)).not.to.include('fake')
+  })
+})
