@@ -1,6 +1,7 @@
-import {Document, isMap, isScalar, stringify} from 'yaml'
+import {Document, stringify} from 'yaml'
 
 import type {AgentSpec} from '../agents/spec.js'
+import {commentKey} from '../util/yaml-file.js'
 import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
 
 /**
@@ -23,15 +24,14 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     ' Check this file with: cleanroom config validate',
   ].join('\n')
 
-  comment(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
-  comment(doc, ['backends'], ' Settings of each backend.')
-  comment(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
-  comment(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
-  comment(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
-  comment(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
-  comment(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
-  comment(
-    doc,
+  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  commentKey(doc, ['backends'], ' Settings of each backend.')
+  commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
+  commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
+  commentKey(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
+  commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
+  commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
+  commentKey(doc,
     ['agents'],
     [
       ' Agents: custom agents and overrides of plugin agents, by name.',
@@ -45,13 +45,6 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   return doc.toString({lineWidth: 0, nullStr: ''})
 }
 
-function comment(doc: Document, path: string[], text: string): void {
-  const map = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
-  if (!isMap(map)) throw new Error(`config template: ${path.join('.')} is not in a mapping`)
-  const pair = map.items.find((item) => isScalar(item.key) && item.key.value === path.at(-1))
-  if (!pair || !isScalar(pair.key)) throw new Error(`config template: no key ${path.join('.')}`)
-  pair.key.commentBefore = text
-}
 
 /** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */
 function agentExample(agent: AgentSpec): string {

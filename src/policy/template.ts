@@ -1,4 +1,6 @@
-import {Document, isMap, isScalar} from 'yaml'
+import {Document, isMap} from 'yaml'
+
+import {commentKey} from '../util/yaml-file.js'
 
 /**
  * The commented `cleanroom.yaml` that `cleanroom policy init` writes: a valid
@@ -13,9 +15,8 @@ export function renderPolicyTemplate(): string {
     ' Check this file with: cleanroom policy validate',
   ].join('\n')
 
-  comment(doc, ['version'], ' Format version; 1 is the only one.')
-  comment(
-    doc,
+  commentKey(doc, ['version'], ' Format version; 1 is the only one.')
+  commentKey(doc,
     ['sandbox', 'network'],
     [
       ' The root filesystem of sandboxes: an OCI image pinned by digest.',
@@ -24,9 +25,8 @@ export function renderPolicyTemplate(): string {
       '   ref: ghcr.io/acme/devbox@sha256:<64 lowercase hex digits>',
     ].join('\n'),
   )
-  comment(doc, ['sandbox', 'network', 'default'], ' What happens to a connection no rule matches: always deny.')
-  comment(
-    doc,
+  commentKey(doc, ['sandbox', 'network', 'default'], ' What happens to a connection no rule matches: always deny.')
+  commentKey(doc,
     ['sandbox', 'network', 'allow'],
     [
       ' Destinations sandboxes may connect to: {host, ports, reason} or "host:port".',
@@ -34,8 +34,7 @@ export function renderPolicyTemplate(): string {
       ' github.com itself), an IP address (10.1.2.3, "[2001:db8::1]:443") or a CIDR (10.0.0.0/8).',
     ].join('\n'),
   )
-  comment(
-    doc,
+  commentKey(doc,
     ['sandbox', 'network', 'deny'],
     [
       '   - host: api.github.com',
@@ -50,10 +49,3 @@ export function renderPolicyTemplate(): string {
   return doc.toString({lineWidth: 0, nullStr: ''})
 }
 
-function comment(doc: Document, path: string[], text: string): void {
-  const map = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
-  if (!isMap(map)) throw new Error(`policy template: ${path.join('.')} is not in a mapping`)
-  const pair = map.items.find((item) => isScalar(item.key) && item.key.value === path.at(-1))
-  if (!pair || !isScalar(pair.key)) throw new Error(`policy template: no key ${path.join('.')}`)
-  pair.key.commentBefore = text
-}

@@ -127,3 +127,11 @@ export function reportUnknownKeys(
     }
   }
 }
+
+/** Puts `text` as the comment above the key at `path` of a document being built (templates). */
+export function commentKey(doc: Document, path: readonly string[], text: string): void {
+  const map = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
+  const pair = isMap(map) ? map.items.find((item) => isScalar(item.key) && item.key.value === path.at(-1)) : undefined
+  if (!pair || !isScalar(pair.key)) throw new Error(`template: no key ${path.join('.')}`)
+  pair.key.commentBefore = text
+}
