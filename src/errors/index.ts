@@ -6,20 +6,30 @@
 export type ErrorCode =
   | 'agent_not_found'
   | 'agent_spec_invalid'
+  | 'backend_capability_mismatch'
+  | 'backend_failed'
+  | 'backend_unavailable'
+  | 'bad_request'
   | 'config_exists'
   | 'config_invalid'
   | 'config_not_found'
   | 'credential_source_unreadable'
   | 'credential_target_invalid'
+  | 'daemon_unavailable'
+  | 'exec_not_found'
   | 'path_escapes_root'
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
+  | 'sandbox_failed'
+  | 'sandbox_not_found'
+  | 'sandbox_not_ready'
   | 'usage'
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   agent_not_found: 127,
+  bad_request: 2,
   config_invalid: 2,
   policy_invalid: 2,
   usage: 2,

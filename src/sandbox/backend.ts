@@ -1,0 +1,60 @@
+import type {Readable, Writable} from 'node:stream'
+
+import type {BackendName} from '../config/schema.js'
+import type {CompiledPolicy} from '../policy/schema.js'
+import type {Capabilities, ExecRequest, ExitStatus} from './types.js'
+
+export interface ProvisionRequest {
+  sandboxId: string
+  policy: CompiledPolicy
+  /** Host directory to show at /workspace, or null. */
+  workspaceSource: string | null
+  /** A directory owned by this sandbox for everything the backend keeps on disk; removed at terminate. */
+  stateDir: string
+}
+
+/** What a backend needs to find a sandbox again, stored in the sandbox record. */
+export type BackendRuntime = Record<string, unknown>
+
+/** A running process inside a sandbox. With a TTY, stderr is merged into stdout. */
+export interface SandboxProcess {
+  stdin: Writable
+  stdout: Readable
+  stderr: Readable | null
+  resize(cols: number, rows: number): void
+  signal(signal: NodeJS.Signals): void
+  exited: Promise<ExitStatus>
+}
+
+export interface Availability {
+  ok: boolean
+  /** e.g. `bubblewrap 0.8.0` */
+  version?: string
+  /** What is missing, and the fix. */
+  problem?: string
+  fix?: string
+}
+
+export interface SandboxBackend {
+  readonly name: BackendName
+  capabilities(): Capabilities
+  /** Whether this machine can run the backend at all (binary present, namespaces allowed). */
+  availability(): Promise<Availability>
+  provision(request: ProvisionRequest): Promise<BackendRuntime>
+  /** True when the sandbox described by `runtime` is still alive (after a daemon restart). */
+  isAlive(runtime: BackendRuntime): Promise<boolean>
+  exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess>
+  /** Unpacks a tar stream at `destination` inside the sandbox, as the sandbox user. */
+  extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void>
+  /** A tar stream of `path` inside the sandbox (a file or a directory). */
+  readArchive(runtime: BackendRuntime, path: string): Promise<Readable>
+  /** Kills every process of the sandbox and releases what it holds; the state dir is the caller's to remove. */
+  terminate(runtime: BackendRuntime): Promise<void>
+}
+
+export interface BackendOptions {
+  /** From the runtime config's backends.<name>. */
+  settings: Record<string, unknown>
+}
+
+export type {CompiledPolicy}

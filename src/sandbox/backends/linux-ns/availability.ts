@@ -1,0 +1,116 @@
+import {execFile} from 'node:child_process'
+import {constants} from 'node:fs'
+import {access, readFile, stat} from 'node:fs/promises'
+import {delimiter, isAbsolute, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {promisify} from 'node:util'
+
+import type {LinuxNsSettings} from '../../../config/schema.js'
+
+/** The programs a linux-ns sandbox is built with, found on this machine. */
+export interface Toolchain {
+  bwrap: string
+  nsinit: string
+  /** e.g. `bubblewrap 0.8.0` */
+  bwrapVersion: string
+}
+
+export type Probe = ({ok: true} & Toolchain) | {ok: false; problem: string; fix: string}
+
+/** Where nsinit shows the state dir to bwrap (see --bind-state in nsinit.c). */
+export const STATE_MOUNT_POINT = '/mnt'
+
+/** `<project root>/dist/libexec/cleanroom-nsinit`; this module sits 4 levels below the root in src/ and in dist/. */
+export function nsinitPath(env: NodeJS.ProcessEnv = process.env): string {
+  const override = env.CLEANROOM_NSINIT
+  if (override !== undefined && isAbsolute(override)) return override
+  const root = fileURLToPath(new URL('../../../../', import.meta.url))
+  return join(root, 'dist', 'libexec', 'cleanroom-nsinit')
+}
+
+/** Whether this machine can build linux-ns sandboxes, and with what. */
+export async function probeMachine(settings: LinuxNsSettings): Promise<Probe> {
+  const bwrap = await findExecutable(settings.bwrap_path)
+  if (!bwrap) {
+    return {
+      ok: false,
+      problem: `bubblewrap (${settings.bwrap_path}) was not found${isAbsolute(settings.bwrap_path) ? '' : ' on PATH'}`,
+      fix: 'apt-get install -y bubblewrap (or set backends.linux-ns.bwrap_path in config.yaml)',
+    }
+  }
+  const bwrapVersion = await versionOf(bwrap)
+  if (!bwrapVersion) {
+    return {ok: false, problem: `${bwrap} --version failed: it is not a working bubblewrap`, fix: 'apt-get install -y --reinstall bubblewrap'}
+  }
+
+  const nsinit = nsinitPath()
+  if (!(await isExecutable(nsinit))) {
+    const root = fileURLToPath(new URL('../../../../', import.meta.url))
+    return {
+      ok: false,
+      problem: `the sandbox launch helper ${nsinit} is missing (it is compiled from nsinit.c at build time)`,
+      fix: `cd ${root} && npm run build:nsinit (needs a C compiler: apt-get install -y gcc)`,
+    }
+  }
+
+  const userns = await userNamespaceProblem()
+  if (userns) return {ok: false, ...userns}
+
+  const mountPoint = await stat(STATE_MOUNT_POINT).catch(() => undefined)
+  if (!mountPoint?.isDirectory()) {
+    return {ok: false, problem: `${STATE_MOUNT_POINT} is not a directory: the sandbox launch helper mounts the sandbox's state there (in a private mount namespace)`, fix: `mkdir ${STATE_MOUNT_POINT}`}
+  }
+
+  return {ok: true, bwrap, nsinit, bwrapVersion}
+}
+
+/** bwrap runs as an unprivileged uid in both daemon modes, so it needs unprivileged user namespaces. */
+async function userNamespaceProblem(): Promise<{problem: string; fix: string} | undefined> {
+  const max = await readSysctl('user/max_user_namespaces')
+  if (max !== undefined && max <= 0) {
+    return {problem: 'user namespaces are disabled (user.max_user_namespaces = 0)', fix: 'sysctl -w user.max_user_namespaces=65536 (and set it in /etc/sysctl.d/ to keep it)'}
+  }
+  if ((await readSysctl('kernel/unprivileged_userns_clone')) === 0) {
+    return {problem: 'unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)', fix: 'sysctl -w kernel.unprivileged_userns_clone=1 (and set it in /etc/sysctl.d/ to keep it)'}
+  }
+  if ((await readSysctl('kernel/apparmor_restrict_unprivileged_userns')) === 1) {
+    return {
+      problem: 'AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1), so bwrap and cleanroom-nsinit cannot create them',
+      fix: 'give bwrap and cleanroom-nsinit an AppArmor profile allowing "userns," (see docs/backends.md), or: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
+    }
+  }
+  return undefined
+}
+
+async function readSysctl(name: string): Promise<number | undefined> {
+  const text = await readFile(`/proc/sys/${name}`, 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  const value = Number.parseInt(text.trim(), 10)
+  return Number.isNaN(value) ? undefined : value
+}
+
+async function findExecutable(name: string): Promise<string | undefined> {
+  if (name.includes('/')) return (await isExecutable(name)) ? name : undefined
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    if (!isAbsolute(dir)) continue
+    const candidate = join(dir, name)
+    if (await isExecutable(candidate)) return candidate
+  }
+  return undefined
+}
+
+async function isExecutable(path: string): Promise<boolean> {
+  return access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  )
+}
+
+async function versionOf(bwrap: string): Promise<string | undefined> {
+  try {
+    const {stdout} = await promisify(execFile)(bwrap, ['--version'], {timeout: 5000})
+    return stdout.trim() || undefined
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,88 @@
+import type {ChildProcess} from 'node:child_process'
+import type {Readable} from 'node:stream'
+
+import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
+import {CleanroomError} from '../../../errors/index.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
+import type {Capabilities, ExecRequest} from '../../types.js'
+import {extractArchive, readArchive} from './archive.js'
+import {probeMachine, type Toolchain} from './availability.js'
+import {startExec} from './exec.js'
+import {provisionSandbox} from './provision.js'
+import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
+import {killSandbox, makeRemovable} from './terminate.js'
+
+export type {LinuxNsRuntime} from './runtime.js'
+
+/**
+ * Sandboxes made of Linux namespaces: nsinit builds the workspace overlay in a private
+ * mount namespace and becomes bwrap, whose init holds the namespaces; each exec joins
+ * them through nsinit. See docs/backends.md.
+ */
+export class LinuxNsBackend implements SandboxBackend {
+  readonly name: BackendName = 'linux-ns'
+  /** The outer bwrap of each sandbox this process started, to reap at terminate. */
+  private readonly children = new Map<string, ChildProcess>()
+  private toolchain?: Promise<Toolchain>
+
+  constructor(private readonly settings: LinuxNsSettings) {}
+
+  capabilities(): Capabilities {
+    return {
+      'network.default_deny': true,
+      'network.allowlist_egress': false,
+      'sandbox.persistent': true,
+      'exec.tty': true,
+      'files.copy': true,
+    }
+  }
+
+  async availability(): Promise<Availability> {
+    const probe = await probeMachine(this.settings)
+    return probe.ok ? {ok: true, version: probe.bwrapVersion} : {ok: false, problem: probe.problem, fix: probe.fix}
+  }
+
+  async provision(request: ProvisionRequest): Promise<BackendRuntime> {
+    const {runtime, child} = await provisionSandbox(await this.tools(), request)
+    const key = childKey(runtime)
+    this.children.set(key, child)
+    child.once('exit', () => this.children.delete(key))
+    return {...runtime}
+  }
+
+  async isAlive(runtime: BackendRuntime): Promise<boolean> {
+    return isSandboxAlive(parseRuntime(runtime))
+  }
+
+  async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
+    return startExec((await this.tools()).nsinit, parseRuntime(runtime), request)
+  }
+
+  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
+    await extractArchive((request) => this.exec(runtime, request), archive, destination)
+  }
+
+  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
+    return readArchive((request) => this.exec(runtime, request), path)
+  }
+
+  async terminate(runtime: BackendRuntime): Promise<void> {
+    const sandbox = parseRuntime(runtime)
+    await killSandbox(sandbox, this.children.get(childKey(sandbox)))
+    if (sandbox.userns_mode) await makeRemovable(sandbox.state_dir)
+  }
+
+  /** The machine's bwrap and nsinit, probed once they are found; until then, every call says what is missing. */
+  private async tools(): Promise<Toolchain> {
+    this.toolchain ??= probeMachine(this.settings).then((probe) => {
+      if (probe.ok) return probe
+      this.toolchain = undefined
+      throw new CleanroomError('backend_unavailable', `the linux-ns backend cannot run on this machine: ${probe.problem}`, {suggestions: [probe.fix]})
+    })
+    return this.toolchain
+  }
+}
+
+function childKey(runtime: LinuxNsRuntime): string {
+  return `${runtime.init_pid}:${runtime.init_start_time}`
+}

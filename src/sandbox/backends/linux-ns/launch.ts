@@ -1,0 +1,110 @@
+import {type ChildProcess, spawn} from 'node:child_process'
+import {open, readFile} from 'node:fs/promises'
+import type {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {CleanroomError} from '../../../errors/index.js'
+import {READY_FD, STATUS_FD} from './nsinit.js'
+import {SANDBOX_PATH} from './rootfs.js'
+import {mountNamespace, processFacts} from './runtime.js'
+
+const READY_TIMEOUT_MS = 10_000
+const LOG_LINES_IN_ERRORS = 20
+const KILL_WAIT_MS = 2000
+
+/** A sandbox init that said it runs. */
+export interface LaunchedInit {
+  /** The outer bwrap (nsinit became it): our child, to be reaped at terminate. */
+  child: ChildProcess
+  initPid: number
+  initStartTime: number
+  mntNs: number
+  bwrapPid: number
+  bwrapStartTime: number
+}
+
+/**
+ * Starts `nsinit create … -- bwrap …` detached (a daemon restart must not touch it,
+ * so no --die-with-parent), stderr to `logPath`, and waits until the held command
+ * inside writes "ready". On any failure everything started is killed and the error
+ * carries the helper's stderr.
+ */
+export async function launchInit(nsinit: string, argv: string[], logPath: string): Promise<LaunchedInit> {
+  const log = await open(logPath, 'a', 0o600)
+  let child: ChildProcess
+  try {
+    child = spawn(nsinit, argv, {detached: true, stdio: ['ignore', 'ignore', log.fd, 'pipe', 'pipe'], env: {PATH: SANDBOX_PATH}})
+  } finally {
+    await log.close()
+  }
+  const spawnFailure = new Promise<never>((_, reject) => child.once('error', reject))
+  spawnFailure.catch(() => undefined)
+
+  const status = child.stdio[STATUS_FD] as Readable
+  const ready = child.stdio[READY_FD] as Readable
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the sandbox was not ready after ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS)
+  })
+  try {
+    const started = await Promise.race([firstLine(status), spawnFailure, timeout])
+    const initPid = (JSON.parse(started ?? '{}') as {'child-pid'?: unknown})['child-pid']
+    if (typeof initPid !== 'number') throw new Error(started === undefined ? 'the launch helper exited' : `unexpected bwrap status: ${started}`)
+    if ((await Promise.race([firstLine(ready), timeout])) !== 'ready') throw new Error('the sandbox exited before it was ready')
+
+    const [init, mntNs, bwrap] = await Promise.all([processFacts(initPid), mountNamespace(initPid), processFacts(child.pid ?? -1)])
+    if (!init || mntNs === undefined || !bwrap || child.pid === undefined) throw new Error('the sandbox exited right after it was ready')
+    status.destroy()
+    ready.destroy()
+    child.unref()
+    return {child, initPid, initStartTime: init.startTime, mntNs, bwrapPid: child.pid, bwrapStartTime: bwrap.startTime}
+  } catch (error) {
+    status.destroy()
+    ready.destroy()
+    await killLaunch(child)
+    const helperSaid = await logTail(logPath)
+    const why = error instanceof Error ? error.message : String(error)
+    throw new CleanroomError('backend_failed', `could not start the sandbox: ${why}${helperSaid ? `\n${helperSaid}` : ''}`, {
+      cause: error,
+      details: {log: helperSaid},
+    })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The first line of a stream, without its newline; undefined at end of stream. */
+function firstLine(stream: Readable): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = ''
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('utf8')
+      const end = text.indexOf('\n')
+      if (end === -1) return
+      stream.off('data', onData)
+      stream.pause()
+      resolve(text.slice(0, end))
+    }
+    stream.on('data', onData)
+    stream.once('end', () => resolve(undefined))
+    stream.once('error', () => resolve(undefined))
+  })
+}
+
+/** Kills the whole launch (its process group: nsinit or bwrap, and the sandbox) and reaps it. */
+async function killLaunch(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined) return
+  const running = child.exitCode === null && child.signalCode === null
+  const exited = running ? new Promise((resolve) => child.once('exit', resolve)) : Promise.resolve()
+  try {
+    process.kill(-child.pid, 'SIGKILL')
+  } catch {
+    // the group is gone already
+  }
+  await Promise.race([exited, sleep(KILL_WAIT_MS)])
+}
+
+async function logTail(logPath: string): Promise<string> {
+  const text = await readFile(logPath, 'utf8').catch(() => '')
+  return text.trim().split('\n').slice(-LOG_LINES_IN_ERRORS).join('\n')
+}

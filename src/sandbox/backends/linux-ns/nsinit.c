@@ -1,0 +1,619 @@
+/*
+ * cleanroom-nsinit: the launch helper of cleanroom's linux-ns sandbox backend.
+ *
+ *   nsinit create --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
+ *                 [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
+ *                 -- PROGRAM [ARGS...]
+ *   nsinit exec   --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
+ *                 [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
+ *
+ * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
+ * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c   (glibc >= 2.36 for the mount API)
+ *
+ * create
+ * ------
+ * Builds the /workspace overlay inside a PRIVATE mount namespace, drops privileges
+ * and execs PROGRAM (bwrap).  nsinit becomes PROGRAM and leaves no process behind.
+ * Every mount lives only in that namespace, so all of them vanish with the
+ * sandbox's last process, even when the daemon crashes.
+ *
+ *   REPO   host directory used as the overlay's read-only lower layer; never written.
+ *   STATE  per-sandbox dir, created by the caller: root:G 0710 in root mode, the
+ *          caller's 0700 in userns mode.  nsinit creates in it:
+ *            lower   mount point of the lower layer (empty again once the overlay is up)
+ *            upper   overlay upper dir, U:G          work   overlay work dir (the kernel makes
+ *            merged  the overlay                             work/work mode 000)
+ *            home    $HOME, U:G 0700                 tmp    /tmp, U:G 01777
+ *
+ *   Root mode (real uid 0, no --userns): U:G (> 0) is the host uid/gid the sandbox runs
+ *   as.  REPO is cloned with open_tree, made read-only and idmapped so that files owned
+ *   by R:RG (default: REPO's owner) show as U:G, and used as the overlay's lower.  Files
+ *   of any other owner or group show as 65534: readable, but neither modifiable nor
+ *   deletable.  Needs kernel >= 5.19 and a filesystem with idmapped mounts (ext4, xfs,
+ *   btrfs, tmpfs >= 6.3; not NFS).  Then setgroups(0), setresgid(G), setresuid(U).
+ *
+ *   Userns mode (non-root caller, or --userns): unshare a user namespace mapping ns 0
+ *   to the caller (setgroups denied) plus a mount namespace, and mount the overlay with
+ *   a bind of REPO as the lower and "userxattr" (without it, rmdir/rename of a lower
+ *   directory fails with EIO).  REPO should be owned by the caller: files of other
+ *   owners show as 65534 and cannot be modified.
+ *
+ *   --whiteout PATH     hide REPO/PATH (relative) in /workspace: a 0/0 character device
+ *                       in upper is an overlay whiteout.  Repeatable.
+ *   --whiteout-file F   the same for each NUL-separated path in F (no ARG_MAX limit).
+ *   --bind-state DIR    bind STATE onto DIR (e.g. /mnt) in the private namespace.  PROGRAM
+ *                       runs as U, which may not traverse STATE's ancestors (a root daemon
+ *                       keeps STATE under /root), and bwrap resolves its sources by path.
+ *
+ *   PROGRAM must not be setuid: no_new_privs is set before the exec.
+ *
+ * exec
+ * ----
+ * Runs CMD inside the sandbox whose init is host pid N, as uid:gid 1000:1000 with no
+ * capabilities and no_new_privs, with the environment nsinit was given (the caller
+ * passes a clean one) plus PWD.  Exit status: CMD's; when CMD is killed by a signal,
+ * nsinit kills itself with the same signal; 127/126 when CMD cannot be executed.
+ * Signals sent to nsinit with kill() are forwarded to CMD.  With a controlling tty on
+ * stdin, CMD leads its own session on it inside the sandbox (job control, ^C, SIGWINCH
+ * reach CMD only).
+ *
+ *   --start-time, --mntns   field 22 of /proc/N/stat and the inode of /proc/N/ns/mnt at
+ *                           create time: a recycled pid N is never entered by mistake.
+ *   --host-uid/--host-gid   root caller: become the sandbox's host uid first, so nothing
+ *                           happens with more rights than the sandbox has.
+ *
+ * Why not nsenter + setpriv: bwrap with --dev nests two user namespaces (A: 0 -> U, owns
+ * mnt/pid/net/...; B: 1000 -> A's 0, holds the processes).  An unprivileged caller must
+ * join A, then the other namespaces, then B, and nsenter joins only one user namespace;
+ * and host root, once in B, loses every capability at the next execve.  nsinit does the
+ * joins and the credential drop in one process, before any exec.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define SETUP_FAILED 125
+
+static void die(const char *step, ...) {
+    int e = errno;
+    va_list ap;
+    fputs("nsinit: ", stderr);
+    va_start(ap, step);
+    vfprintf(stderr, step, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", strerror(e));
+    exit(SETUP_FAILED);
+}
+
+/* A usage error: the caller (the daemon) passed something nsinit cannot use. */
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    fputs("nsinit: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(SETUP_FAILED);
+}
+
+static long parse_number(const char *option, const char *value) {
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (errno || end == value || *end || n < 0) fail("%s: not a non-negative number: %s", option, value);
+    return n;
+}
+
+static void path_join(char *out, size_t size, const char *dir, const char *name) {
+    if ((size_t)snprintf(out, size, "%s/%s", dir, name) >= size) {
+        errno = ENAMETOOLONG;
+        die("path %s/%s", dir, name);
+    }
+}
+
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s", path);
+    if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) die("write %s", path);
+    close(fd);
+}
+
+/* STATE/name as a directory owned by uid:gid with mode; an existing non-directory is an error */
+static void make_state_dir(const char *state, const char *name, uid_t uid, gid_t gid, mode_t mode) {
+    char path[PATH_MAX];
+    struct stat st;
+    path_join(path, sizeof path, state, name);
+    if (mkdir(path, mode) < 0 && errno != EEXIST) die("mkdir %s", path);
+    if (lstat(path, &st) < 0) die("lstat %s", path);
+    if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; die("%s", path); }
+    if (lchown(path, uid, gid) < 0) die("chown %s", path);
+    if (chmod(path, mode) < 0) die("chmod %s", path);
+}
+
+/* ------------------------------------------------------------------ create */
+
+struct create_options {
+    const char *repo, *state, *bind_state, *whiteout_file;
+    long uid, gid, map_uid, map_gid;
+    int userns;
+    const char **whiteouts;
+    int whiteout_count;
+    char **program;
+};
+
+/* The owner a directory copied up from the lower would get: the idmap's view in root mode. */
+struct owner_map {
+    int active;
+    uid_t from_uid, to_uid;
+    gid_t from_gid, to_gid;
+};
+
+/* A user namespace fd whose maps are "R U 1" / "RG G 1", for MOUNT_ATTR_IDMAP: a child
+ * unshares it and waits; we write its maps, open its ns file, then kill it. */
+static int make_idmap_userns(const struct owner_map *m) {
+    int ready[2];
+    char text[64], path[64];
+    if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (unshare(CLONE_NEWUSER) < 0) _exit(1);
+        if (write(ready[1], "x", 1) != 1) _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1) { errno = ECHILD; die("idmap helper: unshare(CLONE_NEWUSER)"); }
+    close(ready[0]);
+    snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+    snprintf(text, sizeof text, "%u %u 1\n", m->from_uid, m->to_uid);
+    write_file(path, text);
+    snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+    snprintf(text, sizeof text, "%u %u 1\n", m->from_gid, m->to_gid);
+    write_file(path, text);
+    snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s", path);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return fd;
+}
+
+/* Mounts a read-only clone of repo on lower, idmapped so its owner shows as U:G. */
+static void mount_idmapped_lower(const char *repo, const char *lower, const struct owner_map *m) {
+    int userns = make_idmap_userns(m);
+    int tree = open_tree(AT_FDCWD, repo, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0) die("open_tree %s", repo);
+    struct mount_attr attr = {
+        .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        .userns_fd = userns,
+    };
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+        die("mount_setattr(MOUNT_ATTR_IDMAP) on %s (EINVAL: its filesystem has no idmapped mounts)", repo);
+    if (move_mount(tree, "", AT_FDCWD, lower, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("move_mount to %s", lower);
+    close(tree);
+    close(userns);
+}
+
+/* Both layers are reached through STATE/lower and STATE, so the repo's path never
+ * appears in the options, where ',' and ':' are separators. */
+static void mount_overlay(const char *state, const char *lower, const char *extra) {
+    char opts[3 * PATH_MAX], merged[PATH_MAX];
+    if (strpbrk(state, ",:\\")) fail("the state dir path cannot hold ',' ':' or '\\' (overlay options): %s", state);
+    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work%s",
+                         lower, state, state, extra) >= sizeof opts) {
+        errno = ENAMETOOLONG;
+        die("overlay options");
+    }
+    path_join(merged, sizeof merged, state, "merged");
+    if (mount("overlay", merged, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) die("mount overlay (%s)", opts);
+}
+
+/* Whiteout paths come from the daemon's own git listing; anything that could step
+ * outside upper is a caller bug. */
+static void check_relative(const char *path) {
+    if (!*path || *path == '/') fail("whiteout path must be relative: %s", path);
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            fail("whiteout path has an empty, . or .. component: %s", path);
+        p += n;
+        if (*p == '/') p++;
+    }
+}
+
+/* Hides repo/rel in the overlay.  Missing parents are created in upper with the lower
+ * directory's mode and (mapped) owner, as a copy-up would.  A path whose parent is not a
+ * real directory in the repo has nothing to hide and is skipped. */
+static void add_whiteout(const char *repo, const char *upper, const char *rel, const struct owner_map *m) {
+    char path[PATH_MAX], lower_path[PATH_MAX], upper_path[PATH_MAX];
+    size_t len = strlen(rel);
+    while (len > 1 && rel[len - 1] == '/') len--;        /* git lists directories as "dir/" */
+    if (len >= sizeof path) { errno = ENAMETOOLONG; die("whiteout %s", rel); }
+    memcpy(path, rel, len);
+    path[len] = 0;
+    check_relative(path);
+
+    for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+        struct stat st, made;
+        *slash = 0;
+        path_join(lower_path, sizeof lower_path, repo, path);
+        path_join(upper_path, sizeof upper_path, upper, path);
+        if (lstat(lower_path, &st) < 0 || !S_ISDIR(st.st_mode)) return;
+        if (mkdir(upper_path, st.st_mode & 07777) == 0) {
+            uid_t uid = m->active && st.st_uid == m->from_uid ? m->to_uid : st.st_uid;
+            gid_t gid = m->active && st.st_gid == m->from_gid ? m->to_gid : st.st_gid;
+            if (m->active && lchown(upper_path, uid, gid) < 0) die("chown %s", upper_path);
+            if (chmod(upper_path, st.st_mode & 07777) < 0) die("chmod %s", upper_path);
+        } else if (errno != EEXIST) {
+            die("mkdir %s", upper_path);
+        } else if (lstat(upper_path, &made) == 0 && !S_ISDIR(made.st_mode)) {
+            return;                                          /* a parent is hidden already */
+        }
+        *slash = '/';
+    }
+    path_join(upper_path, sizeof upper_path, upper, path);
+    if (mknod(upper_path, S_IFCHR, makedev(0, 0)) < 0 && errno != EEXIST) die("whiteout %s", upper_path);
+}
+
+static void add_whiteouts_from_file(const char *repo, const char *upper, const char *file, const struct owner_map *m) {
+    FILE *f = fopen(file, "re");
+    if (!f) die("open %s", file);
+    char *entry = NULL;
+    size_t size = 0;
+    ssize_t n;
+    while ((n = getdelim(&entry, &size, '\0', f)) > 0) {
+        if (entry[n - 1] == '\0') n--;
+        entry[n] = 0;
+        if (n > 0) add_whiteout(repo, upper, entry, m);
+    }
+    if (ferror(f)) die("read %s", file);
+    free(entry);
+    fclose(f);
+}
+
+static void prepare_upper(const struct create_options *o, const struct owner_map *m) {
+    char upper[PATH_MAX];
+    path_join(upper, sizeof upper, o->state, "upper");
+    for (int k = 0; k < o->whiteout_count; k++) add_whiteout(o->repo, upper, o->whiteouts[k], m);
+    if (o->whiteout_file) add_whiteouts_from_file(o->repo, upper, o->whiteout_file, m);
+}
+
+static void bind_state(const struct create_options *o) {
+    if (o->bind_state && mount(o->state, o->bind_state, NULL, MS_BIND | MS_REC, NULL) < 0)
+        die("bind %s on %s", o->state, o->bind_state);
+}
+
+static void create_root_mode(const struct create_options *o) {
+    uid_t uid = (uid_t)o->uid;
+    gid_t gid = (gid_t)o->gid;
+    struct stat st;
+    char lower[PATH_MAX];
+    if (o->uid <= 0 || o->gid <= 0) fail("root mode needs --uid and --gid > 0");
+    if (stat(o->repo, &st) < 0) die("stat %s", o->repo);
+    struct owner_map m = {
+        .active = 1,
+        .from_uid = o->map_uid >= 0 ? (uid_t)o->map_uid : st.st_uid, .to_uid = uid,
+        .from_gid = o->map_gid >= 0 ? (gid_t)o->map_gid : st.st_gid, .to_gid = gid,
+    };
+
+    make_state_dir(o->state, "lower", 0, 0, 0755);
+    make_state_dir(o->state, "merged", 0, 0, 0755);
+    make_state_dir(o->state, "work", 0, 0, 0700);
+    make_state_dir(o->state, "upper", uid, gid, 0755);
+    make_state_dir(o->state, "home", uid, gid, 0700);
+    make_state_dir(o->state, "tmp", uid, gid, 01777);
+    prepare_upper(o, &m);
+
+    if (unshare(CLONE_NEWNS) < 0) die("unshare(CLONE_NEWNS)");
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / rprivate");
+    path_join(lower, sizeof lower, o->state, "lower");
+    mount_idmapped_lower(o->repo, lower, &m);
+    mount_overlay(o->state, lower, "");
+    /* the overlay holds its own clone of the layer: the mount point can go */
+    if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    bind_state(o);
+
+    if (setgroups(0, NULL) < 0) die("setgroups");
+    if (setresgid(gid, gid, gid) < 0) die("setresgid %u", gid);
+    if (setresuid(uid, uid, uid) < 0) die("setresuid %u", uid);
+    if (setuid(0) == 0) { errno = EPERM; die("privileges still present after the drop"); }
+}
+
+static void create_userns_mode(const struct create_options *o) {
+    char map[64];
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    struct owner_map none = {0};
+    char lower[PATH_MAX];
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) die("unshare(CLONE_NEWUSER|CLONE_NEWNS)");
+    write_file("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "0 %u 1\n", uid);
+    write_file("/proc/self/uid_map", map);
+    snprintf(map, sizeof map, "0 %u 1\n", gid);
+    write_file("/proc/self/gid_map", map);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / rprivate");
+    make_state_dir(o->state, "lower", 0, 0, 0755);
+    make_state_dir(o->state, "merged", 0, 0, 0755);
+    make_state_dir(o->state, "work", 0, 0, 0700);
+    make_state_dir(o->state, "upper", 0, 0, 0755);
+    make_state_dir(o->state, "home", 0, 0, 0700);
+    make_state_dir(o->state, "tmp", 0, 0, 01777);
+    prepare_upper(o, &none);    /* after unshare: a 0/0 whiteout needs ns-root */
+    path_join(lower, sizeof lower, o->state, "lower");
+    if (mount(o->repo, lower, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s on %s", o->repo, lower);
+    mount_overlay(o->state, lower, ",userxattr");
+    if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    bind_state(o);
+}
+
+static int create_main(int argc, char **argv) {
+    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1};
+    o.whiteouts = calloc((size_t)argc, sizeof *o.whiteouts);
+    if (!o.whiteouts) die("calloc");
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) { i++; break; }
+        if (!strcmp(a, "--userns")) { o.userns = 1; continue; }
+        if (i + 1 >= argc) fail("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--repo")) o.repo = v;
+        else if (!strcmp(a, "--state")) o.state = v;
+        else if (!strcmp(a, "--uid")) o.uid = parse_number(a, v);
+        else if (!strcmp(a, "--gid")) o.gid = parse_number(a, v);
+        else if (!strcmp(a, "--map-uid")) o.map_uid = parse_number(a, v);
+        else if (!strcmp(a, "--map-gid")) o.map_gid = parse_number(a, v);
+        else if (!strcmp(a, "--whiteout")) o.whiteouts[o.whiteout_count++] = v;
+        else if (!strcmp(a, "--whiteout-file")) o.whiteout_file = v;
+        else if (!strcmp(a, "--bind-state")) o.bind_state = v;
+        else fail("unknown option %s", a);
+    }
+    if (!o.repo || !o.state || i >= argc || o.repo[0] != '/' || o.state[0] != '/')
+        fail("usage: nsinit create --repo /ABS --state /ABS [options] -- PROGRAM [ARGS...]");
+    o.program = &argv[i];
+
+    if (getuid() == 0 && !o.userns) create_root_mode(&o);
+    else create_userns_mode(&o);
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
+    execvp(o.program[0], o.program);
+    die("exec %s", o.program[0]);
+    return SETUP_FAILED;
+}
+
+/* -------------------------------------------------------------------- exec */
+
+static pid_t exec_child = -1;
+
+/* kill() from the daemon reaches the relay: pass it on.  Terminal-generated signals
+ * already reach the child through its own session, so only SI_USER-style ones count. */
+static void forward_signal(int sig, siginfo_t *si, void *context) {
+    (void)context;
+    if (exec_child > 0 && (si->si_code == SI_USER || si->si_code == SI_QUEUE || si->si_code == SI_TKILL))
+        kill(exec_child, sig);
+}
+
+static void ns_id(int fd, dev_t *dev, ino_t *ino) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) die("fstat namespace");
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+}
+
+/* Field 22 of /proc/pid/stat: the process's start time in clock ticks since boot. */
+static unsigned long long start_time(long pid) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open %s", path);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) die("read %s", path);
+    text[n] = 0;
+    char *p = strrchr(text, ')');                     /* the command name may hold spaces */
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    if (!p) { errno = EINVAL; die("parse %s", path); }
+    return strtoull(p + 1, NULL, 10);
+}
+
+/* The child was killed by sig: die of the same signal so the caller sees it (no core). */
+static int exit_like(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    int sig = WTERMSIG(status);
+    struct rlimit no_core = {0, 0};
+    sigset_t set;
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    return 128 + sig;
+}
+
+static int exec_main(int argc, char **argv) {
+    long pid = -1, host_uid = -1, host_gid = -1, uid = 1000, gid = 1000, mntns = -1, started = -1;
+    const char *cwd = "/workspace";
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) { i++; break; }
+        if (i + 1 >= argc) fail("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--pid")) pid = parse_number(a, v);
+        else if (!strcmp(a, "--start-time")) started = parse_number(a, v);
+        else if (!strcmp(a, "--mntns")) mntns = parse_number(a, v);
+        else if (!strcmp(a, "--host-uid")) host_uid = parse_number(a, v);
+        else if (!strcmp(a, "--host-gid")) host_gid = parse_number(a, v);
+        else if (!strcmp(a, "--uid")) uid = parse_number(a, v);
+        else if (!strcmp(a, "--gid")) gid = parse_number(a, v);
+        else if (!strcmp(a, "--cwd")) cwd = v;
+        else fail("unknown option %s", a);
+    }
+    if (pid <= 0 || i >= argc) fail("usage: nsinit exec --pid N [options] -- CMD [ARGS...]");
+    char **cmd = &argv[i];
+
+    /* 0. root daemon: become the sandbox's host uid before touching anything */
+    if (getuid() == 0 && host_uid > 0) {
+        gid_t g = host_gid > 0 ? (gid_t)host_gid : (gid_t)host_uid;
+        if (setgroups(0, NULL) < 0) die("setgroups (host)");
+        if (setresgid(g, g, g) < 0) die("setresgid %u (host)", g);
+        if (setresuid(host_uid, host_uid, host_uid) < 0) die("setresuid %ld (host)", host_uid);
+    }
+
+    /* 1. open everything while we still see the host's /proc */
+    static const struct { const char *name; int type; } nss[] = {
+        {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+        {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
+    };
+    enum { NS_COUNT = sizeof nss / sizeof nss[0], MNT = NS_COUNT - 1 };
+    int nsfd[NS_COUNT], userfd, rootfd;
+    char path[128];
+    int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (pidfd < 0) die("pidfd_open %ld", pid);
+    if (started >= 0 && start_time(pid) != (unsigned long long)started) {
+        errno = ESRCH;
+        die("pid %ld is not the sandbox's init (start time differs)", pid);
+    }
+    for (int k = 0; k < NS_COUNT; k++) {
+        snprintf(path, sizeof path, "/proc/%ld/ns/%s", pid, nss[k].name);
+        if ((nsfd[k] = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("open %s", path);
+    }
+    snprintf(path, sizeof path, "/proc/%ld/ns/user", pid);
+    if ((userfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("open %s", path);
+    snprintf(path, sizeof path, "/proc/%ld/root", pid);
+    if ((rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) die("open %s", path);
+    /* the pidfd, taken before the opens, still live after them: every /proc/N file
+     * above belonged to the process checked by --start-time */
+    struct pollfd exited = {pidfd, POLLIN, 0};
+    if (poll(&exited, 1, 0) != 0) { errno = ESRCH; die("pid %ld exited", pid); }
+    if (mntns > 0) {
+        dev_t dev;
+        ino_t ino;
+        ns_id(nsfd[MNT], &dev, &ino);
+        if ((long)ino != mntns) { errno = ESRCH; die("pid %ld is not the sandbox's init (mnt ns %lu)", pid, (unsigned long)ino); }
+    }
+    close(pidfd);
+
+    /* 2. the outermost user namespace below ours on the target's chain (A) */
+    dev_t my_dev, dev, target_dev;
+    ino_t my_ino, ino, target_ino;
+    int self = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
+    if (self < 0) die("open /proc/self/ns/user");
+    ns_id(self, &my_dev, &my_ino);
+    close(self);
+    int outer = dup(userfd);
+    for (;;) {
+        int parent = ioctl(outer, NS_GET_PARENT);
+        if (parent < 0) die("NS_GET_PARENT (the sandbox's user namespace is not below ours)");
+        ns_id(parent, &dev, &ino);
+        if (dev == my_dev && ino == my_ino) { close(parent); break; }
+        close(outer);
+        outer = parent;
+    }
+    ns_id(outer, &dev, &ino);
+    ns_id(userfd, &target_dev, &target_ino);
+    int nested = !(dev == target_dev && ino == target_ino);
+
+    /* 3. join A (its owner, or host root, has every capability there), the rest, then B */
+    if (setns(outer, CLONE_NEWUSER) < 0) die("setns user (outer)");
+    for (int k = 0; k < NS_COUNT; k++)
+        if (setns(nsfd[k], nss[k].type) < 0) die("setns %s", nss[k].name);
+    if (nested && setns(userfd, CLONE_NEWUSER) < 0) die("setns user");
+    if (fchdir(rootfd) < 0 || chroot(".") < 0) die("chroot to /proc/%ld/root", pid);
+    if (chdir(cwd) < 0) die("chdir %s", cwd);
+    char here[PATH_MAX];
+    if (getcwd(here, sizeof here)) setenv("PWD", here, 1);
+
+    /* 4. credentials: groups, bounding set, ids, remaining caps, no_new_privs.  setgroups
+     * is denied in a non-root daemon's userns: its groups then stay (seen as 65534). */
+    if (setgroups(0, NULL) < 0 && errno != EPERM) die("setgroups");
+    for (int c = 0; c <= 63; c++)
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno == EINVAL) break;
+    if (setresgid(gid, gid, gid) < 0) die("setresgid %ld", gid);
+    if (setresuid(uid, uid, uid) < 0) die("setresuid %ld", uid);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};
+    if (syscall(SYS_capset, &header, data) < 0) die("capset");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
+
+    /* 5. fork into the pid namespace (setns(pid) applies to children only).  With a
+     * controlling tty (node-pty makes us its session leader), hand it to the child so the
+     * child leads a session inside the pid ns: a session whose leader lives outside breaks
+     * job control, and ^C would hit this relay instead of the workload. */
+    int pass_tty = isatty(0) && tcgetsid(0) == getpid();
+    if (pass_tty) {
+        signal(SIGHUP, SIG_IGN);               /* TIOCNOTTY sends SIGHUP+SIGCONT to our pgrp */
+        if (ioctl(0, TIOCNOTTY) < 0) die("TIOCNOTTY");
+        signal(SIGHUP, SIG_DFL);
+    }
+    int alive[2];
+    if (pipe2(alive, O_CLOEXEC) < 0) die("pipe");
+    exec_child = fork();
+    if (exec_child < 0) die("fork");
+    if (exec_child == 0) {
+        close(alive[1]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        struct pollfd relay_gone = {alive[0], POLLIN, 0};
+        if (poll(&relay_gone, 1, 0) > 0) _exit(SETUP_FAILED);
+        if (pass_tty && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0)) {
+            fprintf(stderr, "nsinit: take the controlling tty: %s\n", strerror(errno));
+            _exit(SETUP_FAILED);
+        }
+        execvp(cmd[0], cmd);
+        /* the workload's own failure, reported like a shell would */
+        int e = errno;
+        fprintf(stderr, "%s: %s\n", cmd[0], e == ENOENT ? "command not found" : strerror(e));
+        _exit(e == ENOENT ? 127 : 126);
+    }
+    close(alive[0]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = forward_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
+    for (unsigned k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) sigaction(forwarded[k], &sa, NULL);
+    int status;
+    for (;;) {
+        pid_t r = waitpid(exec_child, &status, WUNTRACED);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) die("waitpid");
+        if (WIFSTOPPED(status)) { kill(getpid(), SIGSTOP); kill(exec_child, SIGCONT); continue; }
+        break;
+    }
+    return exit_like(status);
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "create")) return create_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_main(argc - 1, argv + 1);
+    fputs("usage: nsinit create ... | nsinit exec ...  (see the comment at the top of nsinit.c)\n", stderr);
+    return SETUP_FAILED;
+}

@@ -1,0 +1,89 @@
+import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, WORKSPACE, type RootfsMount} from './rootfs.js'
+
+/** The argv contract of nsinit.c (see the comment at its top), and of the bwrap it execs. */
+
+/** The exit status nsinit uses for its own setup failures, with a `nsinit: ` line on stderr. */
+export const NSINIT_SETUP_FAILED = 125
+
+/** The fds the sandbox's init is given by the daemon: bwrap's JSON status, and the "ready" line. */
+export const STATUS_FD = 3
+export const READY_FD = 4
+
+export interface CreatePlan {
+  stateDir: string
+  /** The overlay's lower layer: the workspace source, or an empty dir. */
+  lower: string
+  /** Root daemon: the sandbox's host uid (= gid). Absent: userns mode. */
+  hostUid?: number
+  /** A file of NUL-separated paths (relative to `lower`) to hide. */
+  whiteoutFile?: string
+  /** Where nsinit binds the state dir for bwrap. */
+  stateView: string
+  bwrap: string
+  rootfs: RootfsMount[]
+}
+
+/** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
+export function createArgv(plan: CreatePlan): string[] {
+  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView]
+  if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
+  if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
+  return [...argv, '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
+}
+
+function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
+  const argv = [
+    bwrap,
+    '--unshare-all',
+    '--uid', String(SANDBOX_USER.uid),
+    '--gid', String(SANDBOX_USER.gid),
+    '--cap-drop', 'ALL',
+    '--hostname', SANDBOX_HOSTNAME,
+  ]
+  for (const mount of rootfs) argv.push(...mountArgs(mount))
+  argv.push(
+    // bwrap's own root is a tmpfs the sandbox could fill: only the mounts above are writable.
+    '--remount-ro', '/',
+    '--chdir', WORKSPACE,
+    '--clearenv',
+    '--setenv', 'PATH', SANDBOX_PATH,
+    '--setenv', 'HOME', SANDBOX_USER.home,
+    '--json-status-fd', String(STATUS_FD),
+    // bwrap's status line comes before the sandbox is set up: only the held command itself
+    // can say it runs. Its fds to the daemon are closed so no exec can reach them.
+    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&-; exec sleep infinity`,
+  )
+  return argv
+}
+
+function mountArgs(mount: RootfsMount): string[] {
+  switch (mount.kind) {
+    case 'ro-bind':
+    case 'bind': {
+      return [`--${mount.kind}`, mount.source, mount.target]
+    }
+    case 'symlink': {
+      return ['--symlink', mount.linkTarget, mount.target]
+    }
+    case 'proc':
+    case 'dev': {
+      return [`--${mount.kind}`, mount.target]
+    }
+  }
+}
+
+/** Where a sandbox's init is, and who may enter it. */
+export interface ExecTarget {
+  initPid: number
+  initStartTime: number
+  mntNs: number
+  hostUid?: number
+}
+
+/** `nsinit exec … -- argv`: runs argv in the sandbox as the sandbox user. */
+export function execArgv(target: ExecTarget, cwd: string, command: string[]): string[] {
+  const argv = ['exec', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--mntns', String(target.mntNs)]
+  if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
+  argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
+  return [...argv, '--', ...command]
+}

@@ -1,0 +1,92 @@
+import type {ChildProcess} from 'node:child_process'
+import {chmod, mkdir, stat, writeFile} from 'node:fs/promises'
+import {isAbsolute, join} from 'node:path'
+
+import {CleanroomError} from '../../../errors/index.js'
+import type {ProvisionRequest} from '../../backend.js'
+import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
+import {launchInit} from './launch.js'
+import {createArgv} from './nsinit.js'
+import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
+import type {LinuxNsRuntime} from './runtime.js'
+import {makeRemovable} from './terminate.js'
+import {claimHostUid} from './uids.js'
+import {ignoredPaths} from './workspace.js'
+
+export interface ProvisionedSandbox {
+  runtime: LinuxNsRuntime
+  /** The outer bwrap, our child until it exits. */
+  child: ChildProcess
+}
+
+/**
+ * Builds a sandbox in `request.stateDir`: a host uid of its own (root daemon), the
+ * generated /etc files, the whiteouts for what git ignores, then the init through
+ * nsinit and bwrap.
+ */
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
+  if (request.policy.image_ref !== undefined) {
+    throw new CleanroomError('backend_capability_mismatch', `backend linux-ns cannot run the image ${request.policy.image_ref} yet: it runs the host's root filesystem only`, {
+      suggestions: ['Remove sandbox.image from cleanroom.yaml to run on the host root filesystem (read-only)'],
+    })
+  }
+  const workspace = request.workspaceSource
+  if (workspace !== null) await requireDirectory(workspace)
+
+  const state = request.stateDir
+  const root = process.getuid?.() === 0
+  await mkdir(state, {recursive: true, mode: 0o700})
+  const hostUid = root ? await claimHostUid(state) : undefined
+  if (!root) await chmod(state, 0o700)
+  try {
+    await writeGeneratedEtc(state)
+    const lower = workspace ?? (await emptyWorkspace(state))
+    const whiteoutFile = workspace === null ? undefined : await writeWhiteouts(state, await ignoredPaths(workspace))
+    const argv = createArgv({
+      stateDir: state,
+      lower,
+      hostUid,
+      whiteoutFile,
+      stateView: STATE_MOUNT_POINT,
+      bwrap: tools.bwrap,
+      rootfs: await sandboxRootfs(STATE_MOUNT_POINT),
+    })
+    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
+    return {
+      child: init.child,
+      runtime: {
+        init_pid: init.initPid,
+        init_start_time: init.initStartTime,
+        mnt_ns: init.mntNs,
+        bwrap_pid: init.bwrapPid,
+        bwrap_start_time: init.bwrapStartTime,
+        ...(hostUid === undefined ? {} : {host_uid: hostUid}),
+        state_dir: state,
+        userns_mode: !root,
+      },
+    }
+  } catch (error) {
+    // The caller removes the state dir; without root that needs the kernel's mode-000 work dir opened first.
+    if (!root) await makeRemovable(state)
+    throw error
+  }
+}
+
+async function requireDirectory(path: string): Promise<void> {
+  const stats = isAbsolute(path) ? await stat(path).catch(() => undefined) : undefined
+  if (!stats?.isDirectory()) throw new CleanroomError('bad_request', `${path}: the workspace must be an existing directory given by its absolute path`)
+}
+
+async function emptyWorkspace(state: string): Promise<string> {
+  const dir = join(state, STATE_LAYOUT.emptyWorkspace)
+  await mkdir(dir, {mode: 0o755})
+  return dir
+}
+
+/** Writes the paths to hide, NUL-separated, for nsinit's --whiteout-file; none: no file. */
+async function writeWhiteouts(state: string, paths: string[]): Promise<string | undefined> {
+  if (paths.length === 0) return undefined
+  const file = join(state, STATE_LAYOUT.whiteouts)
+  await writeFile(file, paths.map((path) => `${path}\0`).join(''), {mode: 0o600})
+  return file
+}

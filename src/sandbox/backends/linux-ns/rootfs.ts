@@ -1,0 +1,88 @@
+import {lstat, mkdir, readlink, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+/** The unprivileged user every sandboxed process runs as. */
+export const SANDBOX_USER = {name: 'cleanroom', uid: 1000, gid: 1000, home: '/home/cleanroom', shell: '/bin/sh'} as const
+export const SANDBOX_HOSTNAME = 'cleanroom'
+export const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+export const WORKSPACE = '/workspace'
+
+/** Names in the state dir (created by nsinit.c, or by the daemon for `etc`). */
+export const STATE_LAYOUT = {
+  workspace: 'merged',
+  home: 'home',
+  tmp: 'tmp',
+  etc: 'etc',
+  emptyWorkspace: 'empty',
+  whiteouts: 'whiteouts',
+  log: 'sandbox.log',
+} as const
+
+/** One mount of the sandbox's root filesystem, in the order bwrap applies them. */
+export type RootfsMount =
+  | {kind: 'ro-bind' | 'bind'; source: string; target: string}
+  | {kind: 'symlink'; linkTarget: string; target: string}
+  | {kind: 'proc' | 'dev'; target: string}
+
+/** Files bound read-only over the host's /etc: who the sandbox user is, and no name service. */
+export function generatedEtcFiles(): Record<string, string> {
+  const user = SANDBOX_USER
+  return {
+    passwd: [
+      'root:x:0:0:root:/root:/bin/sh',
+      `${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${user.shell}`,
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+      '',
+    ].join('\n'),
+    group: ['root:x:0:', `${user.name}:x:${user.gid}:`, 'nogroup:x:65534:', ''].join('\n'),
+    hosts: [`127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}`, '::1\tlocalhost ip6-localhost ip6-loopback', ''].join('\n'),
+    hostname: `${SANDBOX_HOSTNAME}\n`,
+    'resolv.conf': '# cleanroom: this sandbox has no DNS resolver; network access goes through the egress proxy only.\n',
+  }
+}
+
+export async function writeGeneratedEtc(stateDir: string): Promise<void> {
+  const dir = join(stateDir, STATE_LAYOUT.etc)
+  await mkdir(dir, {mode: 0o755})
+  await Promise.all(Object.entries(generatedEtcFiles()).map(([name, text]) => writeFile(join(dir, name), text, {mode: 0o644})))
+}
+
+/**
+ * The sandbox's root filesystem: the host's /usr, /etc and /opt read-only, the
+ * top-level /bin, /lib* and /sbin as the host has them (merged-usr symlinks or
+ * directories), generated /etc files, fresh /proc and /dev, and the per-sandbox
+ * /tmp, /workspace and home from the state dir, reached through `stateView`.
+ */
+export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
+  const mounts: RootfsMount[] = [{kind: 'ro-bind', source: '/usr', target: '/usr'}]
+  for (const name of ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32']) {
+    const entry = await hostEntry(`/${name}`)
+    if (entry === 'directory') mounts.push({kind: 'ro-bind', source: `/${name}`, target: `/${name}`})
+    else if (entry === 'symlink') mounts.push({kind: 'symlink', linkTarget: await readlink(`/${name}`), target: `/${name}`})
+  }
+  mounts.push({kind: 'ro-bind', source: '/etc', target: '/etc'})
+  // bwrap cannot create a missing mount point in the read-only /etc, nor bind over a
+  // symlink that dangles inside (a systemd-resolved resolv.conf): those stay as the host has them.
+  for (const name of Object.keys(generatedEtcFiles())) {
+    if ((await hostEntry(`/etc/${name}`)) === 'file') {
+      mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etc}/${name}`, target: `/etc/${name}`})
+    }
+  }
+  if ((await hostEntry('/opt')) === 'directory') mounts.push({kind: 'ro-bind', source: '/opt', target: '/opt'})
+  mounts.push(
+    {kind: 'proc', target: '/proc'},
+    {kind: 'dev', target: '/dev'},
+    {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.tmp}`, target: '/tmp'},
+    {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.workspace}`, target: WORKSPACE},
+    {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.home}`, target: SANDBOX_USER.home},
+  )
+  return mounts
+}
+
+async function hostEntry(path: string): Promise<'directory' | 'symlink' | 'file' | undefined> {
+  const stats = await lstat(path).catch(() => undefined)
+  if (!stats) return undefined
+  if (stats.isSymbolicLink()) return 'symlink'
+  if (stats.isDirectory()) return 'directory'
+  return stats.isFile() ? 'file' : undefined
+}

@@ -1,0 +1,89 @@
+import {readFile, stat} from 'node:fs/promises'
+
+import {CleanroomError} from '../../../errors/index.js'
+import type {BackendRuntime} from '../../backend.js'
+import type {ExecTarget} from './nsinit.js'
+
+/** What the daemon records (SandboxRecord.runtime) to reach a linux-ns sandbox again, also after a restart. */
+export interface LinuxNsRuntime {
+  /** Host pid of bwrap's init, pid 1 inside the sandbox: it holds the namespaces. */
+  init_pid: number
+  /** Its start time in clock ticks since boot: with the pid, unique until reboot. */
+  init_start_time: number
+  /** Inode of its mount namespace. */
+  mnt_ns: number
+  /** Host pid and start time of the outer bwrap, which waits for the init outside its pid namespace. */
+  bwrap_pid: number
+  bwrap_start_time: number
+  /** The host uid (= gid) every process of the sandbox runs as; only with a root daemon. */
+  host_uid?: number
+  state_dir: string
+  /** True with a non-root daemon: the overlay lives in an unprivileged user namespace. */
+  userns_mode: boolean
+}
+
+/** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
+export function parseRuntime(record: BackendRuntime): LinuxNsRuntime {
+  const counts = ['init_pid', 'init_start_time', 'mnt_ns', 'bwrap_pid', 'bwrap_start_time'] as const
+  const broken =
+    counts.some((key) => !isCount(record[key])) ||
+    (record.host_uid !== undefined && !isCount(record.host_uid)) ||
+    typeof record.state_dir !== 'string' ||
+    typeof record.userns_mode !== 'boolean'
+  if (broken) throw new CleanroomError('sandbox_failed', 'the linux-ns runtime record of this sandbox is incomplete or corrupt')
+  return record as unknown as LinuxNsRuntime
+}
+
+export function execTarget(runtime: LinuxNsRuntime): ExecTarget {
+  return {initPid: runtime.init_pid, initStartTime: runtime.init_start_time, mntNs: runtime.mnt_ns, hostUid: runtime.host_uid}
+}
+
+/** A process as /proc shows it. */
+export interface ProcessFacts {
+  /** One letter: R, S, D, Z, T… */
+  state: string
+  startTime: number
+  /** The real uid. */
+  uid: number
+}
+
+export async function processFacts(pid: number): Promise<ProcessFacts | undefined> {
+  try {
+    const [statLine, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')])
+    // Fields after the command name, which may itself hold spaces and parentheses.
+    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
+    if (fields[0] === undefined || fields[19] === undefined || uid === undefined) return undefined
+    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid)}
+  } catch {
+    return undefined
+  }
+}
+
+export async function mountNamespace(pid: number): Promise<number | undefined> {
+  return stat(`/proc/${pid}/ns/mnt`).then(
+    (stats) => stats.ino,
+    () => undefined,
+  )
+}
+
+/** The process `pid` started at `startTime` still runs (a zombie has finished). */
+export async function isRunning(pid: number, startTime: number): Promise<boolean> {
+  const facts = await processFacts(pid)
+  return facts !== undefined && facts.startTime === startTime && facts.state !== 'Z'
+}
+
+/**
+ * The sandbox's init is alive: same pid and start time (never a recycled pid), not a
+ * zombie, running as the sandbox's uid, holding the sandbox's mount namespace.
+ */
+export async function isSandboxAlive(runtime: LinuxNsRuntime): Promise<boolean> {
+  const init = await processFacts(runtime.init_pid)
+  if (!init || init.state === 'Z' || init.startTime !== runtime.init_start_time) return false
+  if (init.uid !== (runtime.host_uid ?? process.getuid?.())) return false
+  return (await mountNamespace(runtime.init_pid)) === runtime.mnt_ns
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}

@@ -1,0 +1,61 @@
+import type {ChildProcess} from 'node:child_process'
+import {chmod, lstat, readdir} from 'node:fs/promises'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {isRunning, type LinuxNsRuntime} from './runtime.js'
+
+const GONE_TIMEOUT_MS = 5000
+const POLL_MS = 10
+
+/**
+ * Kills every process of the sandbox: SIGKILL to the init (pid 1 of the sandbox's pid
+ * namespace ignores anything else) takes the whole namespace with it. The outer bwrap
+ * then reaps the init and exits, and we reap bwrap when it is our child: a zombie still
+ * pins the user namespace, and one orphaned to the machine's init may wait seconds for
+ * its reaper (so bwrap is never killed first). Bounded; never fails for a sandbox that
+ * is dead already.
+ */
+export async function killSandbox(runtime: LinuxNsRuntime, child: ChildProcess | undefined): Promise<void> {
+  const init = {pid: runtime.init_pid, startTime: runtime.init_start_time}
+  const bwrap = {pid: runtime.bwrap_pid, startTime: runtime.bwrap_start_time}
+  const childExited = child && child.exitCode === null && child.signalCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined
+  await signalIfSame(init)
+  if (childExited) await Promise.race([childExited, sleep(GONE_TIMEOUT_MS)])
+  if (!(await goneWithin([init, bwrap], GONE_TIMEOUT_MS))) {
+    // bwrap did not follow its init (not seen in practice): it holds nothing the sandbox can use.
+    await signalIfSame(bwrap)
+    await goneWithin([bwrap], GONE_TIMEOUT_MS)
+  }
+}
+
+async function goneWithin(processes: {pid: number; startTime: number}[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const running = await Promise.all(processes.map(({pid, startTime}) => isRunning(pid, startTime)))
+    if (!running.includes(true)) return true
+    if (Date.now() > deadline) return false
+    await sleep(POLL_MS)
+  }
+}
+
+async function signalIfSame({pid, startTime}: {pid: number; startTime: number}): Promise<void> {
+  if (!(await isRunning(pid, startTime))) return
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    // exited in between
+  }
+}
+
+/**
+ * Gives the owner rwx on every directory under `dir` (chmod -R u+rwX for what removal
+ * needs): the kernel leaves the overlay's work/work at mode 000, which only root can empty.
+ */
+export async function makeRemovable(dir: string): Promise<void> {
+  const stats = await lstat(dir).catch(() => undefined)
+  if (!stats?.isDirectory()) return
+  if ((stats.mode & 0o700) !== 0o700) await chmod(dir, (stats.mode & 0o7777) | 0o700)
+  const entries = await readdir(dir, {withFileTypes: true})
+  await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => makeRemovable(join(dir, entry.name))))
+}

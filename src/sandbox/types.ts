@@ -1,0 +1,49 @@
+import type {BackendName} from '../config/schema.js'
+import type {CompiledPolicy} from '../policy/schema.js'
+
+export const SANDBOX_STATUSES = ['provisioning', 'ready', 'stopping', 'stopped', 'failed'] as const
+export type SandboxStatus = (typeof SANDBOX_STATUSES)[number]
+
+/** What a backend can do; a policy needing a capability the backend lacks fails launch. */
+export interface Capabilities {
+  'network.default_deny': boolean
+  'network.allowlist_egress': boolean
+  'sandbox.persistent': boolean
+  'exec.tty': boolean
+  'files.copy': boolean
+}
+
+export type CapabilityName = keyof Capabilities
+
+/** A sandbox as the daemon records it (state.json) and the API returns it. */
+export interface SandboxRecord {
+  sandbox_id: string
+  status: SandboxStatus
+  backend: BackendName
+  policy_hash: string
+  policy: CompiledPolicy
+  /** The host directory shown at /workspace, or null for an empty workspace. */
+  workspace_source: string | null
+  created_at: string
+  updated_at: string
+  /** Why the sandbox failed, when status is failed. */
+  failure?: string
+  /** Backend-owned facts needed to reach the sandbox again (pids, paths); opaque to everyone else. */
+  runtime?: Record<string, unknown>
+}
+
+export interface ExecRequest {
+  argv: string[]
+  env: Record<string, string>
+  tty: boolean
+  cols?: number
+  rows?: number
+  /** Working directory inside the sandbox; /workspace by default. */
+  cwd?: string
+}
+
+export interface ExitStatus {
+  /** The exit code, or 128 + the signal number when the process was killed by a signal. */
+  exit_code: number
+  signal: string | null
+}
