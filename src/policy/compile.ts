@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 
 import {CleanroomError} from '../errors/index.js'
-import {formatIssue, isRecord, type YamlFile} from '../util/yaml-file.js'
+import {formatIssue, isRecord, YamlFile} from '../util/yaml-file.js'
 import {HostPatternError, normalizeHostPattern} from './host.js'
 import {readPolicy} from './read.js'
 import {allowRule, isPort, mergeAllowRules, notAPort, sortedPorts} from './rules.js'
@@ -22,6 +22,23 @@ export function compilePolicy(file: YamlFile): CompiledPolicy {
     details: {issues},
     suggestions: [`Fix the lines above in ${file.file}, then check again with: cleanroom policy validate`],
   })
+}
+
+/**
+ * Re-validates a compiled policy that arrived from elsewhere (a client of the
+ * daemon): it is turned back into a policy document and compiled again, so
+ * nothing the compiler would refuse gets through, and the hash is recomputed.
+ */
+export function recompilePolicy(value: unknown): CompiledPolicy {
+  const policy = isRecord(value) ? value : {}
+  const network: Record<string, unknown> = {default: policy.network_default, allow: policy.allow, deny: policy.deny}
+  const sandbox: Record<string, unknown> = {network}
+  if (policy.image_ref !== undefined) sandbox.image = {ref: policy.image_ref}
+  const compiled = compilePolicy(new YamlFile('policy', JSON.stringify({version: policy.version, sandbox})))
+  if (policy.image_digest !== undefined && policy.image_digest !== compiled.image_digest) {
+    throw new CleanroomError('policy_invalid', `policy image_digest ${String(policy.image_digest)} does not match image_ref ${compiled.image_ref ?? '(none)'}`)
+  }
+  return compiled
 }
 
 /** The policy when a repository has none: no network egress, the host's root filesystem. */

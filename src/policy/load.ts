@@ -2,9 +2,10 @@ import {cosmiconfig, type PublicExplorer} from 'cosmiconfig'
 import {mkdtempSync, rmdirSync} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {dirname, join, resolve} from 'node:path'
+import {join, resolve} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
+import {dirsUpToGitRoot} from '../util/repo.js'
 import {displayPath, YamlFile} from '../util/yaml-file.js'
 import {compilePolicy, DEFAULT_POLICY} from './compile.js'
 import type {CompiledPolicy} from './schema.js'
@@ -53,7 +54,7 @@ interface FoundPolicy {
 }
 
 async function searchPolicy(dir: string): Promise<FoundPolicy | undefined> {
-  for (const candidate of await searchDirs(await directory(dir))) {
+  for (const candidate of await dirsUpToGitRoot(await directory(dir))) {
     const found = await searchIn(candidate)
     if (found) return found
   }
@@ -75,22 +76,6 @@ async function directory(dir: string): Promise<string> {
   const stats = await stat(path).catch(() => undefined)
   if (!stats?.isDirectory()) throw new CleanroomError('usage', `cannot look for a policy in ${path}: not a directory`)
   return path
-}
-
-async function searchDirs(start: string): Promise<string[]> {
-  const dirs: string[] = []
-  for (let dir = start; ; dir = dirname(dir)) {
-    dirs.push(dir)
-    if (await exists(join(dir, '.git'))) return dirs
-    if (dirname(dir) === dir) return [start]
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  )
 }
 
 let explorer: PublicExplorer | undefined

@@ -1,0 +1,35 @@
+import {Flags} from '@oclif/core'
+import {join} from 'node:path'
+
+import {BaseCommand} from '../base-command.js'
+import {loadRuntimeConfig} from '../config/load.js'
+import {BACKENDS, type BackendName} from '../config/schema.js'
+import type {DaemonClient} from './client.js'
+import {connectDaemon} from './connect.js'
+
+/** Flags and helpers of every command that talks to the daemon. */
+export abstract class DaemonCommand extends BaseCommand {
+  static override baseFlags = {
+    host: Flags.string({
+      summary: 'Daemon address (default: $CLEANROOM_HOST, else the per-user socket)',
+      helpValue: 'unix:///path',
+      helpGroup: 'DAEMON',
+    }),
+  }
+
+  /** A client of the daemon, started on demand. */
+  protected async daemon(host: string | undefined): Promise<DaemonClient> {
+    return connectDaemon({host, runScript: join(this.config.root, 'bin', 'run.js')})
+  }
+
+  /** The backend for new sandboxes: the flag, else the runtime config's default_backend. */
+  protected async backendFor(flag: string | undefined): Promise<BackendName> {
+    if (flag !== undefined) return flag as BackendName
+    return (await loadRuntimeConfig()).config.default_backend
+  }
+}
+
+export const backendFlag = Flags.string({
+  summary: 'Backend for a new sandbox (default: default_backend of the runtime config)',
+  options: [...BACKENDS],
+})

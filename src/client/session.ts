@@ -1,0 +1,54 @@
+import type {BackendName} from '../config/schema.js'
+import {CleanroomError} from '../errors/index.js'
+import type {ExecRequest} from '../sandbox/types.js'
+import type {DaemonClient} from './client.js'
+import {createSandboxForRepo} from './create.js'
+import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
+
+export interface SessionOptions {
+  sandboxId?: string
+  keep: boolean
+  dir?: string
+  backend: BackendName
+  argv: string[]
+  env: Record<string, string>
+  tty: boolean
+  terminal: Terminal
+}
+
+/**
+ * What `exec` and `console` share: use the given sandbox or create one for
+ * the repository, run the command, then remove a created sandbox unless kept
+ * (a kept one's id goes to stderr as `sandbox_id=<id>`).
+ */
+export async function runSession(client: DaemonClient, options: SessionOptions): Promise<ExecOutcome> {
+  if (options.sandboxId !== undefined && options.keep) {
+    throw new CleanroomError('usage', '--keep cannot be used with --sandbox-id (an existing sandbox is never removed)')
+  }
+  if (options.sandboxId !== undefined && options.dir !== undefined) {
+    throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')
+  }
+  const {terminal} = options
+  const sandboxId =
+    options.sandboxId ??
+    (
+      await createSandboxForRepo(client, {
+        dir: options.dir ?? process.cwd(),
+        backend: options.backend,
+        notice: (message) => terminal.stderr.write(`cleanroom: ${message}\n`),
+      })
+    ).sandbox_id
+  const created = options.sandboxId === undefined
+
+  const request: ExecRequest = {argv: options.argv, env: options.env, tty: options.tty}
+  if (options.tty) {
+    request.cols = terminal.stdout.columns
+    request.rows = terminal.stdout.rows
+  }
+  try {
+    return await runInSandbox(client, sandboxId, request, terminal)
+  } finally {
+    if (created && !options.keep) await client.removeSandbox(sandboxId)
+    else if (created) terminal.stderr.write(`sandbox_id=${sandboxId}\n`)
+  }
+}

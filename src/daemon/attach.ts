@@ -1,0 +1,100 @@
+import type {Duplex, Readable} from 'node:stream'
+
+import {messageOf} from '../errors/index.js'
+import type {SandboxProcess} from '../sandbox/backend.js'
+import {type Frame, FrameDecoder, FrameType, encodeJsonFrame, framesOf} from './protocol.js'
+
+const SIGNALS = new Set<string>(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'])
+
+/**
+ * Joins an upgraded connection to a process in a sandbox: its output goes out
+ * as frames, the client's frames become stdin, resizes and signals. The exit
+ * frame is sent only after every byte of output. A client that goes away
+ * detaches: the process keeps running with stdin closed.
+ */
+export function attachProcess(socket: Duplex, process: SandboxProcess): void {
+  let detached = false
+  socket.on('error', () => undefined)
+  socket.on('close', () => {
+    detached = true
+    process.stdin.end()
+  })
+
+  const forward = (stream: Readable | null, type: number): Promise<void> =>
+    new Promise((resolve) => {
+      if (!stream) {
+        resolve()
+        return
+      }
+      stream.on('data', (chunk: Buffer) => {
+        if (detached) return
+        let flushed = true
+        for (const frame of framesOf(type, chunk)) flushed = socket.write(frame) && flushed
+        if (!flushed) {
+          stream.pause()
+          socket.once('drain', () => stream.resume())
+        }
+      })
+      stream.once('end', resolve)
+      stream.once('close', resolve)
+      stream.once('error', () => resolve())
+    })
+
+  const output = Promise.all([forward(process.stdout, FrameType.stdout), forward(process.stderr, FrameType.stderr)])
+
+  const decoder = new FrameDecoder()
+  socket.pipe(decoder)
+  decoder.on('error', () => socket.destroy())
+  decoder.on('data', (frame: Frame) => handleClientFrame(frame, process))
+  process.stdin.on('error', () => undefined)
+
+  void (async () => {
+    let last: Buffer
+    try {
+      const status = await process.exited
+      await output
+      last = encodeJsonFrame(FrameType.exit, status)
+    } catch (error) {
+      last = encodeJsonFrame(FrameType.error, {code: 'backend_failed', message: messageOf(error)})
+    }
+    if (!detached) socket.end(last)
+  })()
+}
+
+function handleClientFrame(frame: Frame, process: SandboxProcess): void {
+  switch (frame.type) {
+    case FrameType.stdin: {
+      process.stdin.write(frame.payload)
+      break
+    }
+    case FrameType.stdinEof: {
+      process.stdin.end()
+      break
+    }
+    case FrameType.resize: {
+      const size = parseJson(frame.payload) as {cols?: unknown; rows?: unknown} | undefined
+      if (isSize(size?.cols) && isSize(size?.rows)) process.resize(size.cols, size.rows)
+      break
+    }
+    case FrameType.signal: {
+      const signal = (parseJson(frame.payload) as {signal?: unknown} | undefined)?.signal
+      if (typeof signal === 'string' && SIGNALS.has(signal)) process.signal(signal as NodeJS.Signals)
+      break
+    }
+    default: {
+      break
+    }
+  }
+}
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+function isSize(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 10_000
+}

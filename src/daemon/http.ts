@@ -1,0 +1,59 @@
+import type {IncomingMessage, ServerResponse} from 'node:http'
+
+import {CleanroomError, isCleanroomError, messageOf, type ErrorCode} from '../errors/index.js'
+import {errorJson} from '../errors/render.js'
+
+const MAX_JSON_BODY = 1 << 20
+
+/** HTTP status for each error code the API returns; anything else is a 500. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  bad_request: 400,
+  usage: 400,
+  policy_invalid: 400,
+  sandbox_not_found: 404,
+  exec_not_found: 404,
+  sandbox_not_ready: 409,
+  sandbox_failed: 409,
+  backend_capability_mismatch: 422,
+  backend_unavailable: 503,
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`
+  res.writeHead(status, {'content-type': 'application/json', 'content-length': Buffer.byteLength(text)})
+  res.end(text)
+}
+
+export function sendError(res: ServerResponse, error: unknown): void {
+  const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', `internal error: ${messageOf(error)}`)
+  if (res.headersSent) {
+    res.destroy(known)
+    return
+  }
+  sendJson(res, STATUS[known.code] ?? 500, errorJson(known))
+}
+
+export function badRequest(message: string): CleanroomError {
+  return new CleanroomError('bad_request', message)
+}
+
+/** The request body as JSON; an empty body is `{}`. Refuses bodies over 1 MiB and invalid JSON with bad_request. */
+export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_JSON_BODY) throw badRequest(`request body over ${MAX_JSON_BODY} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim()
+  if (text === '') return {}
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw badRequest(`request body is not JSON: ${messageOf(error)}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest('request body must be a JSON object')
+  return value as Record<string, unknown>
+}

@@ -1,0 +1,244 @@
+import type {Readable} from 'node:stream'
+
+import type {BackendName} from '../config/schema.js'
+import {CleanroomError, messageOf} from '../errors/index.js'
+import type {CompiledPolicy} from '../policy/schema.js'
+import type {SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
+import {newExecId, newSandboxId} from '../sandbox/ids.js'
+import type {CapabilityName, ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
+import type {StateStore} from './state.js'
+
+export interface CreateSandboxRequest {
+  backend: BackendName
+  policy: CompiledPolicy
+  workspaceSource: string | null
+}
+
+export interface PendingExec {
+  exec_id: string
+  sandbox_id: string
+  request: ExecRequest
+  created_at: string
+}
+
+export type Logger = (message: string) => void
+
+/**
+ * The daemon's sandboxes: creates them through a backend, keeps their records
+ * on disk, re-adopts them after a restart, and starts executions in them.
+ */
+export class SandboxManager {
+  private readonly sandboxes = new Map<string, SandboxRecord>()
+  private readonly pendingExecs = new Map<string, PendingExec>()
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly backends: ReadonlyMap<BackendName, SandboxBackend>,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads every record and checks each live one: still running → ready, gone → failed. */
+  async adopt(): Promise<void> {
+    await this.store.init()
+    const records = await this.store.loadAll((id, error) => this.log(`sandbox ${id}: unreadable state, skipped: ${messageOf(error)}`))
+    for (const record of records) {
+      this.sandboxes.set(record.sandbox_id, record)
+      if (record.status !== 'ready' && record.status !== 'provisioning' && record.status !== 'stopping') continue
+      const backend = this.backends.get(record.backend)
+      const alive = backend !== undefined && record.runtime !== undefined && (await backend.isAlive(record.runtime))
+      if (alive && record.status === 'ready') {
+        this.log(`sandbox ${record.sandbox_id}: re-adopted`)
+      } else {
+        await this.markFailed(record, alive ? `interrupted while ${record.status}` : 'its init process is gone (the sandbox died while the daemon was down)')
+      }
+    }
+  }
+
+  async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
+    const backend = this.backend(request.backend)
+    requireCapabilities(backend, request.policy)
+    const now = new Date().toISOString()
+    const record: SandboxRecord = {
+      sandbox_id: newSandboxId(),
+      status: 'provisioning',
+      backend: backend.name,
+      policy_hash: request.policy.hash,
+      policy: request.policy,
+      workspace_source: request.workspaceSource,
+      created_at: now,
+      updated_at: now,
+    }
+    this.sandboxes.set(record.sandbox_id, record)
+    await this.store.save(record)
+    try {
+      record.runtime = await backend.provision({
+        sandboxId: record.sandbox_id,
+        policy: request.policy,
+        workspaceSource: request.workspaceSource,
+        stateDir: this.store.sandboxDir(record.sandbox_id),
+      })
+    } catch (error) {
+      // A sandbox that never came up leaves nothing behind.
+      this.sandboxes.delete(record.sandbox_id)
+      await this.store.remove(record.sandbox_id)
+      if (error instanceof CleanroomError) throw error
+      throw new CleanroomError('backend_failed', `could not create the sandbox: ${messageOf(error)}`, {cause: error})
+    }
+    await this.setStatus(record, 'ready')
+    this.log(`sandbox ${record.sandbox_id}: ready (${backend.name}, policy ${record.policy_hash.slice(0, 12)})`)
+    return record
+  }
+
+  list(all: boolean): SandboxRecord[] {
+    const records = [...this.sandboxes.values()].sort((a, b) => a.sandbox_id.localeCompare(b.sandbox_id))
+    return all ? records : records.filter((record) => record.status !== 'stopped')
+  }
+
+  get(id: string): SandboxRecord {
+    const record = this.sandboxes.get(id)
+    if (!record) {
+      throw new CleanroomError('sandbox_not_found', `no sandbox ${id}`, {suggestions: ['List sandboxes with: cleanroom sandbox ls --all']})
+    }
+    return record
+  }
+
+  /**
+   * Terminates a sandbox: its processes are killed, its mounts and files removed.
+   * The record stays in memory as stopped (for `sandbox ls --all`); nothing stays on disk.
+   */
+  async remove(id: string): Promise<SandboxRecord> {
+    const record = this.get(id)
+    if (record.status === 'stopped') return record
+    await this.setStatus(record, 'stopping')
+    const backend = this.backends.get(record.backend)
+    if (backend && record.runtime) await backend.terminate(record.runtime)
+    await this.store.remove(id)
+    record.status = 'stopped'
+    record.updated_at = new Date().toISOString()
+    delete record.runtime
+    for (const [execId, pending] of this.pendingExecs) if (pending.sandbox_id === id) this.pendingExecs.delete(execId)
+    this.log(`sandbox ${id}: removed`)
+    return record
+  }
+
+  /** Terminates every live sandbox (serve --shutdown-sandboxes). */
+  async removeAll(): Promise<void> {
+    for (const record of this.list(false)) await this.remove(record.sandbox_id).catch((error: unknown) => this.log(`sandbox ${record.sandbox_id}: ${messageOf(error)}`))
+  }
+
+  /** Registers an execution; it starts when a client attaches to it. */
+  createExec(sandboxId: string, request: ExecRequest): PendingExec {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const pending: PendingExec = {exec_id: newExecId(), sandbox_id: sandboxId, request, created_at: new Date().toISOString()}
+    this.pendingExecs.set(pending.exec_id, pending)
+    return pending
+  }
+
+  /** Starts a registered execution; each can be started once. */
+  async startExec(execId: string): Promise<SandboxProcess> {
+    const pending = this.pendingExecs.get(execId)
+    if (!pending) throw new CleanroomError('exec_not_found', `no execution ${execId} waiting to start (each can be attached once)`)
+    this.pendingExecs.delete(execId)
+    return this.run(pending.sandbox_id, pending.request)
+  }
+
+  /** Starts a process in a ready sandbox; a sandbox found dead is marked failed. */
+  async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const {backend, runtime} = this.reach(record)
+    try {
+      return await backend.exec(runtime, request)
+    } catch (error) {
+      await this.failIfDead(record)
+      throw error
+    }
+  }
+
+  async extractArchive(sandboxId: string, archive: Readable, destination: string): Promise<void> {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const {backend, runtime} = this.reach(record)
+    await backend.extractArchive(runtime, archive, destination).catch(async (error: unknown) => {
+      await this.failIfDead(record)
+      throw error
+    })
+  }
+
+  async readArchive(sandboxId: string, path: string): Promise<Readable> {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const {backend, runtime} = this.reach(record)
+    return backend.readArchive(runtime, path).catch(async (error: unknown) => {
+      await this.failIfDead(record)
+      throw error
+    })
+  }
+
+  private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: Record<string, unknown>} {
+    const backend = this.backend(record.backend)
+    if (!record.runtime) throw new CleanroomError('sandbox_failed', `sandbox ${record.sandbox_id} has no runtime state`)
+    return {backend, runtime: record.runtime}
+  }
+
+  private async failIfDead(record: SandboxRecord): Promise<void> {
+    const backend = this.backends.get(record.backend)
+    if (backend && record.runtime && !(await backend.isAlive(record.runtime))) {
+      await this.markFailed(record, 'its init process exited')
+      throw new CleanroomError('sandbox_failed', `sandbox ${record.sandbox_id} has failed: its init process exited`, {
+        suggestions: [`Remove it with: cleanroom sandbox rm ${record.sandbox_id}`],
+      })
+    }
+  }
+
+  private backend(name: BackendName): SandboxBackend {
+    const backend = this.backends.get(name)
+    if (!backend) {
+      throw new CleanroomError('backend_unavailable', `backend ${name} is not available in this daemon`, {
+        suggestions: ['Use --backend linux-ns, or check the backends with: cleanroom doctor'],
+      })
+    }
+    return backend
+  }
+
+  private async markFailed(record: SandboxRecord, why: string): Promise<void> {
+    record.failure = why
+    await this.setStatus(record, 'failed')
+    this.log(`sandbox ${record.sandbox_id}: failed: ${why}`)
+  }
+
+  private async setStatus(record: SandboxRecord, status: SandboxStatus): Promise<void> {
+    record.status = status
+    record.updated_at = new Date().toISOString()
+    await this.store.save(record)
+  }
+}
+
+function requireReady(record: SandboxRecord): void {
+  if (record.status === 'ready') return
+  const why = record.status === 'failed' && record.failure ? `: ${record.failure}` : ''
+  throw new CleanroomError(record.status === 'failed' ? 'sandbox_failed' : 'sandbox_not_ready', `sandbox ${record.sandbox_id} is ${record.status}${why}`, {
+    suggestions: record.status === 'failed' ? [`Remove it with: cleanroom sandbox rm ${record.sandbox_id}`] : [],
+  })
+}
+
+/** Fails closed: a policy that needs what the backend cannot enforce is refused, never downgraded. */
+function requireCapabilities(backend: SandboxBackend, policy: CompiledPolicy): void {
+  const needed: CapabilityName[] = ['network.default_deny']
+  if (policy.allow.length > 0) needed.push('network.allowlist_egress')
+  const capabilities = backend.capabilities()
+  const missing = needed.filter((name) => !capabilities[name])
+  if (missing.length > 0) {
+    throw new CleanroomError(
+      'backend_capability_mismatch',
+      `backend ${backend.name} cannot enforce this policy: it lacks ${missing.join(', ')}`,
+      {
+        details: {backend: backend.name, missing},
+        suggestions: missing.includes('network.allowlist_egress')
+          ? ['Allow-listed egress is not available yet on this backend: remove sandbox.network.allow from cleanroom.yaml to run with no network']
+          : [],
+      },
+    )
+  }
+}

@@ -1,0 +1,161 @@
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {Duplex} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import type {BackendName} from '../config/schema.js'
+import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
+import {recompilePolicy} from '../policy/compile.js'
+import type {SandboxBackend} from '../sandbox/backend.js'
+import type {SandboxRecord} from '../sandbox/types.js'
+import {attachProcess} from './attach.js'
+import {badRequest, readJson, sendError, sendJson} from './http.js'
+import type {SandboxManager} from './manager.js'
+import {parseBackendName, parseExecRequest, parseSandboxPath} from './requests.js'
+
+export const API_VERSION = 'v1'
+export const EXEC_UPGRADE = 'cleanroom-exec'
+const RUN_OUTPUT_LIMIT = 16 << 20
+
+export interface DaemonContext {
+  manager: SandboxManager
+  backends: ReadonlyMap<BackendName, SandboxBackend>
+  defaultBackend: BackendName
+  version: string
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[], url: URL) => Promise<void>
+
+/** The daemon's HTTP API (see docs/api.md). Every route answers JSON; errors are `{error: {code, message}}`. */
+export function createApiServer(context: DaemonContext): Server {
+  const routes: [string, RegExp, Handler][] = [
+    ['GET', /^\/v1\/ping$/, async (_req, res) => sendJson(res, 200, {version: context.version, api: API_VERSION, pid: process.pid})],
+    ['GET', /^\/v1\/backends$/, async (_req, res) => sendJson(res, 200, await describeBackends(context))],
+    ['POST', /^\/v1\/sandboxes$/, async (req, res) => sendJson(res, 201, publicRecord(await createSandbox(context, await readJson(req))))],
+    ['GET', /^\/v1\/sandboxes$/, async (_req, res, _params, url) => {
+      sendJson(res, 200, context.manager.list(url.searchParams.get('all') === 'true').map(publicRecord))
+    }],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, publicRecord(context.manager.get(id!)))],
+    ['DELETE', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, publicRecord(await context.manager.remove(id!)))],
+    ['POST', /^\/v1\/sandboxes\/([^/]+)\/execs$/, async (req, res, [id]) => {
+      const pending = context.manager.createExec(id!, parseExecRequest(await readJson(req)))
+      sendJson(res, 201, {exec_id: pending.exec_id, sandbox_id: pending.sandbox_id})
+    }],
+    ['POST', /^\/v1\/sandboxes\/([^/]+)\/run$/, async (req, res, [id]) => sendJson(res, 200, await runToCompletion(context, id!, await readJson(req)))],
+    ['PUT', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (req, res, [id], url) => {
+      await context.manager.extractArchive(id!, req, parseSandboxPath(url.searchParams.get('path')))
+      sendJson(res, 200, {extracted: true})
+    }],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
+      const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
+      res.writeHead(200, {'content-type': 'application/x-tar'})
+      await pipeline(archive, res)
+    }],
+  ]
+
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        const url = new URL(req.url ?? '/', 'http://cleanroom')
+        const match = findRoute(routes, req.method ?? 'GET', url.pathname)
+        if (!match) {
+          req.resume()
+          sendJson(res, 404, {error: {code: 'bad_request', message: `no route ${req.method} ${url.pathname}`, suggestions: ['See docs/api.md']}})
+          return
+        }
+        await match.handler(req, res, match.params, url)
+      } catch (error) {
+        req.resume()
+        sendError(res, error)
+      }
+    })()
+  })
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgradeExec(context, req, socket, head)
+  })
+  return server
+}
+
+function findRoute(routes: [string, RegExp, Handler][], method: string, path: string): {handler: Handler; params: string[]} | undefined {
+  for (const [routeMethod, pattern, handler] of routes) {
+    const match = pattern.exec(path)
+    if (match && routeMethod === method) return {handler, params: match.slice(1).map((part) => decodeURIComponent(part))}
+  }
+  return undefined
+}
+
+async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  socket.on('error', () => undefined)
+  const match = /^\/v1\/execs\/([^/]+)\/attach$/.exec(new URL(req.url ?? '/', 'http://cleanroom').pathname)
+  if (!match || req.headers.upgrade?.toLowerCase() !== EXEC_UPGRADE) {
+    refuseUpgrade(socket, 400, {code: 'bad_request', message: `upgrade to ${EXEC_UPGRADE} at /v1/execs/<exec_id>/attach`})
+    return
+  }
+  let process
+  try {
+    process = await context.manager.startExec(decodeURIComponent(match[1]!))
+  } catch (error) {
+    const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', messageOf(error))
+    refuseUpgrade(socket, known.code === 'exec_not_found' ? 404 : 409, {code: known.code, message: known.message, suggestions: known.suggestions})
+    return
+  }
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${EXEC_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`)
+  if (head.length > 0) socket.unshift(head)
+  attachProcess(socket, process)
+}
+
+function refuseUpgrade(socket: Duplex, status: number, error: Record<string, unknown>): void {
+  const body = JSON.stringify({error})
+  socket.end(`HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+}
+
+async function createSandbox(context: DaemonContext, body: Record<string, unknown>): Promise<SandboxRecord> {
+  const backend = parseBackendName(body.backend, context.defaultBackend)
+  const policy = recompilePolicy(body.policy)
+  const workspace = body.workspace_source
+  if (workspace !== undefined && workspace !== null && (typeof workspace !== 'string' || !workspace.startsWith('/'))) {
+    throw badRequest('workspace_source must be an absolute host path or null')
+  }
+  return context.manager.create({backend, policy, workspaceSource: (workspace as string | null | undefined) ?? null})
+}
+
+/** The curl-friendly way to run a command: waits for it and returns its output as text. */
+async function runToCompletion(context: DaemonContext, id: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const request = parseExecRequest({...body, tty: false})
+  if (body.stdin !== undefined && typeof body.stdin !== 'string') throw badRequest('stdin must be a string')
+  const process = await context.manager.run(id, request)
+  const collect = (stream: NodeJS.ReadableStream | null) =>
+    new Promise<string>((resolve) => {
+      if (!stream) return resolve('')
+      const chunks: Buffer[] = []
+      let size = 0
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size <= RUN_OUTPUT_LIMIT) chunks.push(chunk)
+      })
+      stream.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
+      stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    })
+  const outputs = Promise.all([collect(process.stdout), collect(process.stderr)])
+  process.stdin.end(typeof body.stdin === 'string' ? body.stdin : undefined)
+  const status = await process.exited
+  const [stdout, stderr] = await outputs
+  return {...status, stdout, stderr}
+}
+
+async function describeBackends(context: DaemonContext): Promise<Record<string, unknown>[]> {
+  return Promise.all(
+    [...context.backends.values()].map(async (backend) => ({
+      name: backend.name,
+      default: backend.name === context.defaultBackend,
+      ...(await backend.availability()),
+      capabilities: backend.capabilities(),
+    })),
+  )
+}
+
+/** A record as the API shows it: the backend's private runtime state left out. */
+export function publicRecord(record: SandboxRecord): Omit<SandboxRecord, 'runtime'> {
+  const {runtime: _runtime, ...visible} = record
+  return visible
+}

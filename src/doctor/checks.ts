@@ -1,0 +1,145 @@
+import {access, constants, mkdir, readFile} from 'node:fs/promises'
+import {release} from 'node:os'
+import {dirname} from 'node:path'
+
+import {socketPathOf} from '../client/connect.js'
+import {DaemonClient} from '../client/client.js'
+import {loadRuntimeConfig} from '../config/load.js'
+import {messageOf} from '../errors/index.js'
+import {loadPolicy} from '../policy/load.js'
+import {createBackends} from '../sandbox/backends/index.js'
+
+export type CheckStatus = 'pass' | 'warn' | 'fail'
+
+export interface Check {
+  name: string
+  status: CheckStatus
+  detail: string
+  /** What to do about a warn or fail. */
+  fix?: string
+}
+
+export interface DoctorReport {
+  ok: boolean
+  checks: Check[]
+  capabilities: Record<string, Record<string, boolean>>
+}
+
+const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup']
+
+/** Everything cleanroom needs from this machine, checked without changing anything. */
+export async function runDoctor(options: {dir: string; host?: string}): Promise<DoctorReport> {
+  const checks: Check[] = []
+  checks.push(await checkOs(), checkNode(), await checkNamespaces(), await checkOverlay())
+
+  let config
+  try {
+    const loaded = await loadRuntimeConfig()
+    config = loaded.config
+    checks.push({name: 'runtime config', status: 'pass', detail: loaded.exists ? `valid: ${loaded.path}` : `none at ${loaded.path}: defaults in use`})
+  } catch (error) {
+    checks.push({name: 'runtime config', status: 'fail', detail: messageOf(error), fix: 'Fix the file, then: cleanroom config validate'})
+  }
+
+  let policyNeedsEgress = false
+  try {
+    const {source, policy} = await loadPolicy(options.dir)
+    policyNeedsEgress = policy.allow.length > 0
+    checks.push({name: 'policy', status: 'pass', detail: source ? `valid: ${source} (hash ${policy.hash.slice(0, 12)})` : 'no cleanroom.yaml: the default policy applies (no egress)'})
+  } catch (error) {
+    checks.push({name: 'policy', status: 'fail', detail: messageOf(error), fix: 'Fix cleanroom.yaml, then: cleanroom policy validate'})
+  }
+
+  const capabilities: DoctorReport['capabilities'] = {}
+  if (config) {
+    for (const backend of createBackends(config).values()) {
+      const availability = await backend.availability()
+      capabilities[backend.name] = {...backend.capabilities()}
+      const isDefault = backend.name === config.default_backend
+      checks.push({
+        name: `backend ${backend.name}${isDefault ? ' (default)' : ''}`,
+        status: availability.ok ? 'pass' : isDefault ? 'fail' : 'warn',
+        detail: availability.ok ? (availability.version ?? 'available') : (availability.problem ?? 'unavailable'),
+        ...(availability.fix ? {fix: availability.fix} : {}),
+      })
+      if (isDefault && policyNeedsEgress && !capabilities[backend.name]!['network.allowlist_egress']) {
+        checks.push({
+          name: 'policy vs backend',
+          status: 'fail',
+          detail: `the policy allows network destinations, but ${backend.name} cannot enforce an allow-list yet (network.allowlist_egress): sandboxes would be refused`,
+          fix: 'Remove sandbox.network.allow from cleanroom.yaml to run with no network',
+        })
+      }
+    }
+  }
+
+  checks.push(await checkSocket(options.host))
+  return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
+}
+
+async function checkOs(): Promise<Check> {
+  if (process.platform !== 'linux') {
+    return {name: 'os', status: 'fail', detail: `${process.platform} is not supported`, fix: 'Run cleanroom on Linux'}
+  }
+  const osRelease = await readFile('/etc/os-release', 'utf8').catch(() => '')
+  const pretty = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1] ?? 'Linux'
+  return {name: 'os', status: 'pass', detail: `${pretty}, kernel ${release()}`}
+}
+
+function checkNode(): Check {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+  const ok = major > 20 || (major === 20 && minor >= 19)
+  return ok
+    ? {name: 'node', status: 'pass', detail: `v${process.versions.node}`}
+    : {name: 'node', status: 'fail', detail: `v${process.versions.node} is too old`, fix: 'Install Node.js 20.19 or newer'}
+}
+
+async function checkNamespaces(): Promise<Check> {
+  const missing: string[] = []
+  for (const ns of NAMESPACES) {
+    if (!(await exists(`/proc/self/ns/${ns}`))) missing.push(ns)
+  }
+  if (missing.length > 0) {
+    return {name: 'namespaces', status: 'fail', detail: `the kernel lacks ${missing.join(', ')} namespaces`, fix: 'Use a kernel built with user, mount, pid, net, ipc, uts and cgroup namespaces'}
+  }
+  const max = Number((await readFile('/proc/sys/user/max_user_namespaces', 'utf8').catch(() => '0')).trim())
+  if (max <= 0) {
+    return {name: 'namespaces', status: 'fail', detail: 'user namespaces are disabled (user.max_user_namespaces = 0)', fix: 'sysctl -w user.max_user_namespaces=15000'}
+  }
+  const clone = (await readFile('/proc/sys/kernel/unprivileged_userns_clone', 'utf8').catch(() => '1')).trim()
+  if (clone === '0') {
+    return {name: 'namespaces', status: 'fail', detail: 'unprivileged user namespaces are disabled', fix: 'sysctl -w kernel.unprivileged_userns_clone=1'}
+  }
+  return {name: 'namespaces', status: 'pass', detail: `${NAMESPACES.join(', ')}; user namespaces allowed (max ${max})`}
+}
+
+async function checkOverlay(): Promise<Check> {
+  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '')
+  return /\boverlay\b/.test(filesystems)
+    ? {name: 'overlayfs', status: 'pass', detail: 'available'}
+    : {name: 'overlayfs', status: 'fail', detail: 'the kernel has no overlay filesystem', fix: 'modprobe overlay (or use a kernel with CONFIG_OVERLAY_FS)'}
+}
+
+async function checkSocket(host: string | undefined): Promise<Check> {
+  const socketPath = socketPathOf(host)
+  try {
+    await new DaemonClient(socketPath).ping()
+    return {name: 'daemon', status: 'pass', detail: `answering at ${socketPath}`}
+  } catch {
+    // Not running is fine (it starts on demand) as long as its socket could be created.
+  }
+  try {
+    await mkdir(dirname(socketPath), {recursive: true, mode: 0o700})
+    await access(dirname(socketPath), constants.W_OK)
+    return {name: 'daemon', status: 'pass', detail: `not running; starts on demand at ${socketPath}`}
+  } catch (error) {
+    return {name: 'daemon', status: 'fail', detail: `cannot create ${dirname(socketPath)}: ${messageOf(error)}`, fix: 'Set XDG_RUNTIME_DIR to a directory you own, or pass --host unix:///path'}
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  )
+}

@@ -1,0 +1,61 @@
+import {expect} from 'chai'
+import {mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {isolatedEnv, runCli} from '../helpers/cli.js'
+import {tempDirs} from '../helpers/tmp.js'
+
+interface Report {
+  ok: boolean
+  checks: {name: string; status: string; detail: string; fix?: string}[]
+  capabilities: Record<string, Record<string, boolean>>
+}
+
+describe('cleanroom doctor', () => {
+  const dirs = tempDirs()
+  afterEach(() => dirs.cleanup())
+
+  async function doctor(config?: string, policy?: string): Promise<{exitCode: number; report: Report; text: string}> {
+    const home = await dirs.make()
+    if (config) {
+      await mkdir(join(home, '.config/cleanroom'), {recursive: true})
+      await writeFile(join(home, '.config/cleanroom/config.yaml'), config)
+    }
+    const repo = join(home, 'repo')
+    await mkdir(repo)
+    if (policy) await writeFile(join(repo, 'cleanroom.yaml'), policy)
+    const env = isolatedEnv(home)
+    const json = await runCli(['doctor', '--json', '-c', repo], {env})
+    const text = await runCli(['doctor', '-c', repo], {env})
+    return {exitCode: json.exitCode, report: JSON.parse(json.stdout) as Report, text: text.stdout}
+  }
+
+  it('passes every check on this machine and shows the capability map', async () => {
+    const {exitCode, report, text} = await doctor()
+    expect(exitCode).to.equal(0)
+    expect(report.ok).to.equal(true)
+    expect(report.checks.map((check) => check.name)).to.include.members(['os', 'node', 'namespaces', 'overlayfs', 'runtime config', 'policy', 'backend linux-ns (default)', 'daemon'])
+    expect(report.checks.find((check) => check.name === 'backend linux-ns (default)')?.detail).to.match(/^bubblewrap \d+\.\d+/)
+    expect(report.capabilities['linux-ns']).to.deep.include({'network.default_deny': true, 'sandbox.persistent': true, 'exec.tty': true})
+    expect(text).to.match(/^ok {4}overlayfs: available$/m)
+  })
+
+  it('fails with the fix when bubblewrap is missing', async () => {
+    const {exitCode, report} = await doctor('backends:\n  linux-ns:\n    bwrap_path: /nonexistent/bwrap\n')
+    expect(exitCode).to.equal(1)
+    const backend = report.checks.find((check) => check.name === 'backend linux-ns (default)')
+    expect(backend?.status).to.equal('fail')
+    expect(backend?.fix).to.contain('apt-get install -y bubblewrap')
+  })
+
+  it('fails when the policy needs egress the backend cannot enforce yet', async () => {
+    const {exitCode, report} = await doctor(undefined, 'version: 1\nsandbox:\n  network:\n    allow: ["api.github.com:443"]\n')
+    expect(exitCode).to.equal(1)
+    expect(report.checks.find((check) => check.name === 'policy vs backend')?.status).to.equal('fail')
+  })
+
+  it('reports an invalid policy with its line', async () => {
+    const {report} = await doctor(undefined, 'version: 1\nsandbox:\n  netwrk: {}\n')
+    expect(report.checks.find((check) => check.name === 'policy')?.detail).to.contain('cleanroom.yaml:3:3 sandbox.netwrk: unknown key')
+  })
+})

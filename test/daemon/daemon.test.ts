@@ -1,0 +1,142 @@
+import {expect} from 'chai'
+import {request} from 'node:http'
+import {access, mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {runInSandbox} from '../../src/client/exec.js'
+import {CleanroomError} from '../../src/errors/index.js'
+import {DEFAULT_POLICY} from '../../src/policy/compile.js'
+import {bwrapPids, bwrapSince, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {tempDirs} from '../helpers/tmp.js'
+import {captureTerminal} from '../helpers/terminal.js'
+
+function raw(socketPath: string, method: string, path: string, body?: string): Promise<{status: number; json: {error?: {code: string; message: string}}}> {
+  return new Promise((resolve, reject) => {
+    const req = request({socketPath, method, path}, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || '{}')}))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
+  this.timeout(60_000)
+  const dirs = tempDirs('cleanroom-daemon-')
+  let dir: string
+  let test: TestDaemon
+  let bwrapBefore: Set<number>
+
+  beforeEach(async () => {
+    bwrapBefore = await bwrapPids()
+    dir = await dirs.make()
+    test = await startTestDaemon(dir)
+  })
+
+  afterEach(async () => {
+    await test.daemon.close({shutdownSandboxes: true})
+    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
+    expect(await mountsMentioning(dir)).to.deep.equal([])
+    await dirs.cleanup()
+  })
+
+  async function workspace(): Promise<string> {
+    const repo = join(dir, 'repo')
+    await mkdir(repo, {recursive: true})
+    await writeFile(join(repo, 'README'), 'hello from the repo\n')
+    return repo
+  }
+
+  it('answers ping with its version', async () => {
+    expect(await test.client.ping()).to.deep.include({version: 'test', api: 'v1'})
+  })
+
+  it('answers malformed requests with 400 and a JSON error, and keeps serving', async () => {
+    expect(await raw(test.socketPath, 'POST', '/v1/sandboxes', '{not json')).to.deep.include({status: 400})
+    expect((await raw(test.socketPath, 'POST', '/v1/sandboxes', '[]')).json.error?.code).to.equal('bad_request')
+    expect((await raw(test.socketPath, 'POST', '/v1/sandboxes', '{"policy": {"version": 2}}')).json.error?.code).to.equal('policy_invalid')
+    expect((await raw(test.socketPath, 'POST', '/v1/sandboxes/cr_X/execs', '{"argv": []}')).json.error?.message).to.equal('argv must be a non-empty array of strings')
+    expect((await raw(test.socketPath, 'POST', '/v1/sandboxes/cr_X/execs', '{"argv": ["true"]}')).status).to.equal(404)
+    expect((await raw(test.socketPath, 'GET', '/v1/nothing-here')).status).to.equal(404)
+    expect((await raw(test.socketPath, 'DELETE', '/v1/sandboxes/cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA')).json.error?.code).to.equal('sandbox_not_found')
+    expect(await test.client.ping()).to.have.property('pid', process.pid)
+  })
+
+  it('refuses a policy allowing egress the backend cannot enforce yet', async () => {
+    const policy = {...DEFAULT_POLICY, allow: [{host: 'api.example.com', ports: [443]}]}
+    const error = await test.client.createSandbox({policy, workspace_source: null}).catch((error_: unknown) => error_)
+    expect((error as CleanroomError).code).to.equal('backend_capability_mismatch')
+  })
+
+  it('creates, runs, keeps files between execs, and removes without a trace', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: await workspace()})
+    expect(sandbox).to.deep.include({status: 'ready', backend: 'linux-ns', policy_hash: DEFAULT_POLICY.hash})
+    expect(sandbox.sandbox_id).to.match(/^cr_[0-9A-Z]{26}$/)
+
+    expect(await test.client.run(sandbox.sandbox_id, {argv: ['cat', 'README'], env: {}})).to.deep.include({exit_code: 0, stdout: 'hello from the repo\n'})
+    await test.client.run(sandbox.sandbox_id, {argv: ['sh', '-c', 'echo kept > /workspace/new && echo home > ~/h'], env: {}})
+    const second = await test.client.run(sandbox.sandbox_id, {argv: ['sh', '-c', 'cat /workspace/new ~/h'], env: {}})
+    expect(second.stdout).to.equal('kept\nhome\n')
+
+    const stateDir = join(test.stateDir, 'sandboxes', sandbox.sandbox_id)
+    await access(stateDir)
+    const removed = await test.client.removeSandbox(sandbox.sandbox_id)
+    expect(removed.status).to.equal('stopped')
+    expect(await access(stateDir).then(() => 'exists', () => 'gone')).to.equal('gone')
+    expect((await test.client.listSandboxes(false)).map((s) => s.sandbox_id)).not.to.include(sandbox.sandbox_id)
+    expect((await test.client.listSandboxes(true)).find((s) => s.sandbox_id === sandbox.sandbox_id)?.status).to.equal('stopped')
+  })
+
+  it('streams stdout and stderr apart with binary bytes, forwards stdin, and returns the exit code', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const terminal = captureTerminal(Buffer.from('piped input'))
+    const outcome = await runInSandbox(
+      test.client,
+      sandbox.sandbox_id,
+      {argv: ['sh', '-c', "printf '\\000\\377\\001'; cat >&2; exit 7"], env: {}, tty: false},
+      terminal,
+    )
+    expect(outcome).to.deep.equal({exitCode: 7, detached: false})
+    expect(terminal.output()).to.deep.equal(Buffer.from([0, 255, 1]))
+    expect(terminal.errors().toString()).to.equal('piped input')
+  })
+
+  it('runs two executions in one sandbox at the same time', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const [a, b] = await Promise.all([
+      test.client.run(sandbox.sandbox_id, {argv: ['sh', '-c', 'sleep 0.3; echo a'], env: {}}),
+      test.client.run(sandbox.sandbox_id, {argv: ['sh', '-c', 'sleep 0.3; echo b'], env: {}}),
+    ])
+    expect([a.stdout, b.stdout]).to.deep.equal(['a\n', 'b\n'])
+  })
+
+  it('re-adopts live sandboxes after a restart and marks dead ones failed', async () => {
+    const live = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const doomed = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    await test.client.run(live.sandbox_id, {argv: ['sh', '-c', 'echo before > /tmp/mark'], env: {}})
+    const doomedInit = (test.daemon.manager.get(doomed.sandbox_id).runtime as {init_pid: number}).init_pid
+
+    await test.daemon.close()
+    process.kill(doomedInit, 'SIGKILL')
+    test = await startTestDaemon(dir)
+
+    expect((await test.client.inspectSandbox(live.sandbox_id)).status).to.equal('ready')
+    expect((await test.client.run(live.sandbox_id, {argv: ['cat', '/tmp/mark'], env: {}})).stdout).to.equal('before\n')
+    const failed = await test.client.inspectSandbox(doomed.sandbox_id)
+    expect(failed.status).to.equal('failed')
+    expect(failed.failure).to.match(/init process is gone/)
+    const error = await test.client.run(doomed.sandbox_id, {argv: ['true'], env: {}}).catch((error_: unknown) => error_)
+    expect((error as CleanroomError).code).to.equal('sandbox_failed')
+    await test.client.removeSandbox(doomed.sandbox_id)
+  })
+
+  it('marks a sandbox whose init died failed instead of hanging', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    process.kill((test.daemon.manager.get(sandbox.sandbox_id).runtime as {init_pid: number}).init_pid, 'SIGKILL')
+    const error = await test.client.run(sandbox.sandbox_id, {argv: ['true'], env: {}}).catch((error_: unknown) => error_)
+    expect(error).to.be.instanceOf(CleanroomError)
+    expect((await test.client.inspectSandbox(sandbox.sandbox_id)).status).to.equal('failed')
+  })
+})

@@ -1,0 +1,73 @@
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {DaemonClient} from '../../src/client/client.js'
+import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
+import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+
+export interface TestDaemon {
+  daemon: RunningDaemon
+  client: DaemonClient
+  socketPath: string
+  stateDir: string
+  logs: string[]
+}
+
+/** A daemon in this process on a socket and state dir under `dir`. */
+export async function startTestDaemon(dir: string): Promise<TestDaemon> {
+  const socketPath = join(dir, 'd.sock')
+  const stateDir = join(dir, 'state')
+  const logs: string[] = []
+  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line)})
+  return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
+}
+
+/** Pids of every bwrap process on the machine. */
+export async function bwrapPids(): Promise<Set<number>> {
+  const {readdir} = await import('node:fs/promises')
+  const pids = new Set<number>()
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    if ((cmdline.split('\0')[0] ?? '').endsWith('bwrap')) pids.add(Number(entry))
+  }
+  return pids
+}
+
+/** bwrap processes started since `before` was taken and still alive (a test leaked a sandbox). */
+export async function bwrapSince(before: ReadonlySet<number>): Promise<number[]> {
+  // A killed sandbox's processes can take a moment to be reaped.
+  for (let attempt = 0; ; attempt++) {
+    const leftover = [...(await bwrapPids())].filter((pid) => !before.has(pid))
+    if (leftover.length === 0 || attempt === 40) return leftover
+    await sleep(50)
+  }
+}
+
+/** Mount lines (of any process we can read) mentioning `marker`. */
+export async function mountsMentioning(marker: string): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
+  return mountinfo.split('\n').filter((line) => line.includes(marker))
+}
+
+/** Stops a daemon started by the CLI (found through its socket) and waits for it to exit. */
+export async function stopCliDaemon(socketPath: string): Promise<void> {
+  const client = new DaemonClient(socketPath)
+  const pid = await client.ping().then(
+    (answer) => answer.pid,
+    () => undefined,
+  )
+  if (pid === undefined) return
+  for (const sandbox of await client.listSandboxes(false).catch(() => [])) await client.removeSandbox(sandbox.sandbox_id).catch(() => undefined)
+  process.kill(pid, 'SIGTERM')
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return
+    }
+    await sleep(25)
+  }
+  process.kill(pid, 'SIGKILL')
+}
