@@ -1,0 +1,210 @@
+/**
+ * `npm run bench`: measures cleanroom against its baselines on this machine,
+ * alternating the commands compared, and writes the results to
+ * bench/results/<date>-<commit>.json. See bench/README.md.
+ */
+import {execFileSync, spawn} from 'node:child_process'
+import {randomFillSync} from 'node:crypto'
+import {mkdir, mkdtemp, open, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {cpus, tmpdir, totalmem} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {fileURLToPath} from 'node:url'
+
+import {DaemonClient} from '../src/client/client.js'
+import {DEFAULT_POLICY} from '../src/policy/compile.js'
+import {command, compare, type Comparison, renderComparison} from './harness.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const RUN = join(ROOT, 'bin/run.js')
+const RUNS = Number(process.env.BENCH_RUNS ?? 30)
+
+interface Measurement {
+  title: string
+  values: Record<string, number>
+  goal?: {description: string; met: boolean}
+}
+
+async function main(): Promise<void> {
+  const home = await mkdtemp(join(tmpdir(), 'cleanroom-bench-'))
+  const env = {
+    ...process.env,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+    XDG_STATE_HOME: join(home, '.local/state'),
+    XDG_RUNTIME_DIR: join(home, 'run'),
+    CLEANROOM_DATA_DIR: join(home, '.local/share/cleanroom'),
+  }
+  const socketPath = join(home, 'run/cleanroom/cleanroom.sock')
+  const repo = join(home, 'repo')
+  await mkdir(repo, {recursive: true})
+  execFileSync('git', ['init', '-q', repo])
+  await writeFile(join(repo, 'README'), 'bench\n')
+
+  const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: ['ignore', 'ignore', 'inherit']})
+  const client = new DaemonClient(socketPath)
+  const comparisons: Comparison[] = []
+  const measurements: Measurement[] = []
+  try {
+    await waitForDaemon(client)
+    const cli = (...args: string[]) => command([process.execPath, RUN, ...args], env)
+    const inRepo = (...args: string[]) => command([process.execPath, RUN, ...args, '-c', repo], env)
+    const bwrapTrue = command(['bwrap', '--unshare-all', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--proc', '/proc', '--dev', '/dev', '/bin/true'])
+    const nodeNoop = command([process.execPath, '-e', '0'])
+
+    const report = (comparison: Comparison) => {
+      comparisons.push(comparison)
+      console.log(renderComparison(comparison))
+    }
+
+    report(await compare('CLI cold start', [{name: 'node -e 0', run: nodeNoop}, {name: 'cleanroom --version', run: cli('--version')}], {runs: RUNS, goal: {variant: 'cleanroom --version', maxRatio: 1.5}}))
+
+    report(
+      await compare(
+        'time to interactive: a new sandbox runs `true` (daemon warm)',
+        [
+          {name: 'node -e 0', run: nodeNoop},
+          {name: 'cleanroom exec -- true', run: inRepo('exec', '--', 'true')},
+          {name: 'bwrap /bin/true', run: bwrapTrue},
+        ],
+        {runs: RUNS, goal: {variant: 'cleanroom exec -- true', maxRatio: 2}},
+      ),
+    )
+
+    const kept = await client.createSandbox({policy: DEFAULT_POLICY, workspace_source: repo})
+    report(
+      await compare('exec into an existing sandbox', [{name: 'node -e 0', run: nodeNoop}, {name: 'cleanroom exec --sandbox-id ID -- true', run: cli('exec', '--sandbox-id', kept.sandbox_id, '--', 'true')}], {
+        runs: RUNS,
+        goal: {variant: 'cleanroom exec --sandbox-id ID -- true', maxRatio: 1.5},
+      }),
+    )
+
+    const created: string[] = []
+    report(
+      await compare(
+        'daemon side: create a sandbox (API call until ready)',
+        [
+          {name: 'bwrap /bin/true', run: bwrapTrue},
+          {name: 'POST /v1/sandboxes', run: async () => void created.push((await client.createSandbox({policy: DEFAULT_POLICY, workspace_source: repo})).sandbox_id)},
+        ],
+        {runs: RUNS, goal: {variant: 'POST /v1/sandboxes', maxRatio: 3}},
+      ),
+    )
+    for (const id of created.splice(0)) await client.removeSandbox(id)
+
+    const initPid = await initPidOf(home, kept.sandbox_id)
+    report(
+      await compare(
+        'daemon side: exec `true` in an existing sandbox (API call until exit)',
+        [
+          {name: 'nsenter -t INIT -a /bin/true', run: command(['nsenter', '-t', String(initPid), '-a', '/bin/true'])},
+          {name: 'POST /v1/sandboxes/ID/run', run: async () => void (await client.run(kept.sandbox_id, {argv: ['true'], env: {}}))},
+        ],
+        {runs: RUNS, goal: {variant: 'POST /v1/sandboxes/ID/run', maxRatio: 2}},
+      ),
+    )
+    await client.removeSandbox(kept.sandbox_id)
+
+    // Density and scaling: RSS with N idle sandboxes, and TTI with N already running.
+    const idle: string[] = []
+    const density: Record<string, number> = {}
+    const scaling: Record<string, number> = {}
+    for (const target of [0, 1, 10, 50]) {
+      while (idle.length < target) idle.push((await client.createSandbox({policy: DEFAULT_POLICY, workspace_source: repo})).sandbox_id)
+      await sleep(200)
+      const memory = await memoryOf(daemon.pid!)
+      density[`daemon_rss_mib_at_${target}`] = memory.daemon / 1024
+      if (target > 0) density[`per_sandbox_rss_mib_at_${target}`] = memory.children / target / 1024
+      if (target === 0 || target === 10 || target === 50) {
+        const tti = await compare(`TTI with ${target} sandboxes running`, [{name: 'cleanroom exec -- true', run: inRepo('exec', '--', 'true')}], {runs: Math.max(10, Math.floor(RUNS / 2))})
+        scaling[`tti_ms_with_${target}_running`] = tti.results[0]!.stats.median
+      }
+    }
+    const perSandbox = density.per_sandbox_rss_mib_at_50!
+    measurements.push({title: 'density (RSS)', values: density, goal: {description: `<= 5 MiB per idle sandbox at 50 (measured ${perSandbox.toFixed(2)} MiB)`, met: perSandbox <= 5}})
+    const flat = scaling.tti_ms_with_50_running! / scaling.tti_ms_with_0_running!
+    measurements.push({title: 'scaling', values: {...scaling, ratio_50_to_0: flat}, goal: {description: `TTI with 50 running <= 1.2x TTI with 0 (measured ${flat.toFixed(2)}x)`, met: flat <= 1.2}})
+    for (const id of idle) await client.removeSandbox(id)
+
+    // A 1 GiB repository must not make sandbox creation slower.
+    const bigRepo = join(home, 'big-repo')
+    await makeBigRepo(bigRepo, 1024)
+    const bigRepoComparison = await compare(
+      'TTI: empty repository vs 1 GiB repository',
+      [
+        {name: 'exec -- true (small repo)', run: inRepo('exec', '--', 'true')},
+        {name: 'exec -- true (1 GiB repo)', run: command([process.execPath, RUN, 'exec', '-c', bigRepo, '--', 'true'], env)},
+      ],
+      {runs: RUNS, goal: {variant: 'exec -- true (1 GiB repo)', maxRatio: 1.2}},
+    )
+    report(bigRepoComparison)
+
+    for (const measurement of measurements) {
+      console.log(`## ${measurement.title}`)
+      for (const [key, value] of Object.entries(measurement.values)) console.log(`  ${key.padEnd(28)} ${value.toFixed(2)}`)
+      if (measurement.goal) console.log(`  goal: ${measurement.goal.description}: ${measurement.goal.met ? 'MET' : 'MISSED'}`)
+    }
+  } finally {
+    daemon.kill('SIGTERM')
+    await new Promise((resolve) => daemon.once('exit', resolve))
+    await rm(home, {recursive: true, force: true})
+  }
+
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {cwd: ROOT}).toString().trim()
+  const date = new Date().toISOString().slice(0, 10)
+  const machine = {cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: execFileSync('uname', ['-r']).toString().trim()}
+  const file = join(ROOT, 'bench/results', `${date}-${commit}.json`)
+  await writeFile(file, `${JSON.stringify({date, commit, machine, runs: RUNS, comparisons, measurements}, null, 2)}\n`)
+  console.log(`\nresults: ${file}`)
+}
+
+async function waitForDaemon(client: DaemonClient): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await client.ping().then(() => true, () => false)) return
+    await sleep(25)
+  }
+  throw new Error('the daemon did not start')
+}
+
+async function initPidOf(home: string, id: string): Promise<number> {
+  const state = JSON.parse(await readFile(join(home, '.local/state/cleanroom/sandboxes', id, 'state.json'), 'utf8')) as {runtime: {init_pid: number}}
+  return state.runtime.init_pid
+}
+
+/** RSS (KiB) of the daemon process and of all its descendants together. */
+async function memoryOf(daemonPid: number): Promise<{daemon: number; children: number}> {
+  const parents = new Map<number, number>()
+  const rss = new Map<number, number>()
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
+    const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1]
+    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
+    if (ppid) parents.set(Number(entry), Number(ppid))
+    rss.set(Number(entry), kib ? Number(kib) : 0)
+  }
+  const isDescendant = (pid: number): boolean => {
+    for (let current = parents.get(pid); current !== undefined && current > 1; current = parents.get(current)) if (current === daemonPid) return true
+    return false
+  }
+  let children = 0
+  for (const pid of parents.keys()) if (isDescendant(pid)) children += rss.get(pid) ?? 0
+  return {daemon: rss.get(daemonPid) ?? 0, children}
+}
+
+/** A git repository holding `mib` MiB of real (random, uncompressible) data in 64 MiB files. */
+async function makeBigRepo(dir: string, mib: number): Promise<void> {
+  await mkdir(dir, {recursive: true})
+  execFileSync('git', ['init', '-q', dir])
+  const chunk = Buffer.alloc(1 << 20)
+  for (let file = 0; file < mib / 64; file++) {
+    const handle = await open(join(dir, `blob-${file}.bin`), 'w')
+    for (let i = 0; i < 64; i++) {
+      randomFillSync(chunk)
+      await handle.write(chunk)
+    }
+    await handle.close()
+  }
+}
+
+await main()
