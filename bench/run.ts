@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   execFileSync('git', ['init', '-q', repo])
   await writeFile(join(repo, 'README'), 'bench\n')
 
-  const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: ['ignore', 'ignore', 'inherit']})
+  const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: 'ignore'})
   const client = new DaemonClient(socketPath)
   const comparisons: Comparison[] = []
   const measurements: Measurement[] = []
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       await compare(
         'daemon side: exec `true` in an existing sandbox (API call until exit)',
         [
-          {name: 'nsenter -t INIT -a /bin/true', run: command(['nsenter', '-t', String(initPid), '-a', '/bin/true'])},
+          {name: 'nsenter -t INIT -m -u -i -n -p /bin/true', run: command(['nsenter', '-t', String(initPid), '-m', '-u', '-i', '-n', '-p', '/bin/true'])},
           {name: 'POST /v1/sandboxes/ID/run', run: async () => void (await client.run(kept.sandbox_id, {argv: ['true'], env: {}}))},
         ],
         {runs: RUNS, goal: {variant: 'POST /v1/sandboxes/ID/run', maxRatio: 2}},
@@ -145,6 +145,7 @@ async function main(): Promise<void> {
       if (measurement.goal) console.log(`  goal: ${measurement.goal.description}: ${measurement.goal.met ? 'MET' : 'MISSED'}`)
     }
   } finally {
+    for (const sandbox of await client.listSandboxes(false).catch(() => [])) await client.removeSandbox(sandbox.sandbox_id).catch(() => undefined)
     daemon.kill('SIGTERM')
     await new Promise((resolve) => daemon.once('exit', resolve))
     await rm(home, {recursive: true, force: true})
