@@ -1,0 +1,181 @@
+import {type FileHandle, mkdir, open} from 'node:fs/promises'
+import {dirname} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import type {EgressAction, EgressReason} from './decide.js'
+
+/** How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP request, or SOCKS5. */
+export type EgressProtocol = 'connect' | 'http' | 'socks5'
+
+/** One connection attempt through a sandbox's egress proxy: one line of its audit log. */
+export interface AuditEvent {
+  /** When the attempt started (ISO 8601, UTC). */
+  readonly time: string
+  readonly sandbox_id: string
+  /** The destination as the proxy understood it (normalised), or as sent when it was not valid. */
+  readonly host: string
+  readonly port: number
+  /** The address dialled, or the one refused; null when none was looked at. */
+  readonly resolved_ip: string | null
+  readonly action: EgressAction
+  readonly reason: EgressReason
+  /** The host pattern of the policy rule that decided, when one did. */
+  readonly rule?: string
+  /** Why an allowed connection failed or a refused address was refused (`ECONNREFUSED`, `loopback`). */
+  readonly error?: string
+  /** Bytes sent to the destination, including a forwarded request's rewritten head. */
+  readonly bytes_up: number
+  /** Bytes received from the destination. */
+  readonly bytes_down: number
+  readonly duration_ms: number
+  readonly protocol: EgressProtocol
+}
+
+/** Where the proxy records attempts. */
+export interface AuditSink {
+  record(event: AuditEvent): void
+}
+
+export interface AuditCounts {
+  readonly allowed: number
+  readonly denied: number
+}
+
+export class AuditLogError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'AuditLogError'
+  }
+}
+
+const FOLLOW_POLL_MS = 250
+const READ_CHUNK_BYTES = 1 << 20
+
+/**
+ * A sandbox's append-only JSON-lines audit log. Lines are written in the order
+ * recorded, each with one append; a failed write is reported by `flush` and
+ * `close` rather than by `record`, which the proxy calls mid-connection.
+ */
+export class AuditLog implements AuditSink {
+  private writes: Promise<void> = Promise.resolve()
+  private failure: unknown
+
+  private constructor(
+    readonly path: string,
+    private readonly file: FileHandle,
+  ) {}
+
+  static async open(path: string): Promise<AuditLog> {
+    await mkdir(dirname(path), {recursive: true, mode: 0o700})
+    return new AuditLog(path, await open(path, 'a', 0o600))
+  }
+
+  record(event: AuditEvent): void {
+    const line = `${JSON.stringify(event)}\n`
+    this.writes = this.writes
+      .then(() => this.file.appendFile(line))
+      .catch((error: unknown) => {
+        this.failure ??= error
+      })
+  }
+
+  /** Resolves when every recorded event is in the file; rejects with the first write error. */
+  async flush(): Promise<void> {
+    await this.writes
+    if (this.failure !== undefined) throw this.failure
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.flush()
+    } finally {
+      await this.file.close()
+    }
+  }
+}
+
+export interface ReadAuditOptions {
+  /** Keep reading as lines are appended, until `signal` aborts. */
+  readonly follow?: boolean
+  readonly signal?: AbortSignal
+}
+
+/**
+ * The events of an audit log, oldest first. A missing file has no events yet.
+ * A line counts once its newline is written, so a line being appended is
+ * never read half-written. Throws AuditLogError for a line that is not an event.
+ */
+export async function* readAudit(path: string, options: ReadAuditOptions = {}): AsyncGenerator<AuditEvent> {
+  const decoder = new TextDecoder()
+  let offset = 0
+  let partial = ''
+  let lineNumber = 0
+  while (!options.signal?.aborted) {
+    const chunk = await readFrom(path, offset)
+    if (chunk.length > 0) {
+      offset += chunk.length
+      const lines = (partial + decoder.decode(chunk, {stream: true})).split('\n')
+      partial = lines.pop() ?? ''
+      for (const line of lines) {
+        lineNumber++
+        if (line.trim() !== '') yield parseEvent(line, path, lineNumber)
+      }
+      continue
+    }
+    if (!options.follow) return
+    try {
+      await sleep(FOLLOW_POLL_MS, undefined, {signal: options.signal})
+    } catch (error) {
+      if (options.signal?.aborted) return
+      throw error
+    }
+  }
+}
+
+/** How many attempts the log records as allowed and as denied (for `sandbox inspect`). */
+export async function auditCounts(path: string): Promise<AuditCounts> {
+  let allowed = 0
+  let denied = 0
+  for await (const event of readAudit(path)) {
+    if (event.action === 'allow') allowed++
+    else denied++
+  }
+  return {allowed, denied}
+}
+
+async function readFrom(path: string, offset: number): Promise<Buffer> {
+  let file: FileHandle
+  try {
+    file = await open(path, 'r')
+  } catch (error) {
+    if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return Buffer.alloc(0)
+    throw error
+  }
+  try {
+    const buffer = Buffer.alloc(READ_CHUNK_BYTES)
+    const {bytesRead} = await file.read(buffer, 0, buffer.length, offset)
+    return buffer.subarray(0, bytesRead)
+  } finally {
+    await file.close()
+  }
+}
+
+function parseEvent(line: string, path: string, lineNumber: number): AuditEvent {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    throw new AuditLogError(`${path}:${lineNumber}: not a JSON line`)
+  }
+  if (!isAuditEvent(value)) throw new AuditLogError(`${path}:${lineNumber}: not an egress audit event`)
+  return value
+}
+
+function isAuditEvent(value: unknown): value is AuditEvent {
+  if (typeof value !== 'object' || value === null) return false
+  const event = value as Record<string, unknown>
+  const strings = ['time', 'sandbox_id', 'host', 'reason', 'protocol'].every((key) => typeof event[key] === 'string')
+  const numbers = ['port', 'bytes_up', 'bytes_down', 'duration_ms'].every((key) => typeof event[key] === 'number')
+  const address = event.resolved_ip === null || typeof event.resolved_ip === 'string'
+  return strings && numbers && address && (event.action === 'allow' || event.action === 'deny')
+}
