@@ -1,3 +1,4 @@
+import type {Server} from 'node:net'
 import type {Readable, Writable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
@@ -44,6 +45,11 @@ export interface SandboxBackend {
   /** True when the sandbox described by `runtime` is still alive (after a daemon restart). */
   isAlive(runtime: BackendRuntime): Promise<boolean>
   exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess>
+  /**
+   * A server listening on 127.0.0.1:`port` inside the sandbox's network namespace whose
+   * connections this process accepts: how the egress proxy is reachable from inside.
+   */
+  listenInside(runtime: BackendRuntime, port: number): Promise<Server>
   /** Unpacks a tar stream at `destination` inside the sandbox, as the sandbox user. */
   extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void>
   /** A tar stream of `path` inside the sandbox (a file or a directory). */

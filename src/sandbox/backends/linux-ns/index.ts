@@ -1,4 +1,5 @@
 import type {ChildProcess} from 'node:child_process'
+import type {Server} from 'node:net'
 import type {Readable} from 'node:stream'
 
 import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
@@ -8,6 +9,7 @@ import type {Capabilities, ExecRequest} from '../../types.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
+import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
 import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
 import {killSandbox, makeRemovable} from './terminate.js'
@@ -56,6 +58,10 @@ export class LinuxNsBackend implements SandboxBackend {
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
     return startExec((await this.tools()).nsinit, parseRuntime(runtime), request)
+  }
+
+  async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
+    return listenInside((await this.tools()).nsinit, parseRuntime(runtime), port)
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {

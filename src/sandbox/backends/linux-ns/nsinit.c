@@ -6,6 +6,7 @@
  *                 -- PROGRAM [ARGS...]
  *   nsinit exec   --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
  *                 [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
+ *   nsinit listen --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
  *
  * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
  * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c   (glibc >= 2.36 for the mount API)
@@ -82,7 +83,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -441,6 +445,39 @@ static unsigned long long start_time(long pid) {
     return strtoull(p + 1, NULL, 10);
 }
 
+/* A root daemon first becomes the sandbox's own host uid: nothing below runs as root. */
+static void become_host_user(long host_uid, long host_gid) {
+    if (getuid() != 0 || host_uid <= 0) return;
+    gid_t g = host_gid > 0 ? (gid_t)host_gid : (gid_t)host_uid;
+    if (setgroups(0, NULL) < 0) die("setgroups (host)");
+    if (setresgid(g, g, g) < 0) die("setresgid %u (host)", g);
+    if (setresuid(host_uid, host_uid, host_uid) < 0) die("setresuid %ld (host)", host_uid);
+}
+
+/* The outermost user namespace below ours on userfd's chain (bwrap's A, which owns the
+ * sandbox's other namespaces); *nested says whether userfd is a different one below it. */
+static int outer_userns(int userfd, int *nested) {
+    dev_t my_dev, dev, target_dev;
+    ino_t my_ino, ino, target_ino;
+    int self = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
+    if (self < 0) die("open /proc/self/ns/user");
+    ns_id(self, &my_dev, &my_ino);
+    close(self);
+    int outer = dup(userfd);
+    for (;;) {
+        int parent = ioctl(outer, NS_GET_PARENT);
+        if (parent < 0) die("NS_GET_PARENT (the sandbox's user namespace is not below ours)");
+        ns_id(parent, &dev, &ino);
+        if (dev == my_dev && ino == my_ino) { close(parent); break; }
+        close(outer);
+        outer = parent;
+    }
+    ns_id(outer, &dev, &ino);
+    ns_id(userfd, &target_dev, &target_ino);
+    *nested = !(dev == target_dev && ino == target_ino);
+    return outer;
+}
+
 /* The child was killed by sig: die of the same signal so the caller sees it (no core). */
 static int exit_like(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -479,12 +516,7 @@ static int exec_main(int argc, char **argv) {
     char **cmd = &argv[i];
 
     /* 0. root daemon: become the sandbox's host uid before touching anything */
-    if (getuid() == 0 && host_uid > 0) {
-        gid_t g = host_gid > 0 ? (gid_t)host_gid : (gid_t)host_uid;
-        if (setgroups(0, NULL) < 0) die("setgroups (host)");
-        if (setresgid(g, g, g) < 0) die("setresgid %u (host)", g);
-        if (setresuid(host_uid, host_uid, host_uid) < 0) die("setresuid %ld (host)", host_uid);
-    }
+    become_host_user(host_uid, host_gid);
 
     /* 1. open everything while we still see the host's /proc */
     static const struct { const char *name; int type; } nss[] = {
@@ -521,24 +553,8 @@ static int exec_main(int argc, char **argv) {
     close(pidfd);
 
     /* 2. the outermost user namespace below ours on the target's chain (A) */
-    dev_t my_dev, dev, target_dev;
-    ino_t my_ino, ino, target_ino;
-    int self = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
-    if (self < 0) die("open /proc/self/ns/user");
-    ns_id(self, &my_dev, &my_ino);
-    close(self);
-    int outer = dup(userfd);
-    for (;;) {
-        int parent = ioctl(outer, NS_GET_PARENT);
-        if (parent < 0) die("NS_GET_PARENT (the sandbox's user namespace is not below ours)");
-        ns_id(parent, &dev, &ino);
-        if (dev == my_dev && ino == my_ino) { close(parent); break; }
-        close(outer);
-        outer = parent;
-    }
-    ns_id(outer, &dev, &ino);
-    ns_id(userfd, &target_dev, &target_ino);
-    int nested = !(dev == target_dev && ino == target_ino);
+    int nested;
+    int outer = outer_userns(userfd, &nested);
 
     /* 3. join A (its owner, or host root, has every capability there), the rest, then B */
     if (setns(outer, CLONE_NEWUSER) < 0) die("setns user (outer)");
@@ -611,9 +627,97 @@ static int exec_main(int argc, char **argv) {
     return exit_like(status);
 }
 
+/* ------------------------------------------------------------------ listen */
+
+/*
+ * nsinit listen --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
+ *
+ * Creates a TCP socket listening on 127.0.0.1:P inside the sandbox's network namespace
+ * and hands it to the parent over Node's IPC channel (NODE_CHANNEL_FD): one JSON line
+ * {"cmd":"NODE_HANDLE","type":"net.Server",...} carrying the socket as SCM_RIGHTS, which
+ * Node turns into a listening net.Server in the daemon.  The daemon then accepts the
+ * sandbox's connections itself: no process of cleanroom runs inside the sandbox.
+ */
+static int listen_main(int argc, char **argv) {
+    long pid = -1, started = -1, host_uid = -1, host_gid = -1, port = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) fail("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--pid")) pid = parse_number(a, v);
+        else if (!strcmp(a, "--start-time")) started = parse_number(a, v);
+        else if (!strcmp(a, "--host-uid")) host_uid = parse_number(a, v);
+        else if (!strcmp(a, "--host-gid")) host_gid = parse_number(a, v);
+        else if (!strcmp(a, "--port")) port = parse_number(a, v);
+        else fail("unknown option %s", a);
+    }
+    if (pid <= 0 || port <= 0 || port > 65535) fail("usage: nsinit listen --pid N --port P [options]");
+    const char *channel = getenv("NODE_CHANNEL_FD");
+    if (!channel) fail("listen hands its socket to a Node parent: spawn it with an 'ipc' stdio channel");
+    int ipc = (int)parse_number("NODE_CHANNEL_FD", channel);
+
+    become_host_user(host_uid, host_gid);
+    char path[128];
+    int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (pidfd < 0) die("pidfd_open %ld", pid);
+    if (started >= 0 && start_time(pid) != (unsigned long long)started) {
+        errno = ESRCH;
+        die("pid %ld is not the sandbox's init (start time differs)", pid);
+    }
+    snprintf(path, sizeof path, "/proc/%ld/ns/user", pid);
+    int userfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (userfd < 0) die("open %s", path);
+    snprintf(path, sizeof path, "/proc/%ld/ns/net", pid);
+    int netfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (netfd < 0) die("open %s", path);
+    struct pollfd exited = {pidfd, POLLIN, 0};
+    if (poll(&exited, 1, 0) != 0) { errno = ESRCH; die("pid %ld exited", pid); }
+    close(pidfd);
+
+    int nested;
+    int outer = outer_userns(userfd, &nested);
+    if (setns(outer, CLONE_NEWUSER) < 0) die("setns user (outer)");
+    if (setns(netfd, CLONE_NEWNET) < 0) die("setns net");
+
+    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) die("socket");
+    int on = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(sock, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind 127.0.0.1:%ld in the sandbox", port);
+    if (listen(sock, 512) < 0) die("listen");
+
+    char message[160];
+    int length = snprintf(message, sizeof message, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Server\",\"msg\":{\"port\":%ld}}\n", port);
+    struct iovec iov = {message, (size_t)length};
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &sock, sizeof(int));
+    if (sendmsg(ipc, &msg, MSG_NOSIGNAL) != length) die("send the socket to the daemon");
+
+    /* Node acknowledges the handle; until then the socket is ours to keep open. */
+    char ack[256];
+    struct pollfd reply = {ipc, POLLIN, 0};
+    if (poll(&reply, 1, 10000) <= 0 || read(ipc, ack, sizeof ack) <= 0) {
+        errno = ETIMEDOUT;
+        die("wait for the daemon to take the socket");
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "create")) return create_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_main(argc - 1, argv + 1);
-    fputs("usage: nsinit create ... | nsinit exec ...  (see the comment at the top of nsinit.c)\n", stderr);
+    if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_main(argc - 1, argv + 1);
+    fputs("usage: nsinit create ... | nsinit exec ... | nsinit listen ...  (see the comment at the top of nsinit.c)\n", stderr);
     return SETUP_FAILED;
 }

@@ -87,3 +87,10 @@ export function execArgv(target: ExecTarget, cwd: string, command: string[]): st
   argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
   return [...argv, '--', ...command]
 }
+
+/** `nsinit listen …`: a socket listening on 127.0.0.1:port in the sandbox's network namespace, sent to the parent over Node IPC. */
+export function listenArgv(target: ExecTarget, port: number): string[] {
+  const argv = ['listen', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--port', String(port)]
+  if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
+  return argv
+}
