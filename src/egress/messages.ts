@@ -29,8 +29,18 @@ const CLASS_PHRASES: Record<ForbiddenClass, string> = {
   unspecified: 'the unspecified address',
 }
 
+/**
+ * The reason a sandboxed program is told. A port the policy does not list for a
+ * host is, to the program, a destination the policy does not allow: one stable
+ * code and message for "add it to the allow list". The audit log keeps the detail.
+ */
+export function shownReason(reason: RefusalReason): RefusalReason {
+  return reason === 'port_not_allowed' ? 'host_not_allowed' : reason
+}
+
 /** The body of an HTTP refusal: one line that starts with the reason code and says what to change. */
-export function refusalMessage(detail: RefusalDetail): string {
+export function refusalMessage(shown: RefusalDetail): string {
+  const detail = {...shown, reason: shownReason(shown.reason)}
   const target = formatTarget(detail.host, detail.port)
   const {address = '', addressClass = 'reserved', port, rule = '', why = ''} = detail
   const ipRuleHint = `to reach it anyway, allow ${address} on port ${port} with an IP rule in ${ALLOW_HINT}`

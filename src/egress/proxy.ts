@@ -7,7 +7,7 @@ import type {AuditEvent, AuditSink, EgressProtocol} from './audit.js'
 import {decide, type EgressDecision, parseDestination} from './decide.js'
 import {ClientGone, HeadReader, ProtocolError} from './head-reader.js'
 import {type Authority, checkHostHeader, forwardedHead, HEAD_END, parseAbsoluteTarget, parseAuthority, parseRequestHead} from './http-head.js'
-import {errorCode, type RefusalDetail, type RefusalReason, refusalMessage, refusalStatus} from './messages.js'
+import {errorCode, type RefusalDetail, type RefusalReason, refusalMessage, refusalStatus, shownReason} from './messages.js'
 import {readSocksRequest, SOCKS_VERSION, SocksReply, socksReply} from './socks5.js'
 
 /** Opens a TCP connection to an IP address (never a name: the proxy has already resolved and checked it). */
@@ -335,7 +335,7 @@ function httpRefusal(detail: RefusalDetail): string {
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
     'Content-Type: text/plain; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
-    `X-Cleanroom-Reason: ${detail.reason}`,
+    `X-Cleanroom-Reason: ${shownReason(detail.reason)}`,
     'Connection: close',
   ]
   return `${head.join('\r\n')}${HEAD_END}${body}`

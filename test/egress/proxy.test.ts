@@ -171,7 +171,9 @@ describe('egress proxy', () => {
     it('refuses an allowed host on a port its rule does not list', async () => {
       const port = await startProxy({allow: [{host: 'allowed.test', ports: [443]}, {host: '127.0.0.1', ports: [target.port]}]}, {names: {'allowed.test': ['127.0.0.1']}})
       const response = await refusedConnect(port, `allowed.test:${target.port}`)
-      expect([response.status, response.headers.get('x-cleanroom-reason')]).to.deep.equal([403, 'port_not_allowed'])
+      // The program is told the destination is not allowed; the audit log keeps which part of it.
+      expect([response.status, response.headers.get('x-cleanroom-reason')]).to.deep.equal([403, 'host_not_allowed'])
+      expect(response.body).to.equal(`host_not_allowed: allowed.test:${target.port} is not allowed by the sandbox policy (add it to sandbox.network.allow in cleanroom.yaml)`)
       expectNothingReachedTarget()
     })
 
