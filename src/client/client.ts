@@ -2,11 +2,12 @@ import {request as httpRequest, type IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import type {Readable} from 'node:stream'
 
+import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
 
-export type PublicSandbox = Omit<SandboxRecord, 'runtime'>
+export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
 
 export interface BackendInfo {
   name: string
@@ -35,12 +36,24 @@ export class DaemonClient {
     return this.json('GET', '/v1/backends')
   }
 
-  createSandbox(body: {backend?: string; policy: CompiledPolicy; workspace_source: string | null}): Promise<PublicSandbox> {
+  createSandbox(body: {backend?: string; policy: CompiledPolicy; workspace_source: string | null; allow_all?: boolean}): Promise<PublicSandbox> {
     return this.json('POST', '/v1/sandboxes', body)
   }
 
   listSandboxes(all: boolean): Promise<PublicSandbox[]> {
     return this.json('GET', `/v1/sandboxes${all ? '?all=true' : ''}`)
+  }
+
+  /** The sandbox's egress audit events as they are written (JSON lines); `follow` keeps the stream open. */
+  async *egressEvents(id: string, follow: boolean): AsyncGenerator<AuditEvent> {
+    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/egress${follow ? '?follow=true' : ''}`)
+    if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
+    let partial = ''
+    for await (const chunk of response) {
+      const lines = (partial + (chunk as Buffer).toString('utf8')).split('\n')
+      partial = lines.pop() ?? ''
+      for (const line of lines) if (line.trim() !== '') yield JSON.parse(line) as AuditEvent
+    }
   }
 
   inspectSandbox(id: string): Promise<PublicSandbox> {

@@ -33,3 +33,7 @@ export const backendFlag = Flags.string({
   summary: 'Backend for a new sandbox (default: default_backend of the runtime config)',
   options: [...BACKENDS],
 })
+
+export const allowAllFlag = Flags.boolean({
+  summary: 'Let a new sandbox reach any host (still logged; deny rules, host addresses and cloud metadata stay blocked)',
+})

@@ -9,9 +9,14 @@ export interface CreateFromRepoOptions {
   /** Where to look for the repository and its policy. */
   dir: string
   backend: BackendName
-  /** Receives the one-line notice when the repository has no policy file. */
+  /** `--dangerously-allow-all`: every destination the deny rules and address checks let through. */
+  allowAll?: boolean
+  /** Receives the one-line notices: no policy file, allow-all in force. */
   notice: (message: string) => void
 }
+
+export const ALLOW_ALL_WARNING =
+  'warning: --dangerously-allow-all: this sandbox may connect to any host on the internet (deny rules, the host\'s own addresses and cloud metadata stay blocked; every connection is still logged)'
 
 /**
  * A new sandbox for the repository around `dir`: its policy (or the default),
@@ -22,5 +27,6 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
   const {source, policy} = await loadPolicy(dir)
   if (source === null) options.notice(noPolicyNotice(dir))
   const workspace = (await findGitRoot(dir)) ?? dir
-  return client.createSandbox({backend: options.backend, policy, workspace_source: workspace})
+  if (options.allowAll) options.notice(ALLOW_ALL_WARNING)
+  return client.createSandbox({backend: options.backend, policy, workspace_source: workspace, allow_all: options.allowAll === true})
 }

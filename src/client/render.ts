@@ -1,3 +1,4 @@
+import type {AuditEvent} from '../egress/audit.js'
 import type {PublicSandbox} from './client.js'
 
 /** `sandbox ls`: one aligned row per sandbox. */
@@ -18,6 +19,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['backend', sandbox.backend],
     ['policy', sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
+    ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
     ['workspace', sandbox.workspace_source ?? '(empty)'],
     ['created', sandbox.created_at],
     ['updated', sandbox.updated_at],
@@ -26,6 +28,14 @@ export function renderSandbox(sandbox: PublicSandbox): string {
 }
 
 function describeNetwork(sandbox: PublicSandbox): string {
+  if (sandbox.allow_all) return 'ALLOW ALL (--dangerously-allow-all); deny rules and host/metadata addresses still refused'
   const allowed = sandbox.policy.allow.map((rule) => `${rule.host}:${rule.ports.join(',')}`)
   return allowed.length === 0 ? 'none (deny all)' : `deny by default; allow ${allowed.join(' ')}`
+}
+
+/** One line of `sandbox logs --egress`. */
+export function renderAuditEvent(event: AuditEvent): string {
+  const where = `${event.host}:${event.port}${event.resolved_ip && event.resolved_ip !== event.host ? ` (${event.resolved_ip})` : ''}`
+  const traffic = event.action === 'allow' ? `  up ${event.bytes_up} B, down ${event.bytes_down} B, ${event.duration_ms} ms` : ''
+  return `${event.time}  ${event.action.toUpperCase().padEnd(5)}  ${where}  ${event.reason}${traffic}`
 }

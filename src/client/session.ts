@@ -8,6 +8,7 @@ import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
 export interface SessionOptions {
   sandboxId?: string
   keep: boolean
+  allowAll: boolean
   dir?: string
   backend: BackendName
   argv: string[]
@@ -25,6 +26,9 @@ export async function runSession(client: DaemonClient, options: SessionOptions):
   if (options.sandboxId !== undefined && options.keep) {
     throw new CleanroomError('usage', '--keep cannot be used with --sandbox-id (an existing sandbox is never removed)')
   }
+  if (options.sandboxId !== undefined && options.allowAll) {
+    throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')
+  }
   if (options.sandboxId !== undefined && options.dir !== undefined) {
     throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')
   }
@@ -35,6 +39,7 @@ export async function runSession(client: DaemonClient, options: SessionOptions):
       await createSandboxForRepo(client, {
         dir: options.dir ?? process.cwd(),
         backend: options.backend,
+        allowAll: options.allowAll,
         notice: (message) => terminal.stderr.write(`cleanroom: ${message}\n`),
       })
     ).sandbox_id

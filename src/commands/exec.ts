@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {splitPassthrough} from '../agents/script.js'
-import {backendFlag, DaemonCommand} from '../client/command.js'
+import {allowAllFlag, backendFlag, DaemonCommand} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
 import {runSession} from '../client/session.js'
 import {CleanroomError} from '../errors/index.js'
@@ -24,6 +24,7 @@ export default class Exec extends DaemonCommand {
     env: Flags.string({char: 'e', summary: 'Set KEY=VALUE, or pass KEY from this environment', helpValue: 'KEY[=VAL]', multiple: true}),
     tty: Flags.boolean({char: 't', summary: 'Give the command a terminal'}),
     backend: backendFlag,
+    'dangerously-allow-all': allowAllFlag,
   }
 
   async run(): Promise<void> {
@@ -36,6 +37,7 @@ export default class Exec extends DaemonCommand {
     const outcome = await runSession(client, {
       sandboxId: flags['sandbox-id'],
       keep: flags.keep,
+      allowAll: flags['dangerously-allow-all'],
       dir: flags.chdir,
       backend: await this.backendFor(flags.backend),
       argv: command,

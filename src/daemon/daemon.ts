@@ -5,6 +5,7 @@ import type {Server} from 'node:http'
 
 import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
+import type {Resolver} from '../egress/addresses.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {type Logger, SandboxManager} from './manager.js'
@@ -17,6 +18,8 @@ export interface DaemonOptions {
   config: RuntimeConfig
   version: string
   log: Logger
+  /** Name resolution for the egress proxies; tests map names to local addresses. */
+  resolver?: Resolver
 }
 
 export interface RunningDaemon {
@@ -29,7 +32,7 @@ export interface RunningDaemon {
 /** Starts `cleanroom serve`: adopts the sandboxes on disk, then listens on the unix socket (mode 0600). */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
-  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log)
+  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {resolver: options.resolver})
   await manager.adopt()
 
   const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version})
@@ -46,6 +49,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       })
       await rm(options.socketPath, {force: true})
       if (shutdownSandboxes) await manager.removeAll()
+      await manager.closeEgress()
     },
   }
 }

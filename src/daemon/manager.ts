@@ -6,12 +6,15 @@ import type {CompiledPolicy} from '../policy/schema.js'
 import type {SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import type {CapabilityName, ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
+import type {Resolver} from '../egress/addresses.js'
+import {auditPath, caEnv, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
 
 export interface CreateSandboxRequest {
   backend: BackendName
   policy: CompiledPolicy
   workspaceSource: string | null
+  allowAll: boolean
 }
 
 export interface PendingExec {
@@ -30,11 +33,13 @@ export type Logger = (message: string) => void
 export class SandboxManager {
   private readonly sandboxes = new Map<string, SandboxRecord>()
   private readonly pendingExecs = new Map<string, PendingExec>()
+  private readonly egress = new Map<string, SandboxEgress>()
 
   constructor(
     private readonly store: StateStore,
     private readonly backends: ReadonlyMap<BackendName, SandboxBackend>,
     private readonly log: Logger,
+    private readonly options: {resolver?: Resolver} = {},
   ) {}
 
   /** Loads every record and checks each live one: still running → ready, gone → failed. */
@@ -47,7 +52,12 @@ export class SandboxManager {
       const backend = this.backends.get(record.backend)
       const alive = backend !== undefined && record.runtime !== undefined && (await backend.isAlive(record.runtime))
       if (alive && record.status === 'ready') {
-        this.log(`sandbox ${record.sandbox_id}: re-adopted`)
+        try {
+          await this.startEgress(record)
+          this.log(`sandbox ${record.sandbox_id}: re-adopted`)
+        } catch (error) {
+          await this.markFailed(record, `its egress proxy could not listen again: ${messageOf(error)}`)
+        }
       } else {
         await this.markFailed(record, alive ? `interrupted while ${record.status}` : 'its init process is gone (the sandbox died while the daemon was down)')
       }
@@ -64,6 +74,7 @@ export class SandboxManager {
       backend: backend.name,
       policy_hash: request.policy.hash,
       policy: request.policy,
+      allow_all: request.allowAll,
       workspace_source: request.workspaceSource,
       created_at: now,
       updated_at: now,
@@ -77,8 +88,10 @@ export class SandboxManager {
         workspaceSource: request.workspaceSource,
         stateDir: this.store.sandboxDir(record.sandbox_id),
       })
+      await this.startEgress(record)
     } catch (error) {
       // A sandbox that never came up leaves nothing behind.
+      if (record.runtime) await backend.terminate(record.runtime).catch(() => undefined)
       this.sandboxes.delete(record.sandbox_id)
       await this.store.remove(record.sandbox_id)
       if (error instanceof CleanroomError) throw error
@@ -110,6 +123,8 @@ export class SandboxManager {
     const record = this.get(id)
     if (record.status === 'stopped') return record
     await this.setStatus(record, 'stopping')
+    await this.egress.get(id)?.close()
+    this.egress.delete(id)
     const backend = this.backends.get(record.backend)
     if (backend && record.runtime) await backend.terminate(record.runtime)
     await this.store.remove(id)
@@ -148,8 +163,10 @@ export class SandboxManager {
     const record = this.get(sandboxId)
     requireReady(record)
     const {backend, runtime} = this.reach(record)
+    // The request's own variables win; the proxy settings are only defaults.
+    const env = {...proxyEnv(), ...caEnv(), ...request.env}
     try {
-      return await backend.exec(runtime, request)
+      return await backend.exec(runtime, {...request, env})
     } catch (error) {
       await this.failIfDead(record)
       throw error
@@ -174,6 +191,22 @@ export class SandboxManager {
       await this.failIfDead(record)
       throw error
     })
+  }
+
+  /** Where the sandbox's egress audit log is. */
+  auditLog(sandboxId: string): string {
+    return auditPath(this.store.sandboxDir(this.get(sandboxId).sandbox_id))
+  }
+
+  /** Stops every egress proxy (daemon shutdown): the sandboxes' connections out are refused until a daemon adopts them again. */
+  async closeEgress(): Promise<void> {
+    for (const egress of this.egress.values()) await egress.close()
+    this.egress.clear()
+  }
+
+  private async startEgress(record: SandboxRecord): Promise<void> {
+    const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.options.resolver)
+    this.egress.set(record.sandbox_id, egress)
   }
 
   private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: Record<string, unknown>} {

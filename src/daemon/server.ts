@@ -4,6 +4,7 @@ import {pipeline} from 'node:stream/promises'
 
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
+import {auditCounts, readAudit} from '../egress/audit.js'
 import {recompilePolicy} from '../policy/compile.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
@@ -34,7 +35,12 @@ export function createApiServer(context: DaemonContext): Server {
     ['GET', /^\/v1\/sandboxes$/, async (_req, res, _params, url) => {
       sendJson(res, 200, context.manager.list(url.searchParams.get('all') === 'true').map(publicRecord))
     }],
-    ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, publicRecord(context.manager.get(id!)))],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => {
+      const record = context.manager.get(id!)
+      const egress = record.status === 'stopped' ? undefined : await auditCounts(context.manager.auditLog(id!))
+      sendJson(res, 200, {...publicRecord(record), ...(egress ? {egress} : {})})
+    }],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/egress$/, async (req, res, [id], url) => streamAudit(context, req, res, id!, url.searchParams.get('follow') === 'true')],
     ['DELETE', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, publicRecord(await context.manager.remove(id!)))],
     ['POST', /^\/v1\/sandboxes\/([^/]+)\/execs$/, async (req, res, [id]) => {
       const pending = context.manager.createExec(id!, parseExecRequest(await readJson(req)))
@@ -116,7 +122,8 @@ async function createSandbox(context: DaemonContext, body: Record<string, unknow
   if (workspace !== undefined && workspace !== null && (typeof workspace !== 'string' || !workspace.startsWith('/'))) {
     throw badRequest('workspace_source must be an absolute host path or null')
   }
-  return context.manager.create({backend, policy, workspaceSource: (workspace as string | null | undefined) ?? null})
+  if (body.allow_all !== undefined && typeof body.allow_all !== 'boolean') throw badRequest('allow_all must be true or false')
+  return context.manager.create({backend, policy, workspaceSource: (workspace as string | null | undefined) ?? null, allowAll: body.allow_all === true})
 }
 
 /** The curl-friendly way to run a command: waits for it and returns its output as text. */
@@ -141,6 +148,18 @@ async function runToCompletion(context: DaemonContext, id: string, body: Record<
   const status = await process.exited
   const [stdout, stderr] = await outputs
   return {...status, stdout, stderr}
+}
+
+/** The audit log as JSON lines; with `follow`, new lines as they are written until the client leaves. */
+async function streamAudit(context: DaemonContext, req: IncomingMessage, res: ServerResponse, id: string, follow: boolean): Promise<void> {
+  const path = context.manager.auditLog(id)
+  const stop = new AbortController()
+  req.socket.once('close', () => stop.abort())
+  res.writeHead(200, {'content-type': 'application/x-ndjson'})
+  for await (const event of readAudit(path, {follow, signal: stop.signal})) {
+    if (!res.write(`${JSON.stringify(event)}\n`)) await new Promise((resolve) => res.once('drain', resolve))
+  }
+  res.end()
 }
 
 async function describeBackends(context: DaemonContext): Promise<Record<string, unknown>[]> {

@@ -11,6 +11,8 @@ export interface Capabilities {
   'sandbox.persistent': boolean
   'exec.tty': boolean
   'files.copy': boolean
+  /** No resolver inside; names are resolved by the egress proxy only. */
+  'dns_control_or_equivalent': boolean
 }
 
 export type CapabilityName = keyof Capabilities
@@ -22,6 +24,8 @@ export interface SandboxRecord {
   backend: BackendName
   policy_hash: string
   policy: CompiledPolicy
+  /** `--dangerously-allow-all`: the proxy allows every destination its deny rules and address checks let through. */
+  allow_all: boolean
   /** The host directory shown at /workspace, or null for an empty workspace. */
   workspace_source: string | null
   created_at: string

@@ -48,10 +48,11 @@ describe('cleanroom doctor', () => {
     expect(backend?.fix).to.contain('apt-get install -y bubblewrap')
   })
 
-  it('fails when the policy needs egress the backend cannot enforce yet', async () => {
+  it('accepts a policy with allow rules, which linux-ns enforces through its egress proxy', async () => {
     const {exitCode, report} = await doctor(undefined, 'version: 1\nsandbox:\n  network:\n    allow: ["api.github.com:443"]\n')
-    expect(exitCode).to.equal(1)
-    expect(report.checks.find((check) => check.name === 'policy vs backend')?.status).to.equal('fail')
+    expect(exitCode).to.equal(0)
+    expect(report.capabilities['linux-ns']?.['network.allowlist_egress']).to.equal(true)
+    expect(report.checks.map((check) => check.name)).not.to.include('policy vs backend')
   })
 
   it('reports an invalid policy with its line', async () => {

@@ -64,8 +64,8 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect(await test.client.ping()).to.have.property('pid', process.pid)
   })
 
-  it('refuses a policy allowing egress the backend cannot enforce yet', async () => {
-    const policy = {...DEFAULT_POLICY, allow: [{host: 'api.example.com', ports: [443]}]}
+  it('refuses a policy that names an image the backend cannot run', async () => {
+    const policy = {...DEFAULT_POLICY, image_ref: `ghcr.io/acme/base@sha256:${'a'.repeat(64)}`, image_digest: `sha256:${'a'.repeat(64)}`}
     const error = await test.client.createSandbox({policy, workspace_source: null}).catch((error_: unknown) => error_)
     expect((error as CleanroomError).code).to.equal('backend_capability_mismatch')
   })

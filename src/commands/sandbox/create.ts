@@ -1,5 +1,5 @@
 import type {PublicSandbox} from '../../client/client.js'
-import {backendFlag, DaemonCommand} from '../../client/command.js'
+import {allowAllFlag, backendFlag, DaemonCommand} from '../../client/command.js'
 import {createSandboxForRepo} from '../../client/create.js'
 import {policyDirFlag} from '../../policy/flags.js'
 
@@ -12,6 +12,7 @@ export default class SandboxCreate extends DaemonCommand {
   static override flags = {
     chdir: policyDirFlag,
     backend: backendFlag,
+    'dangerously-allow-all': allowAllFlag,
   }
 
   async run(): Promise<PublicSandbox> {
@@ -20,6 +21,7 @@ export default class SandboxCreate extends DaemonCommand {
     const sandbox = await createSandboxForRepo(client, {
       dir: flags.chdir ?? process.cwd(),
       backend: await this.backendFor(flags.backend),
+      allowAll: flags['dangerously-allow-all'],
       notice: (message) => this.logToStderr(message),
     })
     this.log(sandbox.sandbox_id)

@@ -32,10 +32,11 @@ export class LinuxNsBackend implements SandboxBackend {
   capabilities(): Capabilities {
     return {
       'network.default_deny': true,
-      'network.allowlist_egress': false,
+      'network.allowlist_egress': true,
       'sandbox.persistent': true,
       'exec.tty': true,
       'files.copy': true,
+      'dns_control_or_equivalent': true,
     }
   }
 

@@ -1,0 +1,91 @@
+import type {Server} from 'node:net'
+import {join} from 'node:path'
+
+import type {Resolver} from '../egress/addresses.js'
+import {AuditLog} from '../egress/audit.js'
+import {EgressProxy} from '../egress/proxy.js'
+import type {SandboxBackend} from '../sandbox/backend.js'
+import type {SandboxRecord} from '../sandbox/types.js'
+
+/** Where the proxy listens inside every sandbox (its own network namespace: no clash between sandboxes). */
+export const PROXY_PORT = 3128
+const PROXY_URL = `http://127.0.0.1:${PROXY_PORT}`
+
+/** The audit log of a sandbox, next to its state. */
+export function auditPath(sandboxDir: string): string {
+  return join(sandboxDir, 'egress.jsonl')
+}
+
+/** A sandbox's egress: the proxy, the listener inside the sandbox it serves, its audit log. */
+export class SandboxEgress {
+  private constructor(
+    private readonly server: Server,
+    private readonly proxy: EgressProxy,
+    private readonly audit: AuditLog,
+  ) {}
+
+  /** Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed. */
+  static async start(backend: SandboxBackend, record: SandboxRecord, sandboxDir: string, resolver?: Resolver): Promise<SandboxEgress> {
+    if (!record.runtime) throw new Error(`sandbox ${record.sandbox_id} has no runtime`)
+    const audit = await AuditLog.open(auditPath(sandboxDir))
+    let server: Server
+    try {
+      server = await backend.listenInside(record.runtime, PROXY_PORT)
+    } catch (error) {
+      await audit.close()
+      throw error
+    }
+    // A client that half-closes after its request must still get the answer; Node's
+    // server reads this option when it accepts, so it can be set on a handed-over server.
+    ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
+    const proxy = new EgressProxy({sandboxId: record.sandbox_id, policy: record.policy, allowAll: record.allow_all === true, audit, ...(resolver ? {resolver} : {})})
+    proxy.listen(server)
+    return new SandboxEgress(server, proxy, audit)
+  }
+
+  async close(): Promise<void> {
+    this.server.close()
+    await this.proxy.close()
+    await this.audit.close()
+  }
+}
+
+/**
+ * What every process in a sandbox is told about the network: the proxy for
+ * every protocol and tool that reads the usual variables, loopback exempt.
+ */
+export function proxyEnv(): Record<string, string> {
+  const noProxy = 'localhost,127.0.0.1,::1'
+  return {
+    HTTP_PROXY: PROXY_URL,
+    HTTPS_PROXY: PROXY_URL,
+    ALL_PROXY: `socks5h://127.0.0.1:${PROXY_PORT}`,
+    http_proxy: PROXY_URL,
+    https_proxy: PROXY_URL,
+    all_proxy: `socks5h://127.0.0.1:${PROXY_PORT}`,
+    NO_PROXY: noProxy,
+    no_proxy: noProxy,
+    NODE_USE_ENV_PROXY: '1',
+    npm_config_proxy: PROXY_URL,
+    npm_config_https_proxy: PROXY_URL,
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'http.proxy',
+    GIT_CONFIG_VALUE_0: PROXY_URL,
+  }
+}
+
+const CA_VARIABLES = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'REQUESTS_CA_BUNDLE', 'GIT_SSL_CAINFO'] as const
+
+/**
+ * The host's CA settings (TLS-inspecting corporate proxies), carried in when
+ * the file they name is one the sandbox sees: the host's /etc, /usr or /opt.
+ */
+export function caEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const visible = /^\/(etc|usr|opt)\//
+  const carried: Record<string, string> = {}
+  for (const name of CA_VARIABLES) {
+    const value = env[name]
+    if (value && visible.test(value) && !value.split('/').includes('..')) carried[name] = value
+  }
+  return carried
+}
