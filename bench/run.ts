@@ -13,6 +13,7 @@ import {fileURLToPath} from 'node:url'
 
 import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
+import {egressComparisons} from './egress.js'
 import {command, compare, type Comparison, renderComparison} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -138,6 +139,18 @@ async function main(): Promise<void> {
       {runs: RUNS, goal: {variant: 'exec -- true (1 GiB repo)', maxRatio: 1.2}},
     )
     report(bigRepoComparison)
+
+    const egress = await egressComparisons(RUNS)
+    report(egress.latency)
+    report(egress.throughput)
+    const added = egress.latency.results[1]!.stats.median - egress.latency.results[0]!.stats.median
+    const speed = (comparison: Comparison, i: number) => 256 / (comparison.results[i]!.stats.median / 1000)
+    const ratio = speed(egress.throughput, 1) / speed(egress.throughput, 0)
+    measurements.push({
+      title: 'egress proxy',
+      values: {added_latency_ms: added, direct_mib_per_s: speed(egress.throughput, 0), proxied_mib_per_s: speed(egress.throughput, 1), throughput_ratio: ratio},
+      goal: {description: `added latency <= 1.5 ms (measured ${added.toFixed(2)} ms) and throughput >= 0.8x direct (measured ${ratio.toFixed(2)}x)`, met: added <= 1.5 && ratio >= 0.8},
+    })
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)

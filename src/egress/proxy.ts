@@ -40,7 +40,7 @@ const STATUS_TEXT: Record<number, string> = {
   502: 'Bad Gateway',
 }
 
-const dialDirect: Dialer = (address, port) => connect({host: address, port})
+const dialDirect: Dialer = (address, port) => connect({host: address, port, highWaterMark: 1 << 20})
 
 /**
  * One sandbox's egress proxy. It serves connections accepted by any
