@@ -1,4 +1,4 @@
-import {connect, type Server, type Socket} from 'node:net'
+import {connect, type NetConnectOpts, type Server, type Socket} from 'node:net'
 import {performance} from 'node:perf_hooks'
 
 import type {CompiledPolicy} from '../policy/schema.js'
@@ -40,7 +40,9 @@ const STATUS_TEXT: Record<number, string> = {
   502: 'Bad Gateway',
 }
 
-const dialDirect: Dialer = (address, port) => connect({host: address, port, highWaterMark: 1 << 20})
+// Bigger reads from the destination halve the per-chunk cost of relaying large downloads
+// (the option reaches the socket's stream; Node 20's typings do not list it).
+const dialDirect: Dialer = (address, port) => connect({host: address, port, highWaterMark: 1 << 20} as NetConnectOpts)
 
 /**
  * One sandbox's egress proxy. It serves connections accepted by any

@@ -57,6 +57,22 @@ describe('cleanroom exec, console, sandbox, cp (CLI, daemon started on demand)',
     expect((await cli(['exec', '--', 'sh', '-c', 'kill -INT $$'])).exitCode).to.equal(130)
   })
 
+  it('sends the first Ctrl-C to the command and detaches with 130 on the second', async () => {
+    const child = execa(process.execPath, [RUN, 'exec', '--', 'sh', '-c', 'trap "echo got-INT" INT; echo started; while :; do sleep 0.1; done'], {cwd: repo, env, reject: false})
+    let out = ''
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+    })
+    for (let i = 0; i < 400 && !out.includes('started'); i++) await sleep(25)
+    child.kill('SIGINT')
+    for (let i = 0; i < 400 && !out.includes('got-INT'); i++) await sleep(25)
+    expect(out).to.contain('got-INT')
+    child.kill('SIGINT')
+    const result = await child
+    expect(result.exitCode).to.equal(130)
+    expect(result.stderr).to.contain('detached')
+  })
+
   it('pipes stdin through', async () => {
     const result = await cli(['exec', '--', 'cat'], 'abc')
     expect(result).to.deep.include({exitCode: 0, stdout: 'abc'})

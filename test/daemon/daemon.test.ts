@@ -49,8 +49,10 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     return repo
   }
 
-  it('answers ping with its version', async () => {
+  it('answers ping with its version, on a socket only its owner can use', async () => {
     expect(await test.client.ping()).to.deep.include({version: 'test', api: 'v1'})
+    const {stat} = await import('node:fs/promises')
+    expect((await stat(test.socketPath)).mode & 0o777).to.equal(0o600)
   })
 
   it('answers malformed requests with 400 and a JSON error, and keeps serving', async () => {
