@@ -1,0 +1,77 @@
+import {homedir} from 'node:os'
+import {resolve} from 'node:path'
+import {Readable} from 'node:stream'
+
+import {packCredentials, SANDBOX_HOME} from '../agents/credentials.js'
+import {buildAgentScript} from '../agents/script.js'
+import type {AgentSpec} from '../agents/spec.js'
+import type {BackendName} from '../config/schema.js'
+import {CleanroomError} from '../errors/index.js'
+import {withAdditionalAllow} from '../policy/compile.js'
+import {loadPolicy, noPolicyNotice} from '../policy/load.js'
+import {findGitRoot} from '../util/repo.js'
+import type {DaemonClient} from './client.js'
+import {ALLOW_ALL_WARNING} from './create.js'
+import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
+
+export interface AgentRunOptions {
+  agent: AgentSpec
+  /** Arguments for the agent, as typed after `--`. */
+  args: string[]
+  sandboxId?: string
+  dir?: string
+  backend: BackendName
+  allowAll: boolean
+  terminal: Terminal
+  /** Where `~` in a credential source points (the user's home). */
+  hostHome?: string
+}
+
+/**
+ * `cleanroom agent <name>`: a new sandbox from the repository's policy plus the
+ * agent's network needs (or an existing one, whose policy is left alone), the
+ * agent's credentials copied in, then the agent run with the user's arguments.
+ * A new sandbox is kept, and its id printed, so the session can be picked up again.
+ */
+export async function runAgent(client: DaemonClient, options: AgentRunOptions): Promise<ExecOutcome & {sandboxId: string}> {
+  const {agent, terminal} = options
+  const say = (line: string) => terminal.stderr.write(`cleanroom: ${line}\n`)
+  if (options.sandboxId !== undefined && options.allowAll) {
+    throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')
+  }
+  if (options.sandboxId !== undefined && options.dir !== undefined) {
+    throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')
+  }
+
+  let sandboxId = options.sandboxId
+  if (sandboxId === undefined) {
+    const dir = resolve(options.dir ?? process.cwd())
+    const {source, policy} = await loadPolicy(dir)
+    if (source === null) say(noPolicyNotice(dir))
+    const needs = agent.network.map((need) => `${need.host}:${need.ports.join(',')}`)
+    say(`${agent.name} may reach: ${needs.length > 0 ? needs.join(', ') : 'nothing beyond the policy'}`)
+    if (options.allowAll) say(ALLOW_ALL_WARNING)
+    const sandbox = await client.createSandbox({
+      backend: options.backend,
+      policy: withAdditionalAllow(policy, agent.network),
+      workspace_source: (await findGitRoot(dir)) ?? dir,
+      allow_all: options.allowAll,
+    })
+    sandboxId = sandbox.sandbox_id
+  }
+
+  // Copied on every start: the host's tokens may have been refreshed since the last one.
+  const archive = await packCredentials(agent.credentials, {hostHome: options.hostHome ?? homedir(), uid: 1000, gid: 1000, sandboxHome: SANDBOX_HOME})
+  for (const warning of archive.warnings) say(`warning: ${warning}`)
+  if (archive.files.length > 0) await client.putArchive(sandboxId, SANDBOX_HOME, Readable.from([archive.tar]))
+
+  const tty = terminal.stdin.isTTY === true && terminal.stdout.isTTY === true
+  const env: Record<string, string> = {...agent.env}
+  if (tty) env.TERM = process.env.TERM ?? 'xterm-256color'
+  const request = {argv: ['sh', '-lc', buildAgentScript(agent, options.args)], env, tty, ...(tty ? {cols: terminal.stdout.columns, rows: terminal.stdout.rows} : {})}
+  try {
+    return {...(await runInSandbox(client, sandboxId, request, terminal)), sandboxId}
+  } finally {
+    if (options.sandboxId === undefined) terminal.stderr.write(`sandbox_id=${sandboxId}\n`)
+  }
+}
