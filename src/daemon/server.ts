@@ -154,7 +154,8 @@ async function runToCompletion(context: DaemonContext, id: string, body: Record<
 async function streamAudit(context: DaemonContext, req: IncomingMessage, res: ServerResponse, id: string, follow: boolean): Promise<void> {
   const path = context.manager.auditLog(id)
   const stop = new AbortController()
-  req.socket.once('close', () => stop.abort())
+  // The response's close, not the socket's: a kept-alive socket outlives many requests.
+  res.once('close', () => stop.abort())
   res.writeHead(200, {'content-type': 'application/x-ndjson'})
   for await (const event of readAudit(path, {follow, signal: stop.signal})) {
     if (!res.write(`${JSON.stringify(event)}\n`)) await new Promise((resolve) => res.once('drain', resolve))

@@ -5,6 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {DaemonClient} from '../../src/client/client.js'
 import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
 import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import type {Resolver} from '../../src/egress/addresses.js'
 
 export interface TestDaemon {
   daemon: RunningDaemon
@@ -14,12 +15,12 @@ export interface TestDaemon {
   logs: string[]
 }
 
-/** A daemon in this process on a socket and state dir under `dir`. */
-export async function startTestDaemon(dir: string): Promise<TestDaemon> {
+/** A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups. */
+export async function startTestDaemon(dir: string, resolver?: Resolver): Promise<TestDaemon> {
   const socketPath = join(dir, 'd.sock')
   const stateDir = join(dir, 'state')
   const logs: string[] = []
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line)})
+  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver})})
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }
 
