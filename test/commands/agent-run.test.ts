@@ -1,12 +1,8 @@
 import {expect} from 'chai'
-import {execa} from 'execa'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {socketPathOf} from '../../src/client/connect.js'
-import {bwrapPids, bwrapSince, stopCliDaemon} from '../helpers/daemon.js'
-import {isolatedEnv, runCli} from '../helpers/cli.js'
-import {tempDirs} from '../helpers/tmp.js'
+import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 const CONFIG = `agents:
   echo-agent:
@@ -30,35 +26,16 @@ const CONFIG = `agents:
 
 describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
   this.timeout(60_000)
-  const dirs = tempDirs('cleanroom-agent-')
-  let home: string
-  let repo: string
-  let env: Record<string, string>
-  let bwrapBefore: Set<number>
-
-  before(async () => {
-    bwrapBefore = await bwrapPids()
-    home = await dirs.make()
-    env = isolatedEnv(home)
+  const suite = cliRepoSuite('cleanroom-agent-', async ({home, repo}) => {
     await mkdir(join(home, '.config/cleanroom'), {recursive: true})
     await writeFile(join(home, '.config/cleanroom/config.yaml'), CONFIG)
     await mkdir(join(home, '.fake'))
     await writeFile(join(home, '.fake/token'), 'secret-token\n', {mode: 0o600})
     await mkdir(join(home, '.codex'))
     await writeFile(join(home, '.codex/config.toml'), 'model = "o4"\n', {mode: 0o600})
-    repo = join(home, 'repo')
-    await mkdir(repo)
-    await execa('git', ['init', '-q', repo])
     await writeFile(join(repo, 'cleanroom.yaml'), 'version: 1\nsandbox:\n  network:\n    allow: ["api.github.com:443"]\n')
   })
-
-  after(async () => {
-    await stopCliDaemon(socketPathOf(undefined, env))
-    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
-    await dirs.cleanup()
-  })
-
-  const cli = (args: string[], cwd = repo) => runCli(args, {env, cwd})
+  const cli = (args: string[], cwd?: string) => suite.cli(args, {cwd})
   const sandboxOf = (stderr: string) => /sandbox_id=(cr_\w+)/.exec(stderr)?.[1]
 
   it('runs the agent with its arguments intact and in order, keeps the sandbox, and says what it may reach', async () => {
@@ -91,7 +68,7 @@ describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
 
   it('does not read the policy with --sandbox-id: a broken cleanroom.yaml does not stop it', async () => {
     const id = sandboxOf((await cli(['agent', 'echo-agent', '--', 'x'])).stderr)!
-    const broken = join(home, 'broken')
+    const broken = join(suite.home, 'broken')
     await mkdir(broken)
     await writeFile(join(broken, 'cleanroom.yaml'), 'version: 7\nnonsense: [\n')
     const result = await cli(['agent', '--sandbox-id', id, 'echo-agent', '--', 'still works'], broken)

@@ -1,51 +1,32 @@
 import {expect} from 'chai'
-import {execa} from 'execa'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {socketPathOf} from '../../src/client/connect.js'
-import {bwrapPids, bwrapSince, stopCliDaemon} from '../helpers/daemon.js'
-import {isolatedEnv, runCli} from '../helpers/cli.js'
-import {tempDirs} from '../helpers/tmp.js'
+import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 describe('cleanroom exec through the egress proxy, sandbox logs --egress, --dangerously-allow-all (CLI)', function () {
   this.timeout(60_000)
-  const dirs = tempDirs('cleanroom-egress-cli-')
-  let env: Record<string, string>
-  let repo: string
   let server: Server
   let port: number
-  let hits: number
-  let bwrapBefore: Set<number>
+  let hits = 0
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
-    const home = await dirs.make()
-    env = isolatedEnv(home)
-    hits = 0
     server = createServer((_req, res) => {
       hits++
       res.end('hello through the proxy\n')
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     port = (server.address() as AddressInfo).port
-    repo = join(home, 'repo')
-    await mkdir(repo)
-    await execa('git', ['init', '-q', repo])
-    // Loopback is reachable only through an explicit IP rule for it, on that port.
-    await writeFile(join(repo, 'cleanroom.yaml'), `version: 1\nsandbox:\n  network:\n    allow:\n      - host: 127.0.0.1\n        ports: [${port}]\n        reason: the test server\n`)
   })
+  after(() => server.close())
 
-  after(async () => {
-    await stopCliDaemon(socketPathOf(undefined, env))
-    server.close()
-    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
-    await dirs.cleanup()
-  })
-
-  const cli = (args: string[]) => runCli(args, {env, cwd: repo})
+  // Loopback is reachable only through an explicit IP rule for it, on that port.
+  const suite = cliRepoSuite('cleanroom-egress-cli-', async ({repo}) =>
+    writeFile(join(repo, 'cleanroom.yaml'), `version: 1\nsandbox:\n  network:\n    allow:\n      - host: 127.0.0.1\n        ports: [${port}]\n        reason: the test server\n`),
+  )
+  const cli = (args: string[]) => suite.cli(args)
   // curl would skip the proxy for 127.0.0.1 (NO_PROXY): name it explicitly.
   const viaProxy = (url: string) => ['curl', '-sS', '--noproxy', '', '-x', 'http://127.0.0.1:3128', '-o', '-', '-w', '\n%{http_code}', url]
 

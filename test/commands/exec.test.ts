@@ -5,38 +5,15 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {socketPathOf} from '../../src/client/connect.js'
-import {bwrapPids, bwrapSince, stopCliDaemon} from '../helpers/daemon.js'
-import {isolatedEnv, PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {tempDirs} from '../helpers/tmp.js'
+import {PROJECT_ROOT} from '../helpers/cli.js'
+import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 const RUN = join(PROJECT_ROOT, 'bin/run.js')
 
 describe('cleanroom exec, console, sandbox, cp (CLI, daemon started on demand)', function () {
   this.timeout(60_000)
-  const dirs = tempDirs('cleanroom-cli-')
-  let home: string
-  let repo: string
-  let env: Record<string, string>
-  let bwrapBefore: Set<number>
-
-  before(async () => {
-    bwrapBefore = await bwrapPids()
-    home = await dirs.make()
-    env = isolatedEnv(home)
-    repo = join(home, 'repo')
-    await mkdir(repo)
-    await execa('git', ['init', '-q', repo])
-    await writeFile(join(repo, 'hello.txt'), 'hi\n')
-  })
-
-  after(async () => {
-    await stopCliDaemon(socketPathOf(undefined, env))
-    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
-    await dirs.cleanup()
-  })
-
-  const cli = (args: string[], input?: string) => runCli(args, {env, cwd: repo, input})
+  const suite = cliRepoSuite('cleanroom-cli-', async ({repo}) => writeFile(join(repo, 'hello.txt'), 'hi\n'))
+  const cli = (args: string[], input?: string) => suite.cli(args, {input})
 
   it('runs a command in a new sandbox, keeps stdout and stderr apart, and exits with its code', async () => {
     const result = await cli(['exec', '--', 'sh', '-c', 'cat hello.txt; echo oops >&2; exit 7'])
@@ -58,7 +35,7 @@ describe('cleanroom exec, console, sandbox, cp (CLI, daemon started on demand)',
   })
 
   it('sends the first Ctrl-C to the command and detaches with 130 on the second', async () => {
-    const child = execa(process.execPath, [RUN, 'exec', '--', 'sh', '-c', 'trap "echo got-INT" INT; echo started; while :; do sleep 0.1; done'], {cwd: repo, env, reject: false})
+    const child = execa(process.execPath, [RUN, 'exec', '--', 'sh', '-c', 'trap "echo got-INT" INT; echo started; while :; do sleep 0.1; done'], {cwd: suite.repo, env: suite.env, reject: false})
     let out = ''
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString()
@@ -116,21 +93,21 @@ describe('cleanroom exec, console, sandbox, cp (CLI, daemon started on demand)',
 
   it('cp copies files in and out with their modes', async () => {
     const id = (await cli(['sandbox', 'create'])).stdout
-    const src = join(home, 'in')
+    const src = join(suite.home, 'in')
     await mkdir(src)
     await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho ran\n', {mode: 0o755})
     expect((await cli(['cp', src, `${id}:/workspace/tools`])).exitCode).to.equal(0)
     expect((await cli(['exec', '--sandbox-id', id, '--', '/workspace/tools/run.sh'])).stdout).to.equal('ran')
     await cli(['exec', '--sandbox-id', id, '--', 'sh', '-c', 'mkdir out && echo made > out/result'])
-    expect((await cli(['cp', `${id}:/workspace/out`, join(home, 'copied')])).exitCode).to.equal(0)
+    expect((await cli(['cp', `${id}:/workspace/out`, join(suite.home, 'copied')])).exitCode).to.equal(0)
     const {readFile, stat} = await import('node:fs/promises')
-    expect(await readFile(join(home, 'copied/result'), 'utf8')).to.equal('made\n')
-    expect((await stat(join(home, 'copied/result'))).isFile()).to.equal(true)
+    expect(await readFile(join(suite.home, 'copied/result'), 'utf8')).to.equal('made\n')
+    expect((await stat(join(suite.home, 'copied/result'))).isFile()).to.equal(true)
     await cli(['sandbox', 'rm', id])
   })
 
   it('console gives a real terminal: isatty, its size, resizes, Ctrl-C, exit code', async () => {
-    const pty = spawnPty(process.execPath, [RUN, 'console', '--', 'sh'], {cols: 100, rows: 30, cwd: repo, env: {...env, TERM: 'xterm'}})
+    const pty = spawnPty(process.execPath, [RUN, 'console', '--', 'sh'], {cols: 100, rows: 30, cwd: suite.repo, env: {...suite.env, TERM: 'xterm'}})
     let screen = ''
     pty.onData((data) => {
       screen += data

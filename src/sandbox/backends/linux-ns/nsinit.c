@@ -445,6 +445,25 @@ static unsigned long long start_time(long pid) {
     return strtoull(p + 1, NULL, 10);
 }
 
+/* A pidfd on the sandbox's init, checked against its start time: pid reuse by another
+ * process is refused before anything under /proc/N is opened. */
+static int pin_init(long pid, long started) {
+    int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (pidfd < 0) die("pidfd_open %ld", pid);
+    if (started >= 0 && start_time(pid) != (unsigned long long)started) {
+        errno = ESRCH;
+        die("pid %ld is not the sandbox's init (start time differs)", pid);
+    }
+    return pidfd;
+}
+
+/* The pidfd, taken before the opens, still live after them: every /proc/N file opened
+ * in between belonged to the process pin_init checked. */
+static void still_alive(int pidfd, long pid) {
+    struct pollfd exited = {pidfd, POLLIN, 0};
+    if (poll(&exited, 1, 0) != 0) { errno = ESRCH; die("pid %ld exited", pid); }
+}
+
 /* A root daemon first becomes the sandbox's own host uid: nothing below runs as root. */
 static void become_host_user(long host_uid, long host_gid) {
     if (getuid() != 0 || host_uid <= 0) return;
@@ -526,12 +545,7 @@ static int exec_main(int argc, char **argv) {
     enum { NS_COUNT = sizeof nss / sizeof nss[0], MNT = NS_COUNT - 1 };
     int nsfd[NS_COUNT], userfd, rootfd;
     char path[128];
-    int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    if (pidfd < 0) die("pidfd_open %ld", pid);
-    if (started >= 0 && start_time(pid) != (unsigned long long)started) {
-        errno = ESRCH;
-        die("pid %ld is not the sandbox's init (start time differs)", pid);
-    }
+    int pidfd = pin_init(pid, started);
     for (int k = 0; k < NS_COUNT; k++) {
         snprintf(path, sizeof path, "/proc/%ld/ns/%s", pid, nss[k].name);
         if ((nsfd[k] = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("open %s", path);
@@ -540,10 +554,7 @@ static int exec_main(int argc, char **argv) {
     if ((userfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("open %s", path);
     snprintf(path, sizeof path, "/proc/%ld/root", pid);
     if ((rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) die("open %s", path);
-    /* the pidfd, taken before the opens, still live after them: every /proc/N file
-     * above belonged to the process checked by --start-time */
-    struct pollfd exited = {pidfd, POLLIN, 0};
-    if (poll(&exited, 1, 0) != 0) { errno = ESRCH; die("pid %ld exited", pid); }
+    still_alive(pidfd, pid);
     if (mntns > 0) {
         dev_t dev;
         ino_t ino;
@@ -658,20 +669,14 @@ static int listen_main(int argc, char **argv) {
 
     become_host_user(host_uid, host_gid);
     char path[128];
-    int pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    if (pidfd < 0) die("pidfd_open %ld", pid);
-    if (started >= 0 && start_time(pid) != (unsigned long long)started) {
-        errno = ESRCH;
-        die("pid %ld is not the sandbox's init (start time differs)", pid);
-    }
+    int pidfd = pin_init(pid, started);
     snprintf(path, sizeof path, "/proc/%ld/ns/user", pid);
     int userfd = open(path, O_RDONLY | O_CLOEXEC);
     if (userfd < 0) die("open %s", path);
     snprintf(path, sizeof path, "/proc/%ld/ns/net", pid);
     int netfd = open(path, O_RDONLY | O_CLOEXEC);
     if (netfd < 0) die("open %s", path);
-    struct pollfd exited = {pidfd, POLLIN, 0};
-    if (poll(&exited, 1, 0) != 0) { errno = ESRCH; die("pid %ld exited", pid); }
+    still_alive(pidfd, pid);
     close(pidfd);
 
     int nested;
