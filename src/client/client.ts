@@ -6,8 +6,12 @@ import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
+import type {WorkspaceDiff} from '../workspace/diff.js'
 
 export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
+
+/** GET /v1/sandboxes/{id}/workspace/changes: the patch only with `?patch=true`. */
+export type WorkspaceChanges = Omit<WorkspaceDiff, 'patch'> & {sandbox_id: string; workspace_source: string; patch?: string}
 
 export interface BackendInfo {
   name: string
@@ -83,6 +87,19 @@ export class DaemonClient {
     const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/archive?path=${encodeURIComponent(path)}`)
     if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
     return response
+  }
+
+  /** What the sandbox changed under /workspace, as a git-style patch. */
+  async workspacePatch(id: string): Promise<string> {
+    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/diff`)
+    const raw = {status: response.statusCode ?? 0, body: await collect(response)}
+    check(raw)
+    return raw.body.toString('utf8')
+  }
+
+  /** What the sandbox changed under /workspace, path by path; with `withPatch`, the patch too (one consistent reading). */
+  workspaceChanges(id: string, withPatch = false): Promise<WorkspaceChanges> {
+    return this.json('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/changes${withPatch ? '?patch=true' : ''}`)
   }
 
   /** Upgrades to the exec stream of a created execution; the returned socket carries frames. */

@@ -1,12 +1,16 @@
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
+import {STATE_LAYOUT} from '../sandbox/backends/linux-ns/rootfs.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import type {CapabilityName, ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
+import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
 import {auditPath, caEnv, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
 
@@ -191,6 +195,22 @@ export class SandboxManager {
       await this.failIfDead(record)
       throw error
     })
+  }
+
+  /** What the sandbox changed under /workspace, relative to its host directory (docs/api.md#workspace). */
+  async workspaceDiff(sandboxId: string): Promise<WorkspaceDiff & {workspace_source: string}> {
+    const record = this.get(sandboxId)
+    if (record.workspace_source === null) {
+      throw new CleanroomError('workspace_unavailable', `sandbox ${sandboxId} has no workspace: it was created without one`)
+    }
+    if (record.status === 'stopped' || record.status === 'provisioning') {
+      throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} is ${record.status}: its workspace changes are ${record.status === 'stopped' ? 'gone' : 'not there yet'}`)
+    }
+    const state = this.store.sandboxDir(sandboxId)
+    const hidden = await readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0'), () => [])
+    // `upper` is the overlay's upper layer, made by cleanroom-nsinit (docs/backends.md).
+    const diff = await diffWorkspace({upper: join(state, 'upper'), lower: record.workspace_source, hidden, createdAt: Date.parse(record.created_at)})
+    return {workspace_source: record.workspace_source, ...diff}
   }
 
   /** Where the sandbox's egress audit log is. */

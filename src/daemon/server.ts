@@ -4,6 +4,7 @@ import {pipeline} from 'node:stream/promises'
 
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
+import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
 import {recompilePolicy} from '../policy/compile.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
@@ -50,6 +51,10 @@ export function createApiServer(context: DaemonContext): Server {
     ['PUT', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (req, res, [id], url) => {
       await context.manager.extractArchive(id!, req, parseSandboxPath(url.searchParams.get('path')))
       sendJson(res, 200, {extracted: true})
+    }],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/diff$/, async (_req, res, [id]) => sendWorkspaceDiff(context, res, id!, 'patch')],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/changes$/, async (_req, res, [id], url) => {
+      await sendWorkspaceDiff(context, res, id!, url.searchParams.get('patch') === 'true' ? 'json+patch' : 'json')
     }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
       const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
@@ -161,6 +166,24 @@ async function streamAudit(context: DaemonContext, req: IncomingMessage, res: Se
     if (!res.write(`${JSON.stringify(event)}\n`)) await new Promise((resolve) => res.once('drain', resolve))
   }
   res.end()
+}
+
+/** The sandbox's workspace changes as a patch (text/x-diff) or as JSON; no workspace is a 409. */
+async function sendWorkspaceDiff(context: DaemonContext, res: ServerResponse, id: string, format: 'patch' | 'json' | 'json+patch'): Promise<void> {
+  let diff
+  try {
+    diff = await context.manager.workspaceDiff(id)
+  } catch (error) {
+    if (isCleanroomError(error) && error.code === 'workspace_unavailable') return sendJson(res, 409, errorJson(error))
+    throw error
+  }
+  if (format === 'patch') {
+    res.writeHead(200, {'content-type': 'text/x-diff; charset=utf-8', 'content-length': Buffer.byteLength(diff.patch)})
+    res.end(diff.patch)
+    return
+  }
+  const {patch, ...summary} = diff
+  sendJson(res, 200, {sandbox_id: id, ...summary, ...(format === 'json+patch' ? {patch} : {})})
 }
 
 async function describeBackends(context: DaemonContext): Promise<Record<string, unknown>[]> {

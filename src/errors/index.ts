@@ -25,6 +25,9 @@ export type ErrorCode =
   | 'sandbox_not_found'
   | 'sandbox_not_ready'
   | 'usage'
+  | 'workspace_conflict'
+  | 'workspace_risky_paths'
+  | 'workspace_unavailable'
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
