@@ -13,6 +13,7 @@ import {fileURLToPath} from 'node:url'
 
 import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
+import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
 import {command, compare, type Comparison, renderComparison} from './harness.js'
 
@@ -151,6 +152,9 @@ async function main(): Promise<void> {
       values: {added_latency_ms: added, direct_mib_per_s: speed(egress.throughput, 0), proxied_mib_per_s: speed(egress.throughput, 1), throughput_ratio: ratio},
       goal: {description: `added latency <= 1.5 ms (measured ${added.toFixed(2)} ms) and throughput >= 0.8x direct (measured ${ratio.toFixed(2)}x)`, met: added <= 1.5 && ratio >= 0.8},
     })
+
+    // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
+    report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)

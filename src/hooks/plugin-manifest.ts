@@ -1,0 +1,90 @@
+import {execa} from 'execa'
+import {createReadStream} from 'node:fs'
+import {open, readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {fileURLToPath} from 'node:url'
+import {createGunzip} from 'node:zlib'
+import {extract} from 'tar-stream'
+
+import {isRecord} from '../util/yaml-file.js'
+
+/** What `plugins install` was asked to install, as oclif's `plugins:preinstall` hook receives it. */
+export type PluginInstallTarget = {type: 'npm'; name: string; tag: string} | {type: 'repo'; url: string}
+
+/** A plugin's package.json read before installing, or why it could not be read. */
+export type PluginManifestRead = {manifest: Record<string, unknown>} | {unreadable: string}
+
+const NPM_VIEW_TIMEOUT_MS = 20_000
+/** A package.json is small; anything bigger is not one worth parsing. */
+const MAX_PACKAGE_JSON_BYTES = 1 << 20
+
+/**
+ * Reads the package.json of a plugin about to be installed, without running any
+ * of its code: from a `file:` tarball or directory, or `npm view` for a registry
+ * name. Other sources (git, GitHub) are reported as unreadable.
+ */
+export async function readPluginManifest(target: PluginInstallTarget): Promise<PluginManifestRead> {
+  try {
+    if (target.type === 'npm') return await viewOnRegistry(`${target.name}@${target.tag}`)
+    if (!target.url.startsWith('file:')) return {unreadable: 'only file: and npm sources can be read before npm fetches them'}
+    const path = target.url.startsWith('file://') ? fileURLToPath(target.url) : target.url.slice('file:'.length)
+    if ((await stat(path)).isDirectory()) return {manifest: parseManifest(await readFile(join(path, 'package.json'), 'utf8'))}
+    return {manifest: parseManifest(await packageJsonFromTarball(path))}
+  } catch (error) {
+    return {unreadable: error instanceof Error ? error.message : String(error)}
+  }
+}
+
+function parseManifest(text: string): Record<string, unknown> {
+  const parsed: unknown = JSON.parse(text)
+  if (!isRecord(parsed)) throw new Error('package.json is not a JSON object')
+  return parsed
+}
+
+/** The shallowest `<dir>/package.json` of a (gzipped) tar: `package/` for `npm pack`, `<repo>-<ref>/` for GitHub. */
+async function packageJsonFromTarball(path: string): Promise<string> {
+  const head = Buffer.alloc(2)
+  const handle = await open(path, 'r')
+  try {
+    await handle.read(head, 0, 2, 0)
+  } finally {
+    await handle.close()
+  }
+  const gzipped = head[0] === 0x1f && head[1] === 0x8b
+  const source: Readable = gzipped ? createReadStream(path).pipe(createGunzip()) : createReadStream(path)
+  const archive = extract()
+  source.on('error', (error) => archive.destroy(error))
+  source.pipe(archive)
+  for await (const entry of archive) {
+    const segments = entry.header.name.replace(/^\.\//, '').split('/')
+    if (entry.header.type === 'file' && segments.length === 2 && segments[1] === 'package.json' && (entry.header.size ?? 0) <= MAX_PACKAGE_JSON_BYTES) {
+      const chunks: Buffer[] = []
+      for await (const chunk of entry) chunks.push(chunk as Buffer)
+      source.destroy()
+      return Buffer.concat(chunks).toString('utf8')
+    }
+    entry.resume()
+  }
+  throw new Error(`${path} has no <dir>/package.json`)
+}
+
+/** Only the fields the preview needs, through the host's npm (its registry and auth settings apply). */
+async function viewOnRegistry(spec: string): Promise<PluginManifestRead> {
+  const result = await execa('npm', ['view', spec, 'name', 'version', 'cleanroom', '--json'], {reject: false, timeout: NPM_VIEW_TIMEOUT_MS})
+  if (result.exitCode !== 0) return {unreadable: `npm view ${spec} failed: ${npmErrorOf(result.stderr) ?? (result.timedOut ? 'timed out' : `exit ${result.exitCode}`)}`}
+  // One field prints its value, several an object; the spec may also match several versions (an array).
+  const parsed: unknown = result.stdout.trim() === '' ? {} : JSON.parse(result.stdout)
+  const manifest = Array.isArray(parsed) ? parsed.at(-1) : parsed
+  if (!isRecord(manifest)) return {unreadable: `npm view ${spec} printed no package.json fields`}
+  return {manifest}
+}
+
+/** npm's explanation (e.g. "404 Not Found - GET …"), without its error code and log file lines. */
+function npmErrorOf(stderr: string): string | undefined {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('npm error ') && !/^npm error (code |A complete log)/.test(line))
+    .map((line) => line.slice('npm error '.length))
+    .at(0)
+}
