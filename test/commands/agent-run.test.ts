@@ -1,7 +1,9 @@
+import {spawn as spawnPty} from '@lydell/node-pty'
 import {expect} from 'chai'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {PROJECT_ROOT} from '../helpers/cli.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 const CONFIG = `agents:
@@ -22,6 +24,8 @@ const CONFIG = `agents:
       FAKE_MODE: sandboxed
   ghost:
     command: no-such-agent-binary --flag
+  tty-check:
+    command: sh -c 'test -t 0 && echo "TTY-$((1+1))"; stty size | sed "s/^/SIZE=/"' sh
 `
 
 describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
@@ -85,6 +89,20 @@ describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
     expect(unknown.exitCode).to.equal(2)
     expect(unknown.stderr).to.contain('unknown agent "nope"')
     expect(unknown.stderr).to.contain('codex')
+  })
+
+  it('runs the agent on a terminal when there is one, with its size', async () => {
+    const pty = spawnPty(process.execPath, [join(PROJECT_ROOT, 'bin/run.js'), 'agent', 'tty-check'], {cols: 90, rows: 20, cwd: suite.repo, env: {...suite.env, TERM: 'xterm'}})
+    let screen = ''
+    pty.onData((data) => {
+      screen += data
+    })
+    const exitCode = await new Promise<number>((resolve) => pty.onExit((event) => resolve(event.exitCode)))
+    expect(exitCode, screen).to.equal(0)
+    expect(screen).to.contain('TTY-2')
+    expect(screen).to.contain('SIZE=20 90')
+    const id = /sandbox_id=(cr_\w+)/.exec(screen)?.[1]
+    if (id) await cli(['sandbox', 'rm', id])
   })
 
   it('lists the agents when no name is given', async () => {

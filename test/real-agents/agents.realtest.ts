@@ -43,8 +43,13 @@ describe('real agents: cleanroom agent <name> -- --version through the npm fallb
       expect(result.stdout, result.stderr).to.match(VERSION_LINE)
       expect(result.stderr).to.contain(`${agent.name} may reach: `)
       expect(result.stderr).to.contain('registry.npmjs.org:443')
+      expect(result.stderr, 'progress on the slow first start').to.contain(`cleanroom: installing ${agent.packageName}@latest…`)
       const id = sandboxOf(result.stderr)
       expect(id).to.match(/^cr_/)
+      // The second start finds it in the sandbox's npm cache: no install, no progress line.
+      const again = await suite.cli(['agent', '--sandbox-id', id!, agent.name, '--', '--version'])
+      expect(again.exitCode, again.stderr).to.equal(0)
+      expect(again.stderr).not.to.contain('installing')
       // The agent was not on the rootfs: it is in this sandbox's npm cache now, nowhere else.
       const cached = await suite.cli(['exec', '--sandbox-id', id!, '--', 'sh', '-c', `ls ~/.npm/_npx/*/node_modules/${agent.packageName}/package.json`])
       expect(cached.exitCode, `${agent.name} did not come from the npm fallback (is it installed on the host rootfs?)`).to.equal(0)
