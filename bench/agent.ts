@@ -12,7 +12,7 @@ import {pathToFileURL} from 'node:url'
 import {promisify} from 'node:util'
 
 import {DaemonClient} from '../src/client/client.js'
-import {command, compare, type Comparison, renderComparison} from './harness.js'
+import {benchEnv, command, compare, type Comparison, renderComparison} from './harness.js'
 
 const run = promisify(execFile)
 const RUN = new URL('../bin/run.js', import.meta.url).pathname
@@ -67,14 +67,7 @@ export async function agentComparison({env, repo, runs}: AgentBenchContext): Pro
 
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cleanroom-bench-agent-'))
-  const env = {
-    ...process.env,
-    HOME: home,
-    XDG_CONFIG_HOME: join(home, '.config'),
-    XDG_STATE_HOME: join(home, '.local/state'),
-    XDG_RUNTIME_DIR: join(home, 'run'),
-    CLEANROOM_DATA_DIR: join(home, '.local/share/cleanroom'),
-  }
+  const env = benchEnv(home)
   const repo = join(home, 'repo')
   await mkdir(repo, {recursive: true})
   await run('git', ['init', '-q', repo])

@@ -80,3 +80,15 @@ export function renderComparison(comparison: Comparison): string {
 function ms(value: number): string {
   return `${value.toFixed(2).padStart(8)} ms`
 }
+
+/** A private home for a benchmark run: every per-user location cleanroom uses points under it. */
+export function benchEnv(home: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: home,
+    XDG_CONFIG_HOME: `${home}/.config`,
+    XDG_STATE_HOME: `${home}/.local/state`,
+    XDG_RUNTIME_DIR: `${home}/run`,
+    CLEANROOM_DATA_DIR: `${home}/.local/share/cleanroom`,
+  }
+}

@@ -15,7 +15,7 @@ import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
-import {command, compare, type Comparison, renderComparison} from './harness.js'
+import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -29,14 +29,7 @@ interface Measurement {
 
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cleanroom-bench-'))
-  const env = {
-    ...process.env,
-    HOME: home,
-    XDG_CONFIG_HOME: join(home, '.config'),
-    XDG_STATE_HOME: join(home, '.local/state'),
-    XDG_RUNTIME_DIR: join(home, 'run'),
-    CLEANROOM_DATA_DIR: join(home, '.local/share/cleanroom'),
-  }
+  const env = benchEnv(home)
   const socketPath = join(home, 'run/cleanroom/cleanroom.sock')
   const repo = join(home, 'repo')
   await mkdir(repo, {recursive: true})
@@ -68,6 +61,7 @@ async function main(): Promise<void> {
           {name: 'node -e 0', run: nodeNoop},
           {name: 'cleanroom exec -- true', run: inRepo('exec', '--', 'true')},
           {name: 'bwrap /bin/true', run: bwrapTrue},
+          ...peers(),
         ],
         {runs: RUNS, goal: {variant: 'cleanroom exec -- true', maxRatio: 2}},
       ),
@@ -174,6 +168,30 @@ async function main(): Promise<void> {
   const file = join(ROOT, 'bench/results', `${date}-${commit}.json`)
   await writeFile(file, `${JSON.stringify({date, commit, machine, runs: RUNS, comparisons, measurements}, null, 2)}\n`)
   console.log(`\nresults: ${file}`)
+}
+
+/**
+ * The tools a user would pick instead, where this machine has them: podman
+ * (runc, with the explicit ulimits these machines need, on the host's root
+ * read-only through an overlay) and gVisor's `runsc do`. Missing ones are named.
+ */
+function peers(): Variant[] {
+  const found: Variant[] = []
+  const limits = ['--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768']
+  if (installed('podman')) found.push({name: 'podman run --rm --network none /bin/true', run: command(['podman', '--runtime', 'runc', 'run', '--rm', '--network', 'none', ...limits, '--rootfs', '/:O', '/bin/true'])})
+  else console.log('  (podman not installed: apt-get install -y podman runc to compare with it)')
+  if (installed('runsc')) found.push({name: 'runsc do /bin/true', run: command(['runsc', '--network=none', 'do', '/bin/true'])})
+  else console.log('  (runsc not installed: apt-get install -y runsc to compare with gVisor)')
+  return found
+}
+
+function installed(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function waitForDaemon(client: DaemonClient): Promise<void> {
