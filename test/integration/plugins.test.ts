@@ -3,7 +3,9 @@ import {execa} from 'execa'
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {socketPathOf} from '../../src/client/connect.js'
 import {isolatedEnv, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {stopCliDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 interface ListedAgent {
@@ -13,15 +15,16 @@ interface ListedAgent {
   command: string
 }
 
-describe('third-party agent plugin: npm pack, plugins install, agent list, uninstall', function () {
+describe('third-party agent plugin: npm pack, plugins install, agent list, run, uninstall', function () {
   this.timeout(120_000)
   const dirs = tempDirs()
   let env: Record<string, string>
   let tarball: string
+  let home: string
   let brokenTarball: string
 
   before(async () => {
-    const home = await dirs.make()
+    home = await dirs.make()
     const packs = join(home, 'packs')
     await mkdir(packs)
     const pack = async (fixture: string) => {
@@ -35,7 +38,10 @@ describe('third-party agent plugin: npm pack, plugins install, agent list, unins
     env = {...isolatedEnv(home), npm_config_offline: 'true', npm_config_cache: join(home, '.npm')}
   })
 
-  after(() => dirs.cleanup())
+  after(async () => {
+    await stopCliDaemon(socketPathOf(undefined, env))
+    await dirs.cleanup()
+  })
 
   async function listAgents(): Promise<ListedAgent[]> {
     const result = await runCli(['agent', 'list', '--json'], {env})
@@ -55,13 +61,23 @@ describe('third-party agent plugin: npm pack, plugins install, agent list, unins
     ])
 
     const fake = (await listAgents()).find((agent) => agent.name === 'fake')
-    expect(fake).to.deep.include({source: 'plugin', source_detail: 'installed plugin cleanroom-agent-fake@1.2.3', command: 'fake-agent --flag'})
+    expect(fake).to.deep.include({source: 'plugin', source_detail: 'installed plugin cleanroom-agent-fake@1.2.3', command: "printf 'fake agent: %s\\n'"})
   })
 
   it('shows the installed agent in agent --help', async () => {
     const help = await runCli(['agent', '--help'], {env})
     expect(help.exitCode, help.stderr).to.equal(0)
     expect(help.stdout).to.match(/^ {2}fake +plugin +A fake agent for tests$/m)
+  })
+
+  it('runs the installed agent in a sandbox of a repository', async () => {
+    const repo = join(home, 'repo')
+    await mkdir(repo)
+    await execa('git', ['init', '-q', repo])
+    const run = await runCli(['agent', 'fake', '--', 'hello there'], {env, cwd: repo})
+    expect(run.exitCode, run.stderr).to.equal(0)
+    expect(run.stdout).to.equal('fake agent: hello there')
+    expect(run.stderr).to.contain('fake may reach: api.fake.example:443')
   })
 
   it('warns, naming the plugin, when its agent spec is invalid, and installs it anyway; the registry skips it', async () => {
