@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {BaseCommand} from '../base-command.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import {BACKENDS, type BackendName} from '../config/schema.js'
+import {policyDirFlag} from '../policy/flags.js'
 import type {DaemonClient} from './client.js'
 import {connectDaemon} from './connect.js'
 
@@ -37,3 +38,12 @@ export const backendFlag = Flags.string({
 export const allowAllFlag = Flags.boolean({
   summary: 'Let a new sandbox reach any host (still logged; deny rules, host addresses and cloud metadata stay blocked)',
 })
+
+/** The flags `exec` and `console` share: what a new sandbox is made from, and what the command gets. */
+export const sessionFlags = {
+  keep: Flags.boolean({summary: 'Keep the new sandbox afterwards and print its id on stderr'}),
+  chdir: policyDirFlag,
+  env: Flags.string({char: 'e', summary: 'Set KEY=VALUE, or pass KEY from this environment', helpValue: 'KEY[=VAL]', multiple: true}),
+  backend: backendFlag,
+  'dangerously-allow-all': allowAllFlag,
+}

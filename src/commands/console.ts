@@ -1,11 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {splitPassthrough} from '../agents/script.js'
-import {allowAllFlag, backendFlag, DaemonCommand} from '../client/command.js'
+import {DaemonCommand, sessionFlags} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
 import {runSession} from '../client/session.js'
 import {CleanroomError} from '../errors/index.js'
-import {policyDirFlag} from '../policy/flags.js'
 
 export default class Console extends DaemonCommand {
   static override summary = 'Open an interactive shell (or another command) in a sandbox'
@@ -18,11 +17,7 @@ export default class Console extends DaemonCommand {
   ]
   static override flags = {
     'sandbox-id': Flags.string({summary: 'Open the console in this existing sandbox', helpValue: 'ID'}),
-    keep: Flags.boolean({summary: 'Keep the new sandbox afterwards and print its id on stderr'}),
-    chdir: policyDirFlag,
-    env: Flags.string({char: 'e', summary: 'Set KEY=VALUE, or pass KEY from this environment', helpValue: 'KEY[=VAL]', multiple: true}),
-    backend: backendFlag,
-    'dangerously-allow-all': allowAllFlag,
+    ...sessionFlags,
   }
 
   async run(): Promise<void> {

@@ -1,11 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {splitPassthrough} from '../agents/script.js'
-import {allowAllFlag, backendFlag, DaemonCommand} from '../client/command.js'
+import {DaemonCommand, sessionFlags} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
 import {runSession} from '../client/session.js'
 import {CleanroomError} from '../errors/index.js'
-import {policyDirFlag} from '../policy/flags.js'
 
 export default class Exec extends DaemonCommand {
   static override summary = 'Run a command in a sandbox and exit with its exit code'
@@ -19,12 +18,8 @@ export default class Exec extends DaemonCommand {
   ]
   static override flags = {
     'sandbox-id': Flags.string({summary: 'Run in this existing sandbox instead of a new one', helpValue: 'ID'}),
-    keep: Flags.boolean({summary: 'Keep the new sandbox afterwards and print its id on stderr'}),
-    chdir: policyDirFlag,
-    env: Flags.string({char: 'e', summary: 'Set KEY=VALUE, or pass KEY from this environment', helpValue: 'KEY[=VAL]', multiple: true}),
+    ...sessionFlags,
     tty: Flags.boolean({char: 't', summary: 'Give the command a terminal'}),
-    backend: backendFlag,
-    'dangerously-allow-all': allowAllFlag,
   }
 
   async run(): Promise<void> {
