@@ -8,7 +8,8 @@ import type {CompiledPolicy} from '../policy/schema.js'
 import type {SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
 import {STATE_LAYOUT} from '../sandbox/backends/linux-ns/rootfs.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
-import type {CapabilityName, ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
+import {requireCapabilities} from '../sandbox/capabilities.js'
+import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
 import {auditPath, caEnv, proxyEnv, SandboxEgress} from './egress.js'
@@ -70,7 +71,7 @@ export class SandboxManager {
 
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
     const backend = this.backend(request.backend)
-    requireCapabilities(backend, request.policy)
+    requireCapabilities(backend.name, request.policy, backend.capabilities())
     const now = new Date().toISOString()
     const record: SandboxRecord = {
       sandbox_id: newSandboxId(),
@@ -274,24 +275,4 @@ function requireReady(record: SandboxRecord): void {
   throw new CleanroomError(record.status === 'failed' ? 'sandbox_failed' : 'sandbox_not_ready', `sandbox ${record.sandbox_id} is ${record.status}${why}`, {
     suggestions: record.status === 'failed' ? [`Remove it with: cleanroom sandbox rm ${record.sandbox_id}`] : [],
   })
-}
-
-/** Fails closed: a policy that needs what the backend cannot enforce is refused, never downgraded. */
-function requireCapabilities(backend: SandboxBackend, policy: CompiledPolicy): void {
-  const needed: CapabilityName[] = ['network.default_deny']
-  if (policy.allow.length > 0) needed.push('network.allowlist_egress')
-  const capabilities = backend.capabilities()
-  const missing = needed.filter((name) => !capabilities[name])
-  if (missing.length > 0) {
-    throw new CleanroomError(
-      'backend_capability_mismatch',
-      `backend ${backend.name} cannot enforce this policy: it lacks ${missing.join(', ')}`,
-      {
-        details: {backend: backend.name, missing},
-        suggestions: missing.includes('network.allowlist_egress')
-          ? ['Allow-listed egress is not available yet on this backend: remove sandbox.network.allow from cleanroom.yaml to run with no network']
-          : [],
-      },
-    )
-  }
 }

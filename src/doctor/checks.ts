@@ -7,7 +7,9 @@ import {DaemonClient} from '../client/client.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import {messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
+import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
+import {capabilityFixes, capabilityMismatch, missingCapabilities} from '../sandbox/capabilities.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -41,10 +43,11 @@ export async function runDoctor(options: {dir: string; host?: string}): Promise<
     checks.push({name: 'runtime config', status: 'fail', detail: messageOf(error), fix: 'Fix the file, then: cleanroom config validate'})
   }
 
-  let policyNeedsEgress = false
+  let policy: CompiledPolicy | undefined
   try {
-    const {source, policy} = await loadPolicy(options.dir)
-    policyNeedsEgress = policy.allow.length > 0
+    const loaded = await loadPolicy(options.dir)
+    policy = loaded.policy
+    const {source} = loaded
     checks.push({name: 'policy', status: 'pass', detail: source ? `valid: ${source} (hash ${policy.hash.slice(0, 12)})` : 'no cleanroom.yaml: the default policy applies (no egress)'})
   } catch (error) {
     checks.push({name: 'policy', status: 'fail', detail: messageOf(error), fix: 'Fix cleanroom.yaml, then: cleanroom policy validate'})
@@ -62,12 +65,13 @@ export async function runDoctor(options: {dir: string; host?: string}): Promise<
         detail: availability.ok ? (availability.version ?? 'available') : (availability.problem ?? 'unavailable'),
         ...(availability.fix ? {fix: availability.fix} : {}),
       })
-      if (isDefault && policyNeedsEgress && !capabilities[backend.name]!['network.allowlist_egress']) {
+      const missing = isDefault && policy ? missingCapabilities(policy, backend.capabilities()) : []
+      if (missing.length > 0) {
         checks.push({
           name: 'policy vs backend',
           status: 'fail',
-          detail: `the policy allows network destinations, but ${backend.name} cannot enforce an allow-list yet (network.allowlist_egress): sandboxes would be refused`,
-          fix: 'Remove sandbox.network.allow from cleanroom.yaml to run with no network',
+          detail: `${capabilityMismatch(backend.name, missing)}: sandboxes would be refused`,
+          fix: capabilityFixes(missing).join('; '),
         })
       }
     }

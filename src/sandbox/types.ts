@@ -13,6 +13,8 @@ export interface Capabilities {
   'files.copy': boolean
   /** No resolver inside; names are resolved by the egress proxy only. */
   'dns_control_or_equivalent': boolean
+  /** Runs a policy's OCI image (`sandbox.image.ref`) as the root filesystem. */
+  'images.oci': boolean
 }
 
 export type CapabilityName = keyof Capabilities

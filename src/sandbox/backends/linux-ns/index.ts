@@ -6,6 +6,7 @@ import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
+import {requireCapabilities} from '../../capabilities.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
@@ -37,6 +38,7 @@ export class LinuxNsBackend implements SandboxBackend {
       'exec.tty': true,
       'files.copy': true,
       'dns_control_or_equivalent': true,
+      'images.oci': false,
     }
   }
 
@@ -46,6 +48,8 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
+    // Also when called without the daemon's check: never run a policy with less than it needs.
+    requireCapabilities(this.name, request.policy, this.capabilities())
     const {runtime, child} = await provisionSandbox(await this.tools(), request)
     const key = childKey(runtime)
     this.children.set(key, child)

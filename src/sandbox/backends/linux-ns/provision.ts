@@ -25,11 +25,6 @@ export interface ProvisionedSandbox {
  * nsinit and bwrap.
  */
 export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
-  if (request.policy.image_ref !== undefined) {
-    throw new CleanroomError('backend_capability_mismatch', `backend linux-ns cannot run the image ${request.policy.image_ref} yet: it runs the host's root filesystem only`, {
-      suggestions: ['Remove sandbox.image from cleanroom.yaml to run on the host root filesystem (read-only)'],
-    })
-  }
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
 
