@@ -1,8 +1,7 @@
 import {Help, type Command, type Interfaces} from '@oclif/core'
 
 import {loadAgentRegistry} from './agents/load.js'
-import {describeSource, sourceLabel} from './agents/registry.js'
-import {renderAgentSummary} from './agents/render.js'
+import {listEntries, renderAgentSummary} from './agents/render.js'
 import {messageOf} from './errors/index.js'
 
 /**
@@ -25,11 +24,7 @@ export default class CleanroomHelp extends Help {
     let lines: string[]
     try {
       const registry = await loadAgentRegistry(this.config)
-      const entries = [...registry.agents.values()].map((agent) => ({
-        ...agent.spec,
-        source: sourceLabel(agent.source),
-        source_detail: describeSource(agent.source),
-      }))
+      const entries = listEntries(registry)
       lines = entries.length > 0 ? renderAgentSummary(entries) : ['none (install one with: cleanroom plugins install <name>)']
       lines.push(...registry.warnings.map((warning) => `warning: ${warning}`))
     } catch (error) {

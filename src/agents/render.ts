@@ -1,7 +1,13 @@
+import {type AgentRegistry, describeSource, sourceLabel} from './registry.js'
 import type {AgentSpec} from './spec.js'
 
 /** One row of `cleanroom agent list --json`. */
 export type AgentListEntry = AgentSpec & {source: string; source_detail: string}
+
+/** The registry's agents as listings show them: the spec with its source, short and in full. */
+export function listEntries(registry: AgentRegistry): AgentListEntry[] {
+  return [...registry.agents.values()].map((agent) => ({...agent.spec, source: sourceLabel(agent.source), source_detail: describeSource(agent.source)}))
+}
 
 /** The human listing of agents: a block per agent, aligned labels. */
 export function renderAgentList(entries: readonly AgentListEntry[]): string {

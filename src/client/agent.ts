@@ -1,17 +1,12 @@
 import {homedir} from 'node:os'
-import {resolve} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {packCredentials, SANDBOX_HOME} from '../agents/credentials.js'
 import {buildAgentScript} from '../agents/script.js'
 import type {AgentSpec} from '../agents/spec.js'
 import type {BackendName} from '../config/schema.js'
-import {CleanroomError} from '../errors/index.js'
-import {withAdditionalAllow} from '../policy/compile.js'
-import {loadPolicy, noPolicyNotice} from '../policy/load.js'
-import {findGitRoot} from '../util/repo.js'
 import type {DaemonClient} from './client.js'
-import {ALLOW_ALL_WARNING} from './create.js'
+import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
 import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
 
 export interface AgentRunOptions {
@@ -36,26 +31,18 @@ export interface AgentRunOptions {
 export async function runAgent(client: DaemonClient, options: AgentRunOptions): Promise<ExecOutcome & {sandboxId: string}> {
   const {agent, terminal} = options
   const say = (line: string) => terminal.stderr.write(`cleanroom: ${line}\n`)
-  if (options.sandboxId !== undefined && options.allowAll) {
-    throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')
-  }
-  if (options.sandboxId !== undefined && options.dir !== undefined) {
-    throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')
-  }
+  refuseNewSandboxFlags(options)
 
   let sandboxId = options.sandboxId
   if (sandboxId === undefined) {
-    const dir = resolve(options.dir ?? process.cwd())
-    const {source, policy} = await loadPolicy(dir)
-    if (source === null) say(noPolicyNotice(dir))
     const needs = agent.network.map((need) => `${need.host}:${need.ports.join(',')}`)
     say(`${agent.name} may reach: ${needs.length > 0 ? needs.join(', ') : 'nothing beyond the policy'}`)
-    if (options.allowAll) say(ALLOW_ALL_WARNING)
-    const sandbox = await client.createSandbox({
+    const sandbox = await createSandboxForRepo(client, {
+      dir: options.dir ?? process.cwd(),
       backend: options.backend,
-      policy: withAdditionalAllow(policy, agent.network),
-      workspace_source: (await findGitRoot(dir)) ?? dir,
-      allow_all: options.allowAll,
+      allowAll: options.allowAll,
+      extraAllow: agent.network,
+      notice: say,
     })
     sandboxId = sandbox.sandbox_id
   }

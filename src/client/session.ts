@@ -1,8 +1,7 @@
 import type {BackendName} from '../config/schema.js'
-import {CleanroomError} from '../errors/index.js'
 import type {ExecRequest} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
-import {createSandboxForRepo} from './create.js'
+import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
 import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
 
 export interface SessionOptions {
@@ -23,15 +22,7 @@ export interface SessionOptions {
  * (a kept one's id goes to stderr as `sandbox_id=<id>`).
  */
 export async function runSession(client: DaemonClient, options: SessionOptions): Promise<ExecOutcome> {
-  if (options.sandboxId !== undefined && options.keep) {
-    throw new CleanroomError('usage', '--keep cannot be used with --sandbox-id (an existing sandbox is never removed)')
-  }
-  if (options.sandboxId !== undefined && options.allowAll) {
-    throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')
-  }
-  if (options.sandboxId !== undefined && options.dir !== undefined) {
-    throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')
-  }
+  refuseNewSandboxFlags(options)
   const {terminal} = options
   const sandboxId =
     options.sandboxId ??

@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {loadAgentRegistry} from '../../agents/load.js'
-import {describeSource, sourceLabel} from '../../agents/registry.js'
-import {renderAgentList} from '../../agents/render.js'
+import {listEntries, renderAgentList} from '../../agents/render.js'
 import {splitPassthrough} from '../../agents/script.js'
 import {runAgent} from '../../client/agent.js'
 import {allowAllFlag, backendFlag, DaemonCommand} from '../../client/command.js'
@@ -31,9 +30,8 @@ export default class Agent extends DaemonCommand {
     const {args, argv, flags} = await this.parse(Agent)
     const registry = await loadAgentRegistry(this.config)
     for (const warning of registry.warnings) this.warn(warning)
-    const entries = [...registry.agents.values()]
     if (args.name === undefined) {
-      this.log(renderAgentList(entries.map((agent) => ({...agent.spec, source: sourceLabel(agent.source), source_detail: describeSource(agent.source)}))))
+      this.log(renderAgentList(listEntries(registry)))
       return
     }
     const agent = registry.agents.get(args.name)

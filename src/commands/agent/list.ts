@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {loadAgentRegistry} from '../../agents/load.js'
-import {describeSource, sourceLabel} from '../../agents/registry.js'
-import {renderAgentList, type AgentListEntry} from '../../agents/render.js'
+import {type AgentListEntry, listEntries, renderAgentList} from '../../agents/render.js'
 import {BaseCommand} from '../../base-command.js'
 
 export default class AgentList extends BaseCommand {
@@ -18,11 +17,7 @@ export default class AgentList extends BaseCommand {
     const {flags} = await this.parse(AgentList)
     const registry = await loadAgentRegistry(this.config, flags['config-path'])
     for (const warning of registry.warnings) this.warn(warning)
-    const entries = [...registry.agents.values()].map((agent) => ({
-      ...agent.spec,
-      source: sourceLabel(agent.source),
-      source_detail: describeSource(agent.source),
-    }))
+    const entries = listEntries(registry)
     this.log(renderAgentList(entries))
     return entries
   }
