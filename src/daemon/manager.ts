@@ -1,12 +1,9 @@
-import {readFile} from 'node:fs/promises'
-import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
-import type {SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
-import {STATE_LAYOUT} from '../sandbox/backends/linux-ns/rootfs.js'
+import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
@@ -165,37 +162,30 @@ export class SandboxManager {
 
   /** Starts a process in a ready sandbox; a sandbox found dead is marked failed. */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
+    // The request's own variables win; the proxy settings are only defaults.
+    const env = {...proxyEnv(), ...caEnv(), ...request.env}
+    return this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
+  }
+
+  async extractArchive(sandboxId: string, archive: Readable, destination: string): Promise<void> {
+    await this.inReadySandbox(sandboxId, (backend, runtime) => backend.extractArchive(runtime, archive, destination))
+  }
+
+  async readArchive(sandboxId: string, path: string): Promise<Readable> {
+    return this.inReadySandbox(sandboxId, (backend, runtime) => backend.readArchive(runtime, path))
+  }
+
+  /** Calls the backend for a ready sandbox; when the call fails because the sandbox died, it is marked failed. */
+  private async inReadySandbox<T>(sandboxId: string, call: (backend: SandboxBackend, runtime: BackendRuntime) => Promise<T>): Promise<T> {
     const record = this.get(sandboxId)
     requireReady(record)
     const {backend, runtime} = this.reach(record)
-    // The request's own variables win; the proxy settings are only defaults.
-    const env = {...proxyEnv(), ...caEnv(), ...request.env}
     try {
-      return await backend.exec(runtime, {...request, env})
+      return await call(backend, runtime)
     } catch (error) {
       await this.failIfDead(record)
       throw error
     }
-  }
-
-  async extractArchive(sandboxId: string, archive: Readable, destination: string): Promise<void> {
-    const record = this.get(sandboxId)
-    requireReady(record)
-    const {backend, runtime} = this.reach(record)
-    await backend.extractArchive(runtime, archive, destination).catch(async (error: unknown) => {
-      await this.failIfDead(record)
-      throw error
-    })
-  }
-
-  async readArchive(sandboxId: string, path: string): Promise<Readable> {
-    const record = this.get(sandboxId)
-    requireReady(record)
-    const {backend, runtime} = this.reach(record)
-    return backend.readArchive(runtime, path).catch(async (error: unknown) => {
-      await this.failIfDead(record)
-      throw error
-    })
   }
 
   /** What the sandbox changed under /workspace, relative to its host directory (docs/api.md#workspace). */
@@ -207,10 +197,9 @@ export class SandboxManager {
     if (record.status === 'stopped' || record.status === 'provisioning') {
       throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} is ${record.status}: its workspace changes are ${record.status === 'stopped' ? 'gone' : 'not there yet'}`)
     }
-    const state = this.store.sandboxDir(sandboxId)
-    const hidden = await readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0'), () => [])
-    // `upper` is the overlay's upper layer, made by cleanroom-nsinit (docs/backends.md).
-    const diff = await diffWorkspace({upper: join(state, 'upper'), lower: record.workspace_source, hidden, createdAt: Date.parse(record.created_at)})
+    const {backend, runtime} = this.reach(record)
+    const {upper, hidden} = await backend.workspaceLayers(runtime)
+    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, createdAt: Date.parse(record.created_at)})
     return {workspace_source: record.workspace_source, ...diff}
   }
 
@@ -230,7 +219,7 @@ export class SandboxManager {
     this.egress.set(record.sandbox_id, egress)
   }
 
-  private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: Record<string, unknown>} {
+  private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: BackendRuntime} {
     const backend = this.backend(record.backend)
     if (!record.runtime) throw new CleanroomError('sandbox_failed', `sandbox ${record.sandbox_id} has no runtime state`)
     return {backend, runtime: record.runtime}

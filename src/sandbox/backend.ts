@@ -27,6 +27,14 @@ export interface SandboxProcess {
   exited: Promise<ExitStatus>
 }
 
+/** Where a sandbox's changes to /workspace are, for `workspace diff`. */
+export interface WorkspaceLayers {
+  /** The overlay's upper layer: every file the sandbox wrote, whiteouts for what it deleted. */
+  upper: string
+  /** Workspace paths hidden at create time (git-ignored): not the sandbox's changes. */
+  hidden: string[]
+}
+
 export interface Availability {
   ok: boolean
   /** e.g. `bubblewrap 0.8.0` */
@@ -50,6 +58,7 @@ export interface SandboxBackend {
    * connections this process accepts: how the egress proxy is reachable from inside.
    */
   listenInside(runtime: BackendRuntime, port: number): Promise<Server>
+  workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers>
   /** Unpacks a tar stream at `destination` inside the sandbox, as the sandbox user. */
   extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void>
   /** A tar stream of `path` inside the sandbox (a file or a directory). */

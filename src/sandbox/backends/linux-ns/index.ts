@@ -1,10 +1,12 @@
 import type {ChildProcess} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
 import type {Server} from 'node:net'
+import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
-import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
 import {extractArchive, readArchive} from './archive.js'
@@ -12,6 +14,7 @@ import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
+import {STATE_LAYOUT} from './rootfs.js'
 import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
 import {killSandbox, makeRemovable} from './terminate.js'
 
@@ -67,6 +70,16 @@ export class LinuxNsBackend implements SandboxBackend {
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
     return listenInside((await this.tools()).nsinit, parseRuntime(runtime), port)
+  }
+
+  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
+    const state = parseRuntime(runtime).state_dir
+    // `upper` is the overlay's upper layer, made by cleanroom-nsinit.
+    const hidden = await readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then(
+      (text) => text.split('\0').filter(Boolean),
+      () => [],
+    )
+    return {upper: join(state, 'upper'), hidden}
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
