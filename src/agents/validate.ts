@@ -1,4 +1,6 @@
 import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
+import {isPort, notAPort, sortedPorts} from '../policy/rules.js'
+import {isEnvName} from '../util/env-name.js'
 import {isRecord, type PathSegment} from '../util/yaml-file.js'
 import {normalizeCredentialTarget, validateCredentialSource} from './credentials.js'
 import {defaultTest} from './script.js'
@@ -17,7 +19,6 @@ import {
 
 const CREDENTIAL_KEYS = ['source', 'target', 'transform']
 const NETWORK_KEYS = ['host', 'ports', 'reason']
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /** Why `name` cannot name an agent, or undefined when it can. */
 export function agentNameProblem(name: string): string | undefined {
@@ -176,12 +177,12 @@ function parsePorts(value: unknown, path: PathSegment[], fail: ReportIssue): num
     fail(path, 'must be a non-empty list of ports (1-65535)')
     return undefined
   }
-  const ports = new Set<number>()
+  const ports: number[] = []
   for (const [i, port] of value.entries()) {
-    if (typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65_535) ports.add(port)
-    else fail([...path, i], `${JSON.stringify(port)} is not a port (1-65535)`)
+    if (isPort(port)) ports.push(port)
+    else fail([...path, i], notAPort(port))
   }
-  return [...ports].sort((a, b) => a - b)
+  return sortedPorts(ports)
 }
 
 function parseEnv(value: unknown, path: PathSegment[], fail: ReportIssue): Record<string, string> | undefined {
@@ -191,7 +192,7 @@ function parseEnv(value: unknown, path: PathSegment[], fail: ReportIssue): Recor
   }
   const env: Record<string, string> = {}
   for (const [name, envValue] of Object.entries(value)) {
-    if (!ENV_NAME.test(name)) fail([...path, name], 'is not a valid environment variable name', 'key')
+    if (!isEnvName(name)) fail([...path, name], 'is not a valid environment variable name', 'key')
     else if (typeof envValue !== 'string') fail([...path, name], 'must be a string (quote numbers and booleans)')
     else if (envValue.includes('\0')) fail([...path, name], 'must not contain NUL')
     else env[name] = envValue

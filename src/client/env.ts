@@ -1,4 +1,5 @@
 import {CleanroomError} from '../errors/index.js'
+import {isEnvName} from '../util/env-name.js'
 
 /** `-e KEY=VALUE` sets a variable; `-e KEY` passes the host's value of KEY (an error when unset). */
 export function parseEnvFlags(flags: readonly string[], hostEnv: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -7,7 +8,7 @@ export function parseEnvFlags(flags: readonly string[], hostEnv: NodeJS.ProcessE
     if (flag.includes('\0')) throw new CleanroomError('usage', `invalid --env ${JSON.stringify(flag)}: contains NUL`)
     const equals = flag.indexOf('=')
     const name = equals < 0 ? flag : flag.slice(0, equals)
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    if (!isEnvName(name)) {
       throw new CleanroomError('usage', `invalid --env ${JSON.stringify(flag)}: ${name === '' ? 'missing variable name' : `${JSON.stringify(name)} is not a variable name`}`)
     }
     if (equals >= 0) {

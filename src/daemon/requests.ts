@@ -2,9 +2,8 @@ import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
 import type {ExecRequest} from '../sandbox/types.js'
+import {isEnvName} from '../util/env-name.js'
 import {badRequest} from './http.js'
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /** Checks an execution request from a client; every field is validated, nothing is trusted. */
 export function parseExecRequest(body: Record<string, unknown>): ExecRequest {
@@ -15,7 +14,7 @@ export function parseExecRequest(body: Record<string, unknown>): ExecRequest {
   if (argv.some((arg: string) => arg.includes('\0'))) throw badRequest('argv must not contain NUL bytes')
   if (typeof env !== 'object' || env === null || Array.isArray(env)) throw badRequest('env must be an object of strings')
   for (const [name, value] of Object.entries(env)) {
-    if (!ENV_NAME.test(name)) throw badRequest(`env name ${JSON.stringify(name)} is not a valid variable name`)
+    if (!isEnvName(name)) throw badRequest(`env name ${JSON.stringify(name)} is not a valid variable name`)
     if (typeof value !== 'string' || value.includes('\0')) throw badRequest(`env ${name} must be a string without NUL`)
   }
   if (typeof tty !== 'boolean') throw badRequest('tty must be true or false')
