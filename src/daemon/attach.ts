@@ -3,6 +3,7 @@ import type {Duplex, Readable} from 'node:stream'
 import {messageOf} from '../errors/index.js'
 import type {SandboxProcess} from '../sandbox/backend.js'
 import {type Frame, FrameDecoder, FrameType, encodeJsonFrame, framesOf} from './protocol.js'
+import {isTerminalSize} from './requests.js'
 
 const SIGNALS = new Set<string>(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'])
 
@@ -73,7 +74,7 @@ function handleClientFrame(frame: Frame, process: SandboxProcess): void {
     }
     case FrameType.resize: {
       const size = parseJson(frame.payload) as {cols?: unknown; rows?: unknown} | undefined
-      if (isSize(size?.cols) && isSize(size?.rows)) process.resize(size.cols, size.rows)
+      if (isTerminalSize(size?.cols) && isTerminalSize(size?.rows)) process.resize(size.cols, size.rows)
       break
     }
     case FrameType.signal: {
@@ -93,8 +94,4 @@ function parseJson(payload: Buffer): unknown {
   } catch {
     return undefined
   }
-}
-
-function isSize(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 10_000
 }

@@ -28,10 +28,15 @@ export function parseExecRequest(body: Record<string, unknown>): ExecRequest {
   return request
 }
 
+const MAX_TERMINAL_SIZE = 10_000
+
+/** A terminal's columns or rows as a client may give them. */
+export function isTerminalSize(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_TERMINAL_SIZE
+}
+
 export function terminalSize(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 10_000) {
-    throw badRequest(`${name} must be an integer from 1 to 10000`)
-  }
+  if (!isTerminalSize(value)) throw badRequest(`${name} must be an integer from 1 to ${MAX_TERMINAL_SIZE}`)
   return value
 }
 
