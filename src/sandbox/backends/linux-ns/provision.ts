@@ -31,20 +31,23 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   const state = request.stateDir
   const root = process.getuid?.() === 0
   await mkdir(state, {recursive: true, mode: 0o700})
-  const hostUid = root ? await claimHostUid(state) : undefined
-  if (!root) await chmod(state, 0o700)
   try {
-    await writeGeneratedEtc(state)
+    // Independent steps at once: git lists what to hide while the uid, /etc and the root filesystem plan are made.
+    const [hostUid, , hidden, rootfs] = await settleAll([
+      root ? claimHostUid(state) : chmod(state, 0o700).then(() => undefined),
+      writeGeneratedEtc(state),
+      workspace === null ? Promise.resolve([]) : ignoredPaths(workspace),
+      sandboxRootfs(STATE_MOUNT_POINT),
+    ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
-    const whiteoutFile = workspace === null ? undefined : await writeWhiteouts(state, await ignoredPaths(workspace))
     const argv = createArgv({
       stateDir: state,
       lower,
       hostUid,
-      whiteoutFile,
+      whiteoutFile: await writeWhiteouts(state, hidden),
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
-      rootfs: await sandboxRootfs(STATE_MOUNT_POINT),
+      rootfs,
     })
     const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
     return {
@@ -84,4 +87,15 @@ async function writeWhiteouts(state: string, paths: string[]): Promise<string | 
   const file = join(state, STATE_LAYOUT.whiteouts)
   await writeFile(file, paths.map((path) => `${path}\0`).join(''), {mode: 0o600})
   return file
+}
+
+/**
+ * Promise.all that waits for every step before rejecting: the caller removes the
+ * state dir on failure, and no step may still be writing into it then.
+ */
+async function settleAll<T extends readonly unknown[]>(steps: {[K in keyof T]: Promise<T[K]>}): Promise<T> {
+  const results = await Promise.allSettled(steps)
+  const failed = results.find((result) => result.status === 'rejected')
+  if (failed) throw failed.reason
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T
 }

@@ -54,21 +54,28 @@ export async function writeGeneratedEtc(stateDir: string): Promise<void> {
  * /tmp, /workspace and home from the state dir, reached through `stateView`.
  */
 export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
+  const topLevel = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'].map((name) => `/${name}`)
+  const etcFiles = Object.keys(generatedEtcFiles())
+  // Looked up at once; the mounts keep their order.
+  const [top, etc, opt] = await Promise.all([
+    Promise.all(topLevel.map(async (path) => ({path, entry: await hostEntry(path)}))),
+    Promise.all(etcFiles.map(async (name) => ({name, entry: await hostEntry(`/etc/${name}`)}))),
+    hostEntry('/opt'),
+  ])
+  const links = new Map(await Promise.all(top.filter(({entry}) => entry === 'symlink').map(async ({path}) => [path, await readlink(path)] as const)))
+
   const mounts: RootfsMount[] = [{kind: 'ro-bind', source: '/usr', target: '/usr'}]
-  for (const name of ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32']) {
-    const entry = await hostEntry(`/${name}`)
-    if (entry === 'directory') mounts.push({kind: 'ro-bind', source: `/${name}`, target: `/${name}`})
-    else if (entry === 'symlink') mounts.push({kind: 'symlink', linkTarget: await readlink(`/${name}`), target: `/${name}`})
+  for (const {path, entry} of top) {
+    if (entry === 'directory') mounts.push({kind: 'ro-bind', source: path, target: path})
+    else if (entry === 'symlink') mounts.push({kind: 'symlink', linkTarget: links.get(path)!, target: path})
   }
   mounts.push({kind: 'ro-bind', source: '/etc', target: '/etc'})
   // bwrap cannot create a missing mount point in the read-only /etc, nor bind over a
   // symlink that dangles inside (a systemd-resolved resolv.conf): those stay as the host has them.
-  for (const name of Object.keys(generatedEtcFiles())) {
-    if ((await hostEntry(`/etc/${name}`)) === 'file') {
-      mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etc}/${name}`, target: `/etc/${name}`})
-    }
+  for (const {name, entry} of etc) {
+    if (entry === 'file') mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etc}/${name}`, target: `/etc/${name}`})
   }
-  if ((await hostEntry('/opt')) === 'directory') mounts.push({kind: 'ro-bind', source: '/opt', target: '/opt'})
+  if (opt === 'directory') mounts.push({kind: 'ro-bind', source: '/opt', target: '/opt'})
   mounts.push(
     {kind: 'proc', target: '/proc'},
     {kind: 'dev', target: '/dev'},
