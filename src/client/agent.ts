@@ -15,7 +15,8 @@ export interface AgentRunOptions {
   args: string[]
   sandboxId?: string
   dir?: string
-  backend: BackendName
+  /** `--backend` for a new sandbox; undefined: the runtime config's default. */
+  backend?: BackendName
   allowAll: boolean
   terminal: Terminal
   /** Where `~` in a credential source points (the user's home). */

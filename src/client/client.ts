@@ -1,12 +1,14 @@
-import {request as httpRequest, type IncomingMessage} from 'node:http'
+import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import type {Readable} from 'node:stream'
 
+import {EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
-import type {CompiledPolicy} from '../policy/schema.js'
+import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
 import type {WorkspaceDiff} from '../workspace/diff.js'
+import {type Exchange, exchange, jsonRequest} from './http1.js'
 
 export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
 
@@ -23,6 +25,12 @@ export interface BackendInfo {
   capabilities: Record<string, boolean>
 }
 
+/** POST /v1/sandboxes (docs/api.md). */
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; extra_allow?: readonly AllowRuleInput[]} & (
+  | {repository: string}
+  | {policy: CompiledPolicy; workspace_source: string | null}
+)
+
 interface RawResponse {
   status: number
   body: Buffer
@@ -30,7 +38,13 @@ interface RawResponse {
 
 /** Talks to the daemon's HTTP API over its unix socket (docs/api.md). */
 export class DaemonClient {
-  constructor(readonly socketPath: string) {}
+  private started: Promise<void> | undefined
+
+  /** `start`: starts a daemon on `socketPath`; called once, when a request finds none there. */
+  constructor(
+    readonly socketPath: string,
+    private readonly start?: () => Promise<void>,
+  ) {}
 
   ping(): Promise<{version: string; api: string; pid: number}> {
     return this.json('GET', '/v1/ping')
@@ -40,7 +54,8 @@ export class DaemonClient {
     return this.json('GET', '/v1/backends')
   }
 
-  createSandbox(body: {backend?: string; policy: CompiledPolicy; workspace_source: string | null; allow_all?: boolean}): Promise<PublicSandbox> {
+  /** A new sandbox, from a compiled policy and a workspace, or from a repository whose policy the daemon loads. */
+  createSandbox(body: CreateSandboxBody): Promise<PublicSandbox> {
     return this.json('POST', '/v1/sandboxes', body)
   }
 
@@ -66,10 +81,6 @@ export class DaemonClient {
 
   removeSandbox(id: string): Promise<PublicSandbox> {
     return this.json('DELETE', `/v1/sandboxes/${encodeURIComponent(id)}`)
-  }
-
-  createExec(id: string, request: ExecRequest): Promise<{exec_id: string; sandbox_id: string}> {
-    return this.json('POST', `/v1/sandboxes/${encodeURIComponent(id)}/execs`, request)
   }
 
   run(id: string, request: Omit<ExecRequest, 'tty'> & {stdin?: string}): Promise<ExitStatus & {stdout: string; stderr: string}> {
@@ -102,51 +113,58 @@ export class DaemonClient {
     return this.json('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/changes${withPatch ? '?patch=true' : ''}`)
   }
 
-  /** Upgrades to the exec stream of a created execution; the returned socket carries frames. */
-  attach(execId: string): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const req = httpRequest({
-        socketPath: this.socketPath,
-        path: `/v1/execs/${encodeURIComponent(execId)}/attach`,
-        method: 'GET',
-        headers: {connection: 'Upgrade', upgrade: 'cleanroom-exec'},
-      })
-      req.on('upgrade', (_res, socket, head) => {
-        if (head.length > 0) socket.unshift(head)
-        resolve(socket)
-      })
-      req.on('response', (res) => {
-        collect(res).then((body) => {
-          try {
-            check({status: res.statusCode ?? 0, body})
-            reject(new CleanroomError('backend_failed', `the daemon did not start execution ${execId}`))
-          } catch (error) {
-            reject(error)
-          }
-        }, reject)
-      })
-      req.on('error', (error) => reject(unreachable(this.socketPath, error)))
-      req.end()
-    })
+  /**
+   * Starts a command and attaches to its stream in one round trip: the upgrade
+   * request and the start frame go out together (GET /v1/sandboxes/{id}/exec).
+   * Resolves to the socket, which then carries frames; an HTTP error becomes the
+   * CleanroomError the daemon sent, and then nothing was started.
+   */
+  async startExec(id: string, request: ExecRequest): Promise<Socket> {
+    const head = jsonRequest('GET', `/v1/sandboxes/${encodeURIComponent(id)}/exec`, undefined, {Connection: 'Upgrade', Upgrade: EXEC_UPGRADE})
+    const answer = await this.exchange([head, encodeJsonFrame(FrameType.start, request)])
+    if (answer.upgraded) return answer.socket
+    check(answer)
+    throw new CleanroomError('backend_failed', `the daemon answered ${answer.status} instead of starting the command`)
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const response = await this.send(method, path, body === undefined ? undefined : JSON.stringify(body))
-    const raw = {status: response.statusCode ?? 0, body: await collect(response)}
-    check(raw)
-    return JSON.parse(raw.body.toString('utf8')) as T
+    const answer = await this.exchange([jsonRequest(method, path, body === undefined ? undefined : JSON.stringify(body))])
+    if (answer.upgraded) throw new CleanroomError('backend_failed', `the daemon switched protocols on ${method} ${path}`)
+    check(answer)
+    return JSON.parse(answer.body.toString('utf8')) as T
   }
 
-  private send(method: string, path: string, body?: Readable | string): Promise<IncomingMessage> {
+  /**
+   * One request and its answer. A refused connection means no daemon listens and
+   * nothing was sent: the daemon is started (when this client may) and the request sent again.
+   */
+  private async exchange(request: (Buffer | string)[]): Promise<Exchange> {
+    try {
+      return await exchange(this.socketPath, request)
+    } catch (error) {
+      if (this.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
+    }
+    await this.startOnce()
+    return exchange(this.socketPath, request).catch((error: unknown) => {
+      throw unreachable(this.socketPath, error)
+    })
+  }
+
+  private startOnce(): Promise<void> {
+    this.started ??= this.start?.() ?? Promise.resolve()
+    return this.started
+  }
+
+  /** A request whose body or answer is a stream (archives, the audit log), through Node's http client. */
+  private async send(method: string, path: string, body?: Readable): Promise<IncomingMessage> {
+    // Loaded on first use: `exec` never needs it.
+    const {request: httpRequest} = await import('node:http')
+    // A streamed body cannot be sent twice: the daemon is made sure of first.
+    if (this.start !== undefined) await this.startOnce()
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = {}
-      if (typeof body === 'string') {
-        headers['content-type'] = 'application/json'
-        headers['content-length'] = String(Buffer.byteLength(body))
-      }
-      const req = httpRequest({socketPath: this.socketPath, path, method, headers}, resolve)
+      const req = httpRequest({socketPath: this.socketPath, path, method}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
-      if (body === undefined || typeof body === 'string') req.end(body)
+      if (body === undefined) req.end()
       else body.pipe(req)
     })
   }
@@ -174,6 +192,12 @@ function collect(stream: Readable): Promise<Buffer> {
     stream.on('end', () => resolve(Buffer.concat(chunks)))
     stream.on('error', reject)
   })
+}
+
+/** A connection nobody accepted: no socket file, or nobody listening on it. */
+function noDaemon(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ENOENT' || code === 'ECONNREFUSED'
 }
 
 function unreachable(socketPath: string, error: unknown): CleanroomError {

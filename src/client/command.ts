@@ -2,8 +2,7 @@ import {Flags} from '@oclif/core'
 import {join} from 'node:path'
 
 import {BaseCommand} from '../base-command.js'
-import {loadRuntimeConfig} from '../config/load.js'
-import {BACKENDS, type BackendName} from '../config/schema.js'
+import {BACKENDS} from '../config/schema.js'
 import {policyDirFlag} from '../policy/flags.js'
 import type {DaemonClient} from './client.js'
 import {connectDaemon} from './connect.js'
@@ -21,12 +20,6 @@ export abstract class DaemonCommand extends BaseCommand {
   /** A client of the daemon, started on demand. */
   protected async daemon(host: string | undefined): Promise<DaemonClient> {
     return connectDaemon({host, runScript: join(this.config.root, 'bin', 'run.js')})
-  }
-
-  /** The backend for new sandboxes: the flag, else the runtime config's default_backend. */
-  protected async backendFor(flag: string | undefined): Promise<BackendName> {
-    if (flag !== undefined) return flag as BackendName
-    return (await loadRuntimeConfig()).config.default_backend
   }
 }
 

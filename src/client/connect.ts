@@ -1,13 +1,6 @@
-import {spawn} from 'node:child_process'
-import {mkdir, open, readFile} from 'node:fs/promises'
-import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
-
-import {CleanroomError, isCleanroomError} from '../errors/index.js'
-import {defaultSocketPath, stateDir} from '../paths.js'
+import {CleanroomError} from '../errors/index.js'
+import {defaultSocketPath} from '../paths.js'
 import {DaemonClient} from './client.js'
-
-const START_TIMEOUT_MS = 15_000
 
 export interface ConnectOptions {
   /** `unix:///path/to/socket`; default: $CLEANROOM_HOST, else the per-user socket. */
@@ -28,45 +21,16 @@ export function socketPathOf(host: string | undefined, env: NodeJS.ProcessEnv = 
 }
 
 /**
- * A client of a running daemon. When none answers, one is started in the
- * background (logging to the state dir), so nobody has to run `cleanroom serve` by hand.
+ * A client of the daemon. When none answers its first request, one is started in
+ * the background (logging to the state dir) and the request sent again, so nobody
+ * has to run `cleanroom serve` by hand, and a running daemon costs no extra round trip.
  */
-export async function connectDaemon(options: ConnectOptions): Promise<DaemonClient> {
+export function connectDaemon(options: ConnectOptions): DaemonClient {
   const env = options.env ?? process.env
-  const client = new DaemonClient(socketPathOf(options.host, env))
-  if (await answers(client)) return client
-
-  const logPath = join(stateDir(env), 'daemon.log')
-  await mkdir(stateDir(env), {recursive: true, mode: 0o700})
-  const log = await open(logPath, 'a', 0o600)
-  try {
-    const child = spawn(process.execPath, [options.runScript, 'serve', '--listen', `unix://${client.socketPath}`], {
-      detached: true,
-      stdio: ['ignore', log.fd, log.fd],
-      env,
-    })
-    child.unref()
-  } finally {
-    await log.close()
-  }
-
-  const deadline = Date.now() + START_TIMEOUT_MS
-  while (Date.now() < deadline) {
-    if (await answers(client)) return client
-    await sleep(25)
-  }
-  const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
-  throw new CleanroomError('daemon_unavailable', `the cleanroom daemon did not start within ${START_TIMEOUT_MS / 1000}s (log: ${logPath})\n${tail}`, {
-    suggestions: ['Run it in the foreground to see why: cleanroom serve'],
+  const socketPath = socketPathOf(options.host, env)
+  return new DaemonClient(socketPath, async () => {
+    // Only here: the modules that start a daemon cost start-up time nobody else needs to pay.
+    const {startDaemon} = await import('./autostart.js')
+    await startDaemon(socketPath, options.runScript, env)
   })
-}
-
-async function answers(client: DaemonClient): Promise<boolean> {
-  try {
-    await client.ping()
-    return true
-  } catch (error) {
-    if (isCleanroomError(error) && error.code === 'daemon_unavailable') return false
-    throw error
-  }
 }

@@ -1,17 +1,17 @@
 import {resolve} from 'node:path'
 
+import {loadRuntimeConfig} from '../config/load.js'
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
-import {withAdditionalAllow} from '../policy/compile.js'
-import {loadPolicy, noPolicyNotice} from '../policy/load.js'
+import {noPolicyNotice} from '../policy/notice.js'
 import type {AllowRuleInput} from '../policy/schema.js'
-import {findGitRoot} from '../util/repo.js'
 import type {DaemonClient, PublicSandbox} from './client.js'
 
 export interface CreateFromRepoOptions {
   /** Where to look for the repository and its policy. */
   dir: string
-  backend: BackendName
+  /** `--backend`; undefined: default_backend of the runtime config. */
+  backend?: BackendName
   /** `--dangerously-allow-all`: every destination the deny rules and address checks let through. */
   allowAll?: boolean
   /** Allow rules added to the repository's policy (an agent's network needs). */
@@ -24,21 +24,21 @@ export const ALLOW_ALL_WARNING =
   'warning: --dangerously-allow-all: this sandbox may connect to any host on the internet (deny rules, the host\'s own addresses and cloud metadata stay blocked; every connection is still logged)'
 
 /**
- * A new sandbox for the repository around `dir`: its policy (or the default),
- * and the repository's root (the git root, else `dir`) at /workspace.
+ * A new sandbox for the repository around `dir`. The daemon finds and compiles
+ * its policy (the same loader as `cleanroom policy validate`, already warm there)
+ * and mounts the repository's root (the git root, else `dir`) at /workspace.
  */
 export async function createSandboxForRepo(client: DaemonClient, options: CreateFromRepoOptions): Promise<PublicSandbox> {
   const dir = resolve(options.dir)
-  const {source, policy} = await loadPolicy(dir)
-  if (source === null) options.notice(noPolicyNotice(dir))
-  const workspace = (await findGitRoot(dir)) ?? dir
   if (options.allowAll) options.notice(ALLOW_ALL_WARNING)
-  return client.createSandbox({
-    backend: options.backend,
-    policy: options.extraAllow ? withAdditionalAllow(policy, options.extraAllow) : policy,
-    workspace_source: workspace,
+  const sandbox = await client.createSandbox({
+    backend: options.backend ?? (await loadRuntimeConfig()).config.default_backend,
+    repository: dir,
+    ...(options.extraAllow && options.extraAllow.length > 0 ? {extra_allow: options.extraAllow} : {}),
     allow_all: options.allowAll === true,
   })
+  if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
+  return sandbox
 }
 
 /** The flags that only make sense for a new sandbox are refused with an existing one. */

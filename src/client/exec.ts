@@ -25,8 +25,7 @@ export interface ExecOutcome {
  * sandbox's terminal), follows resizes, and is restored however the run ends.
  */
 export async function runInSandbox(client: DaemonClient, sandboxId: string, request: ExecRequest, terminal: Terminal): Promise<ExecOutcome> {
-  const {exec_id: execId} = await client.createExec(sandboxId, request)
-  const socket = await client.attach(execId)
+  const socket = await client.startExec(sandboxId, request)
   return pump(socket, request.tty, terminal)
 }
 

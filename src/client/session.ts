@@ -9,7 +9,8 @@ export interface SessionOptions {
   keep: boolean
   allowAll: boolean
   dir?: string
-  backend: BackendName
+  /** `--backend` for a new sandbox; undefined: the runtime config's default. */
+  backend?: BackendName
   argv: string[]
   env: Record<string, string>
   tty: boolean

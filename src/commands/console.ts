@@ -4,6 +4,7 @@ import {splitPassthrough} from '../agents/script.js'
 import {DaemonCommand, sessionFlags} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
 import {runSession} from '../client/session.js'
+import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
 
 export default class Console extends DaemonCommand {
@@ -34,7 +35,7 @@ export default class Console extends DaemonCommand {
       keep: flags.keep,
       allowAll: flags['dangerously-allow-all'],
       dir: flags.chdir,
-      backend: await this.backendFor(flags.backend),
+      backend: flags.backend as BackendName | undefined,
       argv: passthrough.length > 0 ? passthrough : ['sh'],
       env: {...parseEnvFlags(flags.env ?? []), TERM: process.env.TERM ?? 'xterm-256color'},
       tty: true,

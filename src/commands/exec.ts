@@ -1,10 +1,8 @@
 import {Flags} from '@oclif/core'
+import {join} from 'node:path'
 
-import {splitPassthrough} from '../agents/script.js'
 import {DaemonCommand, sessionFlags} from '../client/command.js'
-import {parseEnvFlags} from '../client/env.js'
-import {runSession} from '../client/session.js'
-import {CleanroomError} from '../errors/index.js'
+import {execCommand} from '../client/exec-command.js'
 
 export default class Exec extends DaemonCommand {
   static override summary = 'Run a command in a sandbox and exit with its exit code'
@@ -24,22 +22,6 @@ export default class Exec extends DaemonCommand {
 
   async run(): Promise<void> {
     const {flags, argv} = await this.parse(Exec)
-    const {passthrough} = splitPassthrough(this.argv)
-    const command = this.argv.includes('--') ? passthrough : (argv as string[])
-    if (command.length === 0) throw new CleanroomError('usage', 'no command given', {suggestions: ['Put the command after --: cleanroom exec -- npm test']})
-
-    const client = await this.daemon(flags.host)
-    const outcome = await runSession(client, {
-      sandboxId: flags['sandbox-id'],
-      keep: flags.keep,
-      allowAll: flags['dangerously-allow-all'],
-      dir: flags.chdir,
-      backend: await this.backendFor(flags.backend),
-      argv: command,
-      env: parseEnvFlags(flags.env ?? []),
-      tty: flags.tty,
-      terminal: {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
-    })
-    process.exitCode = outcome.exitCode
+    process.exitCode = await execCommand(flags, this.argv, argv as string[], join(this.config.root, 'bin', 'run.js'))
   }
 }

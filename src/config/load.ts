@@ -1,8 +1,6 @@
 import {readFile} from 'node:fs/promises'
 
 import {CleanroomError} from '../errors/index.js'
-import {displayPath, formatIssue, YamlFile} from '../util/yaml-file.js'
-import {parseRuntimeConfig} from './parse.js'
 import {defaultConfigPath} from './paths.js'
 import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from './schema.js'
 
@@ -28,20 +26,7 @@ export async function loadRuntimeConfig(path: string = defaultConfigPath()): Pro
     }
     throw new CleanroomError('config_invalid', `cannot read runtime config ${path}: ${(error as Error).message}`, {cause: error})
   }
+  // The YAML parser is loaded only when there is a file: most machines have none, and exec starts faster without it.
+  const {parseRuntimeConfigText} = await import('./parse.js')
   return {path, exists: true, config: parseRuntimeConfigText(path, text)}
-}
-
-/** Validates config text that came from `path`; throws config_invalid listing every problem. */
-export function parseRuntimeConfigText(path: string, text: string): RuntimeConfig {
-  const file = new YamlFile(displayPath(path), text)
-  const config = file.ok ? parseRuntimeConfig(file) : DEFAULT_RUNTIME_CONFIG
-  if (!file.ok) {
-    const issues = file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)
-    const lines = issues.map((issue) => formatIssue(issue))
-    throw new CleanroomError('config_invalid', `runtime config invalid:\n${lines.join('\n')}`, {
-      details: {path, issues},
-      suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
-    })
-  }
-  return config
 }

@@ -1,5 +1,6 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
-import {isRecord, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import {CleanroomError} from '../errors/index.js'
+import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
 import {
   BACKENDS,
   type BackendName,
@@ -112,4 +113,19 @@ function oneOf(file: YamlFile, path: string[], value: unknown, allowed: readonly
   if (typeof value === 'string' && allowed.includes(value.trim())) return value.trim()
   file.report(path, `unsupported value ${JSON.stringify(value)} (expected ${allowed.join(' or ')})`)
   return undefined
+}
+
+/** Validates config text that came from `path`; throws config_invalid listing every problem. */
+export function parseRuntimeConfigText(path: string, text: string): RuntimeConfig {
+  const file = new YamlFile(displayPath(path), text)
+  const config = file.ok ? parseRuntimeConfig(file) : DEFAULT_RUNTIME_CONFIG
+  if (!file.ok) {
+    const issues = file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)
+    const lines = issues.map((issue) => formatIssue(issue))
+    throw new CleanroomError('config_invalid', `runtime config invalid:\n${lines.join('\n')}`, {
+      details: {path, issues},
+      suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
+    })
+  }
+  return config
 }

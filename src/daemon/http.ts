@@ -30,7 +30,23 @@ export function sendError(res: ServerResponse, error: unknown): void {
     res.destroy(known)
     return
   }
-  sendJson(res, STATUS[known.code] ?? 500, errorJson(known))
+  sendJson(res, statusOf(known), errorJson(known))
+}
+
+export function statusOf(error: CleanroomError): number {
+  return STATUS[error.code] ?? 500
+}
+
+/** A JSON object from bytes a client sent; anything else is bad_request. */
+export function parseJsonObject(bytes: Buffer): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(bytes.toString('utf8'))
+  } catch (error) {
+    throw badRequest(`request is not JSON: ${messageOf(error)}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest('request must be a JSON object')
+  return value as Record<string, unknown>
 }
 
 export function badRequest(message: string): CleanroomError {
@@ -46,14 +62,6 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
     if (size > MAX_JSON_BODY) throw badRequest(`request body over ${MAX_JSON_BODY} bytes`)
     chunks.push(chunk as Buffer)
   }
-  const text = Buffer.concat(chunks).toString('utf8').trim()
-  if (text === '') return {}
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (error) {
-    throw badRequest(`request body is not JSON: ${messageOf(error)}`)
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest('request body must be a JSON object')
-  return value as Record<string, unknown>
+  const body = Buffer.concat(chunks)
+  return body.toString('utf8').trim() === '' ? {} : parseJsonObject(body)
 }

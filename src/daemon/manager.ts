@@ -15,6 +15,8 @@ import type {StateStore} from './state.js'
 export interface CreateSandboxRequest {
   backend: BackendName
   policy: CompiledPolicy
+  /** The policy file the policy came from; null for the default or a policy a client compiled. */
+  policySource: string | null
   workspaceSource: string | null
   allowAll: boolean
 }
@@ -76,6 +78,7 @@ export class SandboxManager {
       backend: backend.name,
       policy_hash: request.policy.hash,
       policy: request.policy,
+      policy_source: request.policySource,
       allow_all: request.allowAll,
       workspace_source: request.workspaceSource,
       created_at: now,

@@ -1,4 +1,7 @@
-import {Transform, type TransformCallback} from 'node:stream'
+import {type Duplex, Transform, type TransformCallback} from 'node:stream'
+
+/** The Upgrade token of the exec stream. */
+export const EXEC_UPGRADE = 'cleanroom-exec'
 
 /**
  * The exec stream: after the attach request is upgraded, both sides send
@@ -20,6 +23,8 @@ export const FrameType = {
   signal: 6,
   /** daemon → client, last frame: JSON {code, message} */
   error: 7,
+  /** client → daemon, first frame of GET /v1/sandboxes/{id}/exec: the JSON exec request */
+  start: 8,
 } as const
 
 export type FrameTypeName = keyof typeof FrameType
@@ -76,4 +81,40 @@ export function* framesOf(type: number, data: Buffer): Generator<Buffer> {
   for (let offset = 0; offset < data.length; offset += MAX_FRAME) {
     yield encodeFrame(type, data.subarray(offset, offset + MAX_FRAME))
   }
+}
+
+const FIRST_FRAME_TIMEOUT_MS = 10_000
+
+/**
+ * The first frame a peer sends on `socket` (some of it may already be in `head`),
+ * and the bytes after it, which belong to the stream that follows.
+ */
+export function readFirstFrame(socket: Duplex, head: Buffer): Promise<{frame: Frame; rest: Buffer}> {
+  return new Promise((resolve, reject) => {
+    let pending = head
+    const done = (error?: Error) => {
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.off('end', onEnd)
+      socket.pause()
+      if (error) reject(error)
+    }
+    const onData = (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+      check()
+    }
+    const onEnd = () => done(new Error('the connection ended before the first frame'))
+    const check = () => {
+      if (pending.length < HEADER) return
+      const length = pending.readUInt32BE(1)
+      if (length > MAX_FRAME) return done(new Error(`frame of ${length} bytes exceeds the ${MAX_FRAME}-byte limit`))
+      if (pending.length < HEADER + length) return
+      done()
+      resolve({frame: {type: pending.readUInt8(0), payload: pending.subarray(HEADER, HEADER + length)}, rest: pending.subarray(HEADER + length)})
+    }
+    const timer = setTimeout(() => done(new Error(`no first frame within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`)), FIRST_FRAME_TIMEOUT_MS)
+    socket.on('data', onData)
+    socket.once('end', onEnd)
+    check()
+  })
 }

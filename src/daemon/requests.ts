@@ -1,7 +1,11 @@
 import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
+import {recompilePolicy, withAdditionalAllow} from '../policy/compile.js'
+import {loadPolicy} from '../policy/load.js'
+import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest} from '../sandbox/types.js'
+import {findGitRoot} from '../util/repo.js'
 import {isEnvName} from '../util/env-name.js'
 import {badRequest} from './http.js'
 
@@ -49,5 +53,51 @@ export function parseBackendName(value: unknown, fallback: BackendName): Backend
 /** An absolute path inside the sandbox, from a query parameter. */
 export function parseSandboxPath(value: string | null): string {
   if (value === null || !isAbsolute(value) || value.includes('\0')) throw badRequest('path must be an absolute path inside the sandbox')
+  return value
+}
+
+/** What a new sandbox is made from, once a create request has been checked. */
+export interface SandboxSource {
+  policy: CompiledPolicy
+  /** The policy file used, or null: the built-in default (or a compiled policy the client sent). */
+  policySource: string | null
+  workspaceSource: string | null
+}
+
+/**
+ * The policy and workspace of `POST /v1/sandboxes`, given one of two ways:
+ * `repository` (an absolute directory: the policy is found and compiled here,
+ * from that directory up to its git root, and the git root becomes the
+ * workspace), or `policy` (compiled, re-checked here) with `workspace_source`.
+ * `extra_allow` adds allow rules to either (an agent's network needs).
+ */
+export async function parseSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
+  const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow)
+  let source: SandboxSource
+  if (body.repository !== undefined) {
+    if (body.policy !== undefined || body.workspace_source !== undefined) throw badRequest('give either repository, or policy and workspace_source')
+    const dir = absolutePath('repository', body.repository)
+    const {source: policySource, policy} = await loadPolicy(dir)
+    source = {policy, policySource, workspaceSource: (await findGitRoot(dir)) ?? dir}
+  } else {
+    const workspace = body.workspace_source
+    if (workspace !== undefined && workspace !== null) absolutePath('workspace_source', workspace)
+    source = {policy: recompilePolicy(body.policy), policySource: null, workspaceSource: (workspace as string | null | undefined) ?? null}
+  }
+  return extra.length > 0 ? {...source, policy: withAdditionalAllow(source.policy, extra)} : source
+}
+
+function absolutePath(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0')) throw badRequest(`${name} must be an absolute host path`)
+  return value
+}
+
+function parseAllowRules(value: unknown): AllowRuleInput[] {
+  const valid = (rule: unknown): rule is AllowRuleInput => {
+    if (typeof rule !== 'object' || rule === null) return false
+    const {host, ports, reason} = rule as Record<string, unknown>
+    return typeof host === 'string' && Array.isArray(ports) && ports.every((port) => typeof port === 'number') && (reason === undefined || typeof reason === 'string')
+  }
+  if (!Array.isArray(value) || !value.every(valid)) throw badRequest('extra_allow must be an array of {host, ports, reason?}')
   return value
 }

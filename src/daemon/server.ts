@@ -6,16 +6,15 @@ import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
-import {recompilePolicy} from '../policy/compile.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import {attachProcess} from './attach.js'
-import {badRequest, readJson, sendError, sendJson} from './http.js'
+import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
 import type {SandboxManager} from './manager.js'
-import {parseBackendName, parseExecRequest, parseSandboxPath} from './requests.js'
+import {EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
+import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
 
 export const API_VERSION = 'v1'
-export const EXEC_UPGRADE = 'cleanroom-exec'
 const RUN_OUTPUT_LIMIT = 16 << 20
 
 export interface DaemonContext {
@@ -95,40 +94,53 @@ function findRoute(routes: [string, RegExp, Handler][], method: string, path: st
   return undefined
 }
 
+/**
+ * The two ways to reach an execution's stream: attach to one created with
+ * POST …/execs, or start one and attach in a single round trip — the request
+ * is the first frame sent after the upgrade request, without waiting for the 101.
+ * Every refusal is an HTTP error response, so nothing has started when one comes.
+ */
 async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   socket.on('error', () => undefined)
-  const match = /^\/v1\/execs\/([^/]+)\/attach$/.exec(new URL(req.url ?? '/', 'http://cleanroom').pathname)
-  if (!match || req.headers.upgrade?.toLowerCase() !== EXEC_UPGRADE) {
-    refuseUpgrade(socket, 400, {code: 'bad_request', message: `upgrade to ${EXEC_UPGRADE} at /v1/execs/<exec_id>/attach`})
+  const path = new URL(req.url ?? '/', 'http://cleanroom').pathname
+  const attach = /^\/v1\/execs\/([^/]+)\/attach$/.exec(path)
+  const start = /^\/v1\/sandboxes\/([^/]+)\/exec$/.exec(path)
+  if ((!attach && !start) || req.headers.upgrade?.toLowerCase() !== EXEC_UPGRADE) {
+    refuseUpgrade(socket, badRequest(`upgrade to ${EXEC_UPGRADE} at /v1/sandboxes/<id>/exec or /v1/execs/<exec_id>/attach`))
     return
   }
   let process
+  let rest = head
   try {
-    process = await context.manager.startExec(decodeURIComponent(match[1]!))
+    if (attach) {
+      process = await context.manager.startExec(decodeURIComponent(attach[1]!))
+    } else {
+      const sandboxId = decodeURIComponent(start![1]!)
+      context.manager.get(sandboxId)
+      const first = await readFirstFrame(socket, head)
+      rest = first.rest
+      if (first.frame.type !== FrameType.start) throw badRequest('the first frame must be a start frame carrying the exec request')
+      process = await context.manager.run(sandboxId, parseExecRequest(parseJsonObject(first.frame.payload)))
+    }
   } catch (error) {
-    const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', messageOf(error))
-    refuseUpgrade(socket, known.code === 'exec_not_found' ? 404 : 409, {code: known.code, message: known.message, suggestions: known.suggestions})
+    refuseUpgrade(socket, error)
     return
   }
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${EXEC_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`)
-  if (head.length > 0) socket.unshift(head)
+  if (rest.length > 0) socket.unshift(rest)
   attachProcess(socket, process)
 }
 
-function refuseUpgrade(socket: Duplex, status: number, error: Record<string, unknown>): void {
-  const body = JSON.stringify({error})
-  socket.end(`HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+function refuseUpgrade(socket: Duplex, error: unknown): void {
+  const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', messageOf(error))
+  const body = JSON.stringify(errorJson(known))
+  socket.end(`HTTP/1.1 ${statusOf(known)} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }
 
 async function createSandbox(context: DaemonContext, body: Record<string, unknown>): Promise<SandboxRecord> {
   const backend = parseBackendName(body.backend, context.defaultBackend)
-  const policy = recompilePolicy(body.policy)
-  const workspace = body.workspace_source
-  if (workspace !== undefined && workspace !== null && (typeof workspace !== 'string' || !workspace.startsWith('/'))) {
-    throw badRequest('workspace_source must be an absolute host path or null')
-  }
   if (body.allow_all !== undefined && typeof body.allow_all !== 'boolean') throw badRequest('allow_all must be true or false')
-  return context.manager.create({backend, policy, workspaceSource: (workspace as string | null | undefined) ?? null, allowAll: body.allow_all === true})
+  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true})
 }
 
 /** The curl-friendly way to run a command: waits for it and returns its output as text. */

@@ -35,14 +35,6 @@ export async function loadPolicy(dir: string): Promise<LoadedPolicy> {
   return {source: found.source, policy: compilePolicy(found.file)}
 }
 
-/** What to tell the user, once, when a sandbox gets the default policy because the repository has none. */
-export function noPolicyNotice(dir: string): string {
-  return (
-    `no cleanroom.yaml found in ${resolve(dir)} or its parents up to the git root; ` +
-    'using the built-in default policy (no network egress, host rootfs). Create one with: cleanroom policy init'
-  )
-}
-
 /** The policy file in `dir` itself, parents not searched. */
 export async function policyFileIn(dir: string): Promise<string | undefined> {
   return (await searchIn(await directory(dir)))?.source

@@ -26,6 +26,8 @@ export interface SandboxRecord {
   backend: BackendName
   policy_hash: string
   policy: CompiledPolicy
+  /** The repository's policy file the daemon compiled `policy` from; null for the default policy or one a client sent compiled. */
+  policy_source?: string | null
   /** `--dangerously-allow-all`: the proxy allows every destination its deny rules and address checks let through. */
   allow_all: boolean
   /** The host directory shown at /workspace, or null for an empty workspace. */

@@ -5,7 +5,7 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {PROJECT_ROOT} from '../helpers/cli.js'
+import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 const RUN = join(PROJECT_ROOT, 'bin/run.js')
@@ -81,6 +81,26 @@ describe('cleanroom exec, console, sandbox, cp (CLI, daemon started on demand)',
     expect(result.exitCode).to.equal(1)
     expect(result.stderr).to.contain('no sandbox cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA')
     expect(result.stderr).to.contain('cleanroom sandbox ls')
+  })
+
+  it('answers the same with and without the fast start path', async () => {
+    const both = async (args: string[], input?: string) => {
+      const fast = await suite.cli(args, {input})
+      const full = await runCli(args, {cwd: suite.repo, input, env: {...suite.env, CLEANROOM_FAST_START: '0'}})
+      return {fast, full}
+    }
+    const lines: string[][] = [
+      ['--version'],
+      ['exec', '-e', 'A=1', '--', 'sh', '-c', 'echo "$A"; cat; exit 5'],
+      ['exec', '--sandbox-id', 'cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA', '--', 'true'],
+      ['exec', '--'],
+      ['exec', '--sandbox-id', 'cr_X', '--keep', '--', 'true'],
+      ['exec', '-c', join(suite.repo, 'missing'), '--', 'true'],
+    ]
+    for (const args of lines) {
+      const {fast, full} = await both(args, 'in')
+      expect({exitCode: fast.exitCode, stdout: fast.stdout, stderr: fast.stderr}, args.join(' ')).to.deep.equal({exitCode: full.exitCode, stdout: full.stdout, stderr: full.stderr})
+    }
   })
 
   it('sandbox create --json, ls and rm', async () => {

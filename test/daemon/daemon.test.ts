@@ -1,9 +1,11 @@
 import {expect} from 'chai'
-import {request} from 'node:http'
 import {access, mkdir, writeFile} from 'node:fs/promises'
+import {request} from 'node:http'
+import {connect} from 'node:net'
 import {join} from 'node:path'
 
 import {runInSandbox} from '../../src/client/exec.js'
+import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {bwrapPids, bwrapSince, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
@@ -142,4 +144,78 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect(error).to.be.instanceOf(CleanroomError)
     expect((await test.client.inspectSandbox(sandbox.sandbox_id)).status).to.equal('failed')
   })
+
+  it('finds and compiles the policy of a repository it is given, with extra allow rules, and mounts the git root', async () => {
+    const repo = await workspace()
+    await mkdir(join(repo, '.git'))
+    await mkdir(join(repo, 'sub'))
+    await writeFile(join(repo, 'cleanroom.yaml'), 'version: 1\nsandbox:\n  network:\n    default: deny\n    allow:\n      - host: registry.npmjs.org\n        ports: [443]\n')
+    const sandbox = await test.client.createSandbox({repository: join(repo, 'sub'), extra_allow: [{host: 'API.example.com', ports: [443]}]})
+    expect(sandbox).to.deep.include({policy_source: join(repo, 'cleanroom.yaml'), workspace_source: repo})
+    expect(sandbox.policy.allow.map((rule) => rule.host)).to.deep.equal(['api.example.com', 'registry.npmjs.org'])
+
+    const bare = await test.client.createSandbox({repository: dir})
+    expect(bare).to.deep.include({policy_source: null, workspace_source: dir})
+    expect(bare.policy.hash).to.equal(DEFAULT_POLICY.hash)
+  })
+
+  it('refuses a repository given with a policy, a relative one, a broken policy and bad extra rules, creating nothing', async () => {
+    const repo = await workspace()
+    const refused = (body: Record<string, unknown>) => raw(test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify(body)).then(({json}) => json.error)
+    expect(await refused({repository: repo, policy: DEFAULT_POLICY})).to.deep.include({code: 'bad_request'})
+    expect(await refused({repository: 'repo'})).to.deep.include({code: 'bad_request', message: 'repository must be an absolute host path'})
+    expect(await refused({repository: repo, extra_allow: [{host: 'a.example', ports: ['443']}]})).to.deep.include({code: 'bad_request'})
+    expect(await refused({repository: repo, extra_allow: [{host: 'a.example', ports: [0]}]})).to.deep.include({code: 'policy_invalid'})
+    await writeFile(join(repo, 'cleanroom.yaml'), 'version: 1\nsandbox:\n  network:\n    default: allow\n')
+    expect((await refused({repository: repo}))?.code).to.equal('policy_invalid')
+    expect(await test.client.listSandboxes(true)).to.deep.equal([])
+  })
+
+  it('starts an execution in one round trip, and answers a bad start with an HTTP error before anything runs', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const terminal = captureTerminal()
+    expect(await runInSandbox(test.client, sandbox.sandbox_id, {argv: ['sh', '-c', 'echo started'], env: {}, tty: false}, terminal)).to.deep.equal({exitCode: 0, detached: false})
+    expect(terminal.output().toString()).to.equal('started\n')
+
+    const upgrade = (path: string, first: Buffer) => rawUpgrade(test.socketPath, path, first)
+    expect(await upgrade('/v1/sandboxes/cr_nope/exec', encodeJsonFrame(FrameType.start, {argv: ['true']}))).to.match(/^HTTP\/1\.1 404 .*"sandbox_not_found"/s)
+    expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeJsonFrame(FrameType.stdin, 'x'))).to.match(/^HTTP\/1\.1 400 .*start frame/s)
+    expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeJsonFrame(FrameType.start, {argv: []}))).to.match(/^HTTP\/1\.1 400 .*non-empty array/s)
+    expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeFrame(FrameType.start, '{no'))).to.match(/^HTTP\/1\.1 400 .*not JSON/s)
+  })
+
+  it('still attaches to an execution created with POST …/execs (the two-step form curl users take)', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const created = await raw(test.socketPath, 'POST', `/v1/sandboxes/${sandbox.sandbox_id}/execs`, JSON.stringify({argv: ['sh', '-c', 'echo two-step; exit 3']}))
+    const execId = (created.json as {exec_id?: string}).exec_id
+    const answer = await rawUpgrade(test.socketPath, `/v1/execs/${execId}/attach`, Buffer.alloc(0))
+    expect(answer).to.match(/^HTTP\/1\.1 101 /)
+    const frames = decodeFrames(Buffer.from(answer.slice(answer.indexOf('\r\n\r\n') + 4), 'latin1'))
+    expect(frames.filter((frame) => frame.type === FrameType.stdout).map((frame) => frame.payload.toString()).join('')).to.equal('two-step\n')
+    expect(JSON.parse(frames.at(-1)!.payload.toString())).to.deep.include({exit_code: 3})
+    expect(await rawUpgrade(test.socketPath, `/v1/execs/${execId}/attach`, Buffer.alloc(0))).to.match(/^HTTP\/1\.1 404 .*exec_not_found/s)
+  })
 })
+
+/** Sends an upgrade request and `first` at once; resolves to everything the daemon sent until it closed the connection. */
+function rawUpgrade(socketPath: string, path: string, first: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(socketPath)
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')))
+    socket.on('error', reject)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: cleanroom\r\nConnection: Upgrade\r\nUpgrade: ${EXEC_UPGRADE}\r\n\r\n`)
+    socket.write(first)
+  })
+}
+
+function decodeFrames(bytes: Buffer): {type: number; payload: Buffer}[] {
+  const frames: {type: number; payload: Buffer}[] = []
+  for (let offset = 0; offset + 5 <= bytes.length; ) {
+    const length = bytes.readUInt32BE(offset + 1)
+    frames.push({type: bytes.readUInt8(offset), payload: bytes.subarray(offset + 5, offset + 5 + length)})
+    offset += 5 + length
+  }
+  return frames
+}

@@ -8,7 +8,8 @@ import {fileURLToPath} from 'node:url'
 
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {findPolicyFile, loadPolicy, noPolicyNotice, POLICY_SEARCH_PLACES, policyFileIn} from '../../src/policy/load.js'
+import {findPolicyFile, loadPolicy, POLICY_SEARCH_PLACES, policyFileIn} from '../../src/policy/load.js'
+import {noPolicyNotice} from '../../src/policy/notice.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 const LOAD_MODULE = fileURLToPath(new URL('../../src/policy/load.ts', import.meta.url))

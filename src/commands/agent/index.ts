@@ -5,6 +5,7 @@ import {listEntries, renderAgentList} from '../../agents/render.js'
 import {splitPassthrough} from '../../agents/script.js'
 import {runAgent} from '../../client/agent.js'
 import {allowAllFlag, backendFlag, DaemonCommand} from '../../client/command.js'
+import type {BackendName} from '../../config/schema.js'
 import {CleanroomError} from '../../errors/index.js'
 import {policyDirFlag} from '../../policy/flags.js'
 
@@ -47,7 +48,7 @@ export default class Agent extends DaemonCommand {
       args: passthrough,
       sandboxId: flags['sandbox-id'],
       dir: flags.chdir,
-      backend: await this.backendFor(flags.backend),
+      backend: flags.backend as BackendName | undefined,
       allowAll: flags['dangerously-allow-all'],
       terminal: {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
     })

@@ -1,6 +1,7 @@
 import {BaseCommand} from '../../base-command.js'
 import {policyDirFlag} from '../../policy/flags.js'
-import {type LoadedPolicy, loadPolicy, noPolicyNotice} from '../../policy/load.js'
+import {type LoadedPolicy, loadPolicy} from '../../policy/load.js'
+import {noPolicyNotice} from '../../policy/notice.js'
 import {renderPolicy} from '../../policy/render.js'
 import {displayPath} from '../../util/yaml-file.js'
 

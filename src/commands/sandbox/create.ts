@@ -1,6 +1,7 @@
 import type {PublicSandbox} from '../../client/client.js'
 import {allowAllFlag, backendFlag, DaemonCommand} from '../../client/command.js'
 import {createSandboxForRepo} from '../../client/create.js'
+import type {BackendName} from '../../config/schema.js'
 import {policyDirFlag} from '../../policy/flags.js'
 
 export default class SandboxCreate extends DaemonCommand {
@@ -20,7 +21,7 @@ export default class SandboxCreate extends DaemonCommand {
     const client = await this.daemon(flags.host)
     const sandbox = await createSandboxForRepo(client, {
       dir: flags.chdir ?? process.cwd(),
-      backend: await this.backendFor(flags.backend),
+      backend: flags.backend as BackendName | undefined,
       allowAll: flags['dangerously-allow-all'],
       notice: (message) => this.logToStderr(message),
     })

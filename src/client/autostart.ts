@@ -1,0 +1,53 @@
+import {spawn} from 'node:child_process'
+import {mkdir, open, readFile} from 'node:fs/promises'
+import {connect} from 'node:net'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {CleanroomError} from '../errors/index.js'
+import {stateDir} from '../paths.js'
+
+const START_TIMEOUT_MS = 15_000
+
+/**
+ * Starts `cleanroom serve` on `socketPath` unless a daemon listens there by now,
+ * detached, its output in the state dir's daemon.log, and waits until it listens.
+ */
+export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
+  if (await listens(socketPath)) return
+  const logPath = join(stateDir(env), 'daemon.log')
+  await mkdir(stateDir(env), {recursive: true, mode: 0o700})
+  const log = await open(logPath, 'a', 0o600)
+  try {
+    const child = spawn(process.execPath, [runScript, 'serve', '--listen', `unix://${socketPath}`], {
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd],
+      env,
+    })
+    child.unref()
+  } finally {
+    await log.close()
+  }
+
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (await listens(socketPath)) return
+    await sleep(25)
+  }
+  const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
+  throw new CleanroomError('daemon_unavailable', `the cleanroom daemon did not start within ${START_TIMEOUT_MS / 1000}s (log: ${logPath})\n${tail}`, {
+    suggestions: ['Run it in the foreground to see why: cleanroom serve'],
+  })
+}
+
+/** Whether something accepts connections on `socketPath`. */
+export function listens(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath)
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
