@@ -84,8 +84,10 @@ export class SandboxManager {
       created_at: now,
       updated_at: now,
     }
+    const times = [performance.now()]
     this.sandboxes.set(record.sandbox_id, record)
     await this.store.save(record)
+    times.push(performance.now())
     try {
       record.runtime = await backend.provision({
         sandboxId: record.sandbox_id,
@@ -93,7 +95,9 @@ export class SandboxManager {
         workspaceSource: request.workspaceSource,
         stateDir: this.store.sandboxDir(record.sandbox_id),
       })
+      times.push(performance.now())
       await this.startEgress(record)
+      times.push(performance.now())
     } catch (error) {
       // A sandbox that never came up leaves nothing behind.
       if (record.runtime) await backend.terminate(record.runtime).catch(() => undefined)
@@ -103,7 +107,13 @@ export class SandboxManager {
       throw new CleanroomError('backend_failed', `could not create the sandbox: ${messageOf(error)}`, {cause: error})
     }
     await this.setStatus(record, 'ready')
-    this.log(`sandbox ${record.sandbox_id}: ready (${backend.name}, policy ${record.policy_hash.slice(0, 12)})`)
+    times.push(performance.now())
+    const [start = 0, saved = 0, provisioned = 0, listening = 0, done = 0] = times
+    const ms = (value: number) => value.toFixed(1)
+    this.log(
+      `sandbox ${record.sandbox_id}: ready (${backend.name}, policy ${record.policy_hash.slice(0, 12)}) in ${ms(done - start)} ms: ` +
+        `backend ${ms(provisioned - saved)}, egress listener ${ms(listening - provisioned)}, state writes ${ms(saved - start + done - listening)}`,
+    )
     return record
   }
 
