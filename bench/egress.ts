@@ -18,7 +18,14 @@ import {recompilePolicy} from '../src/policy/compile.js'
 import {DOWNLOAD_BYTES, type PeerRequest} from './egress-shared.js'
 import {compare, type Comparison} from './harness.js'
 
-export async function egressComparisons(runs: number): Promise<{latency: Comparison; throughput: Comparison}> {
+/** CPU the proxy's process spent relaying one 256 MiB download, against the download's wall time (medians of 3). */
+export interface RelayCpu {
+  wall_ms: number
+  user_ms: number
+  system_ms: number
+}
+
+export async function egressComparisons(runs: number): Promise<{latency: Comparison; throughput: Comparison; relayCpu: RelayCpu}> {
   const dir = await mkdtemp(join(tmpdir(), 'cleanroom-bench-egress-'))
   const peer = fork(fileURLToPath(new URL('egress-peer.ts', import.meta.url)), {execArgv: ['--import', 'tsx'], stdio: 'ignore'})
   const {port: targetPort} = await nextMessage<{port: number}>(peer)
@@ -54,7 +61,16 @@ export async function egressComparisons(runs: number): Promise<{latency: Compari
       ],
       {runs: Math.min(runs, 10), warmup: 1},
     )
-    return {latency, throughput}
+    const samples: RelayCpu[] = []
+    for (let i = 0; i < 3; i++) {
+      const cpu = process.cpuUsage()
+      const start = performance.now()
+      await request('/big', true)()
+      const used = process.cpuUsage(cpu)
+      samples.push({wall_ms: performance.now() - start, user_ms: used.user / 1000, system_ms: used.system / 1000})
+    }
+    const median = (key: keyof RelayCpu) => samples.map((sample) => sample[key]).sort((a, b) => a - b)[1]!
+    return {latency, throughput, relayCpu: {wall_ms: median('wall_ms'), user_ms: median('user_ms'), system_ms: median('system_ms')}}
   } finally {
     peer.disconnect()
     await proxy.close()

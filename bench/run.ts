@@ -5,7 +5,7 @@
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
-import {mkdir, mkdtemp, open, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile} from 'node:fs/promises'
 import {cpus, tmpdir, totalmem} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -20,6 +20,17 @@ import {benchEnv, command, compare, type Comparison, renderComparison, type Vari
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 30)
+const BENCH_POLICY = `version: 1
+sandbox:
+  network:
+    default: deny
+    allow:
+      - host: registry.npmjs.org
+        ports: [443]
+        reason: npm install
+      - host: "*.githubusercontent.com"
+        ports: [443]
+`
 
 interface Measurement {
   title: string
@@ -35,15 +46,22 @@ async function main(): Promise<void> {
   await mkdir(repo, {recursive: true})
   execFileSync('git', ['init', '-q', repo])
   await writeFile(join(repo, 'README'), 'bench\n')
+  // A policy like a real repository's, so every new sandbox pays for finding and compiling one.
+  await writeFile(join(repo, 'cleanroom.yaml'), BENCH_POLICY)
 
-  const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: 'ignore'})
+  // The daemon's log says where each create's time went; the create comparison reads it.
+  const daemonLog = join(home, 'daemon.log')
+  const logFile = await open(daemonLog, 'w')
+  const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: ['ignore', 'ignore', logFile.fd]})
+  await logFile.close()
   const client = new DaemonClient(socketPath)
   const comparisons: Comparison[] = []
   const measurements: Measurement[] = []
   try {
     await waitForDaemon(client)
     const cli = (...args: string[]) => command([process.execPath, RUN, ...args], env)
-    const inRepo = (...args: string[]) => command([process.execPath, RUN, ...args, '-c', repo], env)
+    // `exec -c REPO … -- true`: the flags before the command.
+    const execIn = (dir: string, ...args: string[]) => command([process.execPath, RUN, 'exec', '-c', dir, ...args, '--', 'true'], env)
     const bwrapTrue = command(['bwrap', '--unshare-all', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--proc', '/proc', '--dev', '/dev', '/bin/true'])
     const nodeNoop = command([process.execPath, '-e', '0'])
 
@@ -59,7 +77,7 @@ async function main(): Promise<void> {
         'time to interactive: a new sandbox runs `true` (daemon warm)',
         [
           {name: 'node -e 0', run: nodeNoop},
-          {name: 'cleanroom exec -- true', run: inRepo('exec', '--', 'true')},
+          {name: 'cleanroom exec -- true', run: execIn(repo)},
           {name: 'bwrap /bin/true', run: bwrapTrue},
           ...peers(),
         ],
@@ -67,13 +85,19 @@ async function main(): Promise<void> {
       ),
     )
 
-    const kept = await client.createSandbox({policy: DEFAULT_POLICY, workspace_source: repo})
-    report(
-      await compare('exec into an existing sandbox', [{name: 'node -e 0', run: nodeNoop}, {name: 'cleanroom exec --sandbox-id ID -- true', run: cli('exec', '--sandbox-id', kept.sandbox_id, '--', 'true')}], {
-        runs: RUNS,
-        goal: {variant: 'cleanroom exec --sandbox-id ID -- true', maxRatio: 1.5},
-      }),
-    )
+    const kept = await client.createSandbox({repository: repo})
+    const execPeers = await startExecPeers(home)
+    try {
+      report(
+        await compare(
+          'exec into an existing sandbox',
+          [{name: 'node -e 0', run: nodeNoop}, {name: 'cleanroom exec --sandbox-id ID -- true', run: cli('exec', '--sandbox-id', kept.sandbox_id, '--', 'true')}, ...execPeers.variants],
+          {runs: RUNS, goal: {variant: 'cleanroom exec --sandbox-id ID -- true', maxRatio: 1.5}},
+        ),
+      )
+    } finally {
+      await execPeers.stop()
+    }
 
     const created: string[] = []
     report(
@@ -81,11 +105,12 @@ async function main(): Promise<void> {
         'daemon side: create a sandbox (API call until ready)',
         [
           {name: 'bwrap /bin/true', run: bwrapTrue},
-          {name: 'POST /v1/sandboxes', run: async () => void created.push((await client.createSandbox({policy: DEFAULT_POLICY, workspace_source: repo})).sandbox_id)},
+          {name: 'POST /v1/sandboxes', run: async () => void created.push((await client.createSandbox({repository: repo})).sandbox_id)},
         ],
         {runs: RUNS, goal: {variant: 'POST /v1/sandboxes', maxRatio: 3}},
       ),
     )
+    measurements.push({title: 'daemon side create: where the time goes (medians, ms)', values: await createPhases(daemonLog, created)})
     for (const id of created.splice(0)) await client.removeSandbox(id)
 
     const initPid = await initPidOf(home, kept.sandbox_id)
@@ -112,7 +137,7 @@ async function main(): Promise<void> {
       density[`daemon_rss_mib_at_${target}`] = memory.daemon / 1024
       if (target > 0) density[`per_sandbox_rss_mib_at_${target}`] = memory.children / target / 1024
       if (target === 0 || target === 10 || target === 50) {
-        const tti = await compare(`TTI with ${target} sandboxes running`, [{name: 'cleanroom exec -- true', run: inRepo('exec', '--', 'true')}], {runs: Math.max(10, Math.floor(RUNS / 2))})
+        const tti = await compare(`TTI with ${target} sandboxes running`, [{name: 'cleanroom exec -- true', run: execIn(repo)}], {runs: Math.max(10, Math.floor(RUNS / 2))})
         scaling[`tti_ms_with_${target}_running`] = tti.results[0]!.stats.median
       }
     }
@@ -128,8 +153,8 @@ async function main(): Promise<void> {
     const bigRepoComparison = await compare(
       'TTI: empty repository vs 1 GiB repository',
       [
-        {name: 'exec -- true (small repo)', run: inRepo('exec', '--', 'true')},
-        {name: 'exec -- true (1 GiB repo)', run: command([process.execPath, RUN, 'exec', '-c', bigRepo, '--', 'true'], env)},
+        {name: 'exec -- true (small repo)', run: execIn(repo)},
+        {name: 'exec -- true (1 GiB repo)', run: execIn(bigRepo)},
       ],
       {runs: RUNS, goal: {variant: 'exec -- true (1 GiB repo)', maxRatio: 1.2}},
     )
@@ -143,7 +168,16 @@ async function main(): Promise<void> {
     const ratio = speed(egress.throughput, 1) / speed(egress.throughput, 0)
     measurements.push({
       title: 'egress proxy',
-      values: {added_latency_ms: added, direct_mib_per_s: speed(egress.throughput, 0), proxied_mib_per_s: speed(egress.throughput, 1), throughput_ratio: ratio},
+      values: {
+        added_latency_ms: added,
+        direct_mib_per_s: speed(egress.throughput, 0),
+        proxied_mib_per_s: speed(egress.throughput, 1),
+        throughput_ratio: ratio,
+        // Where a proxied download's time goes: the relaying process's own CPU, user and kernel.
+        relay_wall_ms: egress.relayCpu.wall_ms,
+        relay_cpu_user_ms: egress.relayCpu.user_ms,
+        relay_cpu_system_ms: egress.relayCpu.system_ms,
+      },
       goal: {description: `added latency <= 1.5 ms (measured ${added.toFixed(2)} ms) and throughput >= 0.8x direct (measured ${ratio.toFixed(2)}x)`, met: added <= 1.5 && ratio >= 0.8},
     })
 
@@ -185,6 +219,71 @@ function peers(): Variant[] {
   return found
 }
 
+/**
+ * Long-running containers of the peers, where installed, to exec into: podman
+ * (runc, the host's root read-only through an overlay) and gVisor (`runsc run
+ * -detach` of a bundle on the host's /usr). Stopped and removed by `stop`.
+ */
+async function startExecPeers(home: string): Promise<{variants: Variant[]; stop: () => Promise<void>}> {
+  const variants: Variant[] = []
+  const stops: (() => void)[] = []
+  const quiet = {stdio: 'ignore' as const}
+  if (installed('podman')) {
+    const name = `cleanroom-bench-${process.pid}`
+    const limits = ['--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768']
+    execFileSync('podman', ['--runtime', 'runc', 'run', '-d', '--name', name, '--network', 'none', ...limits, '--rootfs', '/:O', '/bin/sleep', 'infinity'], quiet)
+    stops.push(() => execFileSync('podman', ['rm', '-f', '-t', '0', name], quiet))
+    variants.push({name: 'podman exec CONTAINER /bin/true', run: command(['podman', 'exec', name, '/bin/true'])})
+  } else {
+    console.log('  (podman not installed: apt-get install -y podman runc to compare with podman exec)')
+  }
+  if (installed('runsc')) {
+    const root = join(home, 'runsc-root')
+    const bundle = join(home, 'runsc-bundle')
+    const id = `cleanroom-bench-${process.pid}`
+    const rootfs = join(home, 'runsc-rootfs')
+    await mkdir(join(rootfs, 'usr'), {recursive: true})
+    await mkdir(join(rootfs, 'proc'))
+    for (const link of ['bin', 'lib', 'lib64', 'sbin']) await symlink(`usr/${link}`, join(rootfs, link))
+    await mkdir(bundle, {recursive: true})
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(runscBundle(rootfs)))
+    execFileSync('runsc', ['--root', root, '--network=none', 'run', '-detach', '-bundle', bundle, id], quiet)
+    stops.push(() => {
+      execFileSync('runsc', ['--root', root, 'kill', id, 'KILL'], quiet)
+      execFileSync('runsc', ['--root', root, 'delete', '-force', id], quiet)
+    })
+    variants.push({name: 'runsc exec CONTAINER /bin/true', run: command(['runsc', '--root', root, 'exec', id, '/bin/true'])})
+  } else {
+    console.log('  (runsc not installed: apt-get install -y runsc to compare with runsc exec)')
+  }
+  return {
+    variants,
+    stop: async () => {
+      for (const stop of stops) {
+        try {
+          stop()
+        } catch {
+          // already gone
+        }
+      }
+    },
+  }
+}
+
+/** An OCI bundle whose process sleeps, on `rootfs` (merged-usr links) with the host's /usr bound read-only, no network. */
+function runscBundle(rootfs: string): Record<string, unknown> {
+  return {
+    ociVersion: '1.0.0',
+    process: {user: {uid: 0, gid: 0}, args: ['/usr/bin/sleep', 'infinity'], env: ['PATH=/usr/bin:/bin'], cwd: '/'},
+    root: {path: rootfs, readonly: true},
+    mounts: [
+      {destination: '/proc', type: 'proc', source: 'proc'},
+      {destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro']},
+    ],
+    linux: {namespaces: [{type: 'pid'}, {type: 'network'}, {type: 'ipc'}, {type: 'uts'}, {type: 'mount'}]},
+  }
+}
+
 function installed(tool: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
@@ -200,6 +299,23 @@ async function waitForDaemon(client: DaemonClient): Promise<void> {
     await sleep(25)
   }
   throw new Error('the daemon did not start')
+}
+
+/** The phases the daemon logged for each of `ids` ("ready … in T ms: backend B, egress listener E, state writes S"), as medians. */
+async function createPhases(logPath: string, ids: string[]): Promise<Record<string, number>> {
+  const wanted = new Set(ids)
+  const phases: Record<string, number[]> = {total: [], backend: [], egress_listener: [], state_writes: []}
+  for (const line of (await readFile(logPath, 'utf8')).split('\n')) {
+    const match = /sandbox (cr_\w+): ready .* in ([\d.]+) ms: backend ([\d.]+), egress listener ([\d.]+), state writes ([\d.]+)/.exec(line)
+    if (!match || !wanted.has(match[1]!)) continue
+    const [total, backend, egress, state] = match.slice(2).map(Number)
+    phases.total!.push(total!)
+    phases.backend!.push(backend!)
+    phases.egress_listener!.push(egress!)
+    phases.state_writes!.push(state!)
+  }
+  const median = (values: number[]) => values.toSorted((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN
+  return Object.fromEntries(Object.entries(phases).map(([name, values]) => [`${name}_ms`, median(values)]))
 }
 
 async function initPidOf(home: string, id: string): Promise<number> {
