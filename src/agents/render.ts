@@ -18,7 +18,7 @@ export function renderAgentList(entries: readonly AgentListEntry[]): string {
 function renderAgent(entry: AgentListEntry): string {
   const lines = [`${entry.name}  (${entry.source_detail})`]
   if (entry.description) lines.push(`  ${entry.description}`)
-  lines.push(field('command', [entry.command]))
+  lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
   const credentials = entry.credentials.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}`)
   lines.push(field('credentials', credentials))
   const destinations = entry.network.map((need) => `${need.host}:${need.ports.join(',')}`)

@@ -12,10 +12,11 @@ export function shellQuote(arg: string): string {
  * then `exec` the command with the user's arguments, each single-quoted.
  * One leading `--` in `args` is dropped (the seed's behaviour: `agent codex -- -- x` passes `x`).
  */
-export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | 'name' | 'test'>, args: readonly string[]): string {
+export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | 'name' | 'package' | 'test'>, args: readonly string[]): string {
   // The seed's fallbacks, repeated here so a spec completed elsewhere cannot yield `exec` with no command.
   const command = spec.command.trim() === '' ? spec.name : spec.command
-  const test = spec.test.trim() === '' ? defaultTest(command) : spec.test
+  const test = spec.test.trim() === '' ? defaultTest(command, spec.package) : spec.test
+  const run = spec.package === undefined ? command : `sh -c ${shellQuote(npmLauncher(spec.name, spec.package))} sh ${command}`
   const agentArgs = args[0] === '--' ? args.slice(1) : args
 
   const lines = ['set -e']
@@ -27,7 +28,7 @@ export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | '
     `printf '%s\\n' ${shellQuote(`cleanroom: agent command not found: ${spec.name}`)} >&2`,
     'exit 127',
     'fi',
-    ['exec', command, ...agentArgs.map((arg) => shellQuote(arg))].join(' '),
+    ['exec', run, ...agentArgs.map((arg) => shellQuote(arg))].join(' '),
   )
   return lines.join('\n')
 }
@@ -44,12 +45,46 @@ export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | '
  *   statically: `true` for the former (the shell's own "not found", exit 127, still applies
  *   at `exec`), `false` for an empty command.
  */
-export function defaultTest(command: string): string {
+export function defaultTest(command: string, npmPackage?: string): string {
+  const test = commandTest(command)
+  // With a package, npm can run the command when it is not installed.
+  return npmPackage === undefined ? test : `${test} || command -v npm >/dev/null 2>&1`
+}
+
+/** Checks `command`'s first word: see defaultTest. */
+function commandTest(command: string): string {
   const word = firstShellWord(command)
   if (word === undefined) return command.trim() === '' ? 'false' : 'true'
   const operand = word.expands ? word.source : shellQuote(word.value)
   if (word.value.includes('/')) return `test -f ${operand} && test -x ${operand}`
   return `command -v ${operand} >/dev/null 2>&1`
+}
+
+/** How long a cached agent runs without npm asking the registry whether `@latest` moved. */
+export const NPM_CHECK_INTERVAL_MINUTES = 24 * 60
+
+/**
+ * The `sh -c` text that runs an agent's command ("$@": the command's words, then
+ * the user's arguments) from npm package `npmPackage` when its first word is not
+ * on PATH. npm's own start-up costs about 0.3 s in a sandbox, so a copy npm
+ * already fetched into the sandbox's cache (~/.npm/_npx) runs directly when
+ * `@latest` was checked less than a day ago; otherwise npm runs it
+ * (`npm exec --yes --package <package>@latest`), fetching a newer release
+ * through the egress proxy. The check's time is a stamp file in the sandbox's
+ * ~/.cache/cleanroom, set before npm runs, so a failed check (registry not
+ * reachable) falls back to the cached copy for a day instead of failing.
+ */
+export function npmLauncher(name: string, npmPackage: string): string {
+  const stamp = `"$HOME/.cache/cleanroom/npm-latest-checked/${name}"`
+  return [
+    'if command -v "$1" >/dev/null 2>&1; then exec "$@"; fi',
+    'bin="${1##*/}"; shift; cached=',
+    `for dir in "$HOME"/.npm/_npx/*/node_modules/${npmPackage}; do [ -d "$dir" ] && cached="\${dir%/node_modules/${npmPackage}}/node_modules/.bin/$bin"; done`,
+    `if [ -x "$cached" ] && [ -n "$(find ${stamp} -mmin -${NPM_CHECK_INTERVAL_MINUTES} 2>/dev/null)" ]; then exec "$cached" "$@"; fi`,
+    `[ -n "$cached" ] || echo "cleanroom: installing ${npmPackage}@latest…" >&2`,
+    `mkdir -p "\${HOME}/.cache/cleanroom/npm-latest-checked" && : > ${stamp}`,
+    `exec npm exec --yes --package ${npmPackage}@latest -- "$bin" "$@"`,
+  ].join('\n')
 }
 
 /**

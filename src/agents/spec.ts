@@ -30,6 +30,12 @@ export interface AgentSpec {
   test: string
   /** Shell snippet run when `test` fails. */
   install?: string
+  /**
+   * The npm package that provides the command: when the command's first word is
+   * not on the sandbox's PATH, it runs from this package through `npm exec`
+   * (@latest checked at most once a day; see npmLauncher in script.ts).
+   */
+  package?: string
   credentials: CredentialMapping[]
   network: NetworkNeed[]
   env: Record<string, string>
@@ -43,7 +49,10 @@ export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
 /** Names taken by subcommands of `cleanroom agent`. */
 export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
 
-export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'credentials', 'network', 'env'] as const
+export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env'] as const
+
+/** An npm package name, unscoped or scoped, without a version: what `package` accepts. */
+export const NPM_PACKAGE_PATTERN = /^(?:@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/
 
 /** Called for each problem found; `at: 'key'` marks an unknown or misplaced key. */
 export type ReportIssue = (path: PathSegment[], message: string, at?: 'key' | 'value') => void

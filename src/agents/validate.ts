@@ -13,6 +13,7 @@ import {
   type CredentialMapping,
   type CredentialTransform,
   type NetworkNeed,
+  NPM_PACKAGE_PATTERN,
   type ReportIssue,
   RESERVED_AGENT_NAMES,
 } from './spec.js'
@@ -61,6 +62,14 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
           fail(at, 'must be a string')
         } else if (field.trim() !== '') {
           input[key] = field.trim()
+        }
+        break
+      }
+      case 'package': {
+        if (typeof field !== 'string' || !NPM_PACKAGE_PATTERN.test(field.trim())) {
+          fail(at, 'must be an npm package name without a version, e.g. @google/gemini-cli')
+        } else {
+          input.package = field.trim()
         }
         break
       }
@@ -211,12 +220,13 @@ export function completeAgentSpec(name: string, input: AgentSpecInput): AgentSpe
   const spec: AgentSpec = {
     name,
     command,
-    test: input.test ?? defaultTest(command),
+    test: input.test ?? defaultTest(command, input.package),
     credentials: input.credentials ?? [],
     network: input.network ?? [],
     env: input.env ?? {},
   }
   if (input.description !== undefined) spec.description = input.description
   if (input.install !== undefined) spec.install = input.install
+  if (input.package !== undefined) spec.package = input.package
   return spec
 }

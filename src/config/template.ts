@@ -49,7 +49,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
 /** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */
 function agentExample(agent: AgentSpec): string {
   const {name, description, command, test, install, credentials, network, env} = agent
-  const fields: Record<string, unknown> = {description, command, test, install}
+  const fields: Record<string, unknown> = {description, command, package: agent.package, test, install}
   if (credentials.length > 0) fields.credentials = credentials
   if (network.length > 0) fields.network = network
   if (Object.keys(env).length > 0) fields.env = env

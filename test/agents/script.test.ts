@@ -167,6 +167,69 @@ describe('agent script', () => {
     })
   })
 
+  describe('an agent run from its npm package', () => {
+    const tmp = tempDirs('cleanroom-npm-agent-')
+    after(() => tmp.cleanup())
+
+    /**
+     * A sandbox-like home and PATH: a fake `npm` that logs its arguments and, like
+     * `npm exec`, installs the package into ~/.npm/_npx/<hash>/node_modules and runs its bin.
+     */
+    async function npmHome(): Promise<{home: string; run: (args: string[], path?: string) => {status: number | null; stdout: string; stderr: string; npm: string}}> {
+      const home = await tmp.make()
+      const tools = join(home, 'tools')
+      await mkdir(tools)
+      await writeFile(
+        join(tools, 'npm'),
+        [
+          '#!/bin/sh',
+          'echo "$*" >> "$HOME/npm.log"',
+          'dir="$HOME/.npm/_npx/0a1b/node_modules"',
+          'mkdir -p "$dir/@acme/code" "$dir/.bin"',
+          `printf '#!/bin/sh\\necho "acme from cache: $*"\\n' > "$dir/.bin/acme" && chmod +x "$dir/.bin/acme"`,
+          'shift 5; exec "$dir/.bin/$@"',
+          '',
+        ].join('\n'),
+      )
+      await chmod(join(tools, 'npm'), 0o755)
+      const run = (args: string[], path = `${tools}:/usr/bin:/bin`) => {
+        const script = buildAgentScript({name: 'acme', command: 'acme', test: defaultTest('acme', '@acme/code'), package: '@acme/code'}, args)
+        const result = spawnSync('/bin/sh', ['-c', script], {cwd: home, env: {HOME: home, PATH: path}, encoding: 'utf8'})
+        const npm = spawnSync('cat', [join(home, 'npm.log')], {encoding: 'utf8'}).stdout
+        return {status: result.status, stdout: result.stdout, stderr: result.stderr, npm}
+      }
+      return {home, run}
+    }
+
+    it('fetches it through npm once, then runs the cached copy without npm until a day has passed', async () => {
+      const {home, run} = await npmHome()
+      const first = run(['--version', "it's"])
+      expect(first).to.deep.include({status: 0, stdout: "acme from cache: --version it's\n", stderr: 'cleanroom: installing @acme/code@latest…\n'})
+      expect(first.npm).to.equal("exec --yes --package @acme/code@latest -- acme --version it's\n")
+
+      const cached = run(['again'])
+      expect(cached).to.deep.include({status: 0, stdout: 'acme from cache: again\n', stderr: ''})
+      expect(cached.npm, 'npm did not run again').to.equal(first.npm)
+
+      // A day later npm asks the registry again (quietly: the agent is already there), and the clock restarts.
+      spawnSync('touch', ['-d', '25 hours ago', join(home, '.cache/cleanroom/npm-latest-checked/acme')])
+      const stale = run(['later'])
+      expect(stale).to.deep.include({status: 0, stdout: 'acme from cache: later\n', stderr: ''})
+      expect(stale.npm.trim().split('\n')).to.have.length(2)
+      expect(run(['next']).npm.trim().split('\n')).to.have.length(2)
+    })
+
+    it('runs the command from PATH when the sandbox has it, and says it is missing when neither it nor npm is there', async () => {
+      const {home, run} = await npmHome()
+      const bin = join(home, 'bin')
+      await mkdir(bin)
+      await writeFile(join(bin, 'acme'), '#!/bin/sh\necho "installed acme: $*"\n')
+      await chmod(join(bin, 'acme'), 0o755)
+      expect(run(['x'], `${bin}:${join(home, 'tools')}:/usr/bin:/bin`)).to.deep.include({status: 0, stdout: 'installed acme: x\n', npm: ''})
+      expect(run(['x'], join(home, 'nothing-here'))).to.deep.include({status: 127, stderr: 'cleanroom: agent command not found: acme\n'})
+    })
+  })
+
   describe('defaultTest', () => {
     it('checks the first word of the command, not the agent name', () => {
       expect(defaultTest('codex')).to.equal("command -v 'codex' >/dev/null 2>&1")

@@ -121,6 +121,14 @@ describe('runtime config', () => {
       )
     })
 
+    it('takes an npm package name for an agent, and refuses one with a version or a space', () => {
+      const config = parseRuntimeConfigText('/x/config.yaml', 'agents:\n  acme: {command: acme, package: "@acme/code"}\n')
+      expect(config.agents.acme).to.deep.include({command: 'acme', package: '@acme/code'})
+      for (const bad of ['"@acme/code@latest"', '"acme code"', '"../x"', 'ACME']) {
+        expect(invalidLines(`agents:\n  acme: {package: ${bad}}\n`)[0]).to.match(/agents\.acme\.package: must be an npm package name without a version/)
+      }
+    })
+
     it('rejects a directory in place of the file', async () => {
       const dir = await dirs.make()
       const error = await loadRuntimeConfig(dir).catch((error_: unknown) => error_)
