@@ -1,11 +1,11 @@
 import {spawn} from 'node:child_process'
 import {mkdir, open, readFile} from 'node:fs/promises'
-import {connect} from 'node:net'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../errors/index.js'
 import {stateDir} from '../paths.js'
+import {socketAnswers} from '../util/socket.js'
 
 const START_TIMEOUT_MS = 15_000
 
@@ -14,7 +14,7 @@ const START_TIMEOUT_MS = 15_000
  * detached, its output in the state dir's daemon.log, and waits until it listens.
  */
 export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
-  if (await listens(socketPath)) return
+  if (await socketAnswers(socketPath)) return
   const logPath = join(stateDir(env), 'daemon.log')
   await mkdir(stateDir(env), {recursive: true, mode: 0o700})
   const log = await open(logPath, 'a', 0o600)
@@ -31,23 +31,11 @@ export async function startDaemon(socketPath: string, runScript: string, env: No
 
   const deadline = Date.now() + START_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (await listens(socketPath)) return
+    if (await socketAnswers(socketPath)) return
     await sleep(25)
   }
   const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
   throw new CleanroomError('daemon_unavailable', `the cleanroom daemon did not start within ${START_TIMEOUT_MS / 1000}s (log: ${logPath})\n${tail}`, {
     suggestions: ['Run it in the foreground to see why: cleanroom serve'],
-  })
-}
-
-/** Whether something accepts connections on `socketPath`. */
-export function listens(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(socketPath)
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
   })
 }

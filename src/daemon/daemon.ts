@@ -1,5 +1,4 @@
 import {chmod, mkdir, rm} from 'node:fs/promises'
-import {connect} from 'node:net'
 import {dirname} from 'node:path'
 import type {Server} from 'node:http'
 
@@ -8,6 +7,7 @@ import {CleanroomError} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
+import {socketAnswers} from '../util/socket.js'
 import {type Logger, SandboxManager} from './manager.js'
 import {createApiServer} from './server.js'
 import {StateStore} from './state.js'
@@ -72,15 +72,4 @@ async function listenOnSocket(server: Server, socketPath: string): Promise<void>
     })
   })
   await chmod(socketPath, 0o600)
-}
-
-export function socketAnswers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(socketPath)
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }

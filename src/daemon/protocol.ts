@@ -61,19 +61,26 @@ export class FrameDecoder extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
-    while (this.pending.length >= HEADER) {
-      const length = this.pending.readUInt32BE(1)
-      if (length > MAX_FRAME) {
-        callback(new Error(`frame of ${length} bytes exceeds the ${MAX_FRAME}-byte limit`))
-        return
+    try {
+      for (let next = takeFrame(this.pending); next; next = takeFrame(this.pending)) {
+        this.pending = next.rest
+        this.push(next.frame)
       }
-      if (this.pending.length < HEADER + length) break
-      const frame: Frame = {type: this.pending.readUInt8(0), payload: this.pending.subarray(HEADER, HEADER + length)}
-      this.pending = this.pending.subarray(HEADER + length)
-      this.push(frame)
+    } catch (error) {
+      callback(error as Error)
+      return
     }
     callback()
   }
+}
+
+/** The first whole frame in `bytes` and the bytes after it; undefined until it is all there; throws on an oversized one. */
+function takeFrame(bytes: Buffer): {frame: Frame; rest: Buffer} | undefined {
+  if (bytes.length < HEADER) return undefined
+  const length = bytes.readUInt32BE(1)
+  if (length > MAX_FRAME) throw new Error(`frame of ${length} bytes exceeds the ${MAX_FRAME}-byte limit`)
+  if (bytes.length < HEADER + length) return undefined
+  return {frame: {type: bytes.readUInt8(0), payload: bytes.subarray(HEADER, HEADER + length)}, rest: bytes.subarray(HEADER + length)}
 }
 
 /** Chunks of any size as frames of at most MAX_FRAME bytes. */
@@ -105,12 +112,16 @@ export function readFirstFrame(socket: Duplex, head: Buffer): Promise<{frame: Fr
     }
     const onEnd = () => done(new Error('the connection ended before the first frame'))
     const check = () => {
-      if (pending.length < HEADER) return
-      const length = pending.readUInt32BE(1)
-      if (length > MAX_FRAME) return done(new Error(`frame of ${length} bytes exceeds the ${MAX_FRAME}-byte limit`))
-      if (pending.length < HEADER + length) return
+      let first
+      try {
+        first = takeFrame(pending)
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      if (!first) return
       done()
-      resolve({frame: {type: pending.readUInt8(0), payload: pending.subarray(HEADER, HEADER + length)}, rest: pending.subarray(HEADER + length)})
+      resolve(first)
     }
     const timer = setTimeout(() => done(new Error(`no first frame within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`)), FIRST_FRAME_TIMEOUT_MS)
     socket.on('data', onData)

@@ -117,7 +117,9 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
     } else {
       const sandboxId = decodeURIComponent(start![1]!)
       context.manager.get(sandboxId)
-      const first = await readFirstFrame(socket, head)
+      const first = await readFirstFrame(socket, head).catch((error: unknown) => {
+        throw badRequest(messageOf(error))
+      })
       rest = first.rest
       if (first.frame.type !== FrameType.start) throw badRequest('the first frame must be a start frame carrying the exec request')
       process = await context.manager.run(sandboxId, parseExecRequest(parseJsonObject(first.frame.payload)))

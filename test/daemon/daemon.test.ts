@@ -182,6 +182,8 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeJsonFrame(FrameType.stdin, 'x'))).to.match(/^HTTP\/1\.1 400 .*start frame/s)
     expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeJsonFrame(FrameType.start, {argv: []}))).to.match(/^HTTP\/1\.1 400 .*non-empty array/s)
     expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, encodeFrame(FrameType.start, '{no'))).to.match(/^HTTP\/1\.1 400 .*not JSON/s)
+    const oversized = Buffer.from([FrameType.start, 0x7f, 0xff, 0xff, 0xff])
+    expect(await upgrade(`/v1/sandboxes/${sandbox.sandbox_id}/exec`, oversized)).to.match(/^HTTP\/1\.1 400 .*exceeds the 1048576-byte limit/s)
   })
 
   it('still attaches to an execution created with POST …/execs (the two-step form curl users take)', async () => {
