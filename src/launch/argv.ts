@@ -5,7 +5,6 @@ export interface ManifestFlag {
   type: 'boolean' | 'option'
   multiple?: boolean
   options?: string[]
-  allowNo?: boolean
 }
 
 export type ParsedFlags = Record<string, string | boolean | string[]>

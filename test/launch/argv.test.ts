@@ -32,6 +32,7 @@ describe('the fast start path: exec flags', () => {
     ['-c', '/tmp/repo', '--backend', 'linux-ns', '--dangerously-allow-all', '--', 'curl', 'x'],
     ['--host', 'unix:///run/x.sock', '--tty', '--', 'true', '--keep'],
     ['--chdir=/a=b', '--', 'true'],
+    ['-c=/tmp/repo', '-e=A=1', '--', 'true'],
   ]
   for (const argv of agreed) {
     it(`parses ${argv.join(' ')} as oclif does`, async () => {
