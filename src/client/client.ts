@@ -2,7 +2,7 @@ import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import type {Readable} from 'node:stream'
 
-import {EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
+import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
@@ -40,11 +40,18 @@ interface RawResponse {
 export class DaemonClient {
   private started: Promise<void> | undefined
 
-  /** `start`: starts a daemon on `socketPath`; called once, when a request finds none there. */
+  /**
+   * `start`: starts a daemon on `socketPath`; called once, when a request finds none there.
+   * `version`: this CLI's version, sent with every request; a daemon of another version refuses them.
+   */
   constructor(
     readonly socketPath: string,
-    private readonly start?: () => Promise<void>,
+    private readonly options: {start?: () => Promise<void>; version?: string} = {},
   ) {}
+
+  private get headers(): Record<string, string> {
+    return this.options.version === undefined ? {} : {[CLIENT_VERSION_HEADER]: this.options.version}
+  }
 
   ping(): Promise<{version: string; api: string; pid: number}> {
     return this.json('GET', '/v1/ping')
@@ -120,7 +127,7 @@ export class DaemonClient {
    * CleanroomError the daemon sent, and then nothing was started.
    */
   async startExec(id: string, request: ExecRequest): Promise<Socket> {
-    const head = jsonRequest('GET', `/v1/sandboxes/${encodeURIComponent(id)}/exec`, undefined, {Connection: 'Upgrade', Upgrade: EXEC_UPGRADE})
+    const head = jsonRequest('GET', `/v1/sandboxes/${encodeURIComponent(id)}/exec`, undefined, {...this.headers, Connection: 'Upgrade', Upgrade: EXEC_UPGRADE})
     const answer = await this.exchange([head, encodeJsonFrame(FrameType.start, request)])
     if (answer.upgraded) return answer.socket
     check(answer)
@@ -128,7 +135,7 @@ export class DaemonClient {
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const answer = await this.exchange([jsonRequest(method, path, body === undefined ? undefined : JSON.stringify(body))])
+    const answer = await this.exchange([jsonRequest(method, path, body === undefined ? undefined : JSON.stringify(body), this.headers)])
     if (answer.upgraded) throw new CleanroomError('backend_failed', `the daemon switched protocols on ${method} ${path}`)
     check(answer)
     return JSON.parse(answer.body.toString('utf8')) as T
@@ -142,7 +149,7 @@ export class DaemonClient {
     try {
       return await exchange(this.socketPath, request)
     } catch (error) {
-      if (this.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
+      if (this.options.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
     }
     await this.startOnce()
     return exchange(this.socketPath, request).catch((error: unknown) => {
@@ -151,7 +158,7 @@ export class DaemonClient {
   }
 
   private startOnce(): Promise<void> {
-    this.started ??= this.start?.() ?? Promise.resolve()
+    this.started ??= this.options.start?.() ?? Promise.resolve()
     return this.started
   }
 
@@ -160,9 +167,9 @@ export class DaemonClient {
     // Loaded on first use: `exec` never needs it.
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
-    if (this.start !== undefined) await this.startOnce()
+    if (this.options.start !== undefined) await this.startOnce()
     return new Promise((resolve, reject) => {
-      const req = httpRequest({socketPath: this.socketPath, path, method}, resolve)
+      const req = httpRequest({socketPath: this.socketPath, path, method, headers: this.headers}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
       if (body === undefined) req.end()
       else body.pipe(req)

@@ -19,7 +19,7 @@ export abstract class DaemonCommand extends BaseCommand {
 
   /** A client of the daemon, started on demand. */
   protected async daemon(host: string | undefined): Promise<DaemonClient> {
-    return connectDaemon({host, runScript: join(this.config.root, 'bin', 'run.js')})
+    return connectDaemon({host, runScript: join(this.config.root, 'bin', 'run.js'), version: this.config.version})
   }
 }
 

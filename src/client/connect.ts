@@ -7,6 +7,8 @@ export interface ConnectOptions {
   host?: string
   /** The CLI's `bin/run.js`, used to start the daemon when none answers. */
   runScript: string
+  /** The CLI's version: a daemon of another version refuses its requests, saying so. */
+  version?: string
   env?: NodeJS.ProcessEnv
 }
 
@@ -28,9 +30,10 @@ export function socketPathOf(host: string | undefined, env: NodeJS.ProcessEnv = 
 export function connectDaemon(options: ConnectOptions): DaemonClient {
   const env = options.env ?? process.env
   const socketPath = socketPathOf(options.host, env)
-  return new DaemonClient(socketPath, async () => {
+  const start = async () => {
     // Only here: the modules that start a daemon cost start-up time nobody else needs to pay.
     const {startDaemon} = await import('./autostart.js')
     await startDaemon(socketPath, options.runScript, env)
-  })
+  }
+  return new DaemonClient(socketPath, {start, ...(options.version === undefined ? {} : {version: options.version})})
 }

@@ -17,16 +17,22 @@ export interface ExecFlags {
   tty?: boolean
 }
 
+/** The CLI running a command: its bin/run.js (to start the daemon) and its version (sent to the daemon). */
+export interface CliInfo {
+  runScript: string
+  version: string
+}
+
 /**
  * `cleanroom exec`: `argv` is what followed the command name; the command to
  * run is what follows `--` (or, without `--`, the arguments oclif left).
- * Resolves to the exit code. `runScript` is bin/run.js, to start the daemon.
+ * Resolves to the exit code.
  */
-export async function execCommand(flags: ExecFlags, argv: string[], args: string[], runScript: string): Promise<number> {
+export async function execCommand(flags: ExecFlags, argv: string[], args: string[], cli: CliInfo): Promise<number> {
   const command = argv.includes('--') ? splitPassthrough(argv).passthrough : args
   if (command.length === 0) throw new CleanroomError('usage', 'no command given', {suggestions: ['Put the command after --: cleanroom exec -- npm test']})
 
-  const client = await connectDaemon({host: flags.host, runScript})
+  const client = connectDaemon({host: flags.host, ...cli})
   const outcome = await runSession(client, {
     sandboxId: flags['sandbox-id'],
     keep: flags.keep === true,

@@ -17,7 +17,7 @@ export default class Doctor extends BaseCommand {
 
   async run(): Promise<DoctorReport> {
     const {flags} = await this.parse(Doctor)
-    const report = await runDoctor({dir: flags.chdir ?? process.cwd(), host: flags.host})
+    const report = await runDoctor({dir: flags.chdir ?? process.cwd(), host: flags.host, version: this.config.version})
     for (const check of report.checks) {
       this.log(`${MARK[check.status]}  ${check.name}: ${check.detail}`)
       if (check.fix && check.status !== 'pass') this.log(`      fix: ${check.fix}`)

@@ -22,6 +22,6 @@ export default class Exec extends DaemonCommand {
 
   async run(): Promise<void> {
     const {flags, argv} = await this.parse(Exec)
-    process.exitCode = await execCommand(flags, this.argv, argv as string[], join(this.config.root, 'bin', 'run.js'))
+    process.exitCode = await execCommand(flags, this.argv, argv as string[], {runScript: join(this.config.root, 'bin', 'run.js'), version: this.config.version})
   }
 }

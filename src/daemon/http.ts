@@ -14,6 +14,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   exec_not_found: 404,
   sandbox_not_ready: 409,
   sandbox_failed: 409,
+  daemon_version_mismatch: 409,
   backend_capability_mismatch: 422,
   backend_unavailable: 503,
 }

@@ -1,5 +1,8 @@
 import {type Duplex, Transform, type TransformCallback} from 'node:stream'
 
+/** The header in which the CLI says its version (lower case, as Node presents headers). */
+export const CLIENT_VERSION_HEADER = 'cleanroom-version'
+
 /** The Upgrade token of the exec stream. */
 export const EXEC_UPGRADE = 'cleanroom-exec'
 

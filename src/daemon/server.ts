@@ -11,7 +11,7 @@ import type {SandboxRecord} from '../sandbox/types.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
 import type {SandboxManager} from './manager.js'
-import {EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
+import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
 
 export const API_VERSION = 'v1'
@@ -66,6 +66,7 @@ export function createApiServer(context: DaemonContext): Server {
     void (async () => {
       try {
         const url = new URL(req.url ?? '/', 'http://cleanroom')
+        if (url.pathname !== '/v1/ping') requireClientVersion(context, req)
         const match = findRoute(routes, req.method ?? 'GET', url.pathname)
         if (!match) {
           req.resume()
@@ -112,6 +113,7 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
   let process
   let rest = head
   try {
+    requireClientVersion(context, req)
     if (attach) {
       process = await context.manager.startExec(decodeURIComponent(attach[1]!))
     } else {
@@ -131,6 +133,19 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${EXEC_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`)
   if (rest.length > 0) socket.unshift(rest)
   attachProcess(socket, process)
+}
+
+/**
+ * A CLI of another version than this daemon gets a clear answer instead of
+ * requests the two may understand differently. Clients that do not say their
+ * version (curl, the API) are served; so is /v1/ping, which reports ours.
+ */
+function requireClientVersion(context: DaemonContext, req: IncomingMessage): void {
+  const client = req.headers[CLIENT_VERSION_HEADER]
+  if (client === undefined || client === context.version) return
+  throw new CleanroomError('daemon_version_mismatch', `the running cleanroom daemon is version ${context.version} (pid ${process.pid}) and this cleanroom is ${String(client)}`, {
+    suggestions: [`Stop the old daemon: kill ${process.pid} (sandboxes keep running; the next cleanroom command starts a daemon of this version, which takes them over)`],
+  })
 }
 
 function refuseUpgrade(socket: Duplex, error: unknown): void {

@@ -30,7 +30,7 @@ export interface DoctorReport {
 const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup']
 
 /** Everything cleanroom needs from this machine, checked without changing anything. */
-export async function runDoctor(options: {dir: string; host?: string}): Promise<DoctorReport> {
+export async function runDoctor(options: {dir: string; host?: string; version?: string}): Promise<DoctorReport> {
   const checks: Check[] = []
   checks.push(await checkOs(), checkNode(), await checkNamespaces(), await checkOverlay())
 
@@ -77,7 +77,7 @@ export async function runDoctor(options: {dir: string; host?: string}): Promise<
     }
   }
 
-  checks.push(await checkSocket(options.host))
+  checks.push(await checkSocket(options.host, options.version))
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
 }
 
@@ -124,11 +124,19 @@ async function checkOverlay(): Promise<Check> {
     : {name: 'overlayfs', status: 'fail', detail: 'the kernel has no overlay filesystem', fix: 'modprobe overlay (or use a kernel with CONFIG_OVERLAY_FS)'}
 }
 
-async function checkSocket(host: string | undefined): Promise<Check> {
+async function checkSocket(host: string | undefined, version: string | undefined): Promise<Check> {
   const socketPath = socketPathOf(host)
   try {
-    await new DaemonClient(socketPath).ping()
-    return {name: 'daemon', status: 'pass', detail: `answering at ${socketPath}`}
+    const daemon = await new DaemonClient(socketPath).ping()
+    if (version !== undefined && daemon.version !== version) {
+      return {
+        name: 'daemon',
+        status: 'fail',
+        detail: `version ${daemon.version} (pid ${daemon.pid}) answers at ${socketPath}, and this cleanroom is ${version}: it refuses this CLI's requests`,
+        fix: `kill ${daemon.pid} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
+      }
+    }
+    return {name: 'daemon', status: 'pass', detail: `version ${daemon.version} (pid ${daemon.pid}) answering at ${socketPath}`}
   } catch {
     // Not running is fine (it starts on demand) as long as its socket could be created.
   }

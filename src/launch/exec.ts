@@ -1,4 +1,4 @@
-import {execCommand} from '../client/exec-command.js'
+import {type CliInfo, execCommand} from '../client/exec-command.js'
 import {type ManifestFlag, parseFlags} from './argv.js'
 import {runCommand} from './errors.js'
 
@@ -6,9 +6,9 @@ import {runCommand} from './errors.js'
  * `cleanroom exec` without oclif, when `argv` (what followed `exec`) parses
  * without doubt against the command's flags; false hands the line to oclif.
  */
-export async function fastExec(argv: string[], flags: Record<string, ManifestFlag>, runScript: string): Promise<boolean> {
+export async function fastExec(argv: string[], flags: Record<string, ManifestFlag>, cli: CliInfo): Promise<boolean> {
   const parsed = parseFlags(argv, flags)
   if (!parsed) return false
-  await runCommand(() => execCommand(parsed, argv, [], runScript))
+  await runCommand(() => execCommand(parsed, argv, [], cli))
   return true
 }

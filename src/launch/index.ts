@@ -21,15 +21,18 @@ export async function launch(argv: readonly string[], env: NodeJS.ProcessEnv = p
     return true
   }
   if (first === 'exec') {
-    const command = readManifest()?.commands.exec
-    if (!command) return false
+    const manifest = readManifest()
+    const command = manifest?.commands.exec
+    if (!manifest || !command) return false
     const {fastExec} = await import('./exec.js')
-    return fastExec(rest, command.flags, packagePath('bin/run.js'))
+    return fastExec(rest, command.flags, {runScript: packagePath('bin/run.js'), version: manifest.version})
   }
   return false
 }
 
 interface Manifest {
+  /** The package version the manifest was written for, as oclif's config.version. */
+  version: string
   commands: Record<string, {flags: Record<string, ManifestFlag>} | undefined>
 }
 

@@ -4,6 +4,7 @@ import {request} from 'node:http'
 import {connect} from 'node:net'
 import {join} from 'node:path'
 
+import {DaemonClient} from '../../src/client/client.js'
 import {runInSandbox} from '../../src/client/exec.js'
 import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
@@ -66,6 +67,19 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect((await raw(test.socketPath, 'GET', '/v1/nothing-here')).status).to.equal(404)
     expect((await raw(test.socketPath, 'DELETE', '/v1/sandboxes/cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA')).json.error?.code).to.equal('sandbox_not_found')
     expect(await test.client.ping()).to.have.property('pid', process.pid)
+  })
+
+  it('refuses the requests of a CLI of another version, saying how to replace the daemon, and still answers ping', async () => {
+    const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    const newer = new DaemonClient(test.socketPath, {version: '9.9.9'})
+    for (const attempt of [newer.listSandboxes(false), newer.startExec(sandbox.sandbox_id, {argv: ['true'], env: {}, tty: false})]) {
+      const error = (await attempt.then(() => undefined, (error_: unknown) => error_)) as CleanroomError
+      expect(error.code).to.equal('daemon_version_mismatch')
+      expect(error.message).to.equal(`the running cleanroom daemon is version test (pid ${process.pid}) and this cleanroom is 9.9.9`)
+      expect(error.suggestions[0]).to.match(new RegExp(`^Stop the old daemon: kill ${process.pid} `))
+    }
+    expect(await newer.ping()).to.include({version: 'test'})
+    expect(await new DaemonClient(test.socketPath, {version: 'test'}).listSandboxes(false)).to.have.length(1)
   })
 
   it('refuses a policy that names an image the backend cannot run', async () => {
