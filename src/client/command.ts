@@ -5,7 +5,7 @@ import {BaseCommand} from '../base-command.js'
 import {BACKENDS} from '../config/schema.js'
 import {policyDirFlag} from '../policy/flags.js'
 import type {DaemonClient} from './client.js'
-import {connectDaemon} from './connect.js'
+import {type CliInfo, connectDaemon} from './connect.js'
 
 /** Flags and helpers of every command that talks to the daemon. */
 export abstract class DaemonCommand extends BaseCommand {
@@ -17,9 +17,14 @@ export abstract class DaemonCommand extends BaseCommand {
     }),
   }
 
+  /** This CLI as the daemon sees it: the script that starts a daemon, and the version it must have. */
+  protected get cli(): CliInfo {
+    return {runScript: join(this.config.root, 'bin', 'run.js'), version: this.config.version}
+  }
+
   /** A client of the daemon, started on demand. */
   protected async daemon(host: string | undefined): Promise<DaemonClient> {
-    return connectDaemon({host, runScript: join(this.config.root, 'bin', 'run.js'), version: this.config.version})
+    return connectDaemon({host, ...this.cli})
   }
 }
 

@@ -2,13 +2,17 @@ import {CleanroomError} from '../errors/index.js'
 import {defaultSocketPath} from '../paths.js'
 import {DaemonClient} from './client.js'
 
-export interface ConnectOptions {
-  /** `unix:///path/to/socket`; default: $CLEANROOM_HOST, else the per-user socket. */
-  host?: string
+/** The CLI as the daemon sees it. */
+export interface CliInfo {
   /** The CLI's `bin/run.js`, used to start the daemon when none answers. */
   runScript: string
   /** The CLI's version: a daemon of another version refuses its requests, saying so. */
   version?: string
+}
+
+export interface ConnectOptions extends CliInfo {
+  /** `unix:///path/to/socket`; default: $CLEANROOM_HOST, else the per-user socket. */
+  host?: string
   env?: NodeJS.ProcessEnv
 }
 

@@ -1,7 +1,7 @@
 import {splitPassthrough} from '../agents/script.js'
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
-import {connectDaemon} from './connect.js'
+import {type CliInfo, connectDaemon} from './connect.js'
 import {parseEnvFlags} from './env.js'
 import {runSession} from './session.js'
 
@@ -15,12 +15,6 @@ export interface ExecFlags {
   backend?: string
   'dangerously-allow-all'?: boolean
   tty?: boolean
-}
-
-/** The CLI running a command: its bin/run.js (to start the daemon) and its version (sent to the daemon). */
-export interface CliInfo {
-  runScript: string
-  version: string
 }
 
 /**

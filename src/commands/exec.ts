@@ -1,5 +1,4 @@
 import {Flags} from '@oclif/core'
-import {join} from 'node:path'
 
 import {DaemonCommand, sessionFlags} from '../client/command.js'
 import {execCommand} from '../client/exec-command.js'
@@ -22,6 +21,6 @@ export default class Exec extends DaemonCommand {
 
   async run(): Promise<void> {
     const {flags, argv} = await this.parse(Exec)
-    process.exitCode = await execCommand(flags, this.argv, argv as string[], {runScript: join(this.config.root, 'bin', 'run.js'), version: this.config.version})
+    process.exitCode = await execCommand(flags, this.argv, argv as string[], this.cli)
   }
 }

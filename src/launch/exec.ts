@@ -1,4 +1,5 @@
-import {type CliInfo, execCommand} from '../client/exec-command.js'
+import type {CliInfo} from '../client/connect.js'
+import {execCommand} from '../client/exec-command.js'
 import {type ManifestFlag, parseFlags} from './argv.js'
 import {runCommand} from './errors.js'
 
