@@ -5,7 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {DaemonClient} from '../../src/client/client.js'
 import type {AuditEvent} from '../../src/egress/audit.js'
 import {parseResponse} from '../egress/fixtures.js'
-import {bwrapPids} from '../helpers/daemon.js'
+export {leftoverSandboxes, sandboxesOf} from '../helpers/daemon.js'
 
 /** Where the probe script is inside every sandbox (the suite copies it into the workspace). */
 export const PROBE = '/workspace/sandbox-probe.mjs'
@@ -152,29 +152,6 @@ export async function until(condition: () => Promise<boolean>, ms: number, what:
   const deadline = Date.now() + ms
   while (!(await condition())) {
     if (Date.now() > deadline) expect.fail(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(50)
-  }
-}
-
-/** bwrap processes started since `before` that belong to sandboxes under `dir` (their mount table names it). */
-export async function sandboxesOf(before: ReadonlySet<number>, dir: string): Promise<number[]> {
-  const ours: number[] = []
-  for (const pid of await bwrapPids()) {
-    if (before.has(pid)) continue
-    const mounts = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')
-    if (mounts.includes(dir)) ours.push(pid)
-  }
-  return ours
-}
-
-/**
- * Like `sandboxesOf`, after giving killed sandboxes a moment to be reaped.
- * Other bwrap processes on the machine (other test runs) are not ours to judge.
- */
-export async function leftoverSandboxes(before: ReadonlySet<number>, dir: string): Promise<number[]> {
-  for (let attempt = 0; ; attempt++) {
-    const ours = await sandboxesOf(before, dir)
-    if (ours.length === 0 || attempt === 40) return ours
     await sleep(50)
   }
 }

@@ -9,7 +9,7 @@ import {runInSandbox} from '../../src/client/exec.js'
 import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, bwrapSince, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {captureTerminal} from '../helpers/terminal.js'
 
@@ -40,7 +40,7 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
 
   afterEach(async () => {
     await test.daemon.close({shutdownSandboxes: true})
-    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
+    expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
     expect(await mountsMentioning(dir)).to.deep.equal([])
     await dirs.cleanup()
   })

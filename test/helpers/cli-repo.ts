@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {socketPathOf} from '../../src/client/connect.js'
 import {type CliResult, isolatedEnv, runCli} from './cli.js'
-import {bwrapPids, bwrapSince, stopCliDaemon} from './daemon.js'
+import {bwrapPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
 import {tempDirs} from './tmp.js'
 
 export interface CliRepo {
@@ -44,7 +44,7 @@ export function cliRepoSuite(prefix: string, prepare: (context: CliRepo) => Prom
 
   after(async () => {
     await stopCliDaemon(socketPathOf(undefined, context.env))
-    expect(await bwrapSince(bwrapBefore)).to.deep.equal([])
+    expect(await leftoverSandboxes(bwrapBefore, context.home), 'sandboxes of this suite still running').to.deep.equal([])
     await dirs.cleanup()
   })
 

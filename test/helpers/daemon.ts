@@ -36,12 +36,25 @@ export async function bwrapPids(): Promise<Set<number>> {
   return pids
 }
 
-/** bwrap processes started since `before` was taken and still alive (a test leaked a sandbox). */
-export async function bwrapSince(before: ReadonlySet<number>): Promise<number[]> {
-  // A killed sandbox's processes can take a moment to be reaped.
+/** bwrap processes started since `before` that belong to sandboxes under `dir` (their mount table names it). */
+export async function sandboxesOf(before: ReadonlySet<number>, dir: string): Promise<number[]> {
+  const ours: number[] = []
+  for (const pid of await bwrapPids()) {
+    if (before.has(pid)) continue
+    const mounts = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')
+    if (mounts.includes(dir)) ours.push(pid)
+  }
+  return ours
+}
+
+/**
+ * Like `sandboxesOf`, after giving killed sandboxes a moment to be reaped.
+ * Other bwrap processes on the machine (other test runs, other users) are not ours to judge.
+ */
+export async function leftoverSandboxes(before: ReadonlySet<number>, dir: string): Promise<number[]> {
   for (let attempt = 0; ; attempt++) {
-    const leftover = [...(await bwrapPids())].filter((pid) => !before.has(pid))
-    if (leftover.length === 0 || attempt === 40) return leftover
+    const ours = await sandboxesOf(before, dir)
+    if (ours.length === 0 || attempt === 40) return ours
     await sleep(50)
   }
 }
