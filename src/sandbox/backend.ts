@@ -37,7 +37,7 @@ export interface WorkspaceLayers {
 
 export interface Availability {
   ok: boolean
-  /** e.g. `bubblewrap 0.8.0` */
+  /** What the backend runs with, e.g. `bubblewrap 0.8.0; cleanroom-nsinit prebuilt for linux-x64: /path` */
   version?: string
   /** What is missing, and the fix. */
   problem?: string

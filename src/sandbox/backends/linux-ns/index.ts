@@ -47,7 +47,7 @@ export class LinuxNsBackend implements SandboxBackend {
 
   async availability(): Promise<Availability> {
     const probe = await probeMachine(this.settings)
-    return probe.ok ? {ok: true, version: probe.bwrapVersion} : {ok: false, problem: probe.problem, fix: probe.fix}
+    return probe.ok ? {ok: true, version: `${probe.bwrapVersion}; cleanroom-nsinit ${probe.nsinitOrigin}: ${probe.nsinit}`} : {ok: false, problem: probe.problem, fix: probe.fix}
   }
 
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
