@@ -1,13 +1,13 @@
 /**
  * What the npm package must hold, and all it may hold: what `cleanroom` runs
  * (bin/run.js, the compiled dist/, the oclif manifest, the prebuilt helpers, the
- * built-in agent plugins bundled in node_modules/) and the C source of the helper
+ * built-in agent plugins bundled in node_modules/) and the C sources of the helper
  * for `npm run build:nsinit` on other platforms. No tests, benchmarks, TypeScript
  * sources or source maps.
  */
 import {execa} from 'execa'
 
-import {NSINIT_SOURCE, PREBUILT_TARGETS, ROOT} from './prebuilt.js'
+import {NSINIT_SOURCE_DIR, PREBUILT_TARGETS, ROOT} from './prebuilt.js'
 
 export const BUILT_IN_AGENT_PLUGINS = ['@cleanroom/agent-claude', '@cleanroom/agent-codex', '@cleanroom/agent-gemini', '@cleanroom/agent-opencode']
 
@@ -19,7 +19,7 @@ const REQUIRED = [
   'dist/fast/index.js',
   'dist/commands/exec.js',
   'dist/commands/serve.js',
-  NSINIT_SOURCE,
+  `${NSINIT_SOURCE_DIR}/nsinit.c`,
   ...PREBUILT_TARGETS.map((target) => `dist/libexec/${target.platform}/cleanroom-nsinit`),
   ...BUILT_IN_AGENT_PLUGINS.map((name) => `node_modules/${name}/package.json`),
 ]
@@ -29,7 +29,7 @@ const ALLOWED: RegExp[] = [
   // dist/launch/ is bundled into dist/fast/ and never loaded itself.
   /^dist\/(?!launch\/)[\w/-]+\.js$/,
   new RegExp(`^dist/libexec/(${PREBUILT_TARGETS.map((target) => target.platform).join('|')})/cleanroom-nsinit$`),
-  new RegExp(`^${NSINIT_SOURCE.replaceAll('.', '\\.')}$`),
+  new RegExp(`^${NSINIT_SOURCE_DIR}/[\\w-]+\\.[ch]$`),
   new RegExp(`^node_modules/(${BUILT_IN_AGENT_PLUGINS.join('|')})/(package\\.json|README\\.md)$`),
 ]
 

@@ -6,12 +6,13 @@
  */
 import {execa} from 'execa'
 import {constants} from 'node:fs'
-import {access, mkdir, rm} from 'node:fs/promises'
+import {access, mkdir, readdir, rm} from 'node:fs/promises'
 import {delimiter, dirname, isAbsolute, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
-export const NSINIT_SOURCE = 'src/sandbox/backends/linux-ns/nsinit.c'
+/** The helper is every .c file of this folder (nsinit.c and what it is split into), compiled together. */
+export const NSINIT_SOURCE_DIR = 'src/sandbox/backends/linux-ns'
 
 export interface PrebuiltTarget {
   /** `<process.platform>-<process.arch>`: the folder under dist/libexec/ */
@@ -63,7 +64,8 @@ export async function buildPrebuilt(target: PrebuiltTarget, root = ROOT): Promis
   if (!(await onPath(compiler.command))) return {target, native: compiler.native, missingCompiler: compiler.command, install: `apt-get install -y ${compiler.packages.join(' ')}`}
   await mkdir(dirname(output), {recursive: true})
   // The compiler's own messages go straight to stderr.
-  const result = await execa(compiler.command, [...CFLAGS, '-o', output, join(root, NSINIT_SOURCE)], {stdio: 'inherit', reject: false})
+  const sources = (await readdir(join(root, NSINIT_SOURCE_DIR))).filter((name) => name.endsWith('.c')).sort().map((name) => join(root, NSINIT_SOURCE_DIR, name))
+  const result = await execa(compiler.command, [...CFLAGS, '-o', output, ...sources], {stdio: 'inherit', reject: false})
   if (result.failed) return {target, failed: `${compiler.command} failed (${result.exitCode === undefined ? result.shortMessage : `exit ${result.exitCode}`})`}
   return {target, built: output}
 }
