@@ -4,7 +4,7 @@ import {access, chmod, mkdir, realpath, symlink} from 'node:fs/promises'
 import {delimiter, join} from 'node:path'
 
 import {BUILT_IN_AGENT_PLUGINS, packageContentProblems, packProject} from '../../scripts/package-contents.js'
-import {PREBUILT_TARGETS, prebuiltFile, prebuiltProblems} from '../../scripts/prebuilt.js'
+import {compilerFor, PREBUILT_TARGETS, prebuiltFile, prebuiltProblems} from '../../scripts/prebuilt.js'
 import {socketPathOf} from '../../src/client/connect.js'
 import {bwrapPids, leftoverSandboxes, stopCliDaemon} from '../helpers/daemon.js'
 import {isolatedEnv, PROJECT_ROOT} from '../helpers/cli.js'
@@ -34,8 +34,9 @@ describe('the npm package: npm pack, npm install -g of the tarball, cleanroom fr
 
   before(async () => {
     for (const target of PREBUILT_TARGETS) {
+      const compiler = compilerFor(target)
       await access(prebuiltFile(target)).catch(() => {
-        throw new Error(`${prebuiltFile(target)} was not built: npm run build needs ${target.triplet}-gcc or cc for it (apt-get install -y ${target.crossPackages.join(' ')})`)
+        throw new Error(`${prebuiltFile(target)} was not built: npm run build compiles it with ${compiler.command} (apt-get install -y ${compiler.packages.join(' ')})`)
       })
     }
     bwrapBefore = await bwrapPids()
