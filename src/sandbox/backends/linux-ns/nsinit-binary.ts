@@ -3,10 +3,10 @@ import {access, readdir, stat} from 'node:fs/promises'
 import {isAbsolute, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-export const NSINIT_NAME = 'cleanroom-nsinit'
+const NSINIT_NAME = 'cleanroom-nsinit'
 
 /** The package root: this module sits 4 levels below it, in src/ and in dist/. */
-export const PACKAGE_ROOT = resolve(fileURLToPath(new URL('../../../../', import.meta.url)))
+const PACKAGE_ROOT = resolve(fileURLToPath(new URL('../../../../', import.meta.url)))
 
 /** The cleanroom-nsinit a sandbox is launched with, and where it came from. */
 export interface NsinitBinary {
