@@ -6,6 +6,8 @@
  * sources or source maps.
  */
 import {execa} from 'execa'
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 
 import {NSINIT_SOURCE_DIR, PREBUILT_TARGETS, ROOT} from './prebuilt.js'
 
@@ -17,8 +19,6 @@ const REQUIRED = [
   'bin/run.js',
   'oclif.manifest.json',
   'dist/fast/index.js',
-  'dist/commands/exec.js',
-  'dist/commands/serve.js',
   `${NSINIT_SOURCE_DIR}/nsinit.c`,
   ...PREBUILT_TARGETS.map((target) => `dist/libexec/${target.platform}/cleanroom-nsinit`),
   ...BUILT_IN_AGENT_PLUGINS.map((name) => `node_modules/${name}/package.json`),
@@ -33,10 +33,13 @@ const ALLOWED: RegExp[] = [
   new RegExp(`^node_modules/(${BUILT_IN_AGENT_PLUGINS.join('|')})/(package\\.json|README\\.md)$`),
 ]
 
-/** Problems with a package holding `files` (paths relative to its root, as `npm pack --json` lists them). */
-export function packageContentProblems(files: readonly string[]): string[] {
+/**
+ * Problems with a package holding `files` (paths relative to its root, as `npm
+ * pack --json` lists them) whose oclif manifest names `commandFiles`.
+ */
+export function packageContentProblems(files: readonly string[], commandFiles: readonly string[]): string[] {
   const present = new Set(files)
-  const missing = REQUIRED.filter((file) => !present.has(file)).map((file) => `missing: ${file}`)
+  const missing = [...REQUIRED, ...commandFiles].filter((file) => !present.has(file)).map((file) => `missing: ${file}`)
   const unexpected = files.filter((file) => !ALLOWED.some((pattern) => pattern.test(file))).map((file) => `not meant to be in the package: ${file}`)
   return [...missing, ...unexpected]
 }
@@ -59,4 +62,10 @@ export async function packProject(options: {destination?: string; dryRun?: boole
   const [result] = JSON.parse(stdout) as PackResult[]
   if (!result) throw new Error('npm pack --json printed no package')
   return result
+}
+
+/** The file of every command in the project's oclif.manifest.json (written by the build). */
+export async function manifestCommandFiles(root = ROOT): Promise<string[]> {
+  const manifest = JSON.parse(await readFile(join(root, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, {relativePath: string[]}>}
+  return Object.values(manifest.commands).map((command) => command.relativePath.join('/'))
 }

@@ -4,11 +4,14 @@
  * `cleanroom` needs or holds anything else (scripts/package-contents.ts), or when
  * a prebuilt helper is not a static ELF for its platform, and prints its size.
  */
-import {packageContentProblems, packProject, type PackResult} from './package-contents.js'
+import {manifestCommandFiles, packageContentProblems, packProject, type PackResult} from './package-contents.js'
 import {PREBUILT_TARGETS, prebuiltFile, prebuiltProblems} from './prebuilt.js'
 
 const pack = await packProject({dryRun: true})
-const problems = packageContentProblems(pack.files.map((file) => file.path))
+const problems = packageContentProblems(
+  pack.files.map((file) => file.path),
+  await manifestCommandFiles(),
+)
 for (const target of PREBUILT_TARGETS) problems.push(...(await prebuiltProblems(prebuiltFile(target), target)))
 
 process.stdout.write(`${pack.name}@${pack.version}: ${pack.filename}, ${kB(pack.size)} packed, ${kB(pack.unpackedSize)} unpacked, ${pack.entryCount} files\n`)

@@ -3,7 +3,7 @@ import {execa} from 'execa'
 import {access, chmod, mkdir, realpath, symlink} from 'node:fs/promises'
 import {delimiter, join} from 'node:path'
 
-import {BUILT_IN_AGENT_PLUGINS, packageContentProblems, packProject} from '../../scripts/package-contents.js'
+import {BUILT_IN_AGENT_PLUGINS, manifestCommandFiles, packageContentProblems, packProject} from '../../scripts/package-contents.js'
 import {compilerFor, PREBUILT_TARGETS, prebuiltFile, prebuiltProblems} from '../../scripts/prebuilt.js'
 import {socketPathOf} from '../../src/client/connect.js'
 import {bwrapPids, leftoverSandboxes, stopCliDaemon} from '../helpers/daemon.js'
@@ -70,8 +70,10 @@ describe('the npm package: npm pack, npm install -g of the tarball, cleanroom fr
     return {stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode ?? -1}
   }
 
-  it('packs what cleanroom runs and nothing else: no tests, TypeScript sources or source maps', () => {
-    expect(packageContentProblems(files)).to.deep.equal([])
+  it('packs what cleanroom runs and nothing else: no tests, TypeScript sources or source maps', async () => {
+    const commandFiles = await manifestCommandFiles()
+    expect(commandFiles, 'commands in oclif.manifest.json').not.to.be.empty
+    expect(packageContentProblems(files, commandFiles)).to.deep.equal([])
   })
 
   it('runs with no C compiler on PATH', async () => {
