@@ -35,7 +35,7 @@ export async function loadCliConfig(root: string, warn: Warn = stderrWarning): P
   for (const entry of entries) {
     const vetting = await vetPlugin(entry, config.dataDir, shipped)
     if (!vetting.ok) {
-      warn(refusal(entry, vetting.reason))
+      warn(refusal(entry, vetting.reason, vetting.code))
       continue
     }
     try {
@@ -90,9 +90,12 @@ function globMatches(pattern: string, name: string): boolean {
   return new RegExp(`^${source}$`).test(name)
 }
 
-function refusal(entry: PluginEntry, reason: string): string {
-  const allow = entry.type === 'link' ? `cleanroom plugins link ${entry.root} --allow-code` : `cleanroom plugins install ${entry.url ?? entry.name} --allow-code`
-  return `plugin ${entry.name} is not loaded: ${reason}. If you trust its code: ${allow}; to remove it: cleanroom plugins uninstall ${entry.name}`
+/** The warning for a plugin left out, with the command that adds it again (with --allow-code when code was the reason) and the one that removes it. */
+function refusal(entry: PluginEntry, reason: string, code: boolean): string {
+  const source = entry.type === 'link' ? entry.root : (entry.url ?? (entry.tag && entry.tag !== 'latest' ? `${entry.name}@${entry.tag}` : entry.name))
+  const again = `cleanroom plugins ${entry.type === 'link' ? 'link' : 'install'} ${source}`
+  const fix = code ? `If you trust its code: ${again} --allow-code` : `To add it again: ${again}`
+  return `plugin ${entry.name} is not loaded: ${reason}. ${fix}; to remove it: cleanroom plugins uninstall ${entry.name}`
 }
 
 function stderrWarning(line: string): void {

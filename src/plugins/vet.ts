@@ -19,7 +19,8 @@ export interface VettedPlugin {
   code: string[]
 }
 
-export type Vetting = {ok: true; plugin: VettedPlugin} | {ok: false; reason: string}
+/** A refusal says whether the plugin declares code that was not allowed, or cannot be a plugin as it is. */
+export type Vetting = {ok: true; plugin: VettedPlugin} | {ok: false; reason: string; code: boolean}
 
 /** Far above any package.json of a plugin; oclif reads it whole, and so does this check. */
 const MAX_INSTALLED_PACKAGE_JSON_BYTES = 4 * 1024 * 1024
@@ -54,7 +55,7 @@ export function pluginRoot(entry: PluginEntry, dataDir: string): string {
  */
 export async function vetPlugin(entry: PluginEntry, dataDir: string, shipped: ReadonlySet<string>): Promise<Vetting> {
   const nameProblem = pluginNameProblem(entry.name, shipped)
-  if (nameProblem) return {ok: false, reason: nameProblem}
+  if (nameProblem) return {ok: false, reason: nameProblem, code: false}
   const root = pluginRoot(entry, dataDir)
 
   let bytes: Buffer
@@ -66,18 +67,18 @@ export async function vetPlugin(entry: PluginEntry, dataDir: string, shipped: Re
     if (!isRecord(parsed)) throw new Error('it is not a JSON object')
     pjson = parsed
   } catch (error) {
-    return {ok: false, reason: `cannot read its package.json in ${root}: ${messageOf(error)}`}
+    return {ok: false, reason: `cannot read its package.json in ${root}: ${messageOf(error)}`, code: false}
   }
   const notAPlugin = notAPluginProblem(pjson)
-  if (notAPlugin) return {ok: false, reason: notAPlugin}
-  if (pjson.name !== entry.name) return {ok: false, reason: `its package.json in ${root} names it ${JSON.stringify(pjson.name)}`}
+  if (notAPlugin) return {ok: false, reason: notAPlugin, code: false}
+  if (pjson.name !== entry.name) return {ok: false, reason: `its package.json in ${root} names it ${JSON.stringify(pjson.name)}`, code: false}
 
   const code = codeEntries(pjson, (path) => existsSync(join(root, path)))
   if (code.length > 0) {
     const allowed = entry.cleanroom?.allow_code
-    if (allowed === undefined) return {ok: false, reason: `it declares code that oclif would run in cleanroom (${code.join('; ')}), and it was not added with --allow-code`}
+    if (allowed === undefined) return {ok: false, reason: `it declares code that oclif would run in cleanroom (${code.join('; ')}), and it was not added with --allow-code`, code: true}
     if (allowed.package_json_sha256 !== sha256(bytes)) {
-      return {ok: false, reason: `its package.json changed since its code was allowed with --allow-code (it declares: ${code.join('; ')})`}
+      return {ok: false, reason: `its package.json changed since its code was allowed with --allow-code (it declares: ${code.join('; ')})`, code: true}
     }
   }
   return {ok: true, plugin: {entry, root, pjson, code}}

@@ -1,10 +1,10 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {copyFile, mkdir, readFile, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {markersIn, packBundledFixture, packDirectory, packFixture, packManifestFixture, PLUGIN_FIXTURES, pluginEnv, writeTarball} from '../helpers/plugins.js'
+import {markersIn, packBundledFixture, packDirectory, packFixture, packManifestFixture, PLUGIN_FIXTURES, pluginEnv, rawTar, writeTarball} from '../helpers/plugins.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 /** The backends the sandbox cases run against; the gVisor backend joins this list. */
@@ -67,6 +67,17 @@ describe('agent plugins', function () {
     expect(await markersIn(home)).to.deep.equal([])
   })
 
+  it("runs no install script when plugin-plugins' own npm runs in the plugins directory either (plugins uninstall reinstalling a missing package)", async () => {
+    expect((await install('agent-scripts')).exitCode).to.equal(0)
+    expect((await install('agent-fake')).exitCode).to.equal(0)
+    await rm(join(home, '.local/share/cleanroom/node_modules/cleanroom-agent-scripts'), {recursive: true})
+    const uninstall = await runCli(['plugins', 'uninstall', 'cleanroom-agent-fake'], {env})
+    expect(uninstall.exitCode, uninstall.stderr).to.equal(0)
+    expect(uninstall.stderr).to.contain('plugin cleanroom-agent-scripts is not loaded: cannot read its package.json')
+    expect(await readFile(join(home, '.local/share/cleanroom/node_modules/cleanroom-agent-scripts/package.json'), 'utf8')).to.contain('script-ran-postinstall')
+    expect(await markersIn(home)).to.deep.equal([])
+  })
+
   it('refuses a plugin with an oclif hook; with --allow-code its hook runs, on the next command', async () => {
     const refused = await install('agent-hooked')
     expect(refused.exitCode).to.equal(2)
@@ -115,6 +126,28 @@ describe('agent plugins', function () {
     expect(await installedPlugins()).to.deep.equal([])
     const codex = (await listAgents()).agents.find((agent) => agent.name === 'codex')
     expect(codex?.source_detail).to.equal('built-in plugin @cleanroom/agent-codex')
+  })
+
+  it('checks after npm unpacked it that the package.json is the one shown, and removes what npm installed when it is not', async () => {
+    // A global pax path: tar-stream names the second entry notes.txt, npm (node-tar) package.json, so npm installs the second.
+    const innocent = JSON.stringify({name: 'cleanroom-agent-innocent', version: '1.0.0', oclif: {}, cleanroom: {agent: {name: 'innocent', command: 'innocent'}}})
+    const hooked = JSON.stringify({name: 'cleanroom-agent-innocent', version: '1.0.0', oclif: {hooks: {init: './hook.cjs'}}, cleanroom: {agent: {name: 'innocent', command: 'innocent'}}})
+    const tarball = join(packs, 'reads-two-ways.tar')
+    await writeFile(
+      tarball,
+      rawTar([
+        {kind: 'file', name: 'package/package.json', content: innocent},
+        {kind: 'global-pax', records: {path: 'package/notes.txt'}},
+        {kind: 'pax', records: {comment: 'read differently'}},
+        {kind: 'file', name: 'package/package.json', content: hooked},
+      ]),
+    )
+    const refused = await install(tarball)
+    expect(refused.exitCode, refused.stderr).to.equal(1)
+    expect(refused.stderr).to.contain('cleanroom: plugin cleanroom-agent-innocent@1.0.0 adds agent "innocent"')
+    expect(refused.stderr).to.contain('Error: npm installed something other than the cleanroom-agent-innocent@1.0.0 shown above (added: cleanroom-agent-innocent); it was removed again')
+    expect(await installedPlugins()).to.deep.equal([])
+    expect(await readFile(join(home, '.local/share/cleanroom/node_modules/cleanroom-agent-innocent/package.json')).catch(() => 'gone')).to.equal('gone')
   })
 
   it('refuses to replace the built-in codex without --replace, saying from where, after showing the /etc source and loopback rule', async () => {

@@ -77,3 +77,51 @@ export function pluginEnv(home: string): Record<string, string> {
 export async function markersIn(home: string): Promise<string[]> {
   return (await readdir(home)).filter((name) => /^(script-ran-|hooked-plugin-ran|manifest-command-ran)/.test(name)).sort()
 }
+
+/** One entry of a hand-made tar: a file, or a pax extended header (`x`, for the next entry; `g`, global) holding `records`. */
+export type RawTarEntry = {kind: 'file'; name: string; content: string} | {kind: 'pax' | 'global-pax'; records: Record<string, string>}
+
+/**
+ * A plain (ustar) tar written byte by byte, for headers no tar library emits on
+ * request. tar-stream applies a global header's `path` to the next entry that
+ * has its own pax header; node-tar (npm) ignores a global `path`: the two read
+ * such a tar differently.
+ */
+export function rawTar(entries: readonly RawTarEntry[]): Buffer {
+  const blocks: Buffer[] = []
+  for (const entry of entries) {
+    const body =
+      entry.kind === 'file'
+        ? Buffer.from(entry.content)
+        : Buffer.from(Object.entries(entry.records).map(([key, value]) => paxRecord(key, value)).join(''))
+    const type = entry.kind === 'file' ? '0' : entry.kind === 'pax' ? 'x' : 'g'
+    blocks.push(ustarHeader(entry.kind === 'file' ? entry.name : 'PaxHeader', body.length, type), body, Buffer.alloc((512 - (body.length % 512)) % 512))
+  }
+  blocks.push(Buffer.alloc(1024))
+  return Buffer.concat(blocks)
+}
+
+function paxRecord(key: string, value: string): string {
+  const text = ` ${key}=${value}\n`
+  let length = text.length + 1
+  while (`${length}${text}`.length !== length) length = `${length}${text}`.length
+  return `${length}${text}`
+}
+
+function ustarHeader(name: string, size: number, type: string): Buffer {
+  const header = Buffer.alloc(512)
+  header.write(name, 0, 100, 'utf8')
+  header.write('0000644\0', 100)
+  header.write('0000000\0', 108)
+  header.write('0000000\0', 116)
+  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124)
+  header.write(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, '0')}\0`, 136)
+  header.write('        ', 148)
+  header.write(type, 156)
+  header.write('ustar\0', 257)
+  header.write('00', 263)
+  let sum = 0
+  for (const byte of header) sum += byte
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148)
+  return header
+}
