@@ -1,4 +1,4 @@
-import {copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -45,7 +45,7 @@ const DATA_DIR_NPMRC = 'ignore-scripts=true\nbin-links=false\n'
 
 /**
  * `cleanroom plugins install`: fetches the package with scripts off into a
- * private temp dir, reads the tarball (refusing an ambiguous one), shows what
+ * private temp dir (fetchPackage), reads the tarball (refusing an ambiguous one), shows what
  * its agent asks for, refuses what the user did not allow (code, replacing an
  * agent), then installs that same tarball with scripts off and checks that
  * the package.json npm wrote is byte for byte the one shown. Nothing is
@@ -56,10 +56,7 @@ export async function installPlugin(context: PluginContext, source: PluginSource
   const scratch = await mkdtemp(join(tmpdir(), 'cleanroom-plugin-'))
   try {
     progress.start(`Fetching plugin ${source.label}`)
-    await runNpm(['pack', npmSpec(source), '--pack-destination', scratch, '--json'], {cwd: scratch, verbose: context.verbose})
-    const packed = (await readdir(scratch)).filter((file) => file.endsWith('.tgz'))
-    if (packed.length !== 1) throw new CleanroomError('plugin_install_failed', `npm pack ${npmSpec(source)} wrote ${packed.length} tarballs, expected one`)
-    const tarballPath = join(scratch, packed[0]!)
+    const tarballPath = await fetchPackage(source, scratch, context.verbose)
     // npm pack wrote it just now, into a directory of our own: a failure to read it is about its content.
     const tarball = await readPackageTarball(tarballPath).catch((error: unknown) => {
       throw new CleanroomError('plugin_invalid', `${source.label} is refused: ${messageOf(error)}`, {
@@ -85,6 +82,24 @@ export async function installPlugin(context: PluginContext, source: PluginSource
   } finally {
     await rm(scratch, {recursive: true, force: true})
   }
+}
+
+/**
+ * The package as one tarball in `scratch`: a copy of a local tarball (what
+ * `npm pack` would write for it too), else what `npm pack` fetches or packs
+ * (registry, git, directory), scripts off.
+ */
+async function fetchPackage(source: PluginSource, scratch: string, verbose: boolean): Promise<string> {
+  const local = source.kind === 'url' && source.spec.startsWith('file:') ? source.spec.slice('file:'.length) : undefined
+  if (local !== undefined && (await stat(local).catch(() => undefined))?.isFile()) {
+    const copy = join(scratch, 'package.tgz')
+    await copyFile(local, copy)
+    return copy
+  }
+  await runNpm(['pack', npmSpec(source), '--pack-destination', scratch, '--json'], {cwd: scratch, verbose})
+  const packed = (await readdir(scratch)).filter((file) => file.endsWith('.tgz'))
+  if (packed.length !== 1) throw new CleanroomError('plugin_install_failed', `npm pack ${npmSpec(source)} wrote ${packed.length} tarballs, expected one`)
+  return join(scratch, packed[0]!)
 }
 
 /**

@@ -62,7 +62,10 @@ describe('agent plugins', function () {
     expect(scripts.stderr).to.contain("cleanroom:   cleanroom-agent-scripts@1.0.0's install scripts are not run: preinstall, install, postinstall, prepare")
     const bundled = await install('agent-bundled', '--allow-code')
     expect(bundled.exitCode, bundled.stderr).to.equal(0)
-    expect(await installedPlugins()).to.deep.equal(['cleanroom-agent-scripts', 'cleanroom-agent-bundled'])
+    // From a directory, npm pack would run prepare; from a tarball, npm install the rest.
+    const directory = await install(join(PLUGIN_FIXTURES, 'agent-scripts'))
+    expect(directory.exitCode, directory.stderr).to.equal(0)
+    expect(await installedPlugins()).to.deep.equal(['cleanroom-agent-bundled', 'cleanroom-agent-scripts'])
     expect(await readFile(join(home, '.local/share/cleanroom/node_modules/cleanroom-agent-bundled/node_modules/scripted-dep/package.json'), 'utf8')).to.contain('script-ran-dependency-postinstall')
     expect(await markersIn(home)).to.deep.equal([])
   })
