@@ -4,6 +4,7 @@
  */
 
 export type ErrorCode =
+  | 'agent_exists'
   | 'agent_not_found'
   | 'agent_spec_invalid'
   | 'backend_capability_mismatch'
@@ -19,6 +20,9 @@ export type ErrorCode =
   | 'daemon_version_mismatch'
   | 'exec_not_found'
   | 'path_escapes_root'
+  | 'plugin_install_failed'
+  | 'plugin_invalid'
+  | 'plugin_runs_code'
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
@@ -32,9 +36,12 @@ export type ErrorCode =
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  agent_exists: 2,
   agent_not_found: 127,
   bad_request: 2,
   config_invalid: 2,
+  plugin_invalid: 2,
+  plugin_runs_code: 2,
   policy_invalid: 2,
   usage: 2,
 }
