@@ -1,15 +1,21 @@
 /*
  * cleanroom-nsinit: the launch helper of cleanroom's linux-ns sandbox backend.
  *
- *   nsinit create --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
- *                 [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
- *                 -- PROGRAM [ARGS...]
- *   nsinit exec   --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
- *                 [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
- *   nsinit listen --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
+ *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
+ *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
+ *                  [--keep-fd N]... [--seccomp-fd N]
+ *                  -- PROGRAM [ARGS...]
+ *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
+ *                  [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
+ *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
+ *   nsinit seccomp -- CMD [ARGS...]
  *
  * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
- * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c   (glibc >= 2.36 for the mount API)
+ * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c seccomp.c   (glibc >= 2.36 for the mount API)
+ *
+ * Every mode first closes each fd above 2 it was not told to keep (create: --keep-fd;
+ * listen: NODE_CHANNEL_FD): a descriptor the caller inherited from whoever started it
+ * (a shell's `exec 200<dir`) must never reach a sandbox.
  *
  * create
  * ------
@@ -45,14 +51,18 @@
  *   --bind-state DIR    bind STATE onto DIR (e.g. /mnt) in the private namespace.  PROGRAM
  *                       runs as U, which may not traverse STATE's ancestors (a root daemon
  *                       keeps STATE under /root), and bwrap resolves its sources by path.
+ *   --keep-fd N         leave fd N open for PROGRAM (bwrap's status fd, the ready fd).
+ *   --seccomp-fd N      put the sandbox's seccomp program (seccomp.c) on fd N, for
+ *                       `bwrap --seccomp N`.
  *
  *   PROGRAM must not be setuid: no_new_privs is set before the exec.
  *
  * exec
  * ----
  * Runs CMD inside the sandbox whose init is host pid N, as uid:gid 1000:1000 with no
- * capabilities and no_new_privs, with the environment nsinit was given (the caller
- * passes a clean one) plus PWD.  Exit status: CMD's; when CMD is killed by a signal,
+ * capabilities, no_new_privs and the sandbox's seccomp filter (a filter does not pass
+ * through setns: nsinit installs it itself), with the environment nsinit was given (the
+ * caller passes a clean one) plus PWD.  Exit status: CMD's; when CMD is killed by a signal,
  * nsinit kills itself with the same signal; 127/126 when CMD cannot be executed.
  * Signals sent to nsinit with kill() are forwarded to CMD.  With a controlling tty on
  * stdin, CMD leads its own session on it inside the sandbox (job control, ^C, SIGWINCH
@@ -97,6 +107,8 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include "seccomp.h"
 
 #define SETUP_FAILED 125
 
@@ -156,6 +168,32 @@ static void make_state_dir(const char *state, const char *name, uid_t uid, gid_t
     if (chmod(path, mode) < 0) die("chmod %s", path);
 }
 
+static void close_fds_between(unsigned first, unsigned last) {
+    if (first > last) return;
+    if (close_range(first, last, 0) == 0) return;
+    if (errno != ENOSYS) die("close_range %u-%u", first, last);
+    /* kernels before 5.9: every fd below the limit */
+    struct rlimit limit;
+    unsigned top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 1u << 20 ? (unsigned)limit.rlim_cur : 1u << 20;
+    for (unsigned fd = first; fd <= last && fd < top; fd++) close((int)fd);
+}
+
+static int compare_fds(const void *a, const void *b) {
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Closes every fd above 2 but those in keep (which it sorts). */
+static void close_inherited_fds(int *keep, int count) {
+    unsigned next = 3;
+    if (count > 0) qsort(keep, (size_t)count, sizeof *keep, compare_fds);
+    for (int k = 0; k < count; k++) {
+        if (keep[k] < (int)next) continue;
+        close_fds_between(next, (unsigned)keep[k] - 1);
+        next = (unsigned)keep[k] + 1;
+    }
+    close_fds_between(next, ~0u);
+}
+
 /* ------------------------------------------------------------------ create */
 
 struct create_options {
@@ -164,6 +202,9 @@ struct create_options {
     int userns;
     const char **whiteouts;
     int whiteout_count;
+    int *keep_fds;
+    int keep_fd_count;
+    long seccomp_fd;
     char **program;
 };
 
@@ -376,9 +417,10 @@ static void create_userns_mode(const struct create_options *o) {
 }
 
 static int create_main(int argc, char **argv) {
-    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1};
+    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1, .seccomp_fd = -1};
     o.whiteouts = calloc((size_t)argc, sizeof *o.whiteouts);
-    if (!o.whiteouts) die("calloc");
+    o.keep_fds = calloc((size_t)argc, sizeof *o.keep_fds);
+    if (!o.whiteouts || !o.keep_fds) die("calloc");
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -395,11 +437,28 @@ static int create_main(int argc, char **argv) {
         else if (!strcmp(a, "--whiteout")) o.whiteouts[o.whiteout_count++] = v;
         else if (!strcmp(a, "--whiteout-file")) o.whiteout_file = v;
         else if (!strcmp(a, "--bind-state")) o.bind_state = v;
+        else if (!strcmp(a, "--keep-fd")) o.keep_fds[o.keep_fd_count++] = (int)parse_number(a, v);
+        else if (!strcmp(a, "--seccomp-fd")) o.seccomp_fd = parse_number(a, v);
         else fail("unknown option %s", a);
     }
     if (!o.repo || !o.state || i >= argc || o.repo[0] != '/' || o.state[0] != '/')
         fail("usage: nsinit create --repo /ABS --state /ABS [options] -- PROGRAM [ARGS...]");
+    if (o.seccomp_fd >= 0 && o.seccomp_fd <= 2) fail("--seccomp-fd must be above 2");
+    for (int k = 0; k < o.keep_fd_count; k++)
+        if (o.keep_fds[k] == o.seccomp_fd) fail("--seccomp-fd %ld is also a --keep-fd", o.seccomp_fd);
     o.program = &argv[i];
+    close_inherited_fds(o.keep_fds, o.keep_fd_count);
+    if (o.seccomp_fd >= 0) {
+        int filter = sandbox_filter_memfd();
+        if (filter < 0) die("seccomp program");
+        /* dup2 leaves the new fd without FD_CLOEXEC: it passes to PROGRAM */
+        if (filter == (int)o.seccomp_fd) {
+            if (fcntl(filter, F_SETFD, 0) < 0) die("fcntl the seccomp program's fd");
+        } else {
+            if (dup2(filter, (int)o.seccomp_fd) < 0) die("dup2 the seccomp program to fd %ld", o.seccomp_fd);
+            close(filter);
+        }
+    }
 
     if (getuid() == 0 && !o.userns) create_root_mode(&o);
     else create_userns_mode(&o);
@@ -533,6 +592,7 @@ static int exec_main(int argc, char **argv) {
     }
     if (pid <= 0 || i >= argc) fail("usage: nsinit exec --pid N [options] -- CMD [ARGS...]");
     char **cmd = &argv[i];
+    close_inherited_fds(NULL, 0);
 
     /* 0. root daemon: become the sandbox's host uid before touching anything */
     become_host_user(host_uid, host_gid);
@@ -613,6 +673,10 @@ static int exec_main(int argc, char **argv) {
             fprintf(stderr, "nsinit: take the controlling tty: %s\n", strerror(errno));
             _exit(SETUP_FAILED);
         }
+        if (install_sandbox_filter() < 0) {
+            fprintf(stderr, "nsinit: install the seccomp filter: %s\n", strerror(errno));
+            _exit(SETUP_FAILED);
+        }
         execvp(cmd[0], cmd);
         /* the workload's own failure, reported like a shell would */
         int e = errno;
@@ -666,6 +730,7 @@ static int listen_main(int argc, char **argv) {
     const char *channel = getenv("NODE_CHANNEL_FD");
     if (!channel) fail("listen hands its socket to a Node parent: spawn it with an 'ipc' stdio channel");
     int ipc = (int)parse_number("NODE_CHANNEL_FD", channel);
+    close_inherited_fds(&ipc, 1);
 
     become_host_user(host_uid, host_gid);
     char path[128];
@@ -684,7 +749,8 @@ static int listen_main(int argc, char **argv) {
     if (setns(outer, CLONE_NEWUSER) < 0) die("setns user (outer)");
     if (setns(netfd, CLONE_NEWNET) < 0) die("setns net");
 
-    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: the daemon's accept loop runs until EAGAIN, which a blocking socket never gives. */
+    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sock < 0) die("socket");
     int on = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -719,10 +785,29 @@ static int listen_main(int argc, char **argv) {
     return 0;
 }
 
+/* ----------------------------------------------------------------- seccomp */
+
+/*
+ * nsinit seccomp -- CMD [ARGS...]
+ *
+ * Runs CMD under the sandbox's seccomp filter and no_new_privs, without any namespace:
+ * the filter on its own, for tests and benchmarks.
+ */
+static int seccomp_main(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[1], "--")) fail("usage: nsinit seccomp -- CMD [ARGS...]");
+    close_inherited_fds(NULL, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
+    if (install_sandbox_filter() < 0) die("install the seccomp filter");
+    execvp(argv[2], &argv[2]);
+    die("exec %s", argv[2]);
+    return SETUP_FAILED;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "create")) return create_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_main(argc - 1, argv + 1);
-    fputs("usage: nsinit create ... | nsinit exec ... | nsinit listen ...  (see the comment at the top of nsinit.c)\n", stderr);
+    if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_main(argc - 1, argv + 1);
+    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ...  (see the comment at the top of nsinit.c)\n", stderr);
     return SETUP_FAILED;
 }
