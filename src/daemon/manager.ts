@@ -211,8 +211,8 @@ export class SandboxManager {
       throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} is ${record.status}: its workspace changes are ${record.status === 'stopped' ? 'gone' : 'not there yet'}`)
     }
     const {backend, runtime} = this.reach(record)
-    const {upper, hidden} = await backend.workspaceLayers(runtime)
-    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, createdAt: Date.parse(record.created_at)})
+    const {upper, hidden, provided} = await backend.workspaceLayers(runtime)
+    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, provided, createdAt: Date.parse(record.created_at)})
     return {workspace_source: record.workspace_source, ...diff}
   }
 

@@ -3,7 +3,7 @@
  *
  *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
  *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
- *                  [--keep-fd N]... [--seccomp-fd N]
+ *                  [--etc] [--git-config FILE] [--keep-fd N]... [--seccomp-fd N]
  *                  -- PROGRAM [ARGS...]
  *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
  *                  [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
@@ -51,6 +51,12 @@
  *   --bind-state DIR    bind STATE onto DIR (e.g. /mnt) in the private namespace.  PROGRAM
  *                       runs as U, which may not traverse STATE's ancestors (a root daemon
  *                       keeps STATE under /root), and bwrap resolves its sources by path.
+ *   --etc               mount STATE/etc-merged: a read-only overlay of STATE/etc (the
+ *                       generated files) over the host's /etc, for PROGRAM to bind at /etc.
+ *                       No mount point is a host dentry, so a host that renames a new file
+ *                       over /etc/passwd changes nothing the sandbox sees at /etc/passwd.
+ *   --git-config FILE   show FILE (a redacted copy) as REPO/.git/config: it is copied into
+ *                       upper, with the lower file's mode and (mapped) owner.
  *   --keep-fd N         leave fd N open for PROGRAM (bwrap's status fd, the ready fd).
  *   --seccomp-fd N      put the sandbox's seccomp program (seccomp.c) on fd N, for
  *                       `bwrap --seccomp N`.
@@ -197,9 +203,9 @@ static void close_inherited_fds(int *keep, int count) {
 /* ------------------------------------------------------------------ create */
 
 struct create_options {
-    const char *repo, *state, *bind_state, *whiteout_file;
+    const char *repo, *state, *bind_state, *whiteout_file, *git_config;
     long uid, gid, map_uid, map_gid;
-    int userns;
+    int userns, etc;
     const char **whiteouts;
     int whiteout_count;
     int *keep_fds;
@@ -291,38 +297,78 @@ static void check_relative(const char *path) {
     }
 }
 
-/* Hides repo/rel in the overlay.  Missing parents are created in upper with the lower
- * directory's mode and (mapped) owner, as a copy-up would.  A path whose parent is not a
- * real directory in the repo has nothing to hide and is skipped. */
+/* The owner a copy-up would give a file of the lower layer. */
+static void mapped_owner(const struct stat *st, const struct owner_map *m, uid_t *uid, gid_t *gid) {
+    *uid = m->active && st->st_uid == m->from_uid ? m->to_uid : st->st_uid;
+    *gid = m->active && st->st_gid == m->from_gid ? m->to_gid : st->st_gid;
+}
+
+/* Creates rel's parent directories in upper with the lower directories' modes and (mapped)
+ * owners, as a copy-up would.  0 when rel has nothing below it to act on: a parent that is
+ * not a real directory in the repo, or one hidden already. */
+static int make_upper_parents(const char *repo, const char *upper, char *rel, const struct owner_map *m) {
+    char lower_path[PATH_MAX], upper_path[PATH_MAX];
+    for (char *slash = strchr(rel, '/'); slash; slash = strchr(slash + 1, '/')) {
+        struct stat st, made;
+        *slash = 0;
+        path_join(lower_path, sizeof lower_path, repo, rel);
+        path_join(upper_path, sizeof upper_path, upper, rel);
+        if (lstat(lower_path, &st) < 0 || !S_ISDIR(st.st_mode)) return 0;
+        if (mkdir(upper_path, st.st_mode & 07777) == 0) {
+            uid_t uid;
+            gid_t gid;
+            mapped_owner(&st, m, &uid, &gid);
+            if (m->active && lchown(upper_path, uid, gid) < 0) die("chown %s", upper_path);
+            if (chmod(upper_path, st.st_mode & 07777) < 0) die("chmod %s", upper_path);
+        } else if (errno != EEXIST) {
+            die("mkdir %s", upper_path);
+        } else if (lstat(upper_path, &made) == 0 && !S_ISDIR(made.st_mode)) {
+            return 0;
+        }
+        *slash = '/';
+    }
+    return 1;
+}
+
+/* Hides repo/rel in the overlay.  A path whose parent is not a real directory in the
+ * repo has nothing to hide and is skipped. */
 static void add_whiteout(const char *repo, const char *upper, const char *rel, const struct owner_map *m) {
-    char path[PATH_MAX], lower_path[PATH_MAX], upper_path[PATH_MAX];
+    char path[PATH_MAX], upper_path[PATH_MAX];
     size_t len = strlen(rel);
     while (len > 1 && rel[len - 1] == '/') len--;        /* git lists directories as "dir/" */
     if (len >= sizeof path) { errno = ENAMETOOLONG; die("whiteout %s", rel); }
     memcpy(path, rel, len);
     path[len] = 0;
     check_relative(path);
-
-    for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        struct stat st, made;
-        *slash = 0;
-        path_join(lower_path, sizeof lower_path, repo, path);
-        path_join(upper_path, sizeof upper_path, upper, path);
-        if (lstat(lower_path, &st) < 0 || !S_ISDIR(st.st_mode)) return;
-        if (mkdir(upper_path, st.st_mode & 07777) == 0) {
-            uid_t uid = m->active && st.st_uid == m->from_uid ? m->to_uid : st.st_uid;
-            gid_t gid = m->active && st.st_gid == m->from_gid ? m->to_gid : st.st_gid;
-            if (m->active && lchown(upper_path, uid, gid) < 0) die("chown %s", upper_path);
-            if (chmod(upper_path, st.st_mode & 07777) < 0) die("chmod %s", upper_path);
-        } else if (errno != EEXIST) {
-            die("mkdir %s", upper_path);
-        } else if (lstat(upper_path, &made) == 0 && !S_ISDIR(made.st_mode)) {
-            return;                                          /* a parent is hidden already */
-        }
-        *slash = '/';
-    }
+    if (!make_upper_parents(repo, upper, path, m)) return;
     path_join(upper_path, sizeof upper_path, upper, path);
     if (mknod(upper_path, S_IFCHR, makedev(0, 0)) < 0 && errno != EEXIST) die("whiteout %s", upper_path);
+}
+
+/* Shows `source` as repo/.git/config: a regular file in upper with the lower file's mode
+ * and (mapped) owner.  Nothing to replace when the repo has no such regular file. */
+static void replace_git_config(const char *repo, const char *upper, const char *source, const struct owner_map *m) {
+    char rel[] = ".git/config", lower_path[PATH_MAX], upper_path[PATH_MAX], buffer[65536];
+    struct stat st;
+    path_join(lower_path, sizeof lower_path, repo, rel);
+    if (lstat(lower_path, &st) < 0 || !S_ISREG(st.st_mode)) return;
+    if (!make_upper_parents(repo, upper, rel, m)) return;
+    path_join(upper_path, sizeof upper_path, upper, rel);
+    int in = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0) die("open %s", source);
+    int out = open(upper_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) die("create %s", upper_path);
+    ssize_t n;
+    while ((n = read(in, buffer, sizeof buffer)) > 0)
+        if (write(out, buffer, (size_t)n) != n) die("write %s", upper_path);
+    if (n < 0) die("read %s", source);
+    uid_t uid;
+    gid_t gid;
+    mapped_owner(&st, m, &uid, &gid);
+    if (m->active && fchown(out, uid, gid) < 0) die("chown %s", upper_path);
+    if (fchmod(out, st.st_mode & 0777) < 0) die("chmod %s", upper_path);
+    close(out);
+    close(in);
 }
 
 static void add_whiteouts_from_file(const char *repo, const char *upper, const char *file, const struct owner_map *m) {
@@ -346,6 +392,19 @@ static void prepare_upper(const struct create_options *o, const struct owner_map
     path_join(upper, sizeof upper, o->state, "upper");
     for (int k = 0; k < o->whiteout_count; k++) add_whiteout(o->repo, upper, o->whiteouts[k], m);
     if (o->whiteout_file) add_whiteouts_from_file(o->repo, upper, o->whiteout_file, m);
+    if (o->git_config) replace_git_config(o->repo, upper, o->git_config, m);
+}
+
+/* STATE/etc (the generated files) over the host's /etc, read-only, at STATE/etc-merged. */
+static void mount_etc(const struct create_options *o) {
+    char opts[2 * PATH_MAX], merged[PATH_MAX];
+    if (!o->etc) return;
+    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s/etc:/etc", o->state) >= sizeof opts) {
+        errno = ENAMETOOLONG;
+        die("/etc overlay options");
+    }
+    path_join(merged, sizeof merged, o->state, "etc-merged");
+    if (mount("overlay", merged, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0) die("mount /etc overlay (%s)", opts);
 }
 
 static void bind_state(const struct create_options *o) {
@@ -368,6 +427,7 @@ static void create_root_mode(const struct create_options *o) {
 
     make_state_dir(o->state, "lower", 0, 0, 0755);
     make_state_dir(o->state, "merged", 0, 0, 0755);
+    if (o->etc) make_state_dir(o->state, "etc-merged", 0, 0, 0755);
     make_state_dir(o->state, "work", 0, 0, 0700);
     make_state_dir(o->state, "upper", uid, gid, 0755);
     make_state_dir(o->state, "home", uid, gid, 0700);
@@ -381,6 +441,7 @@ static void create_root_mode(const struct create_options *o) {
     mount_overlay(o->state, lower, "");
     /* the overlay holds its own clone of the layer: the mount point can go */
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    mount_etc(o);
     bind_state(o);
 
     if (setgroups(0, NULL) < 0) die("setgroups");
@@ -404,6 +465,7 @@ static void create_userns_mode(const struct create_options *o) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / rprivate");
     make_state_dir(o->state, "lower", 0, 0, 0755);
     make_state_dir(o->state, "merged", 0, 0, 0755);
+    if (o->etc) make_state_dir(o->state, "etc-merged", 0, 0, 0755);
     make_state_dir(o->state, "work", 0, 0, 0700);
     make_state_dir(o->state, "upper", 0, 0, 0755);
     make_state_dir(o->state, "home", 0, 0, 0700);
@@ -413,6 +475,7 @@ static void create_userns_mode(const struct create_options *o) {
     if (mount(o->repo, lower, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s on %s", o->repo, lower);
     mount_overlay(o->state, lower, ",userxattr");
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    mount_etc(o);
     bind_state(o);
 }
 
@@ -426,6 +489,7 @@ static int create_main(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) { i++; break; }
         if (!strcmp(a, "--userns")) { o.userns = 1; continue; }
+        if (!strcmp(a, "--etc")) { o.etc = 1; continue; }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--repo")) o.repo = v;
@@ -437,6 +501,7 @@ static int create_main(int argc, char **argv) {
         else if (!strcmp(a, "--whiteout")) o.whiteouts[o.whiteout_count++] = v;
         else if (!strcmp(a, "--whiteout-file")) o.whiteout_file = v;
         else if (!strcmp(a, "--bind-state")) o.bind_state = v;
+        else if (!strcmp(a, "--git-config")) o.git_config = v;
         else if (!strcmp(a, "--keep-fd")) o.keep_fds[o.keep_fd_count++] = (int)parse_number(a, v);
         else if (!strcmp(a, "--seccomp-fd")) o.seccomp_fd = parse_number(a, v);
         else fail("unknown option %s", a);

@@ -19,6 +19,8 @@ export interface CreatePlan {
   hostUid?: number
   /** A file of NUL-separated paths (relative to `lower`) to hide. */
   whiteoutFile?: string
+  /** The redacted .git/config the sandbox sees instead of the workspace's own. */
+  gitConfig?: string
   /** Where nsinit binds the state dir for bwrap. */
   stateView: string
   bwrap: string
@@ -27,10 +29,11 @@ export interface CreatePlan {
 
 /** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
 export function createArgv(plan: CreatePlan): string[] {
-  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView]
+  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView, '--etc']
   argv.push('--keep-fd', String(STATUS_FD), '--keep-fd', String(READY_FD), '--seccomp-fd', String(SECCOMP_FD))
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
+  if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
   return [...argv, '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
 }
 
