@@ -5,6 +5,7 @@ import {isAbsolute, join} from 'node:path'
 import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
 import {redactedGitConfigOf} from '../../git-config.js'
+import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
 import {launchInit} from './launch.js'
 import {createArgv} from './nsinit.js'
@@ -12,7 +13,6 @@ import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {claimHostUid} from './uids.js'
-import {ignoredPaths} from './workspace.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -38,7 +38,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
       root ? claimHostUid(state) : chmod(state, 0o700).then(() => undefined),
       writeGeneratedEtc(state),
-      workspace === null ? Promise.resolve([]) : ignoredPaths(workspace),
+      workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       sandboxRootfs(STATE_MOUNT_POINT),
     ] as const)
