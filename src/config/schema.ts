@@ -25,8 +25,14 @@ export interface RuntimeConfig {
     'linux-ns': LinuxNsSettings
     gvisor: GvisorSettings
   }
+  egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
+}
+
+export interface EgressSettings {
+  /** Connections one sandbox may hold open through its proxy; more are closed at once. */
+  max_connections_per_sandbox: number
 }
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
@@ -35,5 +41,6 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
     'linux-ns': {bwrap_path: 'bwrap'},
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
+  egress: {max_connections_per_sandbox: 1024},
   agents: {},
 }

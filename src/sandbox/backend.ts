@@ -33,6 +33,8 @@ export interface WorkspaceLayers {
   upper: string
   /** Workspace paths hidden at create time (git-ignored): not the sandbox's changes. */
   hidden: string[]
+  /** Files the backend itself put in `upper` at create that still hold what it put there (the redacted .git/config): not the sandbox's changes either. */
+  provided: string[]
 }
 
 export interface Availability {
