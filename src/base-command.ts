@@ -2,6 +2,7 @@ import {Command} from '@oclif/core'
 
 import {isCleanroomError} from './errors/index.js'
 import {errorJson, renderError} from './errors/render.js'
+import {visibleText} from './util/visible.js'
 
 type ThrownError = Error & {code?: string; oclif?: {exit?: number}}
 
@@ -23,6 +24,8 @@ export abstract class BaseCommand extends Command {
       process.stderr.write(renderError(error))
       this.exit(exitCode)
     }
+    // Other errors can quote a path from a sandbox too (a failed open names its file).
+    error.message = visibleText(error.message)
     return super.catch(error)
   }
 }
