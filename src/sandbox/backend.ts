@@ -3,6 +3,7 @@ import type {Readable, Writable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
 import type {CompiledPolicy} from '../policy/schema.js'
+import type {WorkspaceBase} from '../workspace/base.js'
 import type {Capabilities, ExecRequest, ExitStatus} from './types.js'
 
 export interface ProvisionRequest {
@@ -33,6 +34,8 @@ export interface WorkspaceLayers {
   upper: string
   /** Workspace paths hidden at create time (git-ignored): not the sandbox's changes. */
   hidden: string[]
+  /** What the workspace started from, noted at create (src/workspace/base.ts); absent when nothing was noted. */
+  base?: WorkspaceBase
 }
 
 export interface Availability {

@@ -9,6 +9,7 @@ import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
+import {readWorkspaceBase} from '../../../workspace/base.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
@@ -79,7 +80,8 @@ export class LinuxNsBackend implements SandboxBackend {
       (text) => text.split('\0').filter(Boolean),
       () => [],
     )
-    return {upper: join(state, 'upper'), hidden}
+    const base = await readWorkspaceBase(state)
+    return {upper: join(state, 'upper'), hidden, ...(base ? {base} : {})}
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {

@@ -12,6 +12,7 @@ import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {claimHostUid} from './uids.js'
 import {ignoredPaths} from './workspace.js'
+import {recordWorkspaceBase} from '../../../workspace/base.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -38,6 +39,8 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       writeGeneratedEtc(state),
       workspace === null ? Promise.resolve([]) : ignoredPaths(workspace),
       sandboxRootfs(STATE_MOUNT_POINT),
+      // What the workspace starts from, for workspace diff/apply to decide conflicts by content.
+      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
     ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
     const argv = createArgv({
