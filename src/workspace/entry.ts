@@ -22,7 +22,7 @@ export interface EntryState {
 /** What a path holds when looked at without following symlinks. */
 export type PathKind = 'file' | 'symlink' | 'directory' | 'other'
 
-const READ_CHUNK = 1 << 20
+const READ_CHUNK = 256 << 10
 
 export function sameEntry(a: EntryState | null, b: EntryState | null): boolean {
   return a === b || (a !== null && b !== null && a.mode === b.mode && a.oid === b.oid)

@@ -9,8 +9,6 @@ export const TEXT_DIFF_LIMIT = 4 << 20
 /** git's test for binary content: a NUL byte in the first 8000 bytes. */
 const BINARY_SNIFF = 8000
 const CONTEXT = 3
-/** Encoded lines gathered before a chunk is handed on. */
-const OUTPUT_CHUNK = 64 << 10
 
 /** One path of the patch: what the host has (the `a` side) and what the sandbox has (`b`); null is nothing. */
 export interface PatchPath {
@@ -154,53 +152,49 @@ function splitLines(content: Buffer): Buffer[] {
   return result
 }
 
-const BASE85 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~'
-/** git writes at most 52 deflated bytes per line. */
+const BASE85 = Buffer.from('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~')
+/** git writes at most 52 deflated bytes per line: a length letter, 65 base-85 digits and a newline. */
 const LINE_BYTES = 52
+const LINE_CHARS = 1 + (LINE_BYTES / 4) * 5 + 1
+/** Larger files are stored in the patch uncompressed: deflating them costs more time than the bytes it saves are worth. */
+const STORE_ABOVE = 64 << 20
 
 /** `literal <size>` and the deflated content in git's base-85 lines, produced as the content streams in. */
 export async function* binaryLiteral(content: AsyncIterable<Buffer> | Buffer[], size: number): AsyncGenerator<Buffer> {
   yield Buffer.from(`literal ${size}\n`)
-  const deflate = createDeflate({level: zlib.Z_BEST_SPEED})
+  const deflate = createDeflate({level: size > STORE_ABOVE ? zlib.Z_NO_COMPRESSION : zlib.Z_BEST_SPEED, chunkSize: 64 << 10})
   void (async () => {
     for await (const chunk of content) if (!deflate.write(chunk)) await once(deflate, 'drain')
     deflate.end()
   })().catch((error: unknown) => deflate.destroy(error as Error))
   let pending: Buffer = Buffer.alloc(0)
-  let out: string[] = []
-  let outSize = 0
   for await (const chunk of deflate) {
-    pending = pending.length === 0 ? (chunk as Buffer) : Buffer.concat([pending, chunk as Buffer])
-    let offset = 0
-    for (; pending.length - offset >= LINE_BYTES; offset += LINE_BYTES) {
-      const line = encodeLine(pending.subarray(offset, offset + LINE_BYTES))
-      out.push(line)
-      outSize += line.length
-    }
-    pending = pending.subarray(offset)
-    if (outSize >= OUTPUT_CHUNK) {
-      yield Buffer.from(out.join(''))
-      out = []
-      outSize = 0
-    }
+    const bytes = pending.length === 0 ? (chunk as Buffer) : Buffer.concat([pending, chunk as Buffer])
+    const whole = bytes.length - (bytes.length % LINE_BYTES)
+    if (whole > 0) yield encodeLines(bytes.subarray(0, whole))
+    pending = bytes.subarray(whole)
   }
-  if (pending.length > 0) out.push(encodeLine(pending))
-  if (out.length > 0) yield Buffer.from(out.join(''))
+  if (pending.length > 0) yield encodeLines(pending)
 }
 
-function encodeLine(bytes: Buffer): string {
-  const length = bytes.length <= 26 ? String.fromCharCode(0x41 + bytes.length - 1) : String.fromCharCode(0x61 + bytes.length - 27)
-  const chars: string[] = [length]
-  for (let i = 0; i < bytes.length; i += 4) {
-    let group = ((bytes[i]! << 24) | ((bytes[i + 1] ?? 0) << 16) | ((bytes[i + 2] ?? 0) << 8) | (bytes[i + 3] ?? 0)) >>> 0
-    const five: string[] = []
-    for (let c = 0; c < 5; c++) {
-      five.unshift(BASE85[group % 85]!)
-      group = Math.floor(group / 85)
+/** git's base-85 lines for `bytes`: 52 bytes a line, the last one shorter. */
+function encodeLines(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(Math.ceil(bytes.length / LINE_BYTES) * LINE_CHARS)
+  let at = 0
+  for (let line = 0; line < bytes.length; line += LINE_BYTES) {
+    const length = Math.min(LINE_BYTES, bytes.length - line)
+    out[at++] = length <= 26 ? 0x41 + length - 1 : 0x61 + length - 27
+    for (let i = line; i < line + length; i += 4) {
+      let group = ((bytes[i]! << 24) | ((i + 1 < line + length ? bytes[i + 1]! : 0) << 16) | ((i + 2 < line + length ? bytes[i + 2]! : 0) << 8) | (i + 3 < line + length ? bytes[i + 3]! : 0)) >>> 0
+      for (let digit = 4; digit >= 0; digit--) {
+        out[at + digit] = BASE85[group % 85]!
+        group = Math.floor(group / 85)
+      }
+      at += 5
     }
-    chars.push(...five)
+    out[at++] = 0x0a
   }
-  return `${chars.join('')}\n`
+  return out.subarray(0, at)
 }
 
 const QUOTED: Record<number, string> = {7: 'a', 8: 'b', 9: 't', 10: 'n', 11: 'v', 12: 'f', 13: 'r', 34: '"', 92: '\\'}
