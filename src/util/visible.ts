@@ -36,6 +36,16 @@ export function visibleText(text: string): string {
 }
 
 /**
+ * JSON text whose strings may hold a sandbox's names: the characters JSON itself
+ * leaves raw (DEL, C1, bidi and zero-width ones; JSON escapes only C0) written as
+ * `\uXXXX` escapes, so the text is the same JSON to a program and inert on a terminal.
+ * A C0 character found here is the JSON's own layout (inside strings JSON escaped them).
+ */
+export function visibleJson(json: string): string {
+  return json.replace(INVISIBLE, (char) => (char.charCodeAt(0) < 0x20 ? char : `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`))
+}
+
+/**
  * For bytes meant for a person on a terminal (a patch shown there): visibleText
  * over a byte stream, characters split across chunks decoded whole. Invalid UTF-8
  * shows as U+FFFD.

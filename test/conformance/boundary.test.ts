@@ -16,7 +16,12 @@ import {RecordingTarget} from './targets.js'
 const BACKENDS = ['linux-ns'] as const
 
 /** Characters a terminal acts on, as a sandbox would put them in a name: a title change, concealed text, a C1 CSI, a right-to-left override. */
-const HOSTILE = {shell: '\\033]0;pwned\\007\\033[8m\\302\\233\\342\\200\\256', raw: ['\u001b]0;pwned', '\u001b[8m', '\u009b', '\u202e'], shown: '\\x1b]0;pwned\\x07\\x1b[8m\\x9b\\u{202e}'}
+const HOSTILE = {
+  shell: '\\033]0;pwned\\007\\033[8m\\302\\233\\342\\200\\256',
+  name: '\u001b]0;pwned\u0007\u001b[8m\u009b\u202e',
+  raw: ['\u001b]0;pwned', '\u001b[8m', '\u009b', '\u202e'],
+  shown: '\\x1b]0;pwned\\x07\\x1b[8m\\x9b\\u{202e}',
+}
 
 function expectNoRawSequences(output: string, label: string): void {
   for (const raw of HOSTILE.raw) expect(output.includes(raw), `${label} prints ${JSON.stringify(raw)} raw:\n${output}`).to.equal(false)
@@ -245,6 +250,9 @@ for (const backend of BACKENDS) {
         const stat = await cli(['workspace', 'diff', id, '--stat'], repo)
         expectNoRawSequences(stat.stdout + stat.stderr, 'diff --stat')
         expect(stat.stdout).to.contain(`A x${HOSTILE.shown}y.txt`)
+        const json = await cli(['workspace', 'diff', id, '--json'], repo)
+        expectNoRawSequences(json.stdout, 'diff --json')
+        expect((JSON.parse(json.stdout) as {changes: {path: string}[]}).changes.map((change) => change.path)).to.include(`x${HOSTILE.name}y.txt`)
         const refused = await cli(['workspace', 'apply', id], repo)
         expectNoRawSequences(refused.stdout + refused.stderr, 'apply')
 
@@ -283,6 +291,9 @@ for (const backend of BACKENDS) {
         }
         expect(logs.stdout).to.contain('evil\\x1b]0;pwned')
         expectNoRawSequences(logs.stdout, 'sandbox logs --egress')
+        const json = await cli(['sandbox', 'logs', id, '--egress', '--json'])
+        expectNoRawSequences(json.stdout, 'sandbox logs --egress --json')
+        expect(json.stdout).to.contain('evil\\u001b]0;pwned\\u001b[8m\\u009b\\u202e.example')
       })
     })
   })

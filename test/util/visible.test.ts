@@ -5,7 +5,7 @@ import {text} from 'node:stream/consumers'
 import {renderAuditEvent} from '../../src/client/render.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {renderError} from '../../src/errors/render.js'
-import {visibleName, visibleStream, visibleText} from '../../src/util/visible.js'
+import {visibleJson, visibleName, visibleStream, visibleText} from '../../src/util/visible.js'
 
 /** Anything a terminal acts on rather than shows: C0, DEL, C1, bidi and zero-width format characters, line separators. */
 const ACTIVE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/u
@@ -25,6 +25,14 @@ describe('terminal-safe strings', () => {
 
   it('keeps newlines and tabs in texts', () => {
     expect(visibleText('first\n\tsecond\u001b]0;title\u0007')).to.equal('first\n\tsecond\\x1b]0;title\\x07')
+  })
+
+  it('escapes in JSON what JSON leaves raw, and the JSON still means the same', () => {
+    const value = {path: 'a\u009b31m\u202eb\u001b[2K'}
+    const json = visibleJson(JSON.stringify(value))
+    expect(json).not.to.match(ACTIVE)
+    expect(json).to.equal('{"path":"a\\u009b31m\\u202eb\\u001b[2K"}')
+    expect(JSON.parse(json)).to.deep.equal(value)
   })
 
   it('decodes a stream whole across chunk boundaries', async () => {
