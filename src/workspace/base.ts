@@ -88,9 +88,10 @@ export class CommittedBase {
   }
 
   /**
-   * HEAD's entry for each path (null: HEAD has no file there). A path under a
-   * submodule or anything else than a plain file or symlink is left out: its
-   * base is not known.
+   * HEAD's entry for each path (null: HEAD has no file there, or a directory).
+   * A submodule, or anything else than a file, a symlink or a directory, is left
+   * out: its base is not known. (A path inside a submodule is not in HEAD's
+   * tree at all, so it reads as null, and a host change to it as a conflict.)
    */
   async entries(paths: readonly string[]): Promise<Map<string, EntryState | null>> {
     const found = new Map<string, EntryState | null>()
@@ -106,7 +107,8 @@ export class CommittedBase {
         const [, mode, type, oid, size, fullPath] = match
         const path = fullPath!.slice(this.base.prefix.length)
         if (type === 'blob' && (mode === '100644' || mode === '100755' || mode === '120000')) found.set(path, {mode: mode as GitMode, oid: oid!, size: Number(size)})
-        else found.delete(path)
+        // A directory holds no file at its own path; a submodule's commit says nothing of the files in it.
+        else if (type !== 'tree') found.delete(path)
       }
     }
     return found
