@@ -1,6 +1,6 @@
 import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
-import type {Readable} from 'node:stream'
+import {PassThrough, type Readable} from 'node:stream'
 
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {AuditEvent} from '../egress/audit.js'
@@ -113,8 +113,14 @@ export class DaemonClient {
   private async stream(path: string): Promise<Readable> {
     const response = await this.send('GET', path)
     if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
-    response.once('aborted', () => response.destroy(new CleanroomError('backend_failed', `the daemon broke off GET ${path.split('?')[0]}; see its log (cleanroom doctor)`)))
-    return response
+    const body = new PassThrough()
+    response.on('error', (error) => {
+      body.destroy(new CleanroomError('backend_failed', `the daemon broke off its answer to GET ${path.split('?')[0]} (${messageOf(error)}); nothing it sent is complete`, {
+        suggestions: ['See why in the daemon log: cleanroom doctor shows where it is'],
+      }))
+    })
+    body.on('close', () => response.destroy())
+    return response.pipe(body)
   }
 
   /** What the sandbox changed under /workspace, as a git-style patch streamed as the daemon produces it. */
