@@ -176,7 +176,8 @@ export class TreeReader {
   }
 }
 
-function changedWhileRead(path: string): CleanroomError {
+/** The error for a sandbox file or directory that changed between two looks at it. */
+export function changedWhileRead(path: string): CleanroomError {
   return new CleanroomError('workspace_changed', `${visibleName(path)} changed while it was read`, {
     suggestions: ['Let the sandbox finish writing its files, then try again'],
   })

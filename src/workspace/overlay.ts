@@ -5,6 +5,7 @@ import {extract} from 'tar-stream'
 import {CleanroomError} from '../errors/index.js'
 import {type DirectoryHandle, openDirectory} from '../util/dir-handle.js'
 import {visibleName} from '../util/visible.js'
+import {changedWhileRead} from './entry.js'
 
 /** What changed in an overlay's upper layer: the paths whose content may differ from the lower one. */
 export interface OverlayScan {
@@ -84,7 +85,10 @@ export async function scanOverlay(layers: OverlayLayers): Promise<OverlayScan> {
       } else if (stats.isDirectory()) {
         if (lowerStats?.isDirectory()) merged.set(path, {names: new Set(), at})
         else if (lowerStats) await hideLower(lower!, name, path, lowerStats, at)
-        const upperSub = await upper.directory(name)
+        // Swapped for something else since it was listed: the workload is rearranging its files right now.
+        const upperSub = await upper.directory(name).catch(() => {
+          throw changedWhileRead(path)
+        })
         const lowerSub = lowerStats?.isDirectory() ? await lower!.directory(name).catch(() => undefined) : undefined
         try {
           if (upperSub) {
