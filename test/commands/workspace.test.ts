@@ -111,7 +111,7 @@ describe('cleanroom workspace diff / apply (CLI, real sandboxes)', function () {
   it('lists risky paths and writes nothing without --force; writes them with --force', async () => {
     const id = await sandboxAfter("mkdir -p .github/workflows && echo 'on: push' > .github/workflows/ci.yml && echo ok > plain.txt")
     const stat = await cli(['workspace', 'diff', id, '--stat'])
-    expect(stat.stdout).to.contain('A .github/workflows/ci.yml  (risky)\nA plain.txt\n')
+    expect(stat.stdout).to.contain('A .github/workflows/ci.yml  (risky: CI workflows run with the repository secrets)\nA plain.txt\n')
     const refused = await cli(['workspace', 'apply', id])
     expect(refused.exitCode).to.equal(1)
     expect(refused.stderr).to.contain('.github/workflows/ci.yml (added: CI workflows run with the repository secrets)')

@@ -213,6 +213,8 @@ for (const backend of BACKENDS) {
           'echo fine > plain.txt',
         ].join(' && '))
         const before = await snapshotTree(repo, ['.git'])
+        const stat = await cli(['workspace', 'diff', id, '--stat'], repo)
+        expect(stat.stdout).to.contain('A key  (risky: a symlink leading outside the repository (-> /root/.ssh/id_ed25519))\n')
         const applied = await cli(['workspace', 'apply', id], repo)
         expect(applied.exitCode).to.equal(1)
         for (const line of [
