@@ -1,19 +1,19 @@
 import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
-import type {Readable} from 'node:stream'
+import {PassThrough, type Readable} from 'node:stream'
 
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
-import type {WorkspaceDiff} from '../workspace/diff.js'
+import type {WorkspaceSummary} from '../workspace/changes.js'
 import {type Exchange, exchange, jsonRequest} from './http1.js'
 
 export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
 
-/** GET /v1/sandboxes/{id}/workspace/changes: the patch only with `?patch=true`. */
-export type WorkspaceChanges = Omit<WorkspaceDiff, 'patch'> & {sandbox_id: string; workspace_source: string; patch?: string}
+/** GET /v1/sandboxes/{id}/workspace/changes. */
+export type WorkspaceChanges = WorkspaceSummary & {sandbox_id: string; workspace_source: string}
 
 export interface BackendInfo {
   name: string
@@ -101,23 +101,41 @@ export class DaemonClient {
   }
 
   /** A tar stream of `path` inside the sandbox. */
-  async getArchive(id: string, path: string): Promise<Readable> {
-    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/archive?path=${encodeURIComponent(path)}`)
+  getArchive(id: string, path: string): Promise<Readable> {
+    return this.stream(`/v1/sandboxes/${encodeURIComponent(id)}/archive?path=${encodeURIComponent(path)}`)
+  }
+
+  /**
+   * A GET whose answer is streamed. The daemon sends an error it meets after the
+   * answer began by cutting the stream short: the stream then fails (it never
+   * just ends early), so a cut patch or archive is never taken for a whole one.
+   */
+  private async stream(path: string): Promise<Readable> {
+    const response = await this.send('GET', path)
     if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
-    return response
+    const body = new PassThrough()
+    response.on('error', (error) => {
+      body.destroy(new CleanroomError('backend_failed', `the daemon broke off its answer to GET ${path.split('?')[0]} (${messageOf(error)}); nothing it sent is complete`, {
+        suggestions: ['See why in the daemon log: cleanroom doctor shows where it is'],
+      }))
+    })
+    body.on('close', () => response.destroy())
+    return response.pipe(body)
   }
 
-  /** What the sandbox changed under /workspace, as a git-style patch. */
-  async workspacePatch(id: string): Promise<string> {
-    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/diff`)
-    const raw = {status: response.statusCode ?? 0, body: await collect(response)}
-    check(raw)
-    return raw.body.toString('utf8')
+  /** What the sandbox changed under /workspace, as a git-style patch streamed as the daemon produces it. */
+  workspacePatch(id: string): Promise<Readable> {
+    return this.stream(`/v1/sandboxes/${encodeURIComponent(id)}/workspace/diff`)
   }
 
-  /** What the sandbox changed under /workspace, path by path; with `withPatch`, the patch too (one consistent reading). */
-  workspaceChanges(id: string, withPatch = false): Promise<WorkspaceChanges> {
-    return this.json('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/changes${withPatch ? '?patch=true' : ''}`)
+  /** What the sandbox changed under /workspace, path by path. */
+  workspaceChanges(id: string): Promise<WorkspaceChanges> {
+    return this.json('GET', `/v1/sandboxes/${encodeURIComponent(id)}/workspace/changes`)
+  }
+
+  /** The list of changes and the sandbox's version of each path, as a tar (what `workspace apply` writes from). */
+  workspaceArchive(id: string): Promise<Readable> {
+    return this.stream(`/v1/sandboxes/${encodeURIComponent(id)}/workspace/archive`)
   }
 
   /**

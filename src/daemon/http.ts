@@ -16,6 +16,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   sandbox_failed: 409,
   daemon_version_mismatch: 409,
   backend_capability_mismatch: 422,
+  workspace_changed: 409,
+  workspace_unsupported_entry: 422,
   backend_unavailable: 503,
 }
 

@@ -8,7 +8,7 @@ import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
-import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
+import {WorkspaceChangeSet} from '../workspace/changes.js'
 import {ConnectionBudget} from './connection-limits.js'
 import {auditPath, caEnv, type EgressLimits, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
@@ -206,8 +206,8 @@ export class SandboxManager {
     }
   }
 
-  /** What the sandbox changed under /workspace, relative to its host directory (docs/api.md#workspace). */
-  async workspaceDiff(sandboxId: string): Promise<WorkspaceDiff & {workspace_source: string}> {
+  /** What the sandbox changed under /workspace, relative to its host directory (docs/api.md#workspace); the caller closes it. */
+  async workspaceDiff(sandboxId: string): Promise<WorkspaceChangeSet> {
     const record = this.get(sandboxId)
     if (record.workspace_source === null) {
       throw new CleanroomError('workspace_unavailable', `sandbox ${sandboxId} has no workspace: it was created without one`)
@@ -216,9 +216,8 @@ export class SandboxManager {
       throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} is ${record.status}: its workspace changes are ${record.status === 'stopped' ? 'gone' : 'not there yet'}`)
     }
     const {backend, runtime} = this.reach(record)
-    const {upper, hidden, provided} = await backend.workspaceLayers(runtime)
-    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, provided, createdAt: Date.parse(record.created_at)})
-    return {workspace_source: record.workspace_source, ...diff}
+    const {upper, hidden, provided, base} = await backend.workspaceLayers(runtime)
+    return WorkspaceChangeSet.read({upper, lower: record.workspace_source, hidden, provided, createdAt: Date.parse(record.created_at), ...(base ? {base} : {})})
   }
 
   /** Where the sandbox's egress audit log is. */

@@ -51,10 +51,9 @@ export function createApiServer(context: DaemonContext): Server {
       await context.manager.extractArchive(id!, req, parseSandboxPath(url.searchParams.get('path')))
       sendJson(res, 200, {extracted: true})
     }],
-    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/diff$/, async (_req, res, [id]) => sendWorkspaceDiff(context, res, id!, 'patch')],
-    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/changes$/, async (_req, res, [id], url) => {
-      await sendWorkspaceDiff(context, res, id!, url.searchParams.get('patch') === 'true' ? 'json+patch' : 'json')
-    }],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/diff$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'patch')],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/changes$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'json')],
+    ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/archive$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'archive')],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
       const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
       res.writeHead(200, {'content-type': 'application/x-tar'})
@@ -197,22 +196,30 @@ async function streamAudit(context: DaemonContext, req: IncomingMessage, res: Se
   res.end()
 }
 
-/** The sandbox's workspace changes as a patch (text/x-diff) or as JSON; no workspace is a 409. */
-async function sendWorkspaceDiff(context: DaemonContext, res: ServerResponse, id: string, format: 'patch' | 'json' | 'json+patch'): Promise<void> {
-  let diff
+/**
+ * The sandbox's workspace changes as a patch (text/x-diff), a JSON list, or the
+ * archive `workspace apply` reads; no workspace is a 409. The patch and the
+ * archive are streamed as they are made: an error once they have begun cuts the
+ * connection, so a client never takes a cut stream for a whole one.
+ */
+async function sendWorkspaceChanges(context: DaemonContext, res: ServerResponse, id: string, format: 'patch' | 'json' | 'archive'): Promise<void> {
+  let changes
   try {
-    diff = await context.manager.workspaceDiff(id)
+    changes = await context.manager.workspaceDiff(id)
   } catch (error) {
     if (isCleanroomError(error) && error.code === 'workspace_unavailable') return sendJson(res, 409, errorJson(error))
     throw error
   }
-  if (format === 'patch') {
-    res.writeHead(200, {'content-type': 'text/x-diff; charset=utf-8', 'content-length': Buffer.byteLength(diff.patch)})
-    res.end(diff.patch)
-    return
+  try {
+    if (format === 'json') {
+      sendJson(res, 200, {sandbox_id: id, workspace_source: changes.workspaceSource, ...changes.summary()})
+      return
+    }
+    res.writeHead(200, {'content-type': format === 'patch' ? 'text/x-diff; charset=utf-8' : 'application/x-tar'})
+    await pipeline(format === 'patch' ? changes.patch() : changes.archive(), res)
+  } finally {
+    await changes.close()
   }
-  const {patch, ...summary} = diff
-  sendJson(res, 200, {sandbox_id: id, ...summary, ...(format === 'json+patch' ? {patch} : {})})
 }
 
 async function describeBackends(context: DaemonContext): Promise<Record<string, unknown>[]> {

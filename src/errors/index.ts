@@ -30,9 +30,12 @@ export type ErrorCode =
   | 'sandbox_not_found'
   | 'sandbox_not_ready'
   | 'usage'
+  | 'workspace_apply_failed'
+  | 'workspace_changed'
   | 'workspace_conflict'
   | 'workspace_risky_paths'
   | 'workspace_unavailable'
+  | 'workspace_unsupported_entry'
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {

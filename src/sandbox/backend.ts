@@ -3,6 +3,7 @@ import type {Readable, Writable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
 import type {CompiledPolicy} from '../policy/schema.js'
+import type {WorkspaceBase} from '../workspace/base.js'
 import type {Capabilities, ExecRequest, ExitStatus} from './types.js'
 
 export interface ProvisionRequest {
@@ -35,6 +36,8 @@ export interface WorkspaceLayers {
   hidden: string[]
   /** Files the backend itself put in `upper` at create that still hold what it put there (the redacted .git/config): not the sandbox's changes either. */
   provided: string[]
+  /** What the workspace started from, noted at create (src/workspace/base.ts); absent when nothing was noted. */
+  base?: WorkspaceBase
 }
 
 export interface Availability {

@@ -1,3 +1,4 @@
+import {comingOut} from './boundary/out.js'
 import {agentPlugins} from './boundary/plugins.js'
 import {reachingIn} from './boundary/reach-in.js'
 
@@ -13,6 +14,7 @@ const BACKENDS = ['linux-ns'] as const
 for (const backend of BACKENDS) {
   describe(`boundary conformance (${backend})`, function () {
     this.timeout(60_000)
+    comingOut(backend)
     reachingIn(backend)
   })
 }

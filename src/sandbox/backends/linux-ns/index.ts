@@ -10,6 +10,7 @@ import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, San
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
 import {GIT_CONFIG_PATH, gitConfigHolds} from '../../git-config.js'
+import {readWorkspaceBase} from '../../../workspace/base.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
@@ -77,12 +78,13 @@ export class LinuxNsBackend implements SandboxBackend {
     const state = parseRuntime(runtime).state_dir
     // `upper` is the overlay's upper layer, made by cleanroom-nsinit.
     const upper = join(state, 'upper')
-    const [hidden, gitConfig] = await Promise.all([
+    const [hidden, gitConfig, base] = await Promise.all([
       readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0').filter(Boolean), () => []),
       readFile(join(state, STATE_LAYOUT.gitConfig)).catch(() => undefined),
+      readWorkspaceBase(state),
     ])
     const untouched = gitConfig !== undefined && (await gitConfigHolds(upper, gitConfig))
-    return {upper, hidden, provided: untouched ? [GIT_CONFIG_PATH] : []}
+    return {upper, hidden, provided: untouched ? [GIT_CONFIG_PATH] : [], ...(base ? {base} : {})}
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {

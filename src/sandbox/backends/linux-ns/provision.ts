@@ -13,6 +13,7 @@ import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {claimHostUid} from './uids.js'
+import {recordWorkspaceBase} from '../../../workspace/base.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -41,6 +42,8 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       sandboxRootfs(STATE_MOUNT_POINT),
+      // What the workspace starts from, for workspace diff/apply to decide conflicts by content.
+      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
     ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
     const argv = createArgv({
