@@ -1,30 +1,19 @@
 import type {AgentSpecInput} from '../agents/spec.js'
+import {type BackendName, type BackendSettings, BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
+import {defaultsOf} from './settings.js'
 
-export const BACKENDS = ['linux-ns', 'gvisor'] as const
-export type BackendName = (typeof BACKENDS)[number]
+export type {BackendName} from '../sandbox/backends/descriptors.js'
+export {GVISOR_PLATFORMS, type GvisorPlatform} from '../sandbox/backends/gvisor/descriptor.js'
 
-export const GVISOR_PLATFORMS = ['systrap', 'ptrace'] as const
-export type GvisorPlatform = (typeof GVISOR_PLATFORMS)[number]
+export const BACKENDS = Object.keys(BACKEND_DESCRIPTORS) as readonly BackendName[]
 
-export interface LinuxNsSettings {
-  /** The bubblewrap binary: a name looked up on PATH, or an absolute path. */
-  bwrap_path: string
-}
-
-export interface GvisorSettings {
-  /** The runsc binary: a name looked up on PATH, or an absolute path. */
-  runsc_path: string
-  /** How runsc intercepts system calls; systrap works without KVM. */
-  platform: GvisorPlatform
-}
+export type LinuxNsSettings = BackendSettings<'linux-ns'>
+export type GvisorSettings = BackendSettings<'gvisor'>
 
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
-  backends: {
-    'linux-ns': LinuxNsSettings
-    gvisor: GvisorSettings
-  }
+  backends: {[N in BackendName]: BackendSettings<N>}
   egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
@@ -38,8 +27,8 @@ export interface EgressSettings {
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   default_backend: 'linux-ns',
   backends: {
-    'linux-ns': {bwrap_path: 'bwrap'},
-    gvisor: {runsc_path: 'runsc', platform: 'systrap'},
+    'linux-ns': defaultsOf(BACKEND_DESCRIPTORS['linux-ns'].settings),
+    gvisor: defaultsOf(BACKEND_DESCRIPTORS.gvisor.settings),
   },
   egress: {max_connections_per_sandbox: 1024},
   agents: {},

@@ -1,8 +1,9 @@
 import {Document, stringify} from 'yaml'
 
 import type {AgentSpec} from '../agents/spec.js'
+import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
 import {commentKey} from '../util/yaml-file.js'
-import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import {BACKENDS, DEFAULT_RUNTIME_CONFIG} from './schema.js'
 
 /**
  * The commented `config.yaml` that `cleanroom config init` writes. Built with
@@ -25,13 +26,13 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     ' Check this file with: cleanroom config validate',
   ].join('\n')
 
-  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation: docs/backends.md).')
   commentKey(doc, ['backends'], ' Settings of each backend.')
-  commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
-  commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
-  commentKey(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
-  commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
-  commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
+  for (const name of BACKENDS) {
+    const {summary, settings} = BACKEND_DESCRIPTORS[name]
+    commentKey(doc, ['backends', name], ` ${summary}`)
+    for (const [key, setting] of Object.entries(settings)) commentKey(doc, ['backends', name, key], ` ${setting.description}`)
+  }
   commentKey(doc, ['egress'], ' The egress proxy each sandbox reaches the network through.')
   commentKey(
     doc,

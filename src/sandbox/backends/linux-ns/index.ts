@@ -1,7 +1,5 @@
 import type {ChildProcess} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
 import type {Server} from 'node:net'
-import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
@@ -9,14 +7,13 @@ import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
-import {GIT_CONFIG_PATH, gitConfigHolds} from '../../git-config.js'
-import {readWorkspaceBase} from '../../../workspace/base.js'
-import {extractArchive, readArchive} from './archive.js'
+import {readWorkspaceLayers} from '../../workspace-view.js'
+import {extractArchive, readArchive} from '../../archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
+import {LINUX_NS} from './descriptor.js'
 import {startExec} from './exec.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
-import {STATE_LAYOUT} from './rootfs.js'
 import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
 import {killSandbox, makeRemovable} from './terminate.js'
 
@@ -36,15 +33,7 @@ export class LinuxNsBackend implements SandboxBackend {
   constructor(private readonly settings: LinuxNsSettings) {}
 
   capabilities(): Capabilities {
-    return {
-      'network.default_deny': true,
-      'network.allowlist_egress': true,
-      'sandbox.persistent': true,
-      'exec.tty': true,
-      'files.copy': true,
-      'dns_control_or_equivalent': true,
-      'images.oci': false,
-    }
+    return {...LINUX_NS.capabilities}
   }
 
   async availability(): Promise<Availability> {
@@ -75,16 +64,7 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 
   async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
-    const state = parseRuntime(runtime).state_dir
-    // `upper` is the overlay's upper layer, made by cleanroom-nsinit.
-    const upper = join(state, 'upper')
-    const [hidden, gitConfig, base] = await Promise.all([
-      readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0').filter(Boolean), () => []),
-      readFile(join(state, STATE_LAYOUT.gitConfig)).catch(() => undefined),
-      readWorkspaceBase(state),
-    ])
-    const untouched = gitConfig !== undefined && (await gitConfigHolds(upper, gitConfig))
-    return {upper, hidden, provided: untouched ? [GIT_CONFIG_PATH] : [], ...(base ? {base} : {})}
+    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
