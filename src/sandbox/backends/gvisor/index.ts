@@ -1,0 +1,99 @@
+import type {ChildProcess} from 'node:child_process'
+import type {Server} from 'node:net'
+import type {Readable} from 'node:stream'
+
+import type {BackendName, GvisorSettings} from '../../../config/schema.js'
+import {CleanroomError} from '../../../errors/index.js'
+import {extractArchive, readArchive} from '../../archive.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
+import {requireCapabilities} from '../../capabilities.js'
+import type {Capabilities, ExecRequest} from '../../types.js'
+import {readWorkspaceLayers} from '../../workspace-view.js'
+import {probeMachine, type Toolchain} from './availability.js'
+import {GVISOR} from './descriptor.js'
+import {startExec} from './exec.js'
+import {listenInside} from './listen.js'
+import {provisionSandbox} from './provision.js'
+import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
+import {killSandbox} from './terminate.js'
+
+export type {GvisorRuntime} from './runtime.js'
+
+/**
+ * Sandboxes with gVisor's user-space kernel between the workload and the host: nsinit
+ * builds the workspace overlay in a private mount namespace and becomes `runsc run`;
+ * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
+ */
+export class GvisorBackend implements SandboxBackend {
+  readonly name: BackendName = 'gvisor'
+  /** The `runsc run` of each sandbox this process started, to reap at terminate. */
+  private readonly children = new Map<string, ChildProcess>()
+  private toolchain?: Promise<Toolchain>
+
+  constructor(private readonly settings: GvisorSettings) {}
+
+  capabilities(): Capabilities {
+    return {...GVISOR.capabilities}
+  }
+
+  async availability(): Promise<Availability> {
+    const probe = await probeMachine(this.settings)
+    if (!probe.ok) return {ok: false, problem: probe.problem, fix: probe.fix}
+    return {ok: true, version: `${probe.runscVersion}, platform ${probe.platform}; cleanroom-nsinit ${probe.nsinitOrigin}: ${probe.nsinit}`}
+  }
+
+  async provision(request: ProvisionRequest): Promise<BackendRuntime> {
+    // Also when called without the daemon's check: never run a policy with less than it needs.
+    requireCapabilities(this.name, request.policy, this.capabilities())
+    const {runtime, child} = await provisionSandbox(await this.tools(), request)
+    const key = childKey(runtime)
+    this.children.set(key, child)
+    child.once('exit', () => this.children.delete(key))
+    return {...runtime}
+  }
+
+  async isAlive(runtime: BackendRuntime): Promise<boolean> {
+    return isSandboxAlive(parseRuntime(runtime))
+  }
+
+  async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
+    return startExec((await this.tools()).runsc, parseRuntime(runtime), request)
+  }
+
+  async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
+    return listenInside((await this.tools()).runsc, parseRuntime(runtime), port)
+  }
+
+  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
+    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
+  }
+
+  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
+    await extractArchive((request) => this.exec(runtime, request), archive, destination)
+  }
+
+  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
+    return readArchive((request) => this.exec(runtime, request), path)
+  }
+
+  async terminate(runtime: BackendRuntime): Promise<void> {
+    const sandbox = parseRuntime(runtime)
+    // A sandbox is ended by pid even when runsc itself cannot be found any more.
+    const runsc = (await this.tools().catch(() => undefined))?.runsc ?? this.settings.runsc_path
+    await killSandbox(runsc, sandbox, this.children.get(childKey(sandbox)))
+  }
+
+  /** The machine's runsc and nsinit, probed once they are found; until then, every call says what is missing. */
+  private async tools(): Promise<Toolchain> {
+    this.toolchain ??= probeMachine(this.settings).then((probe) => {
+      if (probe.ok) return probe
+      this.toolchain = undefined
+      throw new CleanroomError('backend_unavailable', `the gvisor backend cannot run on this machine: ${probe.problem}`, {suggestions: [probe.fix]})
+    })
+    return this.toolchain
+  }
+}
+
+function childKey(runtime: GvisorRuntime): string {
+  return `${runtime.launcher_pid}:${runtime.launcher_start_time}`
+}
