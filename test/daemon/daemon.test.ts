@@ -9,7 +9,7 @@ import {runInSandbox} from '../../src/client/exec.js'
 import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {captureTerminal} from '../helpers/terminal.js'
 
@@ -30,17 +30,17 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
   const dirs = tempDirs('cleanroom-daemon-')
   let dir: string
   let test: TestDaemon
-  let bwrapBefore: Set<number>
+  let sandboxesBefore: Set<number>
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    sandboxesBefore = await sandboxPids()
     dir = await dirs.make()
     test = await startTestDaemon(dir)
   })
 
   afterEach(async () => {
     await test.daemon.close({shutdownSandboxes: true})
-    expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
+    expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
     expect(await mountsMentioning(dir)).to.deep.equal([])
     await dirs.cleanup()
   })

@@ -9,7 +9,7 @@ import {socketPathOf} from '../../../src/client/connect.js'
 import type {AuditEvent} from '../../../src/egress/audit.js'
 import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
 import {isolatedEnv} from '../../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
 import {tempDirs} from '../../helpers/tmp.js'
 import {buildSyscallProbe, copyOfEtc, FILTERED, git, inPrivateMounts, repositoryWithSecrets, TOKEN} from '../boundary-fixtures.js'
 import {connectHead, expectRefusal, SandboxUnderTest, until} from '../sandbox.js'
@@ -31,14 +31,14 @@ export function reachingIn(backend: string): void {
   describe('what reaches in', () => {
     const dirs = tempDirs('cleanroom-reach-in-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
     let repo = ''
     let sandbox: SandboxUnderTest
 
     before(async function () {
       this.timeout(60_000)
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       repo = await repositoryWithSecrets(dir)
       await buildSyscallProbe(repo)
@@ -51,7 +51,7 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         async () => test?.daemon.close({shutdownSandboxes: true}),
-        async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })
@@ -167,7 +167,7 @@ export function reachingIn(backend: string): void {
     let home = ''
     let repo = ''
     let env: Record<string, string> = {}
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
 
     /** The CLI as a user runs it, from a shell that has `fd` open on `openDir` when given. */
     const cli = async (args: string[], openDir?: string) => {
@@ -182,7 +182,7 @@ export function reachingIn(backend: string): void {
     }
 
     before(async () => {
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       home = await dirs.make()
       // XDG_CONFIG_HOME away from ~/.config: git must be told where it is.
       env = {...isolatedEnv(home), XDG_CONFIG_HOME: join(home, 'xdg-config'), PATH: process.env.PATH ?? '/usr/bin:/bin'}
@@ -196,7 +196,7 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         () => stopCliDaemon(socketPathOf(undefined, env)),
-        async () => expect(await leftoverSandboxes(bwrapBefore, home), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, home), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })
@@ -214,7 +214,7 @@ export function reachingIn(backend: string): void {
       expect(inside.stderr).to.include('/proc/self/fd/200/host-secret: No such file or directory')
 
       const {pid: daemonPid} = await new DaemonClient(socketPathOf(undefined, env)).ping()
-      const sandboxes = await sandboxesOf(bwrapBefore, home)
+      const sandboxes = await sandboxesOf(sandboxesBefore, home)
       expect(sandboxes, 'the sandbox\'s bwrap processes').to.have.length.of.at.least(1)
       for (const pid of await withDescendants([daemonPid, ...sandboxes])) {
         const targets = await Promise.all((await readdir(`/proc/${pid}/fd`).catch(() => [])).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')))
@@ -247,7 +247,7 @@ export function reachingIn(backend: string): void {
   describe('the daemon and the host: connections to the egress proxy', () => {
     const dirs = tempDirs('cleanroom-reach-conn-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
     let flooder: SandboxUnderTest
     let neighbour: SandboxUnderTest
@@ -255,7 +255,7 @@ export function reachingIn(backend: string): void {
 
     before(async function () {
       this.timeout(30_000)
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       const workspace = join(dir, 'workspace')
       await mkdir(workspace)
@@ -274,7 +274,7 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         async () => test?.daemon.close({shutdownSandboxes: true}),
-        async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })

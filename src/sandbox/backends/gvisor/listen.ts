@@ -1,5 +1,5 @@
 import {chmod, chown, rm} from 'node:fs/promises'
-import {createServer, type Server} from 'node:net'
+import {createServer, type Server, type Socket} from 'node:net'
 import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
@@ -25,6 +25,10 @@ export async function listenInside(runsc: string, runtime: GvisorRuntime, port: 
   // The socket of a daemon that died: its path is this daemon's now.
   await rm(path, {force: true})
   const server = createServer()
+  // Connections the forwarder relays before this returns wait for the caller's handler.
+  const early: Socket[] = []
+  const hold = (socket: Socket) => early.push(socket)
+  server.on('connection', hold)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(path, () => {
@@ -37,9 +41,15 @@ export async function listenInside(runsc: string, runtime: GvisorRuntime, port: 
     await chmod(path, 0o600)
     await startForwarder(runsc, runtime, port)
   } catch (error) {
+    for (const socket of early) socket.destroy()
     server.close()
     throw error
   }
+  server.off('connection', hold)
+  // The caller attaches its handler as soon as this resolves, before any immediate runs.
+  setImmediate(() => {
+    for (const socket of early) server.emit('connection', socket)
+  })
   return server
 }
 

@@ -14,7 +14,8 @@
  * (a forwarder started before a daemon restart still serves it: it reaches the new
  * daemon's socket by the same path).  When PATH refuses a connection, the daemon is
  * gone: the connection is reset, the port closed, and the forwarder exits, so later
- * connections are refused until a daemon adopts the sandbox and starts a new one.
+ * connections are refused until a daemon adopts the sandbox and starts a new one.  A
+ * connection the daemon closes without answering is reset, as a refused one would be.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +49,8 @@ struct side {
     size_t pending_off, pending_len;
     int eof;            /* read returned 0: passed on as a shutdown of the peer's writing */
     int shut;           /* our writing side is shut down */
+    int daemon;         /* the daemon's side of the pair */
+    int answered;       /* it has sent a byte */
 };
 
 static int epoll_fd;
@@ -107,6 +110,9 @@ static void on_readable(struct side *s) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n < 0) { close_pair(s, 1); return; }
     struct side *to = s->peer;
+    /* The daemon always answers (a status line, a SOCKS reply): closing without a byte is a refusal. */
+    if (n == 0 && s->daemon && !s->answered) { close_pair(s, 1); return; }
+    if (n > 0) s->answered = 1;
     if (n == 0) {
         s->eof = 1;
         pass_eof(to);
@@ -161,7 +167,7 @@ static int on_clients(int listener, const struct sockaddr_un *daemon) {
         struct side *pair = calloc(2, sizeof *pair);
         if (!pair) { close(upstream); reset(client); continue; }
         pair[0] = (struct side){.fd = client, .peer = &pair[1]};
-        pair[1] = (struct side){.fd = upstream, .peer = &pair[0]};
+        pair[1] = (struct side){.fd = upstream, .peer = &pair[0], .daemon = 1};
         watch(&pair[0], EPOLL_CTL_ADD);
         watch(&pair[1], EPOLL_CTL_ADD);
     }
