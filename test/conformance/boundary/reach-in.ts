@@ -7,6 +7,7 @@ import {fileURLToPath} from 'node:url'
 import {DaemonClient} from '../../../src/client/client.js'
 import {socketPathOf} from '../../../src/client/connect.js'
 import type {AuditEvent} from '../../../src/egress/audit.js'
+import type {BackendName} from '../../../src/config/schema.js'
 import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
 import {isolatedEnv} from '../../helpers/cli.js'
 import {sandboxPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
@@ -25,8 +26,20 @@ async function allOf(steps: Array<() => Promise<unknown>>): Promise<void> {
   if (failures.length > 0) throw failures[0]
 }
 
+/**
+ * Cleanroom's own processes inside a sandbox, which may hold fds above 2. linux-ns: bwrap
+ * as pid 1 keeps an event fd; the held `sleep` is pid 2. gvisor: `nsinit init` (pid 1) holds
+ * none; the forwarder holds its listening and relayed sockets and its epoll fd, and each
+ * exec's `nsinit run` its status and control sockets to the daemon, a signalfd, and a
+ * terminal's master and slave. Sockets, epoll and signal fds cannot be opened through /proc.
+ */
+const OWN_PROCESSES: Record<BackendName, {expected: string[]; names: string[]; init: RegExp; helpers: RegExp}> = {
+  'linux-ns': {expected: ['1 bwrap', '2 sleep'], names: ['bwrap'], init: /^anon_inode:\[eventfd\]$/, helpers: /^$/},
+  gvisor: {expected: ['1 cleanroom-nsini'], names: ['cleanroom-nsini'], init: /^$/, helpers: /^(socket:\[\d+\]|host:\[\d+\]|anon_inode:\[(eventpoll|signalfd)\]|\/dev\/pts\/(ptmx|\d+))$/},
+}
+
 /** What reaches into a sandbox of `backend`, and what a sandbox can do to the daemon and the host. */
-export function reachingIn(backend: string): void {
+export function reachingIn(backend: BackendName): void {
 
   describe('what reaches in', () => {
     const dirs = tempDirs('cleanroom-reach-in-')
@@ -56,25 +69,36 @@ export function reachingIn(backend: string): void {
       ])
     })
 
-    it('no process inside holds an fd above 2 but bwrap\'s own event fd in its init', async () => {
-      // Every process but the looking one (node's own fds are its event loop's): pid, name, and each fd's target.
+    it('no process inside holds an fd above 2, but cleanroom\'s own processes there, whose fds the workload cannot open', async () => {
+      // Every process but the looking one (node's own fds are its event loop's): pid, name, each fd's
+      // target, and whether the workload could open it through /proc.
       const script = `const fs = require('fs'); const seen = {}
         for (const pid of fs.readdirSync('/proc').filter((name) => /^\\d+$/.test(name) && Number(name) !== process.pid)) {
           try {
             const fds = {}
-            for (const fd of fs.readdirSync('/proc/' + pid + '/fd')) fds[fd] = fs.readlinkSync('/proc/' + pid + '/fd/' + fd)
+            for (const fd of fs.readdirSync('/proc/' + pid + '/fd')) {
+              let opened = false
+              try { fs.closeSync(fs.openSync('/proc/' + pid + '/fd/' + fd, 'r')); opened = true } catch {}
+              fds[fd] = {target: fs.readlinkSync('/proc/' + pid + '/fd/' + fd), opened}
+            }
             seen[pid + ' ' + fs.readFileSync('/proc/' + pid + '/comm', 'utf8').trim()] = fds
           } catch {}
         }
         console.log(JSON.stringify(seen))`
       const ran = await test!.client.run(sandbox.id, {argv: ['node', '-e', script], env: {}})
       expect(ran.exit_code, ran.stderr).to.equal(0)
-      const seen = JSON.parse(ran.stdout) as Record<string, Record<string, string>>
-      expect(Object.keys(seen), 'the processes looked at').to.include.members(['1 bwrap', '2 sleep'])
+      const seen = JSON.parse(ran.stdout) as Record<string, Record<string, {target: string; opened: boolean}>>
+      const own = OWN_PROCESSES[backend]
+      expect(Object.keys(seen), 'the processes looked at').to.include.members(own.expected)
       for (const [process, fds] of Object.entries(seen)) {
         const above2 = Object.entries(fds).filter(([fd]) => Number(fd) > 2)
-        if (process === '1 bwrap') expect(above2.map(([, target]) => target), process).to.satisfy((targets: string[]) => targets.every((target) => target === 'anon_inode:[eventfd]'))
-        else expect(above2, process).to.deep.equal([])
+        if (!own.names.includes(process.replace(/^\d+ /, ''))) {
+          expect(above2, process).to.deep.equal([])
+          continue
+        }
+        if (process.startsWith('1 ')) expect(above2.map(([, fd]) => fd.target), process).to.satisfy((targets: string[]) => targets.every((target) => own.init.test(target)))
+        else for (const [fd, {target}] of above2) expect(target, `${process} fd ${fd}`).to.match(own.helpers)
+        expect(above2.filter(([, fd]) => fd.opened), `${process}: fds the workload opened`).to.deep.equal([])
       }
     })
 
@@ -205,7 +229,7 @@ export function reachingIn(backend: string): void {
       const secretDir = join(home, 'secret-dir')
       await mkdir(secretDir)
       await writeFile(join(secretDir, 'host-secret'), 'HOST\n')
-      const created = await cli(['sandbox', 'create', '--json'], secretDir)
+      const created = await cli(['sandbox', 'create', '--backend', backend, '--json'], secretDir)
       expect(created.exitCode, created.stderr).to.equal(0)
       const id = (JSON.parse(created.stdout) as {sandbox_id: string}).sandbox_id
 
@@ -229,7 +253,7 @@ export function reachingIn(backend: string): void {
       await mkdir(xdgGit, {recursive: true})
       for (const name of ['by-xdg-ignore.txt', 'by-xdg-config.txt', 'by-home-config.txt']) await writeFile(join(repo, name), 'S\n')
       const seen = async () => {
-        const ran = await cli(['exec', '--', 'ls', '-A'])
+        const ran = await cli(['exec', '--backend', backend, '--', 'ls', '-A'])
         expect(ran.exitCode, ran.stderr).to.equal(0)
         return ran.stdout.split('\n')
       }

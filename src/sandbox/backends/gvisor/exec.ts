@@ -109,10 +109,15 @@ function sandboxGone(): CleanroomError {
   return new CleanroomError('sandbox_failed', 'the sandbox is gone: its gVisor kernel or its runsc exited')
 }
 
+/** What `nsinit run` reports is one short line: more is not read into memory (the workload can reach that socket). */
+const STATUS_BYTES = 64
+
 function collect(stream: Readable): Promise<string> {
   return new Promise((resolve) => {
     let text = ''
-    stream.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
+    stream.on('data', (chunk: Buffer) => {
+      if (text.length < STATUS_BYTES) text = (text + chunk.toString('utf8')).slice(0, STATUS_BYTES)
+    })
     stream.once('close', () => resolve(text))
     stream.once('error', () => resolve(text))
   })

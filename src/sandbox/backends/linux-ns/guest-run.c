@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -40,14 +41,8 @@
 /* After CMD exits, output still buffered in the terminal is relayed until it stays quiet this long. */
 #define DRAIN_QUIET_MS 50
 
-static int child_exited[2] = {-1, -1};
-
-static void on_sigchld(int sig) {
-    (void)sig;
-    int e = errno;
-    if (write(child_exited[1], "x", 1) < 0) {}
-    errno = e;
-}
+/* SIGCHLD as an fd to poll: a signalfd, which no other process can open through /proc (a pipe could be). */
+static int child_exited = -1;
 
 /* Writes all of buf to a blocking fd; -1 when the reader is gone. */
 static int write_all(int fd, const char *buf, size_t len) {
@@ -93,6 +88,9 @@ static int read_control(struct control *c, pid_t child, int master) {
 
 /* The child side: becomes CMD, on the terminal's slave when there is one. */
 static void become_command(char **cmd, const char *slave, const struct winsize *size) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     if (slave) {
         if (setsid() < 0) { perror("nsinit: setsid"); _exit(SETUP_FAILED); }
         int fd = open(slave, O_RDWR);
@@ -125,7 +123,7 @@ static void relay(int master, struct control *control, pid_t child) {
             {input_open && pending_len == 0 ? 0 : -1, POLLIN, 0},
             {master, (short)(POLLIN | (pending_len > 0 ? POLLOUT : 0)), 0},
             {control->fd, POLLIN, 0},
-            {exited ? -1 : child_exited[0], POLLIN, 0},
+            {exited ? -1 : child_exited, POLLIN, 0},
         };
         int ready = poll(fds, 4, exited ? DRAIN_QUIET_MS : -1);
         if (ready < 0 && errno == EINTR) continue;
@@ -149,7 +147,7 @@ static void relay(int master, struct control *control, pid_t child) {
                 if (write_all(1, buf, (size_t)n) < 0) return;  /* nobody reads the terminal any more */
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
                 if (exited) return;
-                struct pollfd wait_exit = {child_exited[0], POLLIN, 0};
+                struct pollfd wait_exit = {child_exited, POLLIN, 0};
                 poll(&wait_exit, 1, -1);
                 exited = 1;
             }
@@ -160,7 +158,7 @@ static void relay(int master, struct control *control, pid_t child) {
 /* Without a terminal: passes the daemon's signals on until CMD exits. */
 static void wait_with_control(struct control *control, pid_t child) {
     for (;;) {
-        struct pollfd fds[2] = {{control->fd, POLLIN, 0}, {child_exited[0], POLLIN, 0}};
+        struct pollfd fds[2] = {{control->fd, POLLIN, 0}, {child_exited, POLLIN, 0}};
         if (poll(fds, 2, -1) < 0) {
             if (errno == EINTR) continue;
             die("poll");
@@ -195,6 +193,8 @@ int guest_run_main(int argc, char **argv) {
     if (control_fd > 2 && fcntl((int)control_fd, F_SETFD, FD_CLOEXEC) < 0) die("control fd %ld", control_fd);
     struct control control = {.fd = control_fd > 2 ? (int)control_fd : -1};
 
+    /* The workload runs as the same user: non-dumpable, it can neither trace the helper nor open its fds through /proc. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE");
     if (chdir(cwd) < 0) die("chdir %s", cwd);
     char here[4096];
     if (getcwd(here, sizeof here)) setenv("PWD", here, 1);
@@ -213,13 +213,12 @@ int guest_run_main(int argc, char **argv) {
         if (open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC) < 0) die("open %s", slave);
     }
 
-    if (pipe2(child_exited, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigchld;
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t children;
+    sigemptyset(&children);
+    sigaddset(&children, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &children, NULL) < 0) die("block SIGCHLD");
+    child_exited = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (child_exited < 0) die("signalfd");
     signal(SIGPIPE, SIG_IGN);
 
     pid_t child = fork();
