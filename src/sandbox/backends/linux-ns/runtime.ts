@@ -1,3 +1,4 @@
+import {readFileSync} from 'node:fs'
 import {readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
@@ -50,14 +51,30 @@ export interface ProcessFacts {
 export async function processFacts(pid: number): Promise<ProcessFacts | undefined> {
   try {
     const [statLine, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')])
-    // Fields after the command name, which may itself hold spaces and parentheses.
-    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+    const stat = parseStat(statLine)
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
-    if (fields[0] === undefined || fields[19] === undefined || uid === undefined) return undefined
-    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid)}
+    if (stat === undefined || uid === undefined) return undefined
+    return {...stat, uid: Number(uid)}
   } catch {
     return undefined
   }
+}
+
+/** The state and start time of a process, read now and without waiting (one small file). */
+export function processStatSync(pid: number): {state: string; startTime: number} | undefined {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/** State letter and start time from a /proc/<pid>/stat line. */
+function parseStat(statLine: string): {state: string; startTime: number} | undefined {
+  // Fields after the command name, which may itself hold spaces and parentheses.
+  const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+  if (fields[0] === undefined || fields[19] === undefined) return undefined
+  return {state: fields[0], startTime: Number(fields[19])}
 }
 
 export async function mountNamespace(pid: number): Promise<number | undefined> {
