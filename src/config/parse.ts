@@ -5,12 +5,14 @@ import {
   BACKENDS,
   type BackendName,
   DEFAULT_RUNTIME_CONFIG,
+  EGRESS_AUDIT_FAILURE_MODES,
+  type EgressAuditFailureMode,
   type GvisorPlatform,
   GVISOR_PLATFORMS,
   type RuntimeConfig,
 } from './schema.js'
 
-const TOP_KEYS = ['default_backend', 'backends', 'agents']
+const TOP_KEYS = ['default_backend', 'egress_audit_failure', 'backends', 'agents']
 const LINUX_NS_KEYS = ['bwrap_path']
 const GVISOR_KEYS = ['runsc_path', 'platform']
 
@@ -31,6 +33,11 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
   if (root.default_backend !== undefined) {
     const backend = oneOf(file, ['default_backend'], root.default_backend, BACKENDS)
     if (backend) config.default_backend = backend as BackendName
+  }
+
+  if (root.egress_audit_failure !== undefined) {
+    const mode = oneOf(file, ['egress_audit_failure'], root.egress_audit_failure, EGRESS_AUDIT_FAILURE_MODES)
+    if (mode) config.egress_audit_failure = mode as EgressAuditFailureMode
   }
 
   const {backends} = root

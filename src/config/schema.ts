@@ -18,9 +18,15 @@ export interface GvisorSettings {
   platform: GvisorPlatform
 }
 
+/** What egress does while a sandbox's audit log cannot be written (a full disk): refuse connections, or let them through unlogged. */
+export const EGRESS_AUDIT_FAILURE_MODES = ['deny', 'allow'] as const
+export type EgressAuditFailureMode = (typeof EGRESS_AUDIT_FAILURE_MODES)[number]
+
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
+  /** deny (the default): no connection leaves a sandbox unlogged. */
+  egress_audit_failure: EgressAuditFailureMode
   backends: {
     'linux-ns': LinuxNsSettings
     gvisor: GvisorSettings
@@ -31,6 +37,7 @@ export interface RuntimeConfig {
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   default_backend: 'linux-ns',
+  egress_audit_failure: 'deny',
   backends: {
     'linux-ns': {bwrap_path: 'bwrap'},
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
