@@ -133,7 +133,7 @@ async function checkSocket(host: string | undefined, version: string | undefined
         name: 'daemon',
         status: 'fail',
         detail: `version ${daemon.version} (pid ${daemon.pid}) answers at ${socketPath}, and this cleanroom is ${version}: it refuses this CLI's requests`,
-        fix: `kill ${daemon.pid} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
+        fix: `cleanroom serve stop${host === undefined ? '' : ` --host ${host}`} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
       }
     }
     return {name: 'daemon', status: 'pass', detail: `version ${daemon.version} (pid ${daemon.pid}) answering at ${socketPath}`}

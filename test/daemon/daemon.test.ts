@@ -76,7 +76,7 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
       const error = (await attempt.then(() => undefined, (error_: unknown) => error_)) as CleanroomError
       expect(error.code).to.equal('daemon_version_mismatch')
       expect(error.message).to.equal(`the running cleanroom daemon is version test (pid ${process.pid}) and this cleanroom is 9.9.9`)
-      expect(error.suggestions[0]).to.match(new RegExp(`^Stop the old daemon: kill ${process.pid} `))
+      expect(error.suggestions[0]).to.match(/^Stop the old daemon: cleanroom serve stop --host unix:\/\/\S+d\.sock \(sandboxes keep running/)
     }
     expect(await newer.ping()).to.include({version: 'test'})
     expect(await new DaemonClient(test.socketPath, {version: 'test'}).listSandboxes(false)).to.have.length(1)
