@@ -4,6 +4,7 @@ import type {Readable} from 'node:stream'
 
 import type {EgressState} from '../daemon/egress-supervisor.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
+import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
@@ -57,6 +58,16 @@ export class DaemonClient {
 
   ping(): Promise<{version: string; api: string; pid: number}> {
     return this.json('GET', '/v1/ping')
+  }
+
+  /** What cleanroom keeps on disk (GET /v1/system/df). */
+  diskUsage(): Promise<DiskUsageReport> {
+    return this.json('GET', '/v1/system/df')
+  }
+
+  /** Removes unused sandboxes, caches and logs (POST /v1/system/prune). */
+  prune(body: {all: boolean; dry_run: boolean; older_than_seconds: number}): Promise<PruneReport> {
+    return this.json('POST', '/v1/system/prune', body)
   }
 
   backends(): Promise<BackendInfo[]> {

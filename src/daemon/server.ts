@@ -15,6 +15,7 @@ import type {Logger} from './log.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
+import {diskUsage, parsePruneRequest, prune, type SystemContext} from './system/index.js'
 
 export const API_VERSION = 'v1'
 const RUN_OUTPUT_LIMIT = 16 << 20
@@ -75,6 +76,8 @@ export function createApiServer(context: DaemonContext): ApiServer {
       res.writeHead(200, {'content-type': 'application/x-tar'})
       await pipeline(archive, res)
     }],
+    ['GET', /^\/v1\/system\/df$/, async (_req, res) => sendJson(res, 200, await diskUsage(systemContext(context)))],
+    ['POST', /^\/v1\/system\/prune$/, async (req, res) => sendJson(res, 200, await prune(systemContext(context), parsePruneRequest(await readJson(req))))],
   ]
 
   const server = createServer((req, res) => {
@@ -271,6 +274,10 @@ async function describeBackends(context: DaemonContext): Promise<Record<string, 
       capabilities: backend.capabilities(),
     })),
   )
+}
+
+function systemContext(context: DaemonContext): SystemContext {
+  return {manager: context.manager, stateDir: context.stateDir, log: context.log}
 }
 
 /** A record as the API shows it: the backend's private runtime state left out. */
