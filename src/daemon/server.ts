@@ -190,11 +190,17 @@ function requireClientVersion(context: DaemonContext, req: IncomingMessage): voi
   })
 }
 
-/** Answers a refused upgrade and closes the connection: the client may never hang up, and its unread bytes must not keep it open. */
+/**
+ * Answers a refused upgrade and closes the connection. What the client sent is read
+ * and dropped (closing a unix socket with unread bytes resets it, and the client
+ * could lose the answer); the connection closes when the client hangs up, or after
+ * a linger when it never does.
+ */
 function refuseUpgrade(socket: Duplex, error: unknown): void {
   const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', messageOf(error))
   const body = JSON.stringify(errorJson(known))
-  socket.end(`HTTP/1.1 ${statusOf(known)} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
+  socket.resume()
+  socket.end(`HTTP/1.1 ${statusOf(known)} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
   setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
 }
 
