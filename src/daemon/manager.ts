@@ -1,33 +1,24 @@
 import type {Readable} from 'node:stream'
 
 import type {BackendName, EgressAuditFailureMode} from '../config/schema.js'
-import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
-import type {CompiledPolicy} from '../policy/schema.js'
+import {CleanroomError, messageOf} from '../errors/index.js'
 import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
-import {newExecId, newSandboxId} from '../sandbox/ids.js'
+import {newExecId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
 import {ExecActivity} from './activity.js'
+import {buildSandbox, type CreateSandboxRequest, newRecord} from './create.js'
 import {auditPath, caEnv, proxyEnv} from './egress.js'
 import {type EgressState, EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
+import {SandboxRecords} from './records.js'
 import {recoverSandboxes} from './recovery.js'
 import type {StateStore} from './state.js'
 
 export type {Logger} from './log.js'
-
-export interface CreateSandboxRequest {
-  backend: BackendName
-  policy: CompiledPolicy
-  /** The policy file the policy came from; null for the default or a policy a client compiled. */
-  policySource: string | null
-  workspaceSource: string | null
-  allowAll: boolean
-  /** For one command: removed when its execution ends or its client leaves (docs/api.md). */
-  ephemeral?: boolean
-}
+export type {CreateSandboxRequest} from './create.js'
 
 export interface PendingExec {
   exec_id: string
@@ -48,8 +39,6 @@ export interface ManagerOptions {
 
 export const EPHEMERAL_ATTACH_MS = 10_000
 const EGRESS_RETRY_MS = 2000
-/** Stopped sandboxes `sandbox ls --all` still shows; older ones are forgotten, so a long-lived daemon does not grow. */
-const STOPPED_KEPT = 100
 
 /**
  * The daemon's sandboxes: creates them through a backend, keeps their records
@@ -58,12 +47,11 @@ const STOPPED_KEPT = 100
  * waits for the create in flight, and parallel removals share one.
  */
 export class SandboxManager {
-  private readonly sandboxes = new Map<string, SandboxRecord>()
+  private readonly records: SandboxRecords
   private readonly pendingExecs = new Map<string, PendingExec>()
   private readonly creating = new Map<string, Promise<void>>()
   private readonly removing = new Map<string, Promise<SandboxRecord>>()
   private readonly watches = new Map<string, () => void>()
-  private readonly saving = new Map<string, Promise<void>>()
   private readonly egress: EgressSupervisor
   private readonly activity: ExecActivity
 
@@ -73,6 +61,7 @@ export class SandboxManager {
     private readonly log: Logger,
     private readonly options: ManagerOptions = {},
   ) {
+    this.records = new SandboxRecords(store, log)
     this.egress = new EgressSupervisor({
       backend: (record) => this.backend(record.backend),
       sandboxDir: (id) => store.sandboxDir(id),
@@ -93,7 +82,7 @@ export class SandboxManager {
       store: this.store,
       backends: this.backends,
       log: this.log,
-      list: (record) => this.sandboxes.set(record.sandbox_id, record),
+      list: (record) => this.records.add(record),
       markFailed: (record, why) => this.markFailed(record, why),
       remove: (id) => this.remove(id).then(() => undefined),
       serve: async (record) => {
@@ -106,83 +95,26 @@ export class SandboxManager {
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
     const backend = this.backend(request.backend)
     requireCapabilities(backend.name, request.policy, backend.capabilities())
-    const now = new Date().toISOString()
-    const record: SandboxRecord = {
-      sandbox_id: newSandboxId(),
-      status: 'provisioning',
-      backend: backend.name,
-      policy_hash: request.policy.hash,
-      policy: request.policy,
-      policy_source: request.policySource,
-      allow_all: request.allowAll,
-      workspace_source: request.workspaceSource,
-      created_at: now,
-      updated_at: now,
-      ...(request.ephemeral ? {ephemeral: true} : {}),
-    }
-    const built = this.build(backend, record)
+    const record = newRecord(request, backend.name)
+    const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
+    const built = buildSandbox(context, backend, record)
     this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
       await built
     } finally {
       this.creating.delete(record.sandbox_id)
     }
+    this.watch(record)
     if (record.ephemeral) this.activity.awaitOwner(record.sandbox_id, this.options.ephemeralAttachMs ?? EPHEMERAL_ATTACH_MS)
     return record
   }
 
-  /** Provisions `record`'s sandbox; whatever fails, nothing of it is left (a removal asked for meanwhile does the cleaning). */
-  private async build(backend: SandboxBackend, record: SandboxRecord): Promise<void> {
-    const id = record.sandbox_id
-    const times = [performance.now()]
-    try {
-      await this.store.create(record)
-    } catch (error) {
-      await this.store.remove(id).catch(() => undefined)
-      throw createFailed(`its state could not be written: ${messageOf(error)}`, error)
-    }
-    this.sandboxes.set(id, record)
-    times.push(performance.now())
-    try {
-      record.runtime = await backend.provision({sandboxId: id, policy: record.policy, workspaceSource: record.workspace_source, stateDir: this.store.sandboxDir(id)})
-      times.push(performance.now())
-      this.refuseIfRemoved(id)
-      await this.egress.start(record)
-      times.push(performance.now())
-      this.refuseIfRemoved(id)
-      const updated = new Date().toISOString()
-      await this.store.save({...record, status: 'ready', updated_at: updated})
-      record.status = 'ready'
-      record.updated_at = updated
-    } catch (error) {
-      if (this.removing.has(id)) throw removedWhileCreating(id)
-      await this.egress.stop(id)
-      await backend.reclaim(this.store.sandboxDir(id), record.runtime).catch((error_: unknown) => this.log(`sandbox ${id}: cleaning up a failed create: ${messageOf(error_)}`))
-      this.sandboxes.delete(id)
-      await this.store.remove(id).catch((error_: unknown) => this.log(`sandbox ${id}: removing the dir of a failed create: ${messageOf(error_)}`))
-      throw isCleanroomError(error) ? error : createFailed(messageOf(error), error)
-    }
-    this.watch(record)
-    times.push(performance.now())
-    const [start = 0, saved = 0, provisioned = 0, listening = 0, done = 0] = times
-    const ms = (value: number) => value.toFixed(1)
-    this.log(
-      `sandbox ${id}: ready (${backend.name}, policy ${record.policy_hash.slice(0, 12)}${record.ephemeral ? ', for one command' : ''}) in ${ms(done - start)} ms: ` +
-        `backend ${ms(provisioned - saved)}, egress listener ${ms(listening - provisioned)}, state writes ${ms(saved - start + done - listening)}`,
-    )
-  }
-
   list(all: boolean): SandboxRecord[] {
-    const records = [...this.sandboxes.values()].sort((a, b) => a.sandbox_id.localeCompare(b.sandbox_id))
-    return all ? records : records.filter((record) => record.status !== 'stopped')
+    return this.records.list(all)
   }
 
   get(id: string): SandboxRecord {
-    const record = this.sandboxes.get(id)
-    if (!record) {
-      throw new CleanroomError('sandbox_not_found', `no sandbox ${id}`, {suggestions: ['List sandboxes with: cleanroom sandbox ls --all']})
-    }
-    return record
+    return this.records.get(id)
   }
 
   /** The sandbox's egress listener and audit log, for `sandbox inspect`. */
@@ -215,29 +147,23 @@ export class SandboxManager {
   private async tearDown(record: SandboxRecord): Promise<SandboxRecord> {
     const id = record.sandbox_id
     await this.creating.get(id)
-    if (this.sandboxes.get(id) !== record) return {...record, status: 'stopped'}
+    if (!this.records.isCurrent(record)) return {...record, status: 'stopped'}
     this.unwatch(id)
     this.activity.forget(id)
     record.status = 'stopping'
     record.updated_at = new Date().toISOString()
-    await this.persist(record)
+    await this.records.persist(record)
     await this.egress.stop(id)
     await this.backend(record.backend).reclaim(this.store.sandboxDir(id), record.runtime)
-    await this.saving.get(id)
+    await this.records.written(id)
     await this.store.remove(id)
     record.status = 'stopped'
     record.updated_at = new Date().toISOString()
     delete record.runtime
     for (const [execId, pending] of this.pendingExecs) if (pending.sandbox_id === id) this.pendingExecs.delete(execId)
-    this.forgetOldestStopped()
+    this.records.trimStopped()
     this.log(`sandbox ${id}: removed`)
     return record
-  }
-
-  private forgetOldestStopped(): void {
-    const stopped = [...this.sandboxes.values()].filter((record) => record.status === 'stopped')
-    stopped.sort((a, b) => a.updated_at.localeCompare(b.updated_at))
-    for (const record of stopped.slice(0, Math.max(0, stopped.length - STOPPED_KEPT))) this.sandboxes.delete(record.sandbox_id)
   }
 
   /** Terminates every live sandbox (serve --shutdown-sandboxes). */
@@ -249,7 +175,7 @@ export class SandboxManager {
 
   /** Forgets stopped sandboxes (system prune); they have nothing on disk. */
   forgetStopped(ids: readonly string[]): void {
-    for (const id of ids) if (this.sandboxes.get(id)?.status === 'stopped') this.sandboxes.delete(id)
+    this.records.forgetStopped(ids)
   }
 
   /** Registers an execution; it starts when a client attaches to it. */
@@ -292,7 +218,7 @@ export class SandboxManager {
   private finished(record: SandboxRecord, process: SandboxProcess): void {
     record.last_used_at = new Date().toISOString()
     this.activity.finished(record.sandbox_id, process)
-    if (record.status === 'ready' && !this.removing.has(record.sandbox_id) && this.sandboxes.get(record.sandbox_id) === record) void this.persist(record)
+    if (record.status === 'ready' && !this.removing.has(record.sandbox_id) && this.records.isCurrent(record)) void this.records.persist(record)
   }
 
   async extractArchive(sandboxId: string, archive: Readable, destination: string): Promise<void> {
@@ -341,7 +267,7 @@ export class SandboxManager {
     for (const id of [...this.watches.keys()]) this.unwatch(id)
     this.activity.forgetAll()
     await this.egress.stopAll()
-    await Promise.all(this.saving.values())
+    await this.records.allWritten()
   }
 
   backendOf(record: SandboxRecord): SandboxBackend {
@@ -354,7 +280,7 @@ export class SandboxManager {
     this.unwatch(id)
     const stop = this.backend(record.backend).watchExit(record.runtime, (why) => {
       this.watches.delete(id)
-      if (this.sandboxes.get(id) === record && record.status === 'ready' && !this.removing.has(id)) void this.markFailed(record, why)
+      if (this.records.isCurrent(record) && record.status === 'ready' && !this.removing.has(id)) void this.markFailed(record, why)
     })
     this.watches.set(id, stop)
   }
@@ -397,26 +323,9 @@ export class SandboxManager {
     record.updated_at = new Date().toISOString()
     this.unwatch(record.sandbox_id)
     this.log(`sandbox ${record.sandbox_id}: failed: ${why}`)
-    await Promise.all([this.egress.stop(record.sandbox_id), this.persist(record)])
+    await Promise.all([this.egress.stop(record.sandbox_id), this.records.persist(record)])
   }
 
-  private refuseIfRemoved(id: string): void {
-    if (this.removing.has(id)) throw removedWhileCreating(id)
-  }
-
-  /** Writes the record as it is now, after any write of it in flight; a failure (a full disk) is logged, not thrown. */
-  private persist(record: SandboxRecord): Promise<void> {
-    const id = record.sandbox_id
-    const snapshot = structuredClone(record)
-    const next = (this.saving.get(id) ?? Promise.resolve())
-      .then(() => this.store.save(snapshot))
-      .catch((error: unknown) => this.log(`sandbox ${id}: could not write its state (kept in memory): ${messageOf(error)}`))
-    this.saving.set(id, next)
-    void next.then(() => {
-      if (this.saving.get(id) === next) this.saving.delete(id)
-    })
-    return next
-  }
 }
 
 function requireReady(record: SandboxRecord): void {
@@ -425,12 +334,4 @@ function requireReady(record: SandboxRecord): void {
   throw new CleanroomError(record.status === 'failed' ? 'sandbox_failed' : 'sandbox_not_ready', `sandbox ${record.sandbox_id} is ${record.status}${why}`, {
     suggestions: record.status === 'failed' ? [`Remove it with: cleanroom sandbox rm ${record.sandbox_id}`] : [],
   })
-}
-
-function createFailed(why: string, cause: unknown): CleanroomError {
-  return new CleanroomError('backend_failed', `could not create the sandbox: ${why}`, {cause})
-}
-
-function removedWhileCreating(id: string): CleanroomError {
-  return new CleanroomError('sandbox_not_found', `sandbox ${id} was removed while it was being created`)
 }
