@@ -1,7 +1,9 @@
 import type {Socket} from 'node:net'
+import {join} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
 import {type Frame, FrameDecoder, FrameType, encodeFrame, encodeJsonFrame, framesOf} from '../daemon/protocol.js'
+import {stateDir} from '../paths.js'
 import type {ExecRequest, ExitStatus} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
 
@@ -133,7 +135,7 @@ function execLost(sandboxId: string): CleanroomError {
   return new CleanroomError('exec_lost', `the cleanroom daemon went away while the command was running in sandbox ${sandboxId}: its exit code is unknown`, {
     suggestions: [
       `A kept sandbox is still there, and the command may still run in it: cleanroom sandbox inspect ${sandboxId}`,
-      'See why the daemon stopped in its log: $XDG_STATE_HOME/cleanroom/daemon.log',
+      `See why the daemon stopped in its log: ${join(stateDir(), 'daemon.log')}`,
     ],
   })
 }
