@@ -7,7 +7,7 @@ import type {DaemonClient} from '../../src/client/client.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
-import {sandboxDirs} from '../helpers/daemon-process.js'
+import {eventually, sandboxDirs} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 /** The headers and body a sandboxed program gets from its proxy for a plain HTTP request. */
@@ -56,8 +56,9 @@ describe('the daemon on a full disk', function () {
     expect(answer).to.match(/^HTTP\/1\.1 403 Forbidden\r\n/)
     expect(answer).to.include('X-Cleanroom-Reason: audit_unavailable\r\n')
     expect(answer).to.match(/\r\n\r\naudit_unavailable: example\.com:80 was not tried: the sandbox's egress audit log cannot be written \(.+\), and the runtime config refuses connections that cannot be logged \(egress_audit_failure: deny\)$/)
-    const inspected = await test.client.inspectSandbox(a.sandbox_id)
-    expect(inspected.egress?.audit_error).to.match(/ENOSPC/)
+    // The refusal's own audit line is written after the answer: the failure is known once that write has failed.
+    await eventually('the audit failure to be reported', async () => (await test!.client.inspectSandbox(a.sandbox_id)).egress?.audit_error !== undefined)
+    expect((await test.client.inspectSandbox(a.sandbox_id)).egress?.audit_error).to.match(/ENOSPC/)
     expect(test.logs.join('\n')).to.match(new RegExp(`sandbox ${a.sandbox_id}: egress audit log cannot be written: .*ENOSPC.*; connections out are refused until it can`))
 
     const error = (await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null}).catch((error_: unknown) => error_)) as CleanroomError
@@ -81,6 +82,7 @@ describe('the daemon on a full disk', function () {
     const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
     await fill()
     expect(await throughProxy(test.client, sandbox.sandbox_id)).to.include('X-Cleanroom-Reason: host_not_allowed\r\n')
+    await eventually('the audit failure to be reported', async () => (await test!.client.inspectSandbox(sandbox.sandbox_id)).egress?.audit_error !== undefined)
     expect(test.logs.join('\n')).to.match(new RegExp(`sandbox ${sandbox.sandbox_id}: egress audit log cannot be written: .*; connections out go on unlogged \\(egress_audit_failure: allow\\)`))
     expect((await test.client.inspectSandbox(sandbox.sandbox_id)).egress?.audit_error).to.match(/ENOSPC/)
   })
