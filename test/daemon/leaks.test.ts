@@ -4,9 +4,8 @@ import {readdir, readFile} from 'node:fs/promises'
 import {runInSandbox} from '../../src/client/exec.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {bwrapPids, leftoverSandboxes, mountsMentioning} from '../helpers/daemon.js'
-import {type DaemonProcess, fdCount, removeEverything, rssKiB, sandboxDirs, scaled, spawnDaemon} from '../helpers/daemon-process.js'
+import {daemonHomeSuite, type DaemonProcess, fdCount, rssKiB, sandboxDirs, scaled, spawnDaemon} from '../helpers/daemon-process.js'
 import {captureTerminal} from '../helpers/terminal.js'
-import {tempDirs} from '../helpers/tmp.js'
 
 /**
  * Cycles before the baseline: the daemon's heap and allocator grow to their working size over the
@@ -17,24 +16,12 @@ const PARALLEL = 4
 
 describe('create, exec and remove, over and over', function () {
   this.timeout(scaled(120_000, 1_800_000))
-  const dirs = tempDirs('cleanroom-leaks-')
-  let home: string
-  let bwrapBefore: Set<number>
-
-  before(async () => {
-    bwrapBefore = await bwrapPids()
-    home = await dirs.make()
-  })
-
-  after(async () => {
-    await removeEverything(home)
-    expect(await leftoverSandboxes(bwrapBefore, home), 'sandboxes of this suite still running').to.deep.equal([])
-    await dirs.cleanup()
-  })
+  const suite = daemonHomeSuite('cleanroom-leaks-')
 
   it('leaves no process, mount, namespace, state entry, uid claim or daemon fd behind, and the daemon no bigger', async () => {
     const cycles = scaled(50, 1000)
-    const daemon = await spawnDaemon(home)
+    const bwrapBefore = await bwrapPids()
+    const daemon = await spawnDaemon(suite.home)
     for (let i = 0; i < WARM_UP; i++) await cycle(daemon, i)
     const before = {fds: await fdCount(daemon.pid), rss: await rssKiB(daemon.pid), children: await childrenOf(daemon.pid)}
 
@@ -43,8 +30,8 @@ describe('create, exec and remove, over and over', function () {
     }
 
     // Each sandbox's processes hold its namespaces and mounts; an egress listener left open would hold its network namespace through a daemon fd.
-    expect(await leftoverSandboxes(bwrapBefore, home), 'sandbox processes').to.deep.equal([])
-    expect(await mountsMentioning(home), 'mounts').to.deep.equal([])
+    expect(await leftoverSandboxes(bwrapBefore, suite.home), 'sandbox processes').to.deep.equal([])
+    expect(await mountsMentioning(suite.home), 'mounts').to.deep.equal([])
     expect(await sandboxDirs(daemon.stateDir), 'state entries (each holds its uid claim)').to.deep.equal([])
     expect(await daemon.client.listSandboxes(false), 'live sandboxes').to.deep.equal([])
     expect(await childrenOf(daemon.pid), "the daemon's child processes").to.deep.equal(before.children)

@@ -7,7 +7,10 @@ import {DaemonClient} from '../../src/client/client.js'
 import {connectDaemon, socketPathOf} from '../../src/client/connect.js'
 import {stateDir as stateDirOf} from '../../src/paths.js'
 import {isolatedEnv, PROJECT_ROOT, RUN_SCRIPT} from './cli.js'
-import {stopCliDaemon} from './daemon.js'
+import {expect} from 'chai'
+
+import {bwrapPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
+import {tempDirs} from './tmp.js'
 
 /** A `cleanroom serve` of its own process, which a test may kill like a user would. */
 export interface DaemonProcess {
@@ -92,4 +95,24 @@ export async function eventually(what: string, condition: () => boolean | Promis
 /** CI runs the bounded count; `npm run test:stress` (CLEANROOM_STRESS=1) the full one. */
 export function scaled(ci: number, stress: number): number {
   return process.env.CLEANROOM_STRESS === '1' ? stress : ci
+}
+
+/**
+ * For a suite whose daemons run in one private home, made in `before`: in `after`,
+ * every daemon and sandbox of it goes (and none may be left running) and the home is removed.
+ */
+export function daemonHomeSuite(prefix: string): {home: string} {
+  const dirs = tempDirs(prefix)
+  const context = {home: ''}
+  let bwrapBefore = new Set<number>()
+  before(async () => {
+    bwrapBefore = await bwrapPids()
+    context.home = await dirs.make()
+  })
+  after(async () => {
+    await removeEverything(context.home)
+    expect(await leftoverSandboxes(bwrapBefore, context.home), 'sandboxes of this suite still running').to.deep.equal([])
+    await dirs.cleanup()
+  })
+  return context
 }
