@@ -48,8 +48,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   try {
     await mkdir(dirname(options.socketPath), {recursive: true, mode: 0o700})
     if (await socketAnswers(options.socketPath)) {
-      throw new CleanroomError('daemon_already_running', `a cleanroom daemon of another state dir already listens on ${options.socketPath}`, {
-        suggestions: ['Use the running daemon, or give this one its own socket: cleanroom serve --listen unix:///path'],
+      // It does not hold this state dir's lock: another state dir's daemon, or one of a version from before the lock.
+      throw new CleanroomError('daemon_already_running', `a cleanroom daemon already listens on ${options.socketPath} (one without this state dir's lock: of another state dir, or of an older cleanroom)`, {
+        suggestions: [`Stop it first: cleanroom serve stop --host unix://${options.socketPath}`, 'Or give this one its own socket: cleanroom serve --listen unix:///path'],
       })
     }
     const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
