@@ -2,7 +2,9 @@ import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import {PassThrough, type Readable} from 'node:stream'
 
+import type {EgressState} from '../daemon/egress-supervisor.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
+import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
@@ -10,7 +12,7 @@ import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
 import type {WorkspaceSummary} from '../workspace/changes.js'
 import {type Exchange, exchange, jsonRequest} from './http1.js'
 
-export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
+export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number} & EgressState}
 
 /** GET /v1/sandboxes/{id}/workspace/changes. */
 export type WorkspaceChanges = WorkspaceSummary & {sandbox_id: string; workspace_source: string}
@@ -26,7 +28,7 @@ export interface BackendInfo {
 }
 
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; extra_allow?: readonly AllowRuleInput[]} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )
@@ -43,10 +45,11 @@ export class DaemonClient {
   /**
    * `start`: starts a daemon on `socketPath`; called once, when a request finds none there.
    * `version`: this CLI's version, sent with every request; a daemon of another version refuses them.
+   * `timeoutMs`: how long a JSON request may wait for its answer (default: as long as it takes).
    */
   constructor(
     readonly socketPath: string,
-    private readonly options: {start?: () => Promise<void>; version?: string} = {},
+    private readonly options: {start?: () => Promise<void>; version?: string; timeoutMs?: number} = {},
   ) {}
 
   private get headers(): Record<string, string> {
@@ -55,6 +58,16 @@ export class DaemonClient {
 
   ping(): Promise<{version: string; api: string; pid: number}> {
     return this.json('GET', '/v1/ping')
+  }
+
+  /** What cleanroom keeps on disk (GET /v1/system/df). */
+  diskUsage(): Promise<DiskUsageReport> {
+    return this.json('GET', '/v1/system/df')
+  }
+
+  /** Removes unused sandboxes, caches and logs (POST /v1/system/prune). */
+  prune(body: {all: boolean; dry_run: boolean; older_than_seconds: number}): Promise<PruneReport> {
+    return this.json('POST', '/v1/system/prune', body)
   }
 
   backends(): Promise<BackendInfo[]> {
@@ -165,7 +178,7 @@ export class DaemonClient {
    */
   private async exchange(request: (Buffer | string)[]): Promise<Exchange> {
     try {
-      return await exchange(this.socketPath, request)
+      return await exchange(this.socketPath, request, this.options.timeoutMs)
     } catch (error) {
       if (this.options.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
     }

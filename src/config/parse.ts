@@ -5,13 +5,15 @@ import {
   BACKENDS,
   type BackendName,
   DEFAULT_RUNTIME_CONFIG,
+  EGRESS_AUDIT_FAILURE_MODES,
+  type EgressAuditFailureMode,
   type GvisorPlatform,
   GVISOR_PLATFORMS,
   type RuntimeConfig,
 } from './schema.js'
 
 const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents']
-const EGRESS_KEYS = ['max_connections_per_sandbox']
+const EGRESS_KEYS = ['max_connections_per_sandbox', 'audit_failure']
 const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
 const LINUX_NS_KEYS = ['bwrap_path']
 const GVISOR_KEYS = ['runsc_path', 'platform']
@@ -90,6 +92,10 @@ function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): voi
     return
   }
   reportUnknownKeys(file, ['egress'], value, EGRESS_KEYS)
+  if (value.audit_failure !== undefined) {
+    const mode = oneOf(file, ['egress', 'audit_failure'], value.audit_failure, EGRESS_AUDIT_FAILURE_MODES)
+    if (mode) config.egress.audit_failure = mode as EgressAuditFailureMode
+  }
   const max = value.max_connections_per_sandbox
   if (max === undefined || max === null) return
   if (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > MAX_CONNECTIONS_PER_SANDBOX) {

@@ -18,6 +18,10 @@ export interface GvisorSettings {
   platform: GvisorPlatform
 }
 
+/** What egress does while a sandbox's audit log cannot be written (a full disk): refuse connections, or let them through unlogged. */
+export const EGRESS_AUDIT_FAILURE_MODES = ['deny', 'allow'] as const
+export type EgressAuditFailureMode = (typeof EGRESS_AUDIT_FAILURE_MODES)[number]
+
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
@@ -33,6 +37,8 @@ export interface RuntimeConfig {
 export interface EgressSettings {
   /** Connections one sandbox may hold open through its proxy; more are closed at once. */
   max_connections_per_sandbox: number
+  /** deny (the default): no connection leaves a sandbox unlogged. */
+  audit_failure: EgressAuditFailureMode
 }
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
@@ -41,6 +47,6 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
     'linux-ns': {bwrap_path: 'bwrap'},
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
-  egress: {max_connections_per_sandbox: 1024},
+  egress: {max_connections_per_sandbox: 1024, audit_failure: 'deny'},
   agents: {},
 }

@@ -26,6 +26,15 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   ].join('\n')
 
   commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  commentKey(
+    doc,
+    ['egress', 'audit_failure'],
+    [
+      ' When a sandbox\'s egress audit log cannot be written (a full disk): deny refuses every connection out',
+      ' (reason audit_unavailable) until it can be written again; allow lets them through unlogged.',
+      ' Either way the failure is in the daemon log and in cleanroom sandbox inspect.',
+    ].join('\n'),
+  )
   commentKey(doc, ['backends'], ' Settings of each backend.')
   commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
   commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')

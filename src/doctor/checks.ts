@@ -130,17 +130,21 @@ async function checkOverlay(): Promise<Check> {
 async function checkSocket(host: string | undefined, version: string | undefined): Promise<Check> {
   const socketPath = socketPathOf(host)
   try {
-    const daemon = await new DaemonClient(socketPath).ping()
+    // A hung daemon accepts connections and never answers: doctor must still finish.
+    const daemon = await new DaemonClient(socketPath, {timeoutMs: 5000}).ping()
     if (version !== undefined && daemon.version !== version) {
       return {
         name: 'daemon',
         status: 'fail',
         detail: `version ${daemon.version} (pid ${daemon.pid}) answers at ${socketPath}, and this cleanroom is ${version}: it refuses this CLI's requests`,
-        fix: `kill ${daemon.pid} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
+        fix: `cleanroom serve stop${host === undefined ? '' : ` --host ${host}`} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
       }
     }
     return {name: 'daemon', status: 'pass', detail: `version ${daemon.version} (pid ${daemon.pid}) answering at ${socketPath}`}
-  } catch {
+  } catch (error) {
+    if ((error as {cause?: {code?: string}}).cause?.code === 'ETIMEDOUT') {
+      return {name: 'daemon', status: 'fail', detail: `a daemon accepts connections at ${socketPath} but does not answer`, fix: `cleanroom serve stop${host === undefined ? '' : ` --host ${host}`} (it is killed if it does not stop; sandboxes keep running)`}
+    }
     // Not running is fine (it starts on demand) as long as its socket could be created.
   }
   try {

@@ -70,6 +70,15 @@ export interface SandboxBackend {
   readArchive(runtime: BackendRuntime, path: string): Promise<Readable>
   /** Kills every process of the sandbox and releases what it holds; the state dir is the caller's to remove. */
   terminate(runtime: BackendRuntime): Promise<void>
+  /**
+   * Kills whatever a sandbox left in `stateDir` (also a create cut short before its
+   * runtime was recorded) and makes the dir removable. A sandbox long gone is no error.
+   */
+  reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void>
+  /** Calls `onExit` once, saying why, when the sandbox's init exits; the returned function stops watching. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void
+  /** Whether anything but the sandbox's own init runs in it: an execution, or a process one left behind. */
+  hasWorkload(runtime: BackendRuntime): Promise<boolean>
 }
 
 export interface BackendOptions {

@@ -34,6 +34,10 @@ export interface SandboxRecord {
   workspace_source: string | null
   created_at: string
   updated_at: string
+  /** When an execution last started or ended in it; absent until one has. */
+  last_used_at?: string
+  /** Created for one command: removed when that command's execution ends or its client goes away. */
+  ephemeral?: boolean
   /** Why the sandbox failed, when status is failed. */
   failure?: string
   /** Backend-owned facts needed to reach the sandbox again (pids, paths); opaque to everyone else. */

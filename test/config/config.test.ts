@@ -119,7 +119,13 @@ describe('runtime config', () => {
           `/x/config.yaml:2:32 egress.max_connections_per_sandbox: must be a whole number from 1 to 1000000`,
         ])
       }
-      expect(invalidLines('egress:\n  max_connections: 5\n')).to.deep.equal(['/x/config.yaml:2:3 egress.max_connections: unknown key (expected one of: max_connections_per_sandbox)'])
+      expect(invalidLines('egress:\n  max_connections: 5\n')).to.deep.equal(['/x/config.yaml:2:3 egress.max_connections: unknown key (expected one of: max_connections_per_sandbox, audit_failure)'])
+    })
+
+    it('takes egress.audit_failure deny or allow, deny when left out, and nothing else', () => {
+      expect(DEFAULT_RUNTIME_CONFIG.egress.audit_failure).to.equal('deny')
+      expect(parseRuntimeConfigText('/x/config.yaml', 'egress:\n  audit_failure: allow\n').egress.audit_failure).to.equal('allow')
+      expect(invalidLines('egress:\n  audit_failure: maybe\n')).to.deep.equal(['/x/config.yaml:2:18 egress.audit_failure: unsupported value "maybe" (expected deny or allow)'])
     })
 
     it('reports YAML syntax errors with their position', () => {

@@ -18,7 +18,8 @@ import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
 import {STATE_LAYOUT} from './rootfs.js'
 import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
-import {killSandbox, makeRemovable} from './terminate.js'
+import {killLaunchGroup, killSandbox, makeRemovable} from './terminate.js'
+import {hasWorkload, InitPoller} from './watch.js'
 
 export type {LinuxNsRuntime} from './runtime.js'
 
@@ -31,6 +32,7 @@ export class LinuxNsBackend implements SandboxBackend {
   readonly name: BackendName = 'linux-ns'
   /** The outer bwrap of each sandbox this process started, to reap at terminate. */
   private readonly children = new Map<string, ChildProcess>()
+  private readonly poller = new InitPoller()
   private toolchain?: Promise<Toolchain>
 
   constructor(private readonly settings: LinuxNsSettings) {}
@@ -101,6 +103,30 @@ export class LinuxNsBackend implements SandboxBackend {
     if (sandbox.userns_mode) await makeRemovable(sandbox.state_dir)
   }
 
+  async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
+    const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    // With a runtime the launch's whole group is the bwrap and the init: killing those is enough.
+    if (sandbox) await killSandbox(sandbox, this.children.get(childKey(sandbox)))
+    else await killLaunchGroup(stateDir)
+    if (process.getuid?.() !== 0) await makeRemovable(stateDir)
+  }
+
+  /** Our own launches end with their outer bwrap, our child: its exit says so at once. Adopted ones are polled. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void {
+    const sandbox = parseRuntime(runtime)
+    const child = this.children.get(childKey(sandbox))
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return this.poller.watch(sandbox, onExit)
+    const listener = (code: number | null, signal: NodeJS.Signals | null) => {
+      onExit(`its init process exited (the sandbox's bwrap ended with ${signal ? `signal ${signal}` : `exit code ${code}`})`)
+    }
+    child.once('exit', listener)
+    return () => child.off('exit', listener)
+  }
+
+  async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
+    return hasWorkload(parseRuntime(runtime))
+  }
+
   /** The machine's bwrap and nsinit, probed once they are found; until then, every call says what is missing. */
   private async tools(): Promise<Toolchain> {
     this.toolchain ??= probeMachine(this.settings).then((probe) => {
@@ -109,6 +135,15 @@ export class LinuxNsBackend implements SandboxBackend {
       throw new CleanroomError('backend_unavailable', `the linux-ns backend cannot run on this machine: ${probe.problem}`, {suggestions: [probe.fix]})
     })
     return this.toolchain
+  }
+}
+
+/** A runtime record too broken to use: the launch record in the state dir is then all there is to go on. */
+function parseRuntimeOrUndefined(runtime: BackendRuntime): LinuxNsRuntime | undefined {
+  try {
+    return parseRuntime(runtime)
+  } catch {
+    return undefined
   }
 }
 

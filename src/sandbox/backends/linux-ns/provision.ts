@@ -56,7 +56,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       bwrap: tools.bwrap,
       rootfs,
     })
-    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
+    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
     return {
       child: init.child,
       runtime: {

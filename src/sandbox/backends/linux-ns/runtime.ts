@@ -1,3 +1,4 @@
+import {readFileSync} from 'node:fs'
 import {readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
@@ -59,16 +60,33 @@ const SIGKILL_MASK = 1 << 8
 export async function processFacts(pid: number): Promise<ProcessFacts | undefined> {
   try {
     const [statLine, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')])
-    // Fields after the command name, which may itself hold spaces and parentheses.
-    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+    const stat = parseStat(statLine)
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
-    if (fields[0] === undefined || fields[19] === undefined || uid === undefined) return undefined
+    if (stat === undefined || uid === undefined) return undefined
     const killed = [/^SigPnd:\s+([0-9a-f]+)$/m, /^ShdPnd:\s+([0-9a-f]+)$/m].some((mask) => (Number.parseInt(mask.exec(status)?.[1]?.slice(-8) ?? '0', 16) & SIGKILL_MASK) !== 0)
-    const dying = killed || (Number(fields[6]) & PF_EXITING) !== 0
-    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid), dying}
+    const dying = killed || (stat.flags & PF_EXITING) !== 0
+    return {state: stat.state, startTime: stat.startTime, uid: Number(uid), dying}
   } catch {
     return undefined
   }
+}
+
+/** The state and start time of a process, read now and without waiting (one small file). */
+export function processStatSync(pid: number): {state: string; startTime: number} | undefined {
+  try {
+    const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+    return stat && {state: stat.state, startTime: stat.startTime}
+  } catch {
+    return undefined
+  }
+}
+
+/** State letter, kernel flags and start time from a /proc/<pid>/stat line. */
+function parseStat(statLine: string): {state: string; flags: number; startTime: number} | undefined {
+  // Fields after the command name, which may itself hold spaces and parentheses.
+  const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+  if (fields[0] === undefined || fields[19] === undefined) return undefined
+  return {state: fields[0], flags: Number(fields[6]), startTime: Number(fields[19])}
 }
 
 export async function mountNamespace(pid: number): Promise<number | undefined> {
