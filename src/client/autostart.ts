@@ -1,20 +1,24 @@
 import {spawn} from 'node:child_process'
 import {mkdir, open, readFile} from 'node:fs/promises'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../errors/index.js'
 import {stateDir} from '../paths.js'
 import {closeInheritedFds} from '../util/fds.js'
 import {socketAnswers} from '../util/socket.js'
+import {requireTrustedDirectory} from './socket-trust.js'
 
 const START_TIMEOUT_MS = 15_000
 
 /**
  * Starts `cleanroom serve` on `socketPath` unless a daemon listens there by now,
  * detached, its output in the state dir's daemon.log, and waits until it listens.
+ * Never into a socket or state directory another user could write.
  */
 export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
+  requireTrustedDirectory(dirname(socketPath))
+  requireTrustedDirectory(stateDir(env))
   if (await socketAnswers(socketPath)) return
   const logPath = join(stateDir(env), 'daemon.log')
   await mkdir(stateDir(env), {recursive: true, mode: 0o700})

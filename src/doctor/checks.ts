@@ -4,8 +4,9 @@ import {dirname} from 'node:path'
 
 import {socketPathOf} from '../client/connect.js'
 import {DaemonClient} from '../client/client.js'
+import {requireTrustedDirectory, requireTrustedSocket} from '../client/socket-trust.js'
 import {loadRuntimeConfig} from '../config/load.js'
-import {messageOf} from '../errors/index.js'
+import {isCleanroomError, messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
@@ -129,6 +130,12 @@ async function checkOverlay(): Promise<Check> {
 
 async function checkSocket(host: string | undefined, version: string | undefined): Promise<Check> {
   const socketPath = socketPathOf(host)
+  try {
+    requireTrustedSocket(socketPath)
+    requireTrustedDirectory(dirname(socketPath))
+  } catch (error) {
+    return {name: 'daemon', status: 'fail', detail: messageOf(error), ...(isCleanroomError(error) ? {fix: error.suggestions.join('; ')} : {})}
+  }
   try {
     const daemon = await new DaemonClient(socketPath).ping()
     if (version !== undefined && daemon.version !== version) {

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'credential_source_unreadable'
   | 'credential_target_invalid'
   | 'daemon_unavailable'
+  | 'daemon_untrusted'
   | 'daemon_version_mismatch'
   | 'exec_not_found'
   | 'path_escapes_root'
