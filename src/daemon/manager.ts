@@ -6,6 +6,7 @@ import type {CompiledPolicy} from '../policy/schema.js'
 import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
+import {requestedResources} from '../sandbox/resources.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
@@ -63,6 +64,7 @@ export class SandboxManager {
       if (alive && record.status === 'ready') {
         try {
           await this.startEgress(record)
+          this.watchLimits(record)
           this.log(`sandbox ${record.sandbox_id}: re-adopted`)
         } catch (error) {
           await this.markFailed(record, `its egress proxy could not listen again: ${messageOf(error)}`)
@@ -71,6 +73,7 @@ export class SandboxManager {
         await this.markFailed(record, alive ? `interrupted while ${record.status}` : 'its init process is gone (the sandbox died while the daemon was down)')
       }
     }
+    for (const backend of this.backends.values()) await backend.reclaimLeftovers?.().catch((error: unknown) => this.log(`${backend.name}: ${messageOf(error)}`))
   }
 
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
@@ -99,7 +102,10 @@ export class SandboxManager {
         policy: request.policy,
         workspaceSource: request.workspaceSource,
         stateDir: this.store.sandboxDir(record.sandbox_id),
+        resources: requestedResources(request.policy),
+        log: this.log,
       })
+      record.resources = backend.resourcesOf?.(record.runtime)
       times.push(performance.now())
       await this.startEgress(record)
       times.push(performance.now())
@@ -112,6 +118,7 @@ export class SandboxManager {
       throw new CleanroomError('backend_failed', `could not create the sandbox: ${messageOf(error)}`, {cause: error})
     }
     await this.setStatus(record, 'ready')
+    this.watchLimits(record)
     times.push(performance.now())
     const [start = 0, saved = 0, provisioned = 0, listening = 0, done = 0] = times
     const ms = (value: number) => value.toFixed(1)
@@ -234,6 +241,15 @@ export class SandboxManager {
   private async startEgress(record: SandboxRecord): Promise<void> {
     const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.egressLimits, this.options.resolver)
     this.egress.set(record.sandbox_id, egress)
+  }
+
+  /** A sandbox that passes a limit its backend watches (linux-ns: disk) is stopped by the backend and marked failed here. */
+  private watchLimits(record: SandboxRecord): void {
+    if (!record.runtime) return
+    const onBreach = (reason: string): void => {
+      if (record.status === 'ready') void this.markFailed(record, reason)
+    }
+    this.backends.get(record.backend)?.watchLimits?.(record.runtime, onBreach, this.log)
   }
 
   private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: BackendRuntime} {

@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
+  | 'resources_over_maximum'
   | 'sandbox_failed'
   | 'sandbox_not_found'
   | 'sandbox_not_ready'

@@ -1,0 +1,107 @@
+import {execFile} from 'node:child_process'
+import {join} from 'node:path'
+
+import {formatByteSize} from '../../../util/byte-size.js'
+import {cpuTimeUsed, freezeSandboxCgroup, type SandboxCgroup} from './cgroups.js'
+
+/** How often a sandbox's writes are measured while it uses CPU. */
+export const DISK_CHECK_MS = 5000
+/** A measurement may take at most this share of the time (many files make `du` slow). */
+const MEASURE_SHARE = 20
+const SOON_MS = 50
+const DU_TIMEOUT_MS = 120_000
+
+/** The parts of the state dir the sandbox writes: the overlay's upper and work dirs, its home and /tmp. */
+const WRITABLE = ['upper', 'work', 'home', 'tmp']
+
+/**
+ * Bytes on disk (allocated blocks, each hard-linked file once) under the sandbox's
+ * writable dirs, measured by `du` as root: it never follows a symlink or leaves the
+ * filesystem, and a directory the sandbox made unreadable to itself is still counted.
+ */
+export function writtenBytes(stateDir: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const dirs = WRITABLE.map((name) => join(stateDir, name))
+    execFile('du', ['-s', '-c', '-x', '-B1', '--', ...dirs], {env: {PATH: '/usr/bin:/bin', LC_ALL: 'C'}, timeout: DU_TIMEOUT_MS, maxBuffer: 64 * 1024}, (error, stdout) => {
+      // du exits 1 when some entry vanished while it walked; its total is still good.
+      const total = /^(\d+)\ttotal$/m.exec(stdout)?.[1]
+      if (total === undefined) reject(error ?? new Error(`du printed no total: ${stdout.slice(0, 200)}`))
+      else resolve(Number(total))
+    })
+  })
+}
+
+/**
+ * Keeps one sandbox under its disk limit. It measures after every exec ends and, while
+ * the sandbox uses CPU, every few seconds (a sandbox whose CPU time has not moved wrote
+ * nothing); a slow measurement spaces them out. Over the limit, every process of the
+ * sandbox is frozen where it is and `onBreach` is told why, once.
+ */
+export class DiskWatch {
+  private timer: NodeJS.Timeout | undefined
+  private running = false
+  private stopped = false
+  private lastCpu: number | undefined
+  private pendingNudge = false
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly cgroup: SandboxCgroup,
+    private readonly limitBytes: number,
+    private readonly onBreach: (reason: string) => void,
+    private readonly onError: (message: string) => void,
+  ) {}
+
+  start(): void {
+    this.schedule(0)
+  }
+
+  /** Something ran in the sandbox: measure soon. */
+  nudge(): void {
+    this.pendingNudge = true
+    if (!this.running) this.schedule(SOON_MS)
+  }
+
+  stop(): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.check(), delayMs)
+    // A watch never keeps the daemon alive on its own.
+    this.timer.unref()
+  }
+
+  private async check(): Promise<void> {
+    this.running = true
+    let next = DISK_CHECK_MS
+    try {
+      const cpu = await cpuTimeUsed(this.cgroup)
+      const idle = cpu !== undefined && cpu === this.lastCpu && !this.pendingNudge
+      this.lastCpu = cpu
+      this.pendingNudge = false
+      if (!idle) {
+        const started = performance.now()
+        const used = await writtenBytes(this.stateDir)
+        next = Math.max(DISK_CHECK_MS, MEASURE_SHARE * (performance.now() - started))
+        if (used > this.limitBytes && !this.stopped) {
+          await freezeSandboxCgroup(this.cgroup)
+          this.stop()
+          this.onBreach(
+            `it wrote ${formatByteSize(used)}, over its disk limit of ${formatByteSize(this.limitBytes)}: its processes are frozen. ` +
+              'Save its changes (cleanroom workspace diff) and remove it (cleanroom sandbox rm)',
+          )
+        }
+      }
+    } catch (error) {
+      this.onError(`disk limit check failed: ${(error as Error).message}`)
+    } finally {
+      this.running = false
+      if (this.pendingNudge) next = SOON_MS
+      this.schedule(next)
+    }
+  }
+}
