@@ -186,7 +186,8 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     const {client} = await start({disk: 8 * MiB})
     const [writer, background] = [await sandbox(), await sandbox()]
     await client.run(writer, {argv: ['sh', '-c', 'sleep 600 </dev/null >/dev/null 2>&1 &'], env: {}})
-    const wrote = await client.run(writer, {argv: ['dd', 'if=/dev/zero', 'of=/tmp/big', 'bs=1M', 'count=12', 'status=none'], env: {}})
+    // Written into a directory the sandbox then makes unreadable: it still counts.
+    const wrote = await client.run(writer, {argv: ['sh', '-c', 'mkdir /tmp/hidden && dd if=/dev/zero of=/tmp/hidden/big bs=1M count=12 status=none && chmod 000 /tmp/hidden'], env: {}})
     expect(wrote.exit_code).to.equal(0)
     await waitFor('the writer to be marked failed', async () => (await client.inspectSandbox(writer)).status === 'failed', 5000)
     const failed = await client.inspectSandbox(writer)
