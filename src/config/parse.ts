@@ -1,7 +1,7 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
 import {CleanroomError} from '../errors/index.js'
 import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
-import {parseResources} from './resources.js'
+import {parseResources} from './parse-resources.js'
 import {
   BACKENDS,
   type BackendName,
