@@ -9,6 +9,7 @@ import {DaemonClient} from '../../src/client/client.js'
 import {DEFAULT_RESOURCES, type ResourceSettings} from '../../src/config/resources.js'
 import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
 import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import {statusOf} from '../../src/daemon/http.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
@@ -179,6 +180,7 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     expect((refused as CleanroomError).message).to.equal(
       'the policy asks for sandbox.resources.memory 1 GiB, more than a sandbox may have here: 512 MiB, backends.linux-ns.resources.max.memory',
     )
+    expect(statusOf(refused as CleanroomError), 'what the API answers').to.equal(422)
     expect(daemon.manager.list(true).map((record) => record.sandbox_id)).to.deep.equal([raised.sandbox_id])
   })
 
