@@ -1,7 +1,7 @@
 import {expect} from 'chai'
-import {execFile, spawnSync} from 'node:child_process'
+import {execFile, spawn, spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
-import {access, readFile} from 'node:fs/promises'
+import {access, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
@@ -12,7 +12,9 @@ import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
 import {statusOf} from '../../src/daemon/http.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
+import {newSandboxId} from '../../src/sandbox/ids.js'
+import {type CgroupHost, probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
+import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, sweepSandboxCgroups} from '../../src/sandbox/backends/linux-ns/cgroups.js'
 import type {LinuxNsRuntime} from '../../src/sandbox/backends/linux-ns/runtime.js'
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
@@ -236,6 +238,35 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     const report = JSON.parse(doctor.stdout) as {checks: {name: string; status: string; detail: string}[]}
     expect(report.checks.find((check) => check.name === 'resource limits (linux-ns)')).to.deep.include({status: 'warn'})
     expect(report.checks.find((check) => check.name === 'resource limits (linux-ns)')!.detail).to.match(/^off: only a root daemon can create cgroups, and this one runs as uid 65534\. /)
+  })
+})
+
+describe('the sweep of leftover sandbox cgroups', () => {
+  it('removes an empty cgroup no claim names, never a claimed one or one with a process in it', async () => {
+    const probe = probeCgroups()
+    expect(probe.ok, `this machine cannot enforce limits: ${probe.ok ? '' : probe.problem}`).to.equal(true)
+    const host = (probe as {host: CgroupHost}).host
+    const limits = {pids: 16, memory_bytes: 64 * MiB, cpu_weight: 100, vcpus: null, disk_bytes: null}
+    const [orphan, claimed, busy] = [newSandboxId(), newSandboxId(), newSandboxId()]
+    const made = await Promise.all([orphan, claimed, busy].map((id) => createSandboxCgroup(host, id, limits)))
+    const sleeper = spawn('sleep', ['600'], {stdio: 'ignore'})
+    try {
+      for (const dir of cgroupDirs(made[2]!)) await writeFile(join(dir, 'cgroup.procs'), String(sleeper.pid))
+      // Other sandboxes' cgroups on this machine count as claimed: this sweep may only judge the three made here.
+      const removed = await sweepSandboxCgroups(host, (id) => id !== orphan && id !== busy, 0)
+      expect(removed).to.deep.equal([orphan])
+      expect(await Promise.all(cgroupDirs(made[0]!).map(exists))).to.deep.equal(cgroupDirs(made[0]!).map(() => false))
+      expect(await exists(made[1]!.dirs.pids!)).to.equal(true)
+      expect(await exists(made[2]!.dirs.pids!)).to.equal(true)
+      // An empty one no claim names, but younger than a minute, is left alone: its sandbox may be starting.
+      expect(await sweepSandboxCgroups(host, (id) => id !== claimed)).to.deep.equal([])
+      expect(await exists(made[1]!.dirs.pids!)).to.equal(true)
+    } finally {
+      sleeper.kill('SIGKILL')
+      await new Promise((resolve) => sleeper.once('exit', resolve))
+      for (const cgroup of made) await removeSandboxCgroup(cgroup)
+    }
+    expect(await Promise.all(made.flatMap(cgroupDirs).map(exists))).to.deep.equal(made.flatMap(cgroupDirs).map(() => false))
   })
 })
 

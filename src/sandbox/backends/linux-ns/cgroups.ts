@@ -136,22 +136,22 @@ export async function cpuTimeUsed(cgroup: SandboxCgroup): Promise<number | undef
  * than a start-up takes. A cgroup with a process in it is never touched (the kernel
  * refuses to remove it anyway). Returns the ids removed.
  */
-export async function sweepSandboxCgroups(host: CgroupHost, isClaimed: (sandboxId: string) => boolean): Promise<string[]> {
-  const removed = new Set<string>()
+export async function sweepSandboxCgroups(host: CgroupHost, isClaimed: (sandboxId: string) => boolean, minAgeMs = ORPHAN_AGE_MS): Promise<string[]> {
+  const ids = new Set<string>()
   for (const root of new Set(Object.values(host.roots))) {
-    const parent = join(root, CGROUP_PARENT)
-    const names = await readdir(parent).catch(() => [])
-    for (const name of names) {
-      if (!SANDBOX_ID_PATTERN.test(name) || isClaimed(name)) continue
-      const dir = join(parent, name)
-      const stats = await stat(dir).catch(() => undefined)
-      if (!stats || Date.now() - stats.ctimeMs < ORPHAN_AGE_MS) continue
-      const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => 'unknown')
-      if (procs.trim() !== '') continue
-      if (await rmdir(dir).then(() => true, () => false)) removed.add(name)
-    }
+    for (const name of await readdir(join(root, CGROUP_PARENT)).catch(() => [])) if (SANDBOX_ID_PATTERN.test(name) && !isClaimed(name)) ids.add(name)
   }
-  return [...removed]
+  const removed: string[] = []
+  for (const id of ids) {
+    const cgroup = sandboxCgroupOf(host, id)
+    const ages = await Promise.all(cgroupDirs(cgroup).map((dir) => stat(dir).then((stats) => Math.max(0, Date.now() - stats.ctimeMs), () => Number.POSITIVE_INFINITY)))
+    if (ages.some((age) => age < minAgeMs)) continue
+    const procs = await Promise.all(cgroupDirs(cgroup).map((dir) => readFile(join(dir, 'cgroup.procs'), 'utf8').catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? '' : 'unknown'))))
+    if (procs.some((text) => text.trim() !== '')) continue
+    await Promise.all(cgroupDirs(cgroup).map((dir) => rmdir(dir).catch(() => undefined)))
+    removed.push(id)
+  }
+  return removed
 }
 
 function ignoreExisting(error: NodeJS.ErrnoException): void {
