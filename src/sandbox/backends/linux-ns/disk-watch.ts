@@ -6,7 +6,7 @@ import {cpuTimeUsed, freezeSandboxCgroup, type SandboxCgroup} from './cgroups.js
 
 /** How often a sandbox's writes are measured while it uses CPU. */
 export const DISK_CHECK_MS = 5000
-/** A measurement may take at most this share of the time (many files make `du` slow). */
+/** After a measurement that took t, the next one waits at least 20·t: measuring stays under ~5 % of a CPU per sandbox, however many files it has. */
 const MEASURE_SHARE = 20
 const SOON_MS = 50
 const DU_TIMEOUT_MS = 120_000
@@ -32,17 +32,21 @@ export function writtenBytes(stateDir: string): Promise<number> {
 }
 
 /**
- * Keeps one sandbox under its disk limit. It measures after every exec ends and, while
- * the sandbox uses CPU, every few seconds (a sandbox whose CPU time has not moved wrote
- * nothing); a slow measurement spaces them out. Over the limit, every process of the
- * sandbox is frozen where it is and `onBreach` is told why, once.
+ * Keeps one sandbox under its disk limit. It measures soon after an exec ends and,
+ * while the sandbox uses CPU, every few seconds (a sandbox whose CPU time has not moved
+ * wrote nothing), never sooner than MEASURE_SHARE times the last measurement after it.
+ * Over the limit, every process of the sandbox is frozen where it is and `onBreach` is
+ * told why, once.
  */
 export class DiskWatch {
   private timer: NodeJS.Timeout | undefined
+  private dueAt = 0
   private running = false
   private stopped = false
   private lastCpu: number | undefined
   private pendingNudge = false
+  /** No measurement starts before this: each is followed by a pause of 20 times its duration. */
+  private notBefore = 0
 
   constructor(
     private readonly stateDir: string,
@@ -56,10 +60,12 @@ export class DiskWatch {
     this.schedule(0)
   }
 
-  /** Something ran in the sandbox: measure soon. */
+  /** Something ran in the sandbox: measure soon (a sandbox running many short execs is measured at the pace above). */
   nudge(): void {
     this.pendingNudge = true
-    if (!this.running) this.schedule(SOON_MS)
+    if (this.running) return
+    const soon = Math.max(SOON_MS, this.notBefore - Date.now())
+    if (Date.now() + soon < this.dueAt) this.schedule(soon)
   }
 
   stop(): void {
@@ -70,6 +76,7 @@ export class DiskWatch {
   private schedule(delayMs: number): void {
     if (this.stopped) return
     clearTimeout(this.timer)
+    this.dueAt = Date.now() + delayMs
     this.timer = setTimeout(() => void this.check(), delayMs)
     // A watch never keeps the daemon alive on its own.
     this.timer.unref()
@@ -77,7 +84,6 @@ export class DiskWatch {
 
   private async check(): Promise<void> {
     this.running = true
-    let next = DISK_CHECK_MS
     try {
       const cpu = await cpuTimeUsed(this.cgroup)
       const idle = cpu !== undefined && cpu === this.lastCpu && !this.pendingNudge
@@ -86,7 +92,7 @@ export class DiskWatch {
       if (!idle) {
         const started = performance.now()
         const used = await writtenBytes(this.stateDir)
-        next = Math.max(DISK_CHECK_MS, MEASURE_SHARE * (performance.now() - started))
+        this.notBefore = Date.now() + MEASURE_SHARE * (performance.now() - started)
         if (used > this.limitBytes && !this.stopped) {
           await freezeSandboxCgroup(this.cgroup)
           this.stop()
@@ -100,8 +106,8 @@ export class DiskWatch {
       this.onError(`disk limit check failed: ${(error as Error).message}`)
     } finally {
       this.running = false
-      if (this.pendingNudge) next = SOON_MS
-      this.schedule(next)
+      const wait = Math.max(0, this.notBefore - Date.now())
+      this.schedule(this.pendingNudge ? Math.max(SOON_MS, wait) : Math.max(DISK_CHECK_MS, wait))
     }
   }
 }
