@@ -69,7 +69,7 @@ function commentResources(doc: Document, path: string[]): void {
     ['memory', ' Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137).'],
     ['cpu_weight', ' CPU share when CPUs are busy, 1-10000: 100 is the same share as any other process group.'],
     ['vcpus', ' A hard CPU quota in CPUs, e.g. 2 or 0.5.'],
-    ['disk', ' What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, it is frozen and marked failed.'],
+    ['disk', ' What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, its processes are stopped and it is marked failed.'],
     ['max', " The most a policy may ask for; machine: this machine's memory, CPUs, or the size of the state filesystem."],
   ]
   for (const [key, text] of notes) commentKey(doc, key === '' ? path : [...path, key], text)

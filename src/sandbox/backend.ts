@@ -79,8 +79,8 @@ export interface SandboxBackend {
   resourcesOf?(runtime: BackendRuntime): SandboxResources | null
   /**
    * Enforces the limits that need watching while the sandbox runs (linux-ns: its disk
-   * limit). When one is passed the backend stops the sandbox's processes where they
-   * are and calls `onBreach` once, with the reason; the caller marks the sandbox failed.
+   * limit). When one is passed the backend stops the sandbox's processes (its files
+   * stay) and calls `onBreach` once, with the reason; the caller marks the sandbox failed.
    */
   watchLimits?(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void
   /** Releases what sandboxes that are gone still hold on the host (after a daemon was killed); called when a daemon starts. */

@@ -1,8 +1,9 @@
 import {expect} from 'chai'
 import {execFile, spawn, spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
-import {access, readFile, writeFile} from 'node:fs/promises'
+import {access, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
 import {DaemonClient} from '../../src/client/client.js'
@@ -14,7 +15,7 @@ import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {newSandboxId} from '../../src/sandbox/ids.js'
 import {type CgroupHost, probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
-import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, sweepSandboxCgroups} from '../../src/sandbox/backends/linux-ns/cgroups.js'
+import {cgroupDirs, cgroupProcesses, createSandboxCgroup, removeSandboxCgroup, sweepSandboxCgroups} from '../../src/sandbox/backends/linux-ns/cgroups.js'
 import type {LinuxNsRuntime} from '../../src/sandbox/backends/linux-ns/runtime.js'
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
@@ -186,17 +187,21 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     expect(daemon.manager.list(true).map((record) => record.sandbox_id)).to.deep.equal([raised.sandbox_id])
   })
 
-  it('freezes a sandbox that writes more than its disk limit and marks it failed; rm still removes it', async () => {
+  it('stops a sandbox that writes more than its disk limit and marks it failed, keeping its files; rm still removes it', async () => {
     const {client} = await start({disk: 8 * MiB})
     const [writer, background] = [await sandbox(), await sandbox()]
-    await client.run(writer, {argv: ['sh', '-c', 'sleep 600 </dev/null >/dev/null 2>&1 &'], env: {}})
+    const inFlight = client.run(writer, {argv: ['sleep', '600'], env: {}})
     // Written into a directory the sandbox then makes unreadable: it still counts.
     const wrote = await client.run(writer, {argv: ['sh', '-c', 'mkdir /tmp/hidden && dd if=/dev/zero of=/tmp/hidden/big bs=1M count=12 status=none && chmod 000 /tmp/hidden'], env: {}})
     expect(wrote.exit_code).to.equal(0)
     await waitFor('the writer to be marked failed', async () => (await client.inspectSandbox(writer)).status === 'failed', 5000)
     const failed = await client.inspectSandbox(writer)
-    expect(failed.failure).to.match(/^it wrote 1[23](\.\d)? MiB, over its disk limit of 8 MiB: its processes are frozen\. Save its changes/)
-    expect(await frozen(runtimeOf(writer))).to.equal(true)
+    expect(failed.failure).to.match(/^it wrote 1[23](\.\d)? MiB, over its disk limit of 8 MiB: its processes were stopped\. Save its changes/)
+    // A command still running in it ends instead of hanging; nothing of it is left running; its files stay.
+    const ended = await Promise.race([inFlight, sleep(10_000).then(() => undefined)])
+    expect(ended && [ended.exit_code, ended.signal], 'the command that was running').to.deep.equal([137, 'SIGKILL'])
+    await waitFor('no process left in its cgroup', async () => (await cgroupProcesses(runtimeOf(writer).cgroup!)).length === 0, 5000)
+    expect((await stat(join(runtimeOf(writer).state_dir, 'tmp', 'hidden', 'big'))).size).to.equal(12 * MiB)
     const refused = await client.run(writer, {argv: ['true'], env: {}}).catch((error: unknown) => error)
     expect(refused).to.be.instanceOf(CleanroomError).and.include({code: 'sandbox_failed'})
     await waitFor('the daemon log to say why', () => running!.logs.some((line) => line.includes(`sandbox ${writer}: failed: it wrote`)), 2000)
@@ -282,10 +287,4 @@ async function oomKills(runtime: LinuxNsRuntime): Promise<number> {
   const dir = runtime.cgroup!.dirs.memory!
   const text = await readFile(join(dir, runtime.cgroup!.version === 2 ? 'memory.events' : 'memory.oom_control'), 'utf8')
   return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0)
-}
-
-async function frozen(runtime: LinuxNsRuntime): Promise<boolean> {
-  const dir = runtime.cgroup!.dirs.freezer!
-  if (runtime.cgroup!.version === 2) return /^frozen 1$/m.test(await readFile(join(dir, 'cgroup.events'), 'utf8'))
-  return (await readFile(join(dir, 'freezer.state'), 'utf8')).trim() === 'FROZEN'
 }

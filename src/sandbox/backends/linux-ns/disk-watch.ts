@@ -35,8 +35,8 @@ export function writtenBytes(stateDir: string): Promise<number> {
  * Keeps one sandbox under its disk limit. It measures soon after an exec ends and,
  * while the sandbox uses CPU, every few seconds (a sandbox whose CPU time has not moved
  * wrote nothing), never sooner than MEASURE_SHARE times the last measurement after it.
- * Over the limit, every process of the sandbox is frozen where it is and `onBreach` is
- * told why, once.
+ * Over the limit, the sandbox is frozen, `onBreach` is told why (once), and its
+ * processes are killed; its files stay.
  */
 export class DiskWatch {
   private timer: NodeJS.Timeout | undefined
@@ -53,6 +53,8 @@ export class DiskWatch {
     private readonly cgroup: SandboxCgroup,
     private readonly limitBytes: number,
     private readonly onBreach: (reason: string) => void,
+    /** Kills the frozen sandbox (its init, queued) and thaws it, so every process dies without running on: commands in it end (exit 137) instead of hanging. */
+    private readonly stopProcesses: () => Promise<void>,
     private readonly onError: (message: string) => void,
   ) {}
 
@@ -94,12 +96,14 @@ export class DiskWatch {
         const used = await writtenBytes(this.stateDir)
         this.notBefore = Date.now() + MEASURE_SHARE * (performance.now() - started)
         if (used > this.limitBytes && !this.stopped) {
-          await freezeSandboxCgroup(this.cgroup)
           this.stop()
+          // Frozen first, so nothing writes or forks while it is told and taken down.
+          await freezeSandboxCgroup(this.cgroup)
           this.onBreach(
-            `it wrote ${formatByteSize(used)}, over its disk limit of ${formatByteSize(this.limitBytes)}: its processes are frozen. ` +
+            `it wrote ${formatByteSize(used)}, over its disk limit of ${formatByteSize(this.limitBytes)}: its processes were stopped. ` +
               'Save its changes (cleanroom workspace diff) and remove it (cleanroom sandbox rm)',
           )
+          await this.stopProcesses()
         }
       }
     } catch (error) {

@@ -124,7 +124,8 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 
   watchLimits(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void {
-    this.limits.watch(parseRuntime(runtime), onBreach, log)
+    const sandbox = parseRuntime(runtime)
+    this.limits.watch(sandbox, onBreach, () => killIfSame(sandbox.init_pid, sandbox.init_start_time), log)
   }
 
   async reclaimLeftovers(): Promise<void> {

@@ -53,10 +53,15 @@ export class LinuxNsLimits {
   }
 
   /** Starts the disk watch of a sandbox with a disk limit (at create, and again when a new daemon adopts it). */
-  watch(runtime: LinuxNsRuntime, onBreach: (reason: string) => void, log: (message: string) => void = () => undefined): void {
+  watch(runtime: LinuxNsRuntime, onBreach: (reason: string) => void, killInit: () => Promise<void>, log: (message: string) => void = () => undefined): void {
+    const {cgroup} = runtime
     const limit = runtime.resources?.disk_bytes
-    if (!runtime.cgroup || limit === null || limit === undefined || this.watches.has(runtime.state_dir)) return
-    const watch = new DiskWatch(runtime.state_dir, runtime.cgroup, limit, onBreach, log)
+    if (!cgroup || limit === null || limit === undefined || this.watches.has(runtime.state_dir)) return
+    const stopProcesses = async () => {
+      await killInit()
+      await thawSandboxCgroup(cgroup)
+    }
+    const watch = new DiskWatch(runtime.state_dir, cgroup, limit, onBreach, stopProcesses, log)
     this.watches.set(runtime.state_dir, watch)
     watch.start()
   }
