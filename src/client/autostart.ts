@@ -1,6 +1,6 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {mkdir, open, readFile} from 'node:fs/promises'
-import {join, resolve} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {type DaemonOwner, probeStateLock} from '../daemon/lock.js'
@@ -8,6 +8,7 @@ import {CleanroomError} from '../errors/index.js'
 import {defaultSocketPath, stateDir} from '../paths.js'
 import {closeInheritedFds} from '../util/fds.js'
 import {socketAnswers} from '../util/socket.js'
+import {requireTrustedDirectory} from './socket-trust.js'
 
 const START_TIMEOUT_MS = 15_000
 const POLL_MS = 25
@@ -18,8 +19,11 @@ const POLL_MS = 25
  * One daemon owns a state dir: when one already does and listens on another socket
  * (a typo in --host, a stale CLEANROOM_HOST), nothing is started and the error says
  * where it is. CLIs starting one at once all end up with the one that won.
+ * Never into a socket or state directory another user could write.
  */
 export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
+  requireTrustedDirectory(dirname(socketPath))
+  requireTrustedDirectory(stateDir(env))
   if (await socketAnswers(socketPath)) return
   const state = stateDir(env)
   const deadline = Date.now() + START_TIMEOUT_MS

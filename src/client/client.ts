@@ -11,6 +11,7 @@ import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
 import type {WorkspaceSummary} from '../workspace/changes.js'
 import {type Exchange, exchange, jsonRequest} from './http1.js'
+import {requireTrustedSocket} from './socket-trust.js'
 
 export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number} & EgressState}
 
@@ -177,15 +178,22 @@ export class DaemonClient {
    * nothing was sent: the daemon is started (when this client may) and the request sent again.
    */
   private async exchange(request: (Buffer | string)[]): Promise<Exchange> {
+    const socketPath = this.trustedSocketPath()
     try {
-      return await exchange(this.socketPath, request, this.options.timeoutMs)
+      return await exchange(socketPath, request, this.options.timeoutMs)
     } catch (error) {
       if (this.options.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
     }
     await this.startOnce()
-    return exchange(this.socketPath, request).catch((error: unknown) => {
+    return exchange(this.trustedSocketPath(), request).catch((error: unknown) => {
       throw unreachable(this.socketPath, error)
     })
+  }
+
+  /** The socket, once it is known that only this user or root can have put it there; checked before every connection. */
+  private trustedSocketPath(): string {
+    requireTrustedSocket(this.socketPath)
+    return this.socketPath
   }
 
   private startOnce(): Promise<void> {
@@ -199,8 +207,9 @@ export class DaemonClient {
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
     if (this.options.start !== undefined) await this.startOnce()
+    const socketPath = this.trustedSocketPath()
     return new Promise((resolve, reject) => {
-      const req = httpRequest({socketPath: this.socketPath, path, method, headers: this.headers}, resolve)
+      const req = httpRequest({socketPath, path, method, headers: this.headers}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
       if (body === undefined) req.end()
       else body.pipe(req)

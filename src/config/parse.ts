@@ -1,6 +1,7 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
 import {CleanroomError} from '../errors/index.js'
 import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
+import {parseResources} from './parse-resources.js'
 import {
   BACKENDS,
   type BackendName,
@@ -15,7 +16,7 @@ import {
 const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents']
 const EGRESS_KEYS = ['max_connections_per_sandbox', 'audit_failure']
 const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
-const LINUX_NS_KEYS = ['bwrap_path']
+const LINUX_NS_KEYS = ['bwrap_path', 'resources']
 const GVISOR_KEYS = ['runsc_path', 'platform']
 
 /**
@@ -83,6 +84,7 @@ function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): vo
   reportUnknownKeys(file, path, value, LINUX_NS_KEYS)
   const bwrap = binaryPath(file, [...path, 'bwrap_path'], value.bwrap_path)
   if (bwrap) config.backends['linux-ns'].bwrap_path = bwrap
+  parseResources(file, [...path, 'resources'], value.resources, config.backends['linux-ns'].resources)
 }
 
 function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): void {

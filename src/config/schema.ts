@@ -1,4 +1,5 @@
 import type {AgentSpecInput} from '../agents/spec.js'
+import {DEFAULT_RESOURCES, type ResourceSettings} from './resources.js'
 
 export const BACKENDS = ['linux-ns', 'gvisor'] as const
 export type BackendName = (typeof BACKENDS)[number]
@@ -9,6 +10,8 @@ export type GvisorPlatform = (typeof GVISOR_PLATFORMS)[number]
 export interface LinuxNsSettings {
   /** The bubblewrap binary: a name looked up on PATH, or an absolute path. */
   bwrap_path: string
+  /** Per-sandbox limits (cgroups) and the most a policy may ask for. */
+  resources: ResourceSettings
 }
 
 export interface GvisorSettings {
@@ -44,7 +47,7 @@ export interface EgressSettings {
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   default_backend: 'linux-ns',
   backends: {
-    'linux-ns': {bwrap_path: 'bwrap'},
+    'linux-ns': {bwrap_path: 'bwrap', resources: DEFAULT_RESOURCES},
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
   egress: {max_connections_per_sandbox: 1024, audit_failure: 'deny'},

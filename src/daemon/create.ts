@@ -3,6 +3,7 @@ import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {newSandboxId} from '../sandbox/ids.js'
+import {requestedResources} from '../sandbox/resources.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import type {EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
@@ -69,7 +70,15 @@ export async function buildSandbox(context: BuildContext, backend: SandboxBacken
   records.add(record)
   times.push(performance.now())
   try {
-    record.runtime = await backend.provision({sandboxId: id, policy: record.policy, workspaceSource: record.workspace_source, stateDir: store.sandboxDir(id)})
+    record.runtime = await backend.provision({
+      sandboxId: id,
+      policy: record.policy,
+      workspaceSource: record.workspace_source,
+      stateDir: store.sandboxDir(id),
+      resources: requestedResources(record.policy),
+      log,
+    })
+    record.resources = backend.resourcesOf?.(record.runtime)
     times.push(performance.now())
     refuseIfRemoved()
     await egress.start(record)

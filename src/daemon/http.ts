@@ -18,6 +18,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   backend_capability_mismatch: 422,
   workspace_changed: 409,
   workspace_unsupported_entry: 422,
+  resources_over_maximum: 422,
   backend_unavailable: 503,
 }
 

@@ -92,8 +92,10 @@ export class SandboxManager {
       serve: async (record) => {
         await this.egress.startOrRetry(record)
         this.watch(record)
+        this.watchLimits(record)
       },
     })
+    for (const backend of this.backends.values()) await backend.reclaimLeftovers?.().catch((error: unknown) => this.log(`${backend.name}: ${messageOf(error)}`))
   }
 
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
@@ -109,6 +111,7 @@ export class SandboxManager {
       this.creating.delete(record.sandbox_id)
     }
     this.watch(record)
+    this.watchLimits(record)
     if (record.ephemeral) this.activity.awaitOwner(record.sandbox_id, this.options.ephemeralAttachMs ?? EPHEMERAL_ATTACH_MS)
     return record
   }
@@ -291,6 +294,15 @@ export class SandboxManager {
   private unwatch(id: string): void {
     this.watches.get(id)?.()
     this.watches.delete(id)
+  }
+
+  /** A sandbox that passes a limit its backend watches (linux-ns: disk) is stopped by the backend and marked failed here. */
+  private watchLimits(record: SandboxRecord): void {
+    if (!record.runtime) return
+    const onBreach = (reason: string): void => {
+      if (this.records.isCurrent(record) && record.status === 'ready' && !this.removing.has(record.sandbox_id)) void this.markFailed(record, reason)
+    }
+    this.backends.get(record.backend)?.watchLimits?.(record.runtime, onBreach, this.log)
   }
 
   private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: BackendRuntime} {

@@ -87,7 +87,7 @@ describe('runtime config', () => {
 
     it('reports an unknown key with its line and column', () => {
       expect(invalidLines('default_backend: linux-ns\nbackends:\n  linux-ns:\n    bwrap: /usr/bin/bwrap\n')).to.deep.equal([
-        '/x/config.yaml:4:5 backends.linux-ns.bwrap: unknown key (expected one of: bwrap_path)',
+        '/x/config.yaml:4:5 backends.linux-ns.bwrap: unknown key (expected one of: bwrap_path, resources)',
       ])
     })
 

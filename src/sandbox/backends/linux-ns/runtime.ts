@@ -3,6 +3,8 @@ import {readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {BackendRuntime} from '../../backend.js'
+import type {SandboxResources} from '../../resources.js'
+import {cgroupDirs, type SandboxCgroup} from './cgroups.js'
 import type {ExecTarget} from './nsinit.js'
 
 /** What the daemon records (SandboxRecord.runtime) to reach a linux-ns sandbox again, also after a restart. */
@@ -21,6 +23,10 @@ export interface LinuxNsRuntime {
   state_dir: string
   /** True with a non-root daemon: the overlay lives in an unprivileged user namespace. */
   userns_mode: boolean
+  /** The sandbox's cgroup, when its limits are enforced. */
+  cgroup?: SandboxCgroup
+  /** The limits in force (null: none could be set). */
+  resources?: SandboxResources | null
 }
 
 /** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
@@ -30,13 +36,20 @@ export function parseRuntime(record: BackendRuntime): LinuxNsRuntime {
     counts.some((key) => !isCount(record[key])) ||
     (record.host_uid !== undefined && !isCount(record.host_uid)) ||
     typeof record.state_dir !== 'string' ||
-    typeof record.userns_mode !== 'boolean'
+    typeof record.userns_mode !== 'boolean' ||
+    (record.cgroup !== undefined && !isCgroup(record.cgroup))
   if (broken) throw new CleanroomError('sandbox_failed', 'the linux-ns runtime record of this sandbox is incomplete or corrupt')
   return record as unknown as LinuxNsRuntime
 }
 
 export function execTarget(runtime: LinuxNsRuntime): ExecTarget {
-  return {initPid: runtime.init_pid, initStartTime: runtime.init_start_time, mntNs: runtime.mnt_ns, hostUid: runtime.host_uid}
+  return {
+    initPid: runtime.init_pid,
+    initStartTime: runtime.init_start_time,
+    mntNs: runtime.mnt_ns,
+    hostUid: runtime.host_uid,
+    ...(runtime.cgroup ? {cgroupDirs: cgroupDirs(runtime.cgroup)} : {}),
+  }
 }
 
 /** A process as /proc shows it. */
@@ -111,6 +124,13 @@ export async function isSandboxAlive(runtime: LinuxNsRuntime): Promise<boolean> 
   if (!init || init.state === 'Z' || init.dying || init.startTime !== runtime.init_start_time) return false
   if (init.uid !== (runtime.host_uid ?? process.getuid?.())) return false
   return (await mountNamespace(runtime.init_pid)) === runtime.mnt_ns
+}
+
+function isCgroup(value: unknown): value is SandboxCgroup {
+  const cgroup = value as Partial<SandboxCgroup> | null
+  if (typeof cgroup !== 'object' || cgroup === null || (cgroup.version !== 1 && cgroup.version !== 2)) return false
+  const dirs = cgroup.dirs as Record<string, unknown> | undefined
+  return typeof dirs === 'object' && dirs !== null && Object.values(dirs).every((dir) => typeof dir === 'string' && dir.startsWith('/'))
 }
 
 function isCount(value: unknown): value is number {
