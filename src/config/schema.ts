@@ -18,6 +18,18 @@ export interface GvisorSettings {
   platform: GvisorPlatform
 }
 
+/** How to reach one image registry (docs/images.md#registries). Secrets are named, never written here. */
+export interface RegistrySettings {
+  /** Login name for basic auth; the password comes from `password_env`. */
+  username?: string
+  /** The environment variable (of the CLI) that holds the password. */
+  password_env?: string
+  /** The environment variable (of the CLI) that holds a bearer token, sent as is. */
+  token_env?: string
+  /** Speak plain HTTP to this registry (loopback registries always may). */
+  insecure?: boolean
+}
+
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
@@ -27,6 +39,8 @@ export interface RuntimeConfig {
   }
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
+  /** Image registries by host (`ghcr.io`, `registry.internal:5000`). */
+  registries: Record<string, RegistrySettings>
 }
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
@@ -36,4 +50,5 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
   agents: {},
+  registries: {},
 }

@@ -5,6 +5,8 @@ import type {Server} from 'node:http'
 import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'
+import {ImageService} from '../images/service.js'
+import {imageCacheDir, ImageStore} from '../images/store.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {socketAnswers} from '../util/socket.js'
@@ -20,6 +22,8 @@ export interface DaemonOptions {
   log: Logger
   /** Name resolution for the egress proxies; tests map names to local addresses. */
   resolver?: Resolver
+  /** The image cache; default $XDG_CACHE_HOME/cleanroom/images. */
+  imageCacheDir?: string
 }
 
 export interface RunningDaemon {
@@ -35,7 +39,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {resolver: options.resolver})
   await manager.adopt()
 
-  const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version})
+  const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => manager.list(true))
+  const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version, images})
   await listenOnSocket(server, options.socketPath)
   options.log(`listening on unix://${options.socketPath} (pid ${process.pid})`)
 

@@ -6,10 +6,12 @@ import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
+import type {ImageService} from '../images/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
+import {imageRoutes} from './images-routes.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
@@ -22,6 +24,7 @@ export interface DaemonContext {
   backends: ReadonlyMap<BackendName, SandboxBackend>
   defaultBackend: BackendName
   version: string
+  images: ImageService
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: string[], url: URL) => Promise<void>
@@ -60,6 +63,7 @@ export function createApiServer(context: DaemonContext): Server {
       res.writeHead(200, {'content-type': 'application/x-tar'})
       await pipeline(archive, res)
     }],
+    ...imageRoutes(context.images),
   ]
 
   const server = createServer((req, res) => {

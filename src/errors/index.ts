@@ -18,10 +18,17 @@ export type ErrorCode =
   | 'daemon_unavailable'
   | 'daemon_version_mismatch'
   | 'exec_not_found'
+  | 'image_in_use'
+  | 'image_invalid'
+  | 'image_not_found'
+  | 'image_ref_invalid'
+  | 'image_unsupported'
   | 'path_escapes_root'
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
+  | 'registry_auth_failed'
+  | 'registry_failed'
   | 'sandbox_failed'
   | 'sandbox_not_found'
   | 'sandbox_not_ready'
@@ -35,6 +42,7 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   agent_not_found: 127,
   bad_request: 2,
   config_invalid: 2,
+  image_ref_invalid: 2,
   policy_invalid: 2,
   usage: 2,
 }
