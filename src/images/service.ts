@@ -115,11 +115,11 @@ export class ImageService {
     return {removed, freed_bytes: freed + (dryRun ? 0 : removed.reduce((sum, image) => sum + image.size_bytes, 0)), dry_run: dryRun}
   }
 
-  importRootfs(reference: ImageReference, body: Readable): Promise<CachedImage> {
+  async importRootfs(reference: ImageReference, body: Readable): Promise<CachedImage> {
     return importRootfs(this.store, requireTag(reference), body)
   }
 
-  importOciLayout(reference: ImageReference, body: Readable): Promise<CachedImage> {
+  async importOciLayout(reference: ImageReference, body: Readable): Promise<CachedImage> {
     return importOciLayout(this.store, requireTag(reference), body)
   }
 }

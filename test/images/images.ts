@@ -18,20 +18,21 @@ export type Compression = 'none' | 'gzip' | 'zstd'
 /** A tar made entry by entry, exactly as given (hostile names included). */
 export async function tarOf(entries: readonly LayerEntry[]): Promise<Buffer> {
   const archive = pack()
-  const chunks: Buffer[] = []
-  archive.on('data', (chunk: Buffer) => chunks.push(chunk))
-  const ended = new Promise((resolve) => archive.on('end', resolve))
+  const collected = (async () => {
+    const chunks: Buffer[] = []
+    for await (const chunk of archive) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks)
+  })()
   for (const entry of entries) {
     const type = entry.type ?? 'file'
-    const body = type === 'file' ? Buffer.from(entry.content ?? '') : undefined
+    const body = type === 'file' ? Buffer.from(entry.content ?? '') : Buffer.alloc(0)
     const mode = entry.mode ?? (type === 'directory' ? 0o755 : 0o644)
     await new Promise<void>((resolve, reject) =>
-      archive.entry({name: entry.name, type, mode, mtime: new Date(1_700_000_000_000), ...(entry.linkname !== undefined && {linkname: entry.linkname}), ...(body && {size: body.length})}, body, (error) => (error ? reject(error) : resolve())),
+      archive.entry({name: entry.name, type, mode, mtime: new Date(1_700_000_000_000), size: body.length, ...(entry.linkname !== undefined && {linkname: entry.linkname})}, body, (error) => (error ? reject(error) : resolve())),
     )
   }
   archive.finalize()
-  await ended
-  return Buffer.concat(chunks)
+  return collected
 }
 
 export function compress(tar: Buffer, compression: Compression): Buffer {
