@@ -10,6 +10,8 @@ export interface Stats {
 export interface Variant {
   name: string
   run: () => Promise<void>
+  /** Runs before each timed run, untimed (e.g. emptying a cache). */
+  prepare?: () => Promise<void>
 }
 
 export interface Comparison {
@@ -35,6 +37,7 @@ export async function compare(title: string, variants: Variant[], options: {runs
   const samples = variants.map(() => [] as number[])
   for (let round = 0; round < warmup + runs; round++) {
     for (const [i, variant] of variants.entries()) {
+      await variant.prepare?.()
       const start = process.hrtime.bigint()
       await variant.run()
       const elapsed = Number(process.hrtime.bigint() - start) / 1e6

@@ -8,7 +8,7 @@ import {CleanroomError} from '../errors/index.js'
 import {type Descriptor, type ImageConfig, type ImageManifest, layerCompression} from './manifest.js'
 import {formatPlatform} from './platform.js'
 import type {CachedImage, ImageStore, LayerRecord} from './store.js'
-import {decompressor, DigestCheck, FileTee} from './streams.js'
+import {Coalesce, decompressor, DigestCheck, FileTee} from './streams.js'
 import {RootfsWriter} from './unpack.js'
 
 export type LayerStatus = 'downloading' | 'extracting' | 'done'
@@ -99,7 +99,7 @@ async function applyLayer(
     const check = new DigestCheck(`layer ${layer.digest}`, {digest: layer.digest, size: layer.size}, report)
     const diff = new DigestCheck(`layer ${layer.digest} (uncompressed)`, {digest: diffId})
     const stages: NodeJS.ReadWriteStream[] = [check, ...(file ? [new FileTee(file)] : []), decompressor(layerCompression(layer.mediaType)), diff]
-    await Promise.all([pipeline([input, ...stages], {...(signal && {signal})}), writer.applyLayer(diff as unknown as Readable, layer.digest)])
+    await Promise.all([pipeline([input, new Coalesce(), ...stages], {...(signal && {signal})}), writer.applyLayer(diff as unknown as Readable, layer.digest)])
   } catch (error) {
     input.destroy()
     throw error

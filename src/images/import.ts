@@ -12,7 +12,7 @@ import {type Descriptor, type ImageIndex, MAX_DOCUMENT_BYTES, MEDIA_TYPES, parse
 import {formatPlatform, hostPlatform, selectPlatformManifest} from './platform.js'
 import {formatReference, type ImageReference, pinnedNames} from './reference.js'
 import type {CachedImage, ImageStore} from './store.js'
-import {decompressor, DigestCheck, FileTee, peek, readLimited, sniffCompression} from './streams.js'
+import {Coalesce, decompressor, DigestCheck, FileTee, peek, readLimited, sniffCompression} from './streams.js'
 import {RootfsWriter} from './unpack.js'
 
 const LAYER_MEDIA_TYPES = {none: MEDIA_TYPES.layerTar, gzip: MEDIA_TYPES.layerGzip, zstd: MEDIA_TYPES.layerZstd} as const
@@ -37,7 +37,7 @@ export async function importRootfs(store: ImageStore, reference: ImageReference,
     const blobFile = join(temp, 'layer')
     const file = await open(blobFile, 'wx', 0o600)
     try {
-      await Promise.all([pipeline([stream, raw, new FileTee(file), decompressor(compression), diff]), writer.applyLayer(diff as unknown as Readable, 'of the imported tarball')])
+      await Promise.all([pipeline([stream, new Coalesce(), raw, new FileTee(file), decompressor(compression), diff]), writer.applyLayer(diff as unknown as Readable, 'of the imported tarball')])
     } finally {
       await file.close()
     }

@@ -1,5 +1,4 @@
-import {constants} from 'node:fs'
-import {chmod, link, lstat, mkdir, open, readdir, readlink, rm, symlink, unlink} from 'node:fs/promises'
+import {chmodSync, closeSync, constants, fchmodSync, futimesSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, type Stats, symlinkSync, unlinkSync, writeSync} from 'node:fs'
 import {join, posix} from 'node:path'
 import type {Readable} from 'node:stream'
 import {extract, type Header} from 'tar-stream'
@@ -28,6 +27,10 @@ export interface UnpackStats {
  * file replaces a symlink, it is not written through it. Whiteouts (`.wh.x`)
  * delete what lower layers made; an opaque marker (`.wh..wh..opq`) hides
  * everything lower layers put in its directory. Owners are not applied.
+ *
+ * File calls are synchronous: an unpack is thousands of small calls, and on
+ * libuv's four-thread pool they queue behind (and in front of) zlib's work;
+ * the event loop still turns between entries, while the next bytes arrive.
  */
 export class RootfsWriter {
   readonly stats: UnpackStats = {files: 0, bytes: 0, skipped: 0}
@@ -41,7 +44,7 @@ export class RootfsWriter {
   constructor(readonly root: string) {}
 
   async init(): Promise<void> {
-    await mkdir(this.root, {recursive: true, mode: 0o755})
+    mkdirSync(this.root, {recursive: true, mode: 0o755})
     this.knownDirs.add(this.root)
   }
 
@@ -66,10 +69,9 @@ export class RootfsWriter {
   async finish(): Promise<void> {
     const dirs = [...this.dirModes].sort(([a], [b]) => b.split('/').length - a.split('/').length)
     for (const [path, mode] of dirs) {
-      const stats = await lstat(path).catch(() => undefined)
-      if (stats?.isDirectory()) await chmod(path, mode)
+      if (lstatOrUndefined(path)?.isDirectory()) chmodSync(path, mode)
     }
-    await chmod(this.root, 0o755)
+    chmodSync(this.root, 0o755)
   }
 
   private async applyEntry(header: Header, body: Readable, layer: string): Promise<void> {
@@ -78,53 +80,53 @@ export class RootfsWriter {
     const base = parts.at(-1)!
     const parentParts = parts.slice(0, -1)
     if (base === OPAQUE) {
-      const dir = await this.resolve(parentParts, {create: false, touch: false}, header.name)
-      if (dir !== undefined) await this.hideLower(dir)
+      const dir = this.resolve(parentParts, {create: false, touch: false}, header.name)
+      if (dir !== undefined) this.hideLower(dir)
       return
     }
     if (base.startsWith(WHITEOUT)) {
       const victim = base.slice(WHITEOUT.length)
       if (victim === '' || victim === '.' || victim === '..') throw escape(header.name, layer)
-      const dir = await this.resolve(parentParts, {create: false, touch: false}, header.name)
-      if (dir !== undefined) await this.remove(join(dir, victim))
+      const dir = this.resolve(parentParts, {create: false, touch: false}, header.name)
+      if (dir !== undefined) this.remove(join(dir, victim))
       return
     }
-    const parent = await this.resolve(parentParts, {create: true, touch: true}, header.name)
+    const parent = this.resolve(parentParts, {create: true, touch: true}, header.name)
     const target = join(parent!, base)
     this.layerPaths.add(target)
     const mode = (header.mode ?? 0o644) & KEPT_MODE_BITS
     switch (header.type) {
       case 'directory': {
-        const existing = await lstat(target).catch(() => undefined)
-        if (existing && !existing.isDirectory()) await this.remove(target)
-        if (!existing?.isDirectory()) await mkdir(target, {mode: 0o700})
-        await chmod(target, mode | 0o700)
+        const existing = lstatOrUndefined(target)
+        if (existing && !existing.isDirectory()) this.remove(target)
+        if (!existing?.isDirectory()) mkdirSync(target, {mode: 0o700})
+        chmodSync(target, mode | 0o700)
         this.knownDirs.add(target)
         this.dirModes.set(target, mode)
         return
       }
       case 'file':
       case 'contiguous-file':
-        await this.remove(target)
+        this.remove(target)
         await this.writeFile(target, body, mode, header.mtime)
         return
       case 'symlink':
         if ((header.linkname ?? '').includes('\0')) throw escape(header.name, layer)
-        await this.remove(target)
-        await symlink(header.linkname ?? '', target)
+        this.remove(target)
+        symlinkSync(header.linkname ?? '', target)
         return
       case 'link': {
         const linkParts = entryParts(header.linkname ?? '', layer)
         if (linkParts.length === 0) throw escape(header.linkname ?? '', layer)
-        const sourceDir = await this.resolve(linkParts.slice(0, -1), {create: false, touch: false}, header.linkname ?? '')
+        const sourceDir = this.resolve(linkParts.slice(0, -1), {create: false, touch: false}, header.linkname ?? '')
         const source = sourceDir === undefined ? undefined : join(sourceDir, linkParts.at(-1)!)
-        const stats = source === undefined ? undefined : await lstat(source).catch(() => undefined)
+        const stats = source === undefined ? undefined : lstatOrUndefined(source)
         if (!source || !stats || stats.isDirectory()) {
           throw new CleanroomError('image_invalid', `layer ${layer}: hard link ${header.name} points at ${header.linkname}, which is not a file of the image`)
         }
         if (source === target) return
-        await this.remove(target)
-        await link(source, target)
+        this.remove(target)
+        linkSync(source, target)
         return
       }
       default:
@@ -134,16 +136,17 @@ export class RootfsWriter {
   }
 
   private async writeFile(target: string, body: Readable, mode: number, mtime: Date | undefined): Promise<void> {
-    const file = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
     try {
       for await (const chunk of body) {
-        await file.write(chunk as Buffer)
-        this.stats.bytes += (chunk as Buffer).length
+        const buffer = chunk as Buffer
+        for (let offset = 0; offset < buffer.length; ) offset += writeSync(fd, buffer, offset)
+        this.stats.bytes += buffer.length
       }
-      await file.chmod(mode)
-      if (mtime) await file.utimes(mtime, mtime)
+      fchmodSync(fd, mode)
+      if (mtime) futimesSync(fd, mtime, mtime)
     } finally {
-      await file.close()
+      closeSync(fd)
     }
     this.stats.files++
   }
@@ -154,7 +157,7 @@ export class RootfsWriter {
    * missing directories are made; `touch` marks every directory passed as
    * belonging to this layer. Undefined when something is missing and not created.
    */
-  private async resolve(parts: readonly string[], options: {create: boolean; touch: boolean}, name: string): Promise<string | undefined> {
+  private resolve(parts: readonly string[], options: {create: boolean; touch: boolean}, name: string): string | undefined {
     const pending = [...parts]
     const current: string[] = []
     let hops = 0
@@ -167,13 +170,13 @@ export class RootfsWriter {
       }
       const candidate = join(this.root, ...current, part)
       if (!this.knownDirs.has(candidate)) {
-        const stats = await lstat(candidate).catch(() => undefined)
+        const stats = lstatOrUndefined(candidate)
         if (stats === undefined) {
           if (!options.create) return undefined
-          await mkdir(candidate, {mode: 0o755})
+          mkdirSync(candidate, {mode: 0o755})
         } else if (stats.isSymbolicLink()) {
           if (++hops > MAX_SYMLINK_HOPS) throw new CleanroomError('image_invalid', `${name}: too many levels of symbolic links`)
-          const target = await readlink(candidate)
+          const target = readlinkSync(candidate)
           if (target.startsWith('/')) current.length = 0
           pending.unshift(...target.split('/'))
           continue
@@ -190,27 +193,31 @@ export class RootfsWriter {
   }
 
   /** Deletes everything under `dir` that lower layers made (this layer's own entries stay). */
-  private async hideLower(dir: string): Promise<void> {
-    for (const child of await readdir(dir)) {
+  private hideLower(dir: string): void {
+    for (const child of readdirSync(dir)) {
       const path = join(dir, child)
-      if (!this.layerPaths.has(path)) await this.remove(path)
-      else if ((await lstat(path)).isDirectory()) await this.hideLower(path)
+      if (!this.layerPaths.has(path)) this.remove(path)
+      else if (lstatSync(path).isDirectory()) this.hideLower(path)
     }
   }
 
   /** Removes whatever is at `path` (not following it), forgetting any directory known under it. */
-  private async remove(path: string): Promise<void> {
-    const stats = await lstat(path).catch(() => undefined)
+  private remove(path: string): void {
+    const stats = lstatOrUndefined(path)
     if (stats === undefined) return
     if (stats.isDirectory()) {
       const under = (other: string) => other === path || other.startsWith(`${path}/`)
       for (const known of this.knownDirs) if (under(known)) this.knownDirs.delete(known)
       for (const dir of this.dirModes.keys()) if (under(dir)) this.dirModes.delete(dir)
-      await rm(path, {recursive: true, force: true})
+      rmSync(path, {recursive: true, force: true})
     } else {
-      await unlink(path)
+      unlinkSync(path)
     }
   }
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  return lstatSync(path, {throwIfNoEntry: false})
 }
 
 /** The components of an entry name, or path_escapes_root for absolute names and `..` that leaves the root. */
