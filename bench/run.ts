@@ -15,6 +15,7 @@ import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
+import {imageComparison} from './images.js'
 import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -200,6 +201,9 @@ async function main(): Promise<void> {
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
     report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))
+
+    // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
+    report(await imageComparison({runs: Math.min(RUNS, 10)}))
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)

@@ -3,7 +3,7 @@ import {join, posix} from 'node:path'
 import type {Readable} from 'node:stream'
 import {extract, type Header} from 'tar-stream'
 
-import {CleanroomError} from '../errors/index.js'
+import {CleanroomError, messageOf} from '../errors/index.js'
 
 const WHITEOUT = '.wh.'
 const OPAQUE = '.wh..wh..opq'
@@ -61,7 +61,8 @@ export class RootfsWriter {
       }
     } catch (error) {
       tar.destroy()
-      throw error
+      if (error instanceof CleanroomError) throw error
+      throw new CleanroomError('image_invalid', `layer ${layer} is not a tar cleanroom can unpack: ${messageOf(error)}`, {cause: error})
     }
   }
 

@@ -20,7 +20,7 @@ export async function startTestDaemon(dir: string, resolver?: Resolver): Promise
   const socketPath = join(dir, 'd.sock')
   const stateDir = join(dir, 'state')
   const logs: string[] = []
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver})})
+  const daemon = await startDaemon({socketPath, stateDir, imageCacheDir: join(dir, 'images'), config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver})})
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }
 

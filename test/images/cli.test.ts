@@ -103,6 +103,9 @@ describe('cleanroom image (CLI, daemon, real registry)', function () {
     const missing = await context.cli(['image', 'remove', `${front.host}/test/app:v1`])
     expect(missing.exitCode).to.equal(1)
     expect(missing.stderr).to.contain(`Error: no cached image ${front.host}/test/app:v1`)
+    const invalid = await context.cli(['image', 'pull', 'Not/A Ref'])
+    expect(invalid.exitCode).to.equal(2)
+    expect(invalid.stderr).to.contain('Error: image reference "Not/A Ref" is invalid')
   })
 
   it('serves the image routes to curl-like clients: NDJSON progress, then the result line', async () => {

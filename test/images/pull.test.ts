@@ -195,6 +195,15 @@ describe('image pull from a real registry on loopback', function () {
     })
   })
 
+  it('says which registry it cannot reach, and what a tag or repository it lacks is', async () => {
+    const unreachable = await failure(pull('127.0.0.1:1/test/app:v1'))
+    expect(unreachable.code).to.equal('registry_failed')
+    expect(unreachable.message).to.match(/^cannot reach the registry at http:\/\/127\.0\.0\.1:1: /)
+    const missing = await failure(pull(`${front.host}/test/app:no-such-tag`))
+    expect(missing.code).to.equal('image_not_found')
+    expect(missing.message).to.equal(`${front.host}/test/app: the registry has no manifest no-such-tag: MANIFEST_UNKNOWN manifest unknown`)
+  })
+
   it('pulls from a registry that wants basic auth, with the credentials, and says what is missing without', async () => {
     const auth = await startRegistry(join(await dirs.make(), 'registry'), {name: 'robot', password: 'hunter2-secret'})
     try {
