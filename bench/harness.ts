@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 
 export interface Stats {
   runs: number
@@ -93,5 +93,15 @@ export function benchEnv(home: string): NodeJS.ProcessEnv {
     XDG_STATE_HOME: `${home}/.local/state`,
     XDG_RUNTIME_DIR: `${home}/run`,
     CLEANROOM_DATA_DIR: `${home}/.local/share/cleanroom`,
+  }
+}
+
+/** Whether `tool` is on PATH (peers the benchmark compares with where this machine has them). */
+export function installed(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
+    return true
+  } catch {
+    return false
   }
 }

@@ -15,7 +15,7 @@ import {pathToFileURL} from 'node:url'
 import {DaemonClient} from '../src/client/client.js'
 import {ociImage, pushImage, type Compression} from '../test/images/images.js'
 import {startRegistry} from '../test/images/registry.js'
-import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
+import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
 const RUN = new URL('../bin/run.js', import.meta.url).pathname
 const IMAGE_BYTES = 100 << 20
@@ -98,15 +98,6 @@ async function layersOfHostFiles(home: string): Promise<Buffer[]> {
     tars.push(execFileSync('tar', ['-C', '/', '-cf', '-', '--no-recursion', '-T', list], {maxBuffer: 1 << 30}))
   }
   return tars
-}
-
-function installed(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function waitFor(probe: () => Promise<unknown>): Promise<void> {

@@ -16,7 +16,7 @@ import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
 import {imageComparison} from './images.js'
-import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
+import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -302,15 +302,6 @@ function runscBundle(rootfs: string): Record<string, unknown> {
       {destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro']},
     ],
     linux: {namespaces: [{type: 'pid'}, {type: 'network'}, {type: 'ipc'}, {type: 'uts'}, {type: 'mount'}]},
-  }
-}
-
-function installed(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
   }
 }
 

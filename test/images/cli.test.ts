@@ -59,6 +59,12 @@ describe('cleanroom image (CLI, daemon, real registry)', function () {
   let slow: FrontProxy
   let appDigest: string
   const bigContent = randomBytes(3 << 20)
+  // Registered before the suite's own cleanup, so the registry stops before its directory goes.
+  after(async () => {
+    await slow?.close()
+    await front?.close()
+    await registry?.stop()
+  })
   const context = cliRepoSuite('cleanroom-image-cli-', async ({home}) => {
     registry = await startRegistry(join(home, 'registry'))
     front = await startFrontProxy(registry)
@@ -67,12 +73,6 @@ describe('cleanroom image (CLI, daemon, real registry)', function () {
     appDigest = await pushImage(registry, 'test/app', 'v1', app)
     await pushImage(registry, 'test/app', 'latest', app)
     await pushImage(registry, 'test/big', 'v1', ociImage([{tar: await busyboxLayer()}, {tar: await tarOf([{name: 'big.bin', content: bigContent}]), compression: 'none'}]))
-  })
-
-  after(async () => {
-    await slow?.close()
-    await front?.close()
-    await registry?.stop()
   })
 
   const cacheDir = () => join(context.home, '.cache/cleanroom/images')
