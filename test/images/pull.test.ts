@@ -103,6 +103,7 @@ describe('image pull from a real registry on loopback', function () {
     expect((await stat(join(root, 'ro'))).mode & 0o777).to.equal(0o555)
     expect(existsSync(join(root, 'dev/null')) || existsSync(join(root, 'fifo')), 'no device nodes or fifos').to.equal(false)
     expect((await stat(join(root, 'bin/busybox'))).mode & 0o777).to.equal(0o755)
+    expect(await service.runtime(`${front.host}/test/app@${appDigest}`), 'what the backend will start sandboxes with').to.deep.equal({id: image.id, rootfs: root, config: image.config})
     const layerEvents = events.filter((event) => event.type === 'layer' && event.status === 'done')
     expect(layerEvents).to.have.length(3)
     expect(await service.list()).to.have.length(1)
