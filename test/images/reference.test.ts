@@ -5,6 +5,7 @@ import {parseChallenge} from '../../src/images/auth.js'
 import {type Descriptor} from '../../src/images/manifest.js'
 import {hostPlatform, selectPlatformManifest} from '../../src/images/platform.js'
 import {formatReference, isLoopbackRegistry, parseImageReference} from '../../src/images/reference.js'
+import {RegistryClient} from '../../src/images/registry.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {parseRuntimeConfigText} from '../../src/config/parse.js'
 
@@ -42,9 +43,19 @@ describe('image references, platforms and auth challenges', () => {
     }
   })
 
-  it('allows plain HTTP only for loopback registries by default', () => {
+  it('allows plain HTTP only for loopback registries and ones marked insecure', () => {
     expect(['localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:443', 'localhost'].every((host) => isLoopbackRegistry(host))).to.equal(true)
     expect(['ghcr.io', '10.0.0.1:5000', 'localhost.evil.com', '127.0.0.1.nip.io'].some((host) => isLoopbackRegistry(host))).to.equal(false)
+    const origin = (ref: string, insecure?: boolean) => {
+      const client = new RegistryClient(parseImageReference(ref), insecure === undefined ? {} : {insecure})
+      client.close()
+      return client.origin
+    }
+    expect(origin('ghcr.io/acme/base')).to.equal('https://ghcr.io')
+    expect(origin('busybox')).to.equal('https://registry-1.docker.io')
+    expect(origin('10.0.0.1:5000/app')).to.equal('https://10.0.0.1:5000')
+    expect(origin('10.0.0.1:5000/app', true)).to.equal('http://10.0.0.1:5000')
+    expect(origin('127.0.0.1:5000/app')).to.equal('http://127.0.0.1:5000')
   })
 
   it('picks the host platform from an index: arm64 with or without v8, amd64 without a variant or v1, never v2/v3', () => {
