@@ -51,7 +51,7 @@ export function renderPulled(result: {status: string; ref: string; image: Cached
   const {image} = result
   return [
     `${result.status} ${result.ref}`,
-    `digest:   ${image.digests.find((digest) => result.ref.endsWith(digest)) ?? image.digests[0] ?? image.manifest_digest}`,
+    `digest:   ${pinnedDigest(image, result.ref)}`,
     `image id: ${image.id}`,
     `platform: ${image.platform}`,
     `rootfs:   ${image.rootfs}`,
@@ -65,7 +65,7 @@ export function renderImageTable(images: readonly CachedImage[]): string {
   for (const image of images) {
     const tagged = image.refs.filter((ref) => !ref.includes('@'))
     for (const ref of tagged.length > 0 ? tagged : ['<none>']) {
-      rows.push([ref, short(image.digests[0] ?? image.manifest_digest), short(image.id), image.platform, formatBytes(image.size_bytes), image.created_at])
+      rows.push([ref, short(pinnedDigest(image, ref)), short(image.id), image.platform, formatBytes(image.size_bytes), image.created_at])
     }
   }
   const widths = rows[0]!.map((_cell, column) => Math.max(...rows.map((row) => row[column]!.length)))
@@ -90,6 +90,14 @@ export function formatBytes(bytes: number): string {
     unit++
   }
   return `${value.toFixed(1)} ${units[unit]}`
+}
+
+/** The digest `ref`'s repository was pinned to (the index's, for a multi-platform image), else the manifest's. */
+function pinnedDigest(image: CachedImage, ref: string): string {
+  const at = ref.indexOf('@')
+  if (at >= 0) return ref.slice(at + 1)
+  const repository = ref.slice(0, ref.lastIndexOf(':') > ref.lastIndexOf('/') ? ref.lastIndexOf(':') : ref.length)
+  return image.refs.find((name) => name.startsWith(`${repository}@`))?.slice(repository.length + 1) ?? image.manifest_digest
 }
 
 /** `sha256:` and the first 12 hex digits, as Docker shows ids. */

@@ -84,6 +84,7 @@ describe('cleanroom image (CLI, daemon, real registry)', function () {
     expect(pulled.stderr).to.match(/sha256:[a-f0-9]{12}: downloading /)
     expect(pulled.stderr).to.match(/sha256:[a-f0-9]{12}: done /)
     expect(pulled.stdout).to.match(new RegExp(`^pulled ${front.host}/test/app:v1\\n`))
+    expect(pulled.stdout).to.contain(`\ndigest:   ${appDigest}\n`)
     expect(pulled.stdout).to.contain(`rootfs:   ${cacheDir()}/images/`)
 
     const again = await context.cli(['image', 'pull', `${front.host}/test/app@${appDigest}`, '--json'])
