@@ -28,9 +28,9 @@ export interface UnpackStats {
  * delete what lower layers made; an opaque marker (`.wh..wh..opq`) hides
  * everything lower layers put in its directory. Owners are not applied.
  *
- * File calls are synchronous: an unpack is thousands of small calls, and on
- * libuv's four-thread pool they queue behind (and in front of) zlib's work;
- * the event loop still turns between entries, while the next bytes arrive.
+ * File calls are synchronous: an unpack is thousands of small calls, each a
+ * round trip through libuv's four-thread pool when asynchronous, queued with
+ * zlib's work there; the event loop still turns between entries.
  */
 export class RootfsWriter {
   readonly stats: UnpackStats = {files: 0, bytes: 0, skipped: 0}
