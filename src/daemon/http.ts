@@ -19,6 +19,11 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   sandbox_failed: 409,
   daemon_version_mismatch: 409,
   backend_capability_mismatch: 422,
+  image_invalid: 422,
+  image_unsupported: 422,
+  path_escapes_root: 422,
+  registry_auth_failed: 502,
+  registry_failed: 502,
   backend_unavailable: 503,
 }
 

@@ -1,5 +1,5 @@
 import {createReadStream} from 'node:fs'
-import {open, rm} from 'node:fs/promises'
+import {open} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -7,7 +7,7 @@ import {pipeline} from 'node:stream/promises'
 import {CleanroomError} from '../errors/index.js'
 import {type Descriptor, type ImageConfig, type ImageManifest, layerCompression} from './manifest.js'
 import {formatPlatform} from './platform.js'
-import type {CachedImage, ImageStore, LayerRecord} from './store.js'
+import {type CachedImage, type ImageStore, type LayerRecord, removeTree} from './store.js'
 import {Coalesce, decompressor, DigestCheck, FileTee} from './streams.js'
 import {RootfsWriter} from './unpack.js'
 
@@ -75,7 +75,7 @@ export async function buildImage(
     }
     return await store.commitImage(join(temp, 'image'), record, names)
   } finally {
-    await rm(temp, {recursive: true, force: true}).catch(() => undefined)
+    await removeTree(temp).catch(() => undefined)
   }
 }
 

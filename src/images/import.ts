@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {mkdir, open, rm} from 'node:fs/promises'
+import {mkdir, open} from 'node:fs/promises'
 import {join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -11,7 +11,7 @@ import {buildImage, type ImageEvent} from './build.js'
 import {type Descriptor, type ImageIndex, MAX_DOCUMENT_BYTES, MEDIA_TYPES, parseImageConfig, parseManifestDocument, type Platform} from './manifest.js'
 import {formatPlatform, hostPlatform, selectPlatformManifest} from './platform.js'
 import {formatReference, type ImageReference, pinnedNames} from './reference.js'
-import type {CachedImage, ImageStore} from './store.js'
+import {type CachedImage, type ImageStore, removeTree} from './store.js'
 import {Coalesce, decompressor, DigestCheck, FileTee, peek, readLimited, sniffCompression} from './streams.js'
 import {RootfsWriter} from './unpack.js'
 
@@ -62,7 +62,7 @@ export async function importRootfs(store: ImageStore, reference: ImageReference,
     }
     return await store.commitImage(join(temp, 'image'), record, {digests: [manifestDigest], refs: pinnedNames(reference, manifestDigest)})
   } finally {
-    await rm(temp, {recursive: true, force: true}).catch(() => undefined)
+    await removeTree(temp).catch(() => undefined)
   }
 }
 
@@ -113,7 +113,7 @@ export async function importOciLayout(store: ImageStore, reference: ImageReferen
     const source = async (layer: Descriptor) => createReadStream(join(staging, layer.digest.slice('sha256:'.length)), {highWaterMark: 1 << 20})
     return await buildImage(store, {manifest, manifestDigest, manifestBytes, config, configBytes}, source, {digests, refs: pinnedNames(reference, top.digest)}, onEvent)
   } finally {
-    await rm(temp, {recursive: true, force: true}).catch(() => undefined)
+    await removeTree(temp).catch(() => undefined)
   }
 }
 

@@ -126,6 +126,18 @@ describe('cleanroom image (CLI, daemon, real registry)', function () {
     expect(messages.at(-1)).to.deep.include({type: 'result', status: 'pulled'})
     const bad = await new DaemonClient(socketPath).json('POST', '/v1/images/pull', {ref: 'Not A Ref'}).catch((error: unknown) => error)
     expect((bad as {code: string}).code).to.equal('image_ref_invalid')
+    const hostile = await tarOf([{name: '../../escape.txt', content: 'out'}])
+    const refused = await new Promise<{status: number; body: string}>((resolve, reject) => {
+      const req = request({socketPath, method: 'POST', path: '/v1/images/import?ref=local/evil:1'}, (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+        res.on('end', () => resolve({status: res.statusCode ?? 0, body: text}))
+      })
+      req.on('error', reject)
+      req.end(hostile)
+    })
+    expect(refused.status).to.equal(422)
+    expect(JSON.parse(refused.body).error.code).to.equal('path_escapes_root')
   })
 
   it('resolves a tag without a daemon, and bump-ref rewrites only the ref of a commented policy', async () => {
