@@ -16,6 +16,7 @@ import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
 import {imageComparison} from './images.js'
+import {seccompComparisons} from './seccomp.js'
 import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -197,6 +198,19 @@ async function main(): Promise<void> {
         relay_cpu_system_ms: egress.relayCpu.system_ms,
       },
       goal: {description: `added latency <= 1.5 ms (measured ${added.toFixed(2)} ms) and throughput >= 0.8x direct (measured ${ratio.toFixed(2)}x)`, met: added <= 1.5 && ratio >= 0.8},
+    })
+
+    const seccomp = await seccompComparisons(RUNS)
+    report(seccomp.syscalls)
+    measurements.push({
+      title: 'seccomp filter',
+      values: {
+        install_median_us: seccomp.cost.median_us,
+        install_p95_us: seccomp.cost.p95_us,
+        getppid_plain_ns: seccomp.cost.plain_ns,
+        getppid_filtered_ns: seccomp.cost.filtered_ns,
+      },
+      goal: {description: `installing it <= 1 ms (measured ${(seccomp.cost.median_us / 1000).toFixed(3)} ms)`, met: seccomp.cost.median_us <= 1000},
     })
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.

@@ -5,6 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../errors/index.js'
 import {stateDir} from '../paths.js'
+import {closeInheritedFds} from '../util/fds.js'
 import {socketAnswers} from '../util/socket.js'
 
 const START_TIMEOUT_MS = 15_000
@@ -18,6 +19,8 @@ export async function startDaemon(socketPath: string, runScript: string, env: No
   const logPath = join(stateDir(env), 'daemon.log')
   await mkdir(stateDir(env), {recursive: true, mode: 0o700})
   const log = await open(logPath, 'a', 0o600)
+  // The daemon gets stdio and nothing else: the CLI's inherited fds (it needs none) would pass to it.
+  closeInheritedFds()
   try {
     const child = spawn(process.execPath, [runScript, 'serve', '--listen', `unix://${socketPath}`], {
       detached: true,

@@ -5,6 +5,7 @@ import {socketPathOf} from '../client/connect.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import {startDaemon} from '../daemon/daemon.js'
 import {stateDir} from '../paths.js'
+import {closeInheritedFds} from '../util/fds.js'
 
 export default class Serve extends BaseCommand {
   static override summary = 'Run the cleanroom daemon in the foreground'
@@ -20,6 +21,8 @@ export default class Serve extends BaseCommand {
   }
 
   async run(): Promise<void> {
+    // Before anything is spawned: no fd of whoever started the daemon may reach a sandbox.
+    closeInheritedFds()
     const {flags} = await this.parse(Serve)
     const {config} = await loadRuntimeConfig()
     const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`)

@@ -12,7 +12,9 @@ import {
   type RuntimeConfig,
 } from './schema.js'
 
-const TOP_KEYS = ['default_backend', 'backends', 'agents', 'registries']
+const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents', 'registries']
+const EGRESS_KEYS = ['max_connections_per_sandbox']
+const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
 const LINUX_NS_KEYS = ['bwrap_path']
 const GVISOR_KEYS = ['runsc_path', 'platform']
 const REGISTRY_KEYS = ['username', 'password_env', 'token_env', 'insecure']
@@ -47,6 +49,8 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
       file.report(['backends'], 'must be a mapping of backend name to settings')
     }
   }
+
+  parseEgress(file, root.egress, config)
 
   const {agents} = root
   if (agents !== undefined && agents !== null) {
@@ -119,6 +123,22 @@ function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): vo
   reportUnknownKeys(file, path, value, LINUX_NS_KEYS)
   const bwrap = binaryPath(file, [...path, 'bwrap_path'], value.bwrap_path)
   if (bwrap) config.backends['linux-ns'].bwrap_path = bwrap
+}
+
+function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): void {
+  if (value === undefined || value === null) return
+  if (!isRecord(value)) {
+    file.report(['egress'], 'must be a mapping of settings')
+    return
+  }
+  reportUnknownKeys(file, ['egress'], value, EGRESS_KEYS)
+  const max = value.max_connections_per_sandbox
+  if (max === undefined || max === null) return
+  if (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > MAX_CONNECTIONS_PER_SANDBOX) {
+    file.report(['egress', 'max_connections_per_sandbox'], `must be a whole number from 1 to ${MAX_CONNECTIONS_PER_SANDBOX}`)
+    return
+  }
+  config.egress.max_connections_per_sandbox = max
 }
 
 function parseGvisor(file: YamlFile, value: unknown, config: RuntimeConfig): void {

@@ -37,10 +37,16 @@ export interface RuntimeConfig {
     'linux-ns': LinuxNsSettings
     gvisor: GvisorSettings
   }
+  egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
   /** Image registries by host (`ghcr.io`, `registry.internal:5000`). */
   registries: Record<string, RegistrySettings>
+}
+
+export interface EgressSettings {
+  /** Connections one sandbox may hold open through its proxy; more are closed at once. */
+  max_connections_per_sandbox: number
 }
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
@@ -49,6 +55,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
     'linux-ns': {bwrap_path: 'bwrap'},
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
+  egress: {max_connections_per_sandbox: 1024},
   agents: {},
   registries: {},
 }

@@ -14,6 +14,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
       backends: structuredClone(DEFAULT_RUNTIME_CONFIG.backends),
+      egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
       registries: null,
       agents: null,
     },
@@ -32,6 +33,12 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   commentKey(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
   commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
   commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
+  commentKey(doc, ['egress'], ' The egress proxy each sandbox reaches the network through.')
+  commentKey(
+    doc,
+    ['egress', 'max_connections_per_sandbox'],
+    " Connections one sandbox may hold open through its proxy; more are closed at once (the daemon's own limit, from its open-file limit, also applies).",
+  )
   commentKey(doc,
     ['registries'],
     [

@@ -36,7 +36,10 @@ export interface RunningDaemon {
 /** Starts `cleanroom serve`: adopts the sandboxes on disk, then listens on the unix socket (mode 0600). */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
-  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {resolver: options.resolver})
+  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
+    resolver: options.resolver,
+    maxConnectionsPerSandbox: options.config.egress.max_connections_per_sandbox,
+  })
   await manager.adopt()
 
   const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => manager.list(true))

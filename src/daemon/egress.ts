@@ -2,10 +2,11 @@ import type {Server} from 'node:net'
 import {join} from 'node:path'
 
 import type {Resolver} from '../egress/addresses.js'
-import {AuditLog} from '../egress/audit.js'
+import {type AuditEvent, AuditLog} from '../egress/audit.js'
 import {EgressProxy} from '../egress/proxy.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
+import {capConnections, type ConnectionBudget, type LimitReached} from './connection-limits.js'
 
 /** Where the proxy listens inside every sandbox (its own network namespace: no clash between sandboxes). */
 export const PROXY_PORT = 3128
@@ -14,6 +15,12 @@ const PROXY_URL = `http://127.0.0.1:${PROXY_PORT}`
 /** The audit log of a sandbox, next to its state. */
 export function auditPath(sandboxDir: string): string {
   return join(sandboxDir, 'egress.jsonl')
+}
+
+/** How many proxy connections a sandbox may hold: its own limit, and its share of the daemon's. */
+export interface EgressLimits {
+  perSandbox: number
+  budget: ConnectionBudget
 }
 
 /** A sandbox's egress: the proxy, the listener inside the sandbox it serves, its audit log. */
@@ -25,7 +32,7 @@ export class SandboxEgress {
   ) {}
 
   /** Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed. */
-  static async start(backend: SandboxBackend, record: SandboxRecord, sandboxDir: string, resolver?: Resolver): Promise<SandboxEgress> {
+  static async start(backend: SandboxBackend, record: SandboxRecord, sandboxDir: string, limits: EgressLimits, resolver?: Resolver): Promise<SandboxEgress> {
     if (!record.runtime) throw new Error(`sandbox ${record.sandbox_id} has no runtime`)
     const audit = await AuditLog.open(auditPath(sandboxDir))
     let server: Server
@@ -39,7 +46,7 @@ export class SandboxEgress {
     // server reads this option when it accepts, so it can be set on a handed-over server.
     ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
     const proxy = new EgressProxy({sandboxId: record.sandbox_id, policy: record.policy, allowAll: record.allow_all === true, audit, ...(resolver ? {resolver} : {})})
-    proxy.listen(server)
+    capConnections(server, limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
     return new SandboxEgress(server, proxy, audit)
   }
 
@@ -47,6 +54,25 @@ export class SandboxEgress {
     this.server.close()
     await this.proxy.close()
     await this.audit.close()
+  }
+}
+
+/** The audit line for connections turned away at a limit (one per burst, see capConnections). */
+function limitEvent(sandboxId: string, {limit, max}: LimitReached): AuditEvent {
+  const which = limit === 'sandbox' ? `this sandbox's limit of ${max} open connections (egress.max_connections_per_sandbox)` : `the daemon's limit of ${max} open connections across sandboxes`
+  return {
+    time: new Date().toISOString(),
+    sandbox_id: sandboxId,
+    host: '',
+    port: 0,
+    resolved_ip: null,
+    action: 'deny',
+    reason: 'connection_limit',
+    error: `${which} is reached: further connections are closed at once`,
+    bytes_up: 0,
+    bytes_down: 0,
+    duration_ms: 0,
+    protocol: 'http',
   }
 }
 

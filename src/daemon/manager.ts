@@ -1,6 +1,6 @@
 import type {Readable} from 'node:stream'
 
-import type {BackendName} from '../config/schema.js'
+import {type BackendName, DEFAULT_RUNTIME_CONFIG} from '../config/schema.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
@@ -9,7 +9,8 @@ import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
-import {auditPath, caEnv, proxyEnv, SandboxEgress} from './egress.js'
+import {ConnectionBudget} from './connection-limits.js'
+import {auditPath, caEnv, type EgressLimits, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
 
 export interface CreateSandboxRequest {
@@ -38,13 +39,17 @@ export class SandboxManager {
   private readonly sandboxes = new Map<string, SandboxRecord>()
   private readonly pendingExecs = new Map<string, PendingExec>()
   private readonly egress = new Map<string, SandboxEgress>()
+  /** Every sandbox's proxy connections count against its own limit and the daemon's shared budget. */
+  private readonly egressLimits: EgressLimits
 
   constructor(
     private readonly store: StateStore,
     private readonly backends: ReadonlyMap<BackendName, SandboxBackend>,
     private readonly log: Logger,
-    private readonly options: {resolver?: Resolver} = {},
-  ) {}
+    private readonly options: {resolver?: Resolver; maxConnectionsPerSandbox?: number} = {},
+  ) {
+    this.egressLimits = {perSandbox: options.maxConnectionsPerSandbox ?? DEFAULT_RUNTIME_CONFIG.egress.max_connections_per_sandbox, budget: new ConnectionBudget()}
+  }
 
   /** Loads every record and checks each live one: still running → ready, gone → failed. */
   async adopt(): Promise<void> {
@@ -211,8 +216,8 @@ export class SandboxManager {
       throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} is ${record.status}: its workspace changes are ${record.status === 'stopped' ? 'gone' : 'not there yet'}`)
     }
     const {backend, runtime} = this.reach(record)
-    const {upper, hidden} = await backend.workspaceLayers(runtime)
-    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, createdAt: Date.parse(record.created_at)})
+    const {upper, hidden, provided} = await backend.workspaceLayers(runtime)
+    const diff = await diffWorkspace({upper, lower: record.workspace_source, hidden, provided, createdAt: Date.parse(record.created_at)})
     return {workspace_source: record.workspace_source, ...diff}
   }
 
@@ -228,7 +233,7 @@ export class SandboxManager {
   }
 
   private async startEgress(record: SandboxRecord): Promise<void> {
-    const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.options.resolver)
+    const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.egressLimits, this.options.resolver)
     this.egress.set(record.sandbox_id, egress)
   }
 

@@ -10,6 +10,7 @@ import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {capabilityFixes, capabilityMismatch, missingCapabilities} from '../sandbox/capabilities.js'
+import {checkIgnoredFiles} from './ignored.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -78,6 +79,8 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
   }
 
   checks.push(await checkSocket(options.host, options.version))
+  const sandboxes = await new DaemonClient(socketPathOf(options.host)).listSandboxes(false).catch(() => [])
+  checks.push(await checkIgnoredFiles(options.dir, sandboxes))
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
 }
 

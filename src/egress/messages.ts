@@ -80,6 +80,7 @@ export function refusalMessage(shown: RefusalDetail): string {
       case 'head_timeout': {
         return 'the request head was not complete within 30 s'
       }
+      case 'connection_limit':
       case 'host_mismatch':
       case 'malformed_request':
       case 'unsupported_request': {

@@ -4,6 +4,7 @@
  */
 
 export type ErrorCode =
+  | 'agent_exists'
   | 'agent_not_found'
   | 'agent_spec_invalid'
   | 'backend_capability_mismatch'
@@ -24,6 +25,9 @@ export type ErrorCode =
   | 'image_ref_invalid'
   | 'image_unsupported'
   | 'path_escapes_root'
+  | 'plugin_install_failed'
+  | 'plugin_invalid'
+  | 'plugin_runs_code'
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
@@ -39,10 +43,13 @@ export type ErrorCode =
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  agent_exists: 2,
   agent_not_found: 127,
   bad_request: 2,
   config_invalid: 2,
   image_ref_invalid: 2,
+  plugin_invalid: 2,
+  plugin_runs_code: 2,
   policy_invalid: 2,
   usage: 2,
 }

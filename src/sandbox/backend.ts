@@ -33,11 +33,13 @@ export interface WorkspaceLayers {
   upper: string
   /** Workspace paths hidden at create time (git-ignored): not the sandbox's changes. */
   hidden: string[]
+  /** Files the backend itself put in `upper` at create that still hold what it put there (the redacted .git/config): not the sandbox's changes either. */
+  provided: string[]
 }
 
 export interface Availability {
   ok: boolean
-  /** e.g. `bubblewrap 0.8.0` */
+  /** What the backend runs with, e.g. `bubblewrap 0.8.0; cleanroom-nsinit prebuilt for linux-x64: /path` */
   version?: string
   /** What is missing, and the fix. */
   problem?: string

@@ -23,6 +23,8 @@ export interface OverlayLayers {
   lower: string
   /** Paths hidden from the sandbox at create (what git ignores): neither side is looked at. */
   hidden: readonly string[]
+  /** Files the backend put in the upper layer at create, untouched since (the redacted .git/config): not changes. */
+  provided?: readonly string[]
   /** When the sandbox was created (ms): the change time of an upper entry whose birth time the filesystem does not keep. */
   createdAt: number
 }
@@ -36,6 +38,7 @@ export async function scanOverlay(layers: OverlayLayers): Promise<OverlayScan> {
   const scan: OverlayScan = {lowerPaths: [], upperPaths: [], changedAt: new Map(), lowerCtime: new Map(), gitChanges: 0}
   const hidden = layers.hidden.map((path) => path.replace(/\/+$/, '')).filter((path) => path !== '')
   const isHidden = (path: string) => hidden.some((h) => path === h || path.startsWith(`${h}/`))
+  const provided = new Set(layers.provided ?? [])
   const changedAt = (stats: Stats) => (stats.birthtimeMs > 0 ? stats.birthtimeMs : layers.createdAt)
   /** Directories in both layers: the lower's entries show through unless the upper one is opaque. */
   const merged = new Map<string, {names: Set<string>; at: number}>()
@@ -66,7 +69,7 @@ export async function scanOverlay(layers: OverlayLayers): Promise<OverlayScan> {
       if (isHidden(path)) continue
       const stats = await lstat(join(layers.upper, path))
       if (isGitPath(path)) {
-        scan.gitChanges += await countEntries(join(layers.upper, path), stats)
+        scan.gitChanges += await countEntries(layers.upper, path, stats, provided)
         continue
       }
       const lower = await lowerStat(path)
@@ -103,12 +106,12 @@ function isGitPath(path: string): boolean {
   return path.split('/').includes('.git')
 }
 
-async function countEntries(path: string, stats: Stats): Promise<number> {
-  if (!stats.isDirectory()) return 1
+async function countEntries(root: string, path: string, stats: Stats, skip: ReadonlySet<string>): Promise<number> {
+  if (!stats.isDirectory()) return skip.has(path) ? 0 : 1
   let count = 0
-  for (const name of await readdir(path).catch(() => [])) {
-    const child = join(path, name)
-    count += await countEntries(child, await lstat(child))
+  for (const name of await readdir(join(root, path)).catch(() => [])) {
+    const child = `${path}/${name}`
+    count += await countEntries(root, child, await lstat(join(root, child)), skip)
   }
   return count
 }

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {isolatedEnv, runCli} from '../helpers/cli.js'
+import {isolatedEnv, PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 interface Report {
@@ -15,7 +15,7 @@ describe('cleanroom doctor', () => {
   const dirs = tempDirs()
   afterEach(() => dirs.cleanup())
 
-  async function doctor(config?: string, policy?: string): Promise<{exitCode: number; report: Report; text: string}> {
+  async function doctor(config?: string, policy?: string, extraEnv: Record<string, string> = {}): Promise<{exitCode: number; report: Report; text: string}> {
     const home = await dirs.make()
     if (config) {
       await mkdir(join(home, '.config/cleanroom'), {recursive: true})
@@ -24,7 +24,7 @@ describe('cleanroom doctor', () => {
     const repo = join(home, 'repo')
     await mkdir(repo)
     if (policy) await writeFile(join(repo, 'cleanroom.yaml'), policy)
-    const env = isolatedEnv(home)
+    const env = {...isolatedEnv(home), ...extraEnv}
     const json = await runCli(['doctor', '--json', '-c', repo], {env})
     const text = await runCli(['doctor', '-c', repo], {env})
     return {exitCode: json.exitCode, report: JSON.parse(json.stdout) as Report, text: text.stdout}
@@ -46,6 +46,19 @@ describe('cleanroom doctor', () => {
     const backend = report.checks.find((check) => check.name === 'backend linux-ns (default)')
     expect(backend?.status).to.equal('fail')
     expect(backend?.fix).to.contain('apt-get install -y bubblewrap')
+  })
+
+  it('names the cleanroom-nsinit in use: the prebuilt one of this platform', async () => {
+    const {text} = await doctor()
+    const platform = `${process.platform}-${process.arch}`
+    const helper = join(PROJECT_ROOT, 'dist/libexec', platform, 'cleanroom-nsinit')
+    expect(text).to.match(new RegExp(`^ok {4}backend linux-ns \\(default\\): bubblewrap \\S+; cleanroom-nsinit prebuilt for ${platform}: ${helper}$`, 'm'))
+  })
+
+  it('fails with the fix when CLEANROOM_NSINIT names no helper', async () => {
+    const {exitCode, text} = await doctor(undefined, undefined, {CLEANROOM_NSINIT: '/nonexistent/cleanroom-nsinit'})
+    expect(exitCode).to.equal(1)
+    expect(text).to.contain('FAIL  backend linux-ns (default): CLEANROOM_NSINIT names /nonexistent/cleanroom-nsinit, which is not an executable file\n      fix: set CLEANROOM_NSINIT to the absolute path of a cleanroom-nsinit, or unset it\n')
   })
 
   it('accepts a policy with allow rules, which linux-ns enforces through its egress proxy', async () => {

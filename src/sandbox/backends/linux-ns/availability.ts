@@ -2,15 +2,17 @@ import {execFile} from 'node:child_process'
 import {constants} from 'node:fs'
 import {access, readFile, stat} from 'node:fs/promises'
 import {delimiter, isAbsolute, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
 import type {LinuxNsSettings} from '../../../config/schema.js'
+import {findNsinit, type NsinitBinary} from './nsinit-binary.js'
 
 /** The programs a linux-ns sandbox is built with, found on this machine. */
 export interface Toolchain {
   bwrap: string
   nsinit: string
+  /** Where that nsinit came from, e.g. `prebuilt for linux-x64`. */
+  nsinitOrigin: NsinitBinary['description']
   /** e.g. `bubblewrap 0.8.0` */
   bwrapVersion: string
 }
@@ -19,14 +21,6 @@ export type Probe = ({ok: true} & Toolchain) | {ok: false; problem: string; fix:
 
 /** Where nsinit shows the state dir to bwrap (see --bind-state in nsinit.c). */
 export const STATE_MOUNT_POINT = '/mnt'
-
-/** `<project root>/dist/libexec/cleanroom-nsinit`; this module sits 4 levels below the root in src/ and in dist/. */
-export function nsinitPath(env: NodeJS.ProcessEnv = process.env): string {
-  const override = env.CLEANROOM_NSINIT
-  if (override !== undefined && isAbsolute(override)) return override
-  const root = fileURLToPath(new URL('../../../../', import.meta.url))
-  return join(root, 'dist', 'libexec', 'cleanroom-nsinit')
-}
 
 /** Whether this machine can build linux-ns sandboxes, and with what. */
 export async function probeMachine(settings: LinuxNsSettings): Promise<Probe> {
@@ -43,15 +37,8 @@ export async function probeMachine(settings: LinuxNsSettings): Promise<Probe> {
     return {ok: false, problem: `${bwrap} --version failed: it is not a working bubblewrap`, fix: 'apt-get install -y --reinstall bubblewrap'}
   }
 
-  const nsinit = nsinitPath()
-  if (!(await isExecutable(nsinit))) {
-    const root = fileURLToPath(new URL('../../../../', import.meta.url))
-    return {
-      ok: false,
-      problem: `the sandbox launch helper ${nsinit} is missing (it is compiled from nsinit.c at build time)`,
-      fix: `cd ${root} && npm run build:nsinit (needs a C compiler: apt-get install -y gcc)`,
-    }
-  }
+  const nsinit = await findNsinit()
+  if (!nsinit.ok) return nsinit
 
   const userns = await userNamespaceProblem()
   if (userns) return {ok: false, ...userns}
@@ -61,7 +48,7 @@ export async function probeMachine(settings: LinuxNsSettings): Promise<Probe> {
     return {ok: false, problem: `${STATE_MOUNT_POINT} is not a directory: the sandbox launch helper mounts the sandbox's state there (in a private mount namespace)`, fix: `mkdir ${STATE_MOUNT_POINT}`}
   }
 
-  return {ok: true, bwrap, nsinit, bwrapVersion}
+  return {ok: true, bwrap, nsinit: nsinit.binary.path, nsinitOrigin: nsinit.binary.description, bwrapVersion}
 }
 
 /** bwrap runs as an unprivileged uid in both daemon modes, so it needs unprivileged user namespaces. */

@@ -9,6 +9,7 @@ import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
+import {GIT_CONFIG_PATH, gitConfigHolds} from '../../git-config.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
@@ -47,7 +48,7 @@ export class LinuxNsBackend implements SandboxBackend {
 
   async availability(): Promise<Availability> {
     const probe = await probeMachine(this.settings)
-    return probe.ok ? {ok: true, version: probe.bwrapVersion} : {ok: false, problem: probe.problem, fix: probe.fix}
+    return probe.ok ? {ok: true, version: `${probe.bwrapVersion}; cleanroom-nsinit ${probe.nsinitOrigin}: ${probe.nsinit}`} : {ok: false, problem: probe.problem, fix: probe.fix}
   }
 
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
@@ -75,11 +76,13 @@ export class LinuxNsBackend implements SandboxBackend {
   async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
     const state = parseRuntime(runtime).state_dir
     // `upper` is the overlay's upper layer, made by cleanroom-nsinit.
-    const hidden = await readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then(
-      (text) => text.split('\0').filter(Boolean),
-      () => [],
-    )
-    return {upper: join(state, 'upper'), hidden}
+    const upper = join(state, 'upper')
+    const [hidden, gitConfig] = await Promise.all([
+      readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0').filter(Boolean), () => []),
+      readFile(join(state, STATE_LAYOUT.gitConfig)).catch(() => undefined),
+    ])
+    const untouched = gitConfig !== undefined && (await gitConfigHolds(upper, gitConfig))
+    return {upper, hidden, provided: untouched ? [GIT_CONFIG_PATH] : []}
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {

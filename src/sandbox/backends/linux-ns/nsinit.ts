@@ -8,6 +8,8 @@ export const NSINIT_SETUP_FAILED = 125
 /** The fds the sandbox's init is given by the daemon: bwrap's JSON status, and the "ready" line. */
 export const STATUS_FD = 3
 export const READY_FD = 4
+/** Where nsinit puts the seccomp program for bwrap; every other fd above 2 is closed. */
+const SECCOMP_FD = 5
 
 export interface CreatePlan {
   stateDir: string
@@ -17,6 +19,8 @@ export interface CreatePlan {
   hostUid?: number
   /** A file of NUL-separated paths (relative to `lower`) to hide. */
   whiteoutFile?: string
+  /** The redacted .git/config the sandbox sees instead of the workspace's own. */
+  gitConfig?: string
   /** Where nsinit binds the state dir for bwrap. */
   stateView: string
   bwrap: string
@@ -25,9 +29,11 @@ export interface CreatePlan {
 
 /** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
 export function createArgv(plan: CreatePlan): string[] {
-  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView]
+  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView, '--etc']
+  argv.push('--keep-fd', String(STATUS_FD), '--keep-fd', String(READY_FD), '--seccomp-fd', String(SECCOMP_FD))
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
+  if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
   return [...argv, '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
 }
 
@@ -39,6 +45,7 @@ function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
     '--gid', String(SANDBOX_USER.gid),
     '--cap-drop', 'ALL',
     '--hostname', SANDBOX_HOSTNAME,
+    '--seccomp', String(SECCOMP_FD),
   ]
   for (const mount of rootfs) argv.push(...mountArgs(mount))
   argv.push(
@@ -51,7 +58,7 @@ function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
     '--json-status-fd', String(STATUS_FD),
     // bwrap's status line comes before the sandbox is set up: only the held command itself
     // can say it runs. Its fds to the daemon are closed so no exec can reach them.
-    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&-; exec sleep infinity`,
+    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&- ${SECCOMP_FD}<&-; exec sleep infinity`,
   )
   return argv
 }

@@ -4,6 +4,8 @@ import {isAbsolute, join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
+import {redactedGitConfigOf} from '../../git-config.js'
+import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
 import {launchInit} from './launch.js'
 import {createArgv} from './nsinit.js'
@@ -11,7 +13,6 @@ import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {claimHostUid} from './uids.js'
-import {ignoredPaths} from './workspace.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -32,11 +33,13 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   const root = process.getuid?.() === 0
   await mkdir(state, {recursive: true, mode: 0o700})
   try {
-    // Independent steps at once: git lists what to hide while the uid, /etc and the root filesystem plan are made.
-    const [hostUid, , hidden, rootfs] = await settleAll([
+    // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
+    // the sandbox sees and the root filesystem plan are made.
+    const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
       root ? claimHostUid(state) : chmod(state, 0o700).then(() => undefined),
       writeGeneratedEtc(state),
-      workspace === null ? Promise.resolve([]) : ignoredPaths(workspace),
+      workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
+      workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       sandboxRootfs(STATE_MOUNT_POINT),
     ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
@@ -45,6 +48,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       lower,
       hostUid,
       whiteoutFile: await writeWhiteouts(state, hidden),
+      gitConfig,
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
       rootfs,
@@ -86,6 +90,15 @@ async function writeWhiteouts(state: string, paths: string[]): Promise<string | 
   if (paths.length === 0) return undefined
   const file = join(state, STATE_LAYOUT.whiteouts)
   await writeFile(file, paths.map((path) => `${path}\0`).join(''), {mode: 0o600})
+  return file
+}
+
+/** The redacted .git/config for nsinit --git-config, when the workspace's own holds something to redact. */
+async function writeRedactedGitConfig(state: string, workspace: string): Promise<string | undefined> {
+  const redacted = await redactedGitConfigOf(workspace)
+  if (redacted === undefined) return undefined
+  const file = join(state, STATE_LAYOUT.gitConfig)
+  await writeFile(file, redacted, {mode: 0o600})
   return file
 }
 

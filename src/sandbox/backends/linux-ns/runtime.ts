@@ -45,7 +45,16 @@ export interface ProcessFacts {
   startTime: number
   /** The real uid. */
   uid: number
+  /**
+   * SIGKILL is pending or the kernel is taking it down (PF_EXITING): it is dead
+   * already, though for a pid namespace's init that can last until the namespace is empty.
+   */
+  dying: boolean
 }
+
+const PF_EXITING = 0x4
+/** Signal n is bit n-1 of the pending masks in /proc/N/status. */
+const SIGKILL_MASK = 1 << 8
 
 export async function processFacts(pid: number): Promise<ProcessFacts | undefined> {
   try {
@@ -54,7 +63,9 @@ export async function processFacts(pid: number): Promise<ProcessFacts | undefine
     const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
     if (fields[0] === undefined || fields[19] === undefined || uid === undefined) return undefined
-    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid)}
+    const killed = [/^SigPnd:\s+([0-9a-f]+)$/m, /^ShdPnd:\s+([0-9a-f]+)$/m].some((mask) => (Number.parseInt(mask.exec(status)?.[1]?.slice(-8) ?? '0', 16) & SIGKILL_MASK) !== 0)
+    const dying = killed || (Number(fields[6]) & PF_EXITING) !== 0
+    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid), dying}
   } catch {
     return undefined
   }
@@ -75,11 +86,11 @@ export async function isRunning(pid: number, startTime: number): Promise<boolean
 
 /**
  * The sandbox's init is alive: same pid and start time (never a recycled pid), not a
- * zombie, running as the sandbox's uid, holding the sandbox's mount namespace.
+ * zombie nor killed, running as the sandbox's uid, holding the sandbox's mount namespace.
  */
 export async function isSandboxAlive(runtime: LinuxNsRuntime): Promise<boolean> {
   const init = await processFacts(runtime.init_pid)
-  if (!init || init.state === 'Z' || init.startTime !== runtime.init_start_time) return false
+  if (!init || init.state === 'Z' || init.dying || init.startTime !== runtime.init_start_time) return false
   if (init.uid !== (runtime.host_uid ?? process.getuid?.())) return false
   return (await mountNamespace(runtime.init_pid)) === runtime.mnt_ns
 }
