@@ -1,4 +1,5 @@
 import {createHash, randomBytes} from 'node:crypto'
+import {readFileSync} from 'node:fs'
 import {chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, isAbsolute, join} from 'node:path'
@@ -273,11 +274,17 @@ function hexOf(digest: string): string {
   return hex
 }
 
+/** Whether `pid` still runs; a zombie (killed, not yet reaped by its parent) does not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))
+  } catch {
+    return true
   }
 }
