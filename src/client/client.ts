@@ -166,7 +166,8 @@ export class DaemonClient {
     throw new CleanroomError('backend_failed', `the daemon answered ${answer.status} instead of starting the command`)
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** One JSON request and its JSON answer; an error answer becomes the CleanroomError the daemon sent. */
+  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const answer = await this.exchange([jsonRequest(method, path, body === undefined ? undefined : JSON.stringify(body), this.headers)])
     if (answer.upgraded) throw new CleanroomError('backend_failed', `the daemon switched protocols on ${method} ${path}`)
     check(answer)
@@ -201,8 +202,8 @@ export class DaemonClient {
     return this.started
   }
 
-  /** A request whose body or answer is a stream (archives, the audit log), through Node's http client. */
-  private async send(method: string, path: string, body?: Readable): Promise<IncomingMessage> {
+  /** A request whose body or answer is a stream (archives, the audit log, image pulls), through Node's http client. */
+  async send(method: string, path: string, body?: Readable): Promise<IncomingMessage> {
     // Loaded on first use: `exec` never needs it.
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
@@ -218,7 +219,7 @@ export class DaemonClient {
 }
 
 /** Turns an error response into the CleanroomError the daemon threw. */
-function check(response: RawResponse): void {
+export function check(response: RawResponse): void {
   if (response.status >= 200 && response.status < 300) return
   let error: {code?: string; message?: string; suggestions?: string[]; details?: unknown} = {}
   try {
@@ -232,7 +233,7 @@ function check(response: RawResponse): void {
   })
 }
 
-function collect(stream: Readable): Promise<Buffer> {
+export function collect(stream: Readable): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     stream.on('data', (chunk: Buffer) => chunks.push(chunk))

@@ -25,6 +25,18 @@ export interface GvisorSettings {
 export const EGRESS_AUDIT_FAILURE_MODES = ['deny', 'allow'] as const
 export type EgressAuditFailureMode = (typeof EGRESS_AUDIT_FAILURE_MODES)[number]
 
+/** How to reach one image registry (docs/images.md#registries). Secrets are named, never written here. */
+export interface RegistrySettings {
+  /** Login name for basic auth; the password comes from `password_env`. */
+  username?: string
+  /** The environment variable (of the CLI) that holds the password. */
+  password_env?: string
+  /** The environment variable (of the CLI) that holds a bearer token, sent as is. */
+  token_env?: string
+  /** Speak plain HTTP to this registry (loopback registries always may). */
+  insecure?: boolean
+}
+
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
@@ -35,6 +47,8 @@ export interface RuntimeConfig {
   egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
+  /** Image registries by host (`ghcr.io`, `registry.internal:5000`). */
+  registries: Record<string, RegistrySettings>
 }
 
 export interface EgressSettings {
@@ -52,4 +66,5 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   },
   egress: {max_connections_per_sandbox: 1024, audit_failure: 'deny'},
   agents: {},
+  registries: {},
 }

@@ -17,6 +17,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
       backends: {...backends, 'linux-ns': {...backends['linux-ns'], resources: resourcesForTemplate()}},
       egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
+      registries: null,
       agents: null,
     },
     {version: '1.2'},
@@ -51,8 +52,22 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     " Connections one sandbox may hold open through its proxy; more are closed at once (the daemon's own limit, from its open-file limit, also applies).",
   )
   commentKey(doc,
+    ['registries'],
+    [
+      ' Image registries (cleanroom image pull), by host. Secrets are never written here:',
+      ' name the environment variable of the cleanroom command that holds them.',
+      ' Plain HTTP only for registries on loopback or marked insecure: true; HTTPS for the rest.',
+    ].join('\n'),
+  )
+  commentKey(doc,
     ['agents'],
     [
+      '  ghcr.io:',
+      '    username: me',
+      '    password_env: GHCR_TOKEN',
+      '  registry.internal:5000:',
+      '    insecure: true',
+      '',
       ' Agents: custom agents and overrides of plugin agents, by name.',
       ' A field set here replaces the plugin\'s field (credentials, network and env as a whole).',
       ' The built-in agents\' defaults are shown below; uncomment a field to override it.',

@@ -5,6 +5,8 @@ import type {Server} from 'node:http'
 import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'
+import {ImageService} from '../images/service.js'
+import {imageCacheDir, ImageStore} from '../images/store.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {socketAnswers} from '../util/socket.js'
@@ -24,6 +26,8 @@ export interface DaemonOptions {
   resolver?: Resolver
   /** How long an ephemeral sandbox waits for its command; tests shorten it. */
   ephemeralAttachMs?: number
+  /** The image cache; default $XDG_CACHE_HOME/cleanroom/images. */
+  imageCacheDir?: string
 }
 
 export interface RunningDaemon {
@@ -61,9 +65,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
     })
     await manager.adopt()
+    const sandboxes = manager
+    const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => sandboxes.list(true))
     const api = createApiServer({
       manager,
       backends,
+      images,
       defaultBackend: options.config.default_backend,
       version: options.version,
       socketPath: options.socketPath,

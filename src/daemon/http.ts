@@ -12,6 +12,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   policy_invalid: 400,
   sandbox_not_found: 404,
   exec_not_found: 404,
+  image_not_found: 404,
+  image_ref_invalid: 400,
+  image_in_use: 409,
   sandbox_not_ready: 409,
   sandbox_failed: 409,
   daemon_version_mismatch: 409,
@@ -19,6 +22,11 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   workspace_changed: 409,
   workspace_unsupported_entry: 422,
   resources_over_maximum: 422,
+  image_invalid: 422,
+  image_unsupported: 422,
+  path_escapes_root: 422,
+  registry_auth_failed: 502,
+  registry_failed: 502,
   backend_unavailable: 503,
 }
 

@@ -7,11 +7,13 @@ import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
 import {defaultSocketPath} from '../paths.js'
+import type {ImageService} from '../images/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
 import type {Logger} from './log.js'
+import {imageRoutes} from './images-routes.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
@@ -32,6 +34,7 @@ export interface DaemonContext {
   /** The state dir: the daemon's log is there. */
   stateDir: string
   log: Logger
+  images: ImageService
 }
 
 /** The API server and the one way to stop it: every connection, upgraded streams included, is closed. */
@@ -77,6 +80,7 @@ export function createApiServer(context: DaemonContext): ApiServer {
     }],
     ['GET', /^\/v1\/system\/df$/, async (_req, res) => sendJson(res, 200, await diskUsage(systemContext(context)))],
     ['POST', /^\/v1\/system\/prune$/, async (req, res) => sendJson(res, 200, await prune(systemContext(context), parsePruneRequest(await readJson(req))))],
+    ...imageRoutes(context.images),
   ]
 
   const server = createServer((req, res) => {

@@ -30,6 +30,7 @@ export async function startTestDaemon(
   const daemon = await startDaemon({
     socketPath,
     stateDir,
+    imageCacheDir: join(dir, 'images'),
     config: {...DEFAULT_RUNTIME_CONFIG, ...options.config},
     version: 'test',
     log: (line) => logs.push(line),
