@@ -11,6 +11,10 @@ export interface Setting<T> {
   description: string
   /** The value, or undefined after reporting on `file` what is wrong with it. */
   parse(file: YamlFile, path: PathSegment[], value: unknown): T | undefined
+  /** The value as config.yaml writes it (sizes in binary units), when that is not the value itself. */
+  shown?(value: T): unknown
+  /** For a setting that is a mapping: the comment above each of its keys. */
+  notes?: Record<string, string>
 }
 
 export type SettingsSchema = Record<string, Setting<unknown>>

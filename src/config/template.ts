@@ -4,6 +4,7 @@ import type {AgentSpec} from '../agents/spec.js'
 import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
 import {commentKey} from '../util/yaml-file.js'
 import {BACKENDS, DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import type {Setting} from './settings.js'
 
 /**
  * The commented `config.yaml` that `cleanroom config init` writes. Built with
@@ -14,8 +15,9 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   const doc = new Document(
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
-      backends: structuredClone(DEFAULT_RUNTIME_CONFIG.backends),
+      backends: Object.fromEntries(BACKENDS.map((name) => [name, settingsAsShown(BACKEND_DESCRIPTORS[name].settings, DEFAULT_RUNTIME_CONFIG.backends[name])])),
       egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
+      registries: null,
       agents: null,
     },
     {version: '1.2'},
@@ -27,11 +29,23 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   ].join('\n')
 
   commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation: docs/backends.md).')
+  commentKey(
+    doc,
+    ['egress', 'audit_failure'],
+    [
+      ' When a sandbox\'s egress audit log cannot be written (a full disk): deny refuses every connection out',
+      ' (reason audit_unavailable) until it can be written again; allow lets them through unlogged.',
+      ' Either way the failure is in the daemon log and in cleanroom sandbox inspect.',
+    ].join('\n'),
+  )
   commentKey(doc, ['backends'], ' Settings of each backend.')
   for (const name of BACKENDS) {
     const {summary, settings} = BACKEND_DESCRIPTORS[name]
     commentKey(doc, ['backends', name], ` ${summary}`)
-    for (const [key, setting] of Object.entries(settings)) commentKey(doc, ['backends', name, key], ` ${setting.description}`)
+    for (const [key, setting] of Object.entries(settings) as [string, Setting<unknown>][]) {
+      commentKey(doc, ['backends', name, key], commentText(setting.description))
+      for (const [inner, note] of Object.entries(setting.notes ?? {})) commentKey(doc, ['backends', name, key, inner], commentText(note))
+    }
   }
   commentKey(doc, ['egress'], ' The egress proxy each sandbox reaches the network through.')
   commentKey(
@@ -40,8 +54,22 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     " Connections one sandbox may hold open through its proxy; more are closed at once (the daemon's own limit, from its open-file limit, also applies).",
   )
   commentKey(doc,
+    ['registries'],
+    [
+      ' Image registries (cleanroom image pull), by host. Secrets are never written here:',
+      ' name the environment variable of the cleanroom command that holds them.',
+      ' Plain HTTP only for registries on loopback or marked insecure: true; HTTPS for the rest.',
+    ].join('\n'),
+  )
+  commentKey(doc,
     ['agents'],
     [
+      '  ghcr.io:',
+      '    username: me',
+      '    password_env: GHCR_TOKEN',
+      '  registry.internal:5000:',
+      '    insecure: true',
+      '',
       ' Agents: custom agents and overrides of plugin agents, by name.',
       ' A field set here replaces the plugin\'s field (credentials, network and env as a whole).',
       ' The built-in agents\' defaults are shown below; uncomment a field to override it.',
@@ -53,6 +81,18 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   return doc.toString({lineWidth: 0, nullStr: ''})
 }
 
+/** A backend's settings as config.yaml writes them. */
+function settingsAsShown(schema: Record<string, Setting<unknown>>, values: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(values as Record<string, unknown>).map(([key, value]) => [key, schema[key]?.shown?.(value) ?? structuredClone(value)]))
+}
+
+/** A comment of one or more lines, each led by a space after the `#`. */
+function commentText(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => ` ${line}`)
+    .join('\n')
+}
 
 /** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */
 function agentExample(agent: AgentSpec): string {

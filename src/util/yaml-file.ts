@@ -109,21 +109,7 @@ function firstLine(message: string): string {
   return message.split('\n')[0] ?? message
 }
 
-export {isRecord} from './record.js'
-
-/** Reports every key of `value` not in `allowed` as unknown, pointing at the key. */
-export function reportUnknownKeys(
-  file: YamlFile,
-  path: readonly PathSegment[],
-  value: Record<string, unknown>,
-  allowed: readonly string[],
-): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) {
-      file.report([...path, key], `unknown key (expected one of: ${allowed.join(', ')})`, 'key')
-    }
-  }
-}
+export {isRecord, reportUnknownKeys} from './record.js'
 
 /** Puts `text` as the comment above the key at `path` of a document being built (templates). */
 export function commentKey(doc: Document, path: readonly string[], text: string): void {

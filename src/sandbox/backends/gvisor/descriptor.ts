@@ -22,5 +22,9 @@ export const GVISOR = {
     'dns_control_or_equivalent': true,
     // OCI images are not wired into any backend yet.
     'images.oci': false,
+    // Limits are cgroups on linux-ns only for now: a policy asking for sandbox.resources is refused here.
+    'resources.cpu': false,
+    'resources.memory': false,
+    'resources.disk': false,
   },
 } satisfies BackendDescriptor<typeof GVISOR_SETTINGS>

@@ -6,7 +6,6 @@ import type {BackendName, GvisorSettings} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
 import {extractArchive, readArchive} from '../../archive.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
-import {requireCapabilities} from '../../capabilities.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {readWorkspaceLayers} from '../../workspace-view.js'
 import {probeMachine, type Toolchain} from './availability.js'
@@ -15,7 +14,12 @@ import {startExec} from './exec.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
+import {hasWorkload, reclaimSandbox} from './reclaim.js'
 import {killSandbox} from './terminate.js'
+import {releaseHostUid} from '../linux-ns/uids.js'
+import {InitPoller} from '../linux-ns/watch.js'
+import {capabilityMismatch, requireCapabilities} from '../../capabilities.js'
+import {RESOURCE_CAPABILITIES, requestedResources, type ResourceRequest} from '../../resources.js'
 
 export type {GvisorRuntime} from './runtime.js'
 
@@ -29,6 +33,7 @@ export class GvisorBackend implements SandboxBackend {
   /** The `runsc run` of each sandbox this process started, to reap at terminate. */
   private readonly children = new Map<string, ChildProcess>()
   private toolchain?: Promise<Toolchain>
+  private readonly poller = new InitPoller()
 
   constructor(private readonly settings: GvisorSettings) {}
 
@@ -45,6 +50,7 @@ export class GvisorBackend implements SandboxBackend {
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
+    refuseLimits(request.resources ?? requestedResources(request.policy))
     const {runtime, child} = await provisionSandbox(await this.tools(), request)
     const key = childKey(runtime)
     this.children.set(key, child)
@@ -79,8 +85,36 @@ export class GvisorBackend implements SandboxBackend {
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
-    const runsc = (await this.tools().catch(() => undefined))?.runsc ?? this.settings.runsc_path
-    await killSandbox(runsc, sandbox, this.children.get(childKey(sandbox)))
+    await killSandbox(await this.runsc(), sandbox, this.children.get(childKey(sandbox)))
+    await releaseHostUid(sandbox.host_uid, sandbox.state_dir)
+  }
+
+  async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
+    const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    await reclaimSandbox(await this.runsc(), stateDir, sandbox, sandbox && this.children.get(childKey(sandbox)))
+  }
+
+  /** Our own launches end with `runsc run`, our child: its exit says so at once. Adopted ones are polled. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void {
+    const sandbox = parseRuntime(runtime)
+    const child = this.children.get(childKey(sandbox))
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      return this.poller.watch({init_pid: sandbox.launcher_pid, init_start_time: sandbox.launcher_start_time}, onExit)
+    }
+    const listener = (code: number | null, signal: NodeJS.Signals | null) => {
+      onExit(`its init process exited (the sandbox's runsc ended with ${signal ? `signal ${signal}` : `exit code ${code}`})`)
+    }
+    child.once('exit', listener)
+    return () => child.off('exit', listener)
+  }
+
+  async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
+    return hasWorkload(await this.runsc(), parseRuntime(runtime))
+  }
+
+  /** A sandbox is ended by pid even when runsc itself cannot be found any more. */
+  private async runsc(): Promise<string> {
+    return (await this.tools().catch(() => undefined))?.runsc ?? this.settings.runsc_path
   }
 
   /** The machine's runsc and nsinit, probed once they are found; until then, every call says what is missing. */
@@ -91,6 +125,25 @@ export class GvisorBackend implements SandboxBackend {
       throw new CleanroomError('backend_unavailable', `the gvisor backend cannot run on this machine: ${probe.problem}`, {suggestions: [probe.fix]})
     })
     return this.toolchain
+  }
+}
+
+/** Resource limits are cgroups, which this backend does not set up yet: a policy asking for them is refused, never run without them. */
+function refuseLimits(request: ResourceRequest | undefined): void {
+  const missing = Object.keys(request ?? {}).map((key) => RESOURCE_CAPABILITIES[key as keyof ResourceRequest])
+  if (missing.length === 0) return
+  throw new CleanroomError('backend_capability_mismatch', capabilityMismatch('gvisor', missing), {
+    details: {backend: 'gvisor', missing},
+    suggestions: ['Use the linux-ns backend (a root daemon) for sandbox.resources', 'Or remove sandbox.resources from cleanroom.yaml'],
+  })
+}
+
+/** A runtime record too broken to use: the launch record in the state dir is then all there is to go on. */
+function parseRuntimeOrUndefined(runtime: BackendRuntime): GvisorRuntime | undefined {
+  try {
+    return parseRuntime(runtime)
+  } catch {
+    return undefined
   }
 }
 

@@ -1,16 +1,24 @@
 import type {ChildProcess} from 'node:child_process'
+import {writeFileSync} from 'node:fs'
 import {open, readdir, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
-import {processFacts} from '../linux-ns/runtime.js'
+import {LAUNCH_RECORD, type LaunchRecord} from '../linux-ns/launch.js'
+import {processFacts, processStatSync} from '../linux-ns/runtime.js'
 import {spawnRunsc} from './runsc.js'
 
 /** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
 const READY_TIMEOUT_MS = 30_000
 const LOG_LINES_IN_ERRORS = 20
 const KILL_WAIT_MS = 2000
+
+/** `<state>/launch.json` (the record linux-ns writes too) and the run dir: what a later daemon needs to undo a launch it did not see finish. */
+export interface GvisorLaunchRecord extends LaunchRecord {
+  run_dir: string
+}
 
 /** The host processes of a sandbox that said it runs. */
 export interface LaunchedSandbox {
@@ -27,7 +35,7 @@ export interface LaunchedSandbox {
  * on its stdout, which runsc run hands it. On any failure the launch's process group
  * is killed and the error carries what the helper and runsc said.
  */
-export async function launchSandbox(nsinit: string, argv: string[], logPath: string): Promise<LaunchedSandbox> {
+export async function launchSandbox(nsinit: string, argv: string[], logPath: string, stateDir: string, runDir: string): Promise<LaunchedSandbox> {
   const log = await open(logPath, 'a', 0o600)
   let child: ChildProcess
   try {
@@ -37,6 +45,7 @@ export async function launchSandbox(nsinit: string, argv: string[], logPath: str
   }
   const stdout = child.stdout as Readable
   try {
+    recordLaunch(stateDir, runDir, child)
     const said = await firstLine(stdout, child)
     if (said !== 'ready') throw new Error(said === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${said}`)
     const launcher = await processFacts(child.pid ?? -1)
@@ -52,6 +61,15 @@ export async function launchSandbox(nsinit: string, argv: string[], logPath: str
     const why = error instanceof Error ? error.message : String(error)
     throw new CleanroomError('backend_failed', `could not start the gVisor sandbox: ${why}${said ? `\n${said}` : ''}`, {cause: error, details: {log: said}})
   }
+}
+
+/** Written at once after the spawn, with nothing awaited in between: a daemon killed at any later moment leaves it behind. */
+function recordLaunch(stateDir: string, runDir: string, child: ChildProcess): void {
+  if (child.pid === undefined) return
+  const leader = processStatSync(child.pid)
+  if (leader === undefined) throw new Error('the launch helper is gone right after it was started')
+  const record: GvisorLaunchRecord = {pgid: child.pid, start_time: leader.startTime, run_dir: runDir}
+  writeFileSync(join(stateDir, LAUNCH_RECORD), `${JSON.stringify(record)}\n`, {mode: 0o600})
 }
 
 /** The first line the sandbox writes, within the timeout; undefined when it ends first. */

@@ -8,7 +8,7 @@ import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
 import {emptyWorkspace, requireDirectory, settleAll, writeRedactedGitConfig, writeWhiteouts} from '../../workspace-view.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
 import {STATE_MOUNT_POINT} from '../linux-ns/availability.js'
-import {claimHostUid, HOST_UID_RANGE} from '../linux-ns/uids.js'
+import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GVISOR_STATE, writeBundle} from './bundle.js'
 import {launchSandbox} from './launch.js'
@@ -43,11 +43,12 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   const state = request.stateDir
   const runDir = join(RUN_ROOT, request.sandboxId)
   await mkdir(state, {recursive: true, mode: 0o700})
+  let claimed: number | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
     // the sandbox sees, the run dir and the root filesystem plan are made.
     const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
-      claimHostUid(state),
+      claimHostUid(request.sandboxId, state).then((uid) => (claimed = uid)),
       writeGeneratedEtc(state),
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
@@ -71,7 +72,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
       '--', tools.runsc, ...runscFlags(runDir, tools), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
-    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
+    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
     return {
       child: launched.child,
       runtime: {
@@ -91,6 +92,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.
     await runscCommand(tools.runsc, [...rootFlags({run_dir: runDir}), 'delete', '--force', CONTAINER_ID])
     await rm(runDir, {recursive: true, force: true})
+    if (claimed !== undefined) await releaseHostUid(claimed, state).catch(() => undefined)
     throw error
   }
 }

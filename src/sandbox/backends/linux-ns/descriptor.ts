@@ -1,8 +1,10 @@
+import {resourcesSetting} from '../../../config/parse-resources.js'
 import {programSetting} from '../../../config/settings.js'
 import type {BackendDescriptor} from '../descriptor.js'
 
 export const LINUX_NS_SETTINGS = {
   bwrap_path: programSetting('bwrap', 'bwrap binary: a name looked up on PATH or an absolute path.'),
+  resources: resourcesSetting(),
 }
 
 export const LINUX_NS = {
@@ -17,5 +19,9 @@ export const LINUX_NS = {
     'dns_control_or_equivalent': true,
     // The host's root filesystem only, for now.
     'images.oci': false,
+    // Set while cgroups can be used here (a root daemon): LinuxNsBackend.capabilities().
+    'resources.cpu': false,
+    'resources.memory': false,
+    'resources.disk': false,
   },
 } satisfies BackendDescriptor<typeof LINUX_NS_SETTINGS>

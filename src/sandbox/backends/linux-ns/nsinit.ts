@@ -23,6 +23,8 @@ export interface CreatePlan {
   gitConfig?: string
   /** Where nsinit binds the state dir for bwrap. */
   stateView: string
+  /** The sandbox's cgroup directories, joined before anything starts. */
+  cgroupDirs?: string[]
   bwrap: string
   rootfs: RootfsMount[]
 }
@@ -34,7 +36,7 @@ export function createArgv(plan: CreatePlan): string[] {
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
   if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
-  return [...argv, '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
 }
 
 function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
@@ -85,6 +87,8 @@ export interface ExecTarget {
   initStartTime: number
   mntNs: number
   hostUid?: number
+  /** The sandbox's cgroup directories: every exec joins them first. */
+  cgroupDirs?: string[]
 }
 
 /** `nsinit exec … -- argv`: runs argv in the sandbox as the sandbox user. */
@@ -92,7 +96,11 @@ export function execArgv(target: ExecTarget, cwd: string, command: string[]): st
   const argv = ['exec', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--mntns', String(target.mntNs)]
   if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
   argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
-  return [...argv, '--', ...command]
+  return [...argv, ...cgroupArgs(target.cgroupDirs), '--', ...command]
+}
+
+function cgroupArgs(dirs: string[] | undefined): string[] {
+  return (dirs ?? []).flatMap((dir) => ['--cgroup', dir])
 }
 
 /** `nsinit listen …`: a socket listening on 127.0.0.1:port in the sandbox's network namespace, sent to the parent over Node IPC. */
