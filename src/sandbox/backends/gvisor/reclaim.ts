@@ -1,7 +1,6 @@
 import type {ChildProcess} from 'node:child_process'
-import {readdir, readFile, rm, stat} from 'node:fs/promises'
+import {readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {LAUNCH_RECORD} from '../linux-ns/launch.js'
 import {killLaunchGroup} from '../linux-ns/terminate.js'
@@ -9,10 +8,7 @@ import {HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import {RUN_ROOT} from './provision.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import type {GvisorRuntime} from './runtime.js'
-import {killSandbox} from './terminate.js'
-
-const GONE_TIMEOUT_MS = 5000
-const POLL_MS = 20
+import {killSandbox, killUid} from './terminate.js'
 
 /**
  * Ends a sandbox and gives back what it held: its processes, runsc's record, its run dir
@@ -51,35 +47,8 @@ async function launchRunDir(stateDir: string): Promise<string | undefined> {
   }
 }
 
-/** SIGKILLs every process running as `uid` and waits (bounded) until none is left. */
-async function killUid(uid: number): Promise<void> {
-  const deadline = Date.now() + GONE_TIMEOUT_MS
-  for (;;) {
-    const pids = await pidsOfUid(uid)
-    if (pids.length === 0 || Date.now() > deadline) return
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // exited in between
-      }
-    }
-    await sleep(POLL_MS)
-  }
-}
-
-async function pidsOfUid(uid: number): Promise<number[]> {
-  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
-  const owned = await Promise.all(
-    pids.map(async (pid) => {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
-      const real = /^Uid:\s+(\d+)/m.exec(status)?.[1]
-      const state = /^State:\s+(\S)/m.exec(status)?.[1]
-      return real === String(uid) && state !== 'Z' ? Number(pid) : undefined
-    }),
-  )
-  return owned.filter((pid): pid is number => pid !== undefined)
-}
+/** What `runsc ps` shows for cleanroom-nsinit: the command's name, cut to 15 bytes as the kernel keeps it. */
+const OWN_COMMAND = 'cleanroom-nsinit'.slice(0, 15)
 
 /**
  * Whether anything but cleanroom's own processes runs inside: the init, the egress
@@ -87,12 +56,9 @@ async function pidsOfUid(uid: number): Promise<number[]> {
  * command is a workload, also one an exec left behind.
  */
 export async function hasWorkload(runsc: string, runtime: GvisorRuntime): Promise<boolean> {
-  const listed = await runscCommand(runsc, [...rootFlags(runtime), 'ps', '--format=json', CONTAINER_ID])
+  const listed = await runscCommand(runsc, [...rootFlags(runtime), 'ps', CONTAINER_ID])
   if (!listed.ok) return false
-  try {
-    const processes = JSON.parse(listed.stdout) as Array<{CMD?: unknown; Cmd?: unknown}>
-    return processes.some((entry) => String(entry.CMD ?? entry.Cmd ?? '') !== 'cleanroom-nsinit')
-  } catch {
-    return false
-  }
+  // A table: UID PID PPID C TTY STIME TIME CMD, the header first.
+  const commands = listed.stdout.trim().split('\n').slice(1).map((line) => line.trim().split(/\s+/).at(-1))
+  return commands.some((command) => command !== OWN_COMMAND)
 }

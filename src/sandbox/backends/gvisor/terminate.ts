@@ -1,5 +1,5 @@
 import type {ChildProcess} from 'node:child_process'
-import {rm} from 'node:fs/promises'
+import {readdir, readFile, rm} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {isRunning} from '../linux-ns/runtime.js'
@@ -28,7 +28,39 @@ export async function killSandbox(runsc: string, runtime: GvisorRuntime, child: 
     await goneWithin(processes, GONE_TIMEOUT_MS)
   }
   await runscCommand(runsc, [...rootFlags(runtime), 'delete', '--force', CONTAINER_ID])
+  // The systrap stubs the kernel made die with it, a moment later; only this sandbox runs as its uid.
+  await killUid(runtime.host_uid)
   await rm(runtime.run_dir, {recursive: true, force: true})
+}
+
+/** SIGKILLs every process running as `uid` and waits (bounded) until none is left. */
+export async function killUid(uid: number): Promise<void> {
+  const deadline = Date.now() + GONE_TIMEOUT_MS
+  for (;;) {
+    const pids = await pidsOfUid(uid)
+    if (pids.length === 0 || Date.now() > deadline) return
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // exited in between
+      }
+    }
+    await sleep(POLL_MS)
+  }
+}
+
+async function pidsOfUid(uid: number): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const owned = await Promise.all(
+    pids.map(async (pid) => {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+      const real = /^Uid:\s+(\d+)/m.exec(status)?.[1]
+      const state = /^State:\s+(\S)/m.exec(status)?.[1]
+      return real === String(uid) && state !== 'Z' ? Number(pid) : undefined
+    }),
+  )
+  return owned.filter((pid): pid is number => pid !== undefined)
 }
 
 async function anyRunning(processes: Array<{pid: number; startTime: number}>): Promise<boolean> {
