@@ -9,7 +9,7 @@ import {messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
-import {capabilityFixes, capabilityMismatch, missingCapabilities} from '../sandbox/capabilities.js'
+import {capabilityFixes, capabilityMismatch, missingCapabilities, neededCapabilities} from '../sandbox/capabilities.js'
 import {checkIgnoredFiles} from './ignored.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -71,7 +71,7 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
         checks.push({
           name: 'policy vs backend',
           status: 'fail',
-          detail: `${capabilityMismatch(backend.name, missing)}: sandboxes would be refused`,
+          detail: `${capabilityMismatch(backend.name, missing, policy ? neededCapabilities(policy) : [])}: sandboxes would be refused`,
           fix: capabilityFixes(missing).join('; '),
         })
       }

@@ -15,6 +15,22 @@ export interface Capabilities {
   'dns_control_or_equivalent': boolean
   /** Runs a policy's OCI image (`sandbox.image.ref`) as the root filesystem. */
   'images.oci': boolean
+  /** Gives the workload at least `sandbox.resources.vcpus` CPUs. */
+  'resources.cpu': boolean
+  /** Gives the workload at least `sandbox.resources.memory`. */
+  'resources.memory': boolean
+  /** Gives the workload at least `sandbox.resources.disk` of writable storage. */
+  'resources.disk': boolean
+  /** Starts a Docker daemon inside (`sandbox.docker.required`). */
+  'services.docker': boolean
+  /** Runs `sandbox.dependencies` and `sandbox.services` blocks, caching their outputs, and scopes egress by stage. */
+  'policy.stages': boolean
+  /** Runs `sandbox.run.before` before every execution. */
+  'policy.run_before': boolean
+  /** Checks the repository out as a `repository:` block says (remote, path, submodules, or none). */
+  'repository.checkout': boolean
+  /** Serves `expose.https` routes into the sandbox. */
+  'expose.https': boolean
 }
 
 export type CapabilityName = keyof Capabilities

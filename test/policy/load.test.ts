@@ -166,7 +166,7 @@ describe('policy loading', () => {
       await put(join(root, 'cleanroom.yaml'), '$import: evil.js\nversion: 1\n')
       const error = await loadPolicy(root).catch((error: unknown) => error)
       expect(error).to.be.instanceOf(CleanroomError)
-      expect((error as CleanroomError).message).to.contain('cleanroom.yaml:1:1 $import: unknown key (expected one of: version, sandbox)')
+      expect((error as CleanroomError).message).to.contain('cleanroom.yaml:1:1 $import: unknown key (expected one of: version, repository, sandbox, expose)')
       expect(existsSync(marker), 'evil.js was executed').to.equal(false)
     })
   })

@@ -44,6 +44,14 @@ export class LinuxNsBackend implements SandboxBackend {
       'files.copy': true,
       'dns_control_or_equivalent': true,
       'images.oci': false,
+      'resources.cpu': false,
+      'resources.memory': false,
+      'resources.disk': false,
+      'services.docker': false,
+      'policy.stages': false,
+      'policy.run_before': false,
+      'repository.checkout': false,
+      'expose.https': false,
     }
   }
 
