@@ -9,6 +9,7 @@ import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {socketAnswers} from '../util/socket.js'
 import {type Logger, SandboxManager} from './manager.js'
+import {startPolicyWorker} from './requests.js'
 import {createApiServer} from './server.js'
 import {StateStore} from './state.js'
 
@@ -32,6 +33,7 @@ export interface RunningDaemon {
 /** Starts `cleanroom serve`: adopts the sandboxes on disk, then listens on the unix socket (mode 0600). */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
+  startPolicyWorker()
   const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
     resolver: options.resolver,
     maxConnectionsPerSandbox: options.config.egress.max_connections_per_sandbox,
