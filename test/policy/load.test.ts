@@ -210,3 +210,45 @@ describe('policy loading', () => {
     })
   })
 })
+
+describe('policy files that are not what they seem', () => {
+  const dirs = tempDirs('cleanroom-policy-files-')
+  afterEach(() => dirs.cleanup())
+
+  async function refusal(dir: string): Promise<CleanroomError> {
+    const start = process.cpuUsage()
+    const error = await loadPolicy(dir).then(
+      () => expect.fail('expected the policy to be refused'),
+      (error_: unknown) => error_ as CleanroomError,
+    )
+    const used = process.cpuUsage(start)
+    expect((used.user + used.system) / 1000, 'CPU time: refused at once').to.be.below(200)
+    expect(error).to.be.instanceOf(CleanroomError).with.property('code', 'policy_invalid')
+    return error
+  }
+
+  it('refuses a fifo named cleanroom.yaml at once, without waiting for a writer', async () => {
+    const dir = await dirs.make()
+    await execa('mkfifo', [join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.equal(`policy invalid:\n${join(dir, 'cleanroom.yaml')}:1:1 is a fifo, not a regular file: a policy is a YAML file`)
+  })
+
+  it('refuses a cleanroom.yaml that links to /dev/zero', async () => {
+    const dir = await dirs.make()
+    await execa('ln', ['-s', '/dev/zero', join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.match(/cleanroom\.yaml:1:1 is a device, not a regular file: a policy is a YAML file$/)
+  })
+
+  it('refuses a 4 GiB file from its size, without reading it', async () => {
+    const dir = await dirs.make()
+    await execa('truncate', ['-s', '4G', join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.match(/cleanroom\.yaml:1:1 is 4\.0 GiB \(4294967296 bytes\): a policy may be at most 1\.0 MiB \(1048576 bytes\)$/)
+  })
+
+  it('skips a directory named cleanroom.yaml and reads .buildkite/cleanroom.yaml', async () => {
+    const dir = await dirs.make()
+    await mkdir(join(dir, 'cleanroom.yaml'))
+    await put(join(dir, '.buildkite', 'cleanroom.yaml'), policyAllowing('buildkite.example'))
+    expect((await loadPolicy(dir)).policy.allow[0]?.host).to.equal('buildkite.example')
+  })
+})
