@@ -104,6 +104,13 @@ describe("the Go cleanroom's later policy keys", () => {
     })
   })
 
+  it('compiles every example policy in docs/policy.md', () => {
+    const docs = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8')
+    const examples = [...docs.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1]!)
+    expect(examples).to.have.length.at.least(2)
+    for (const example of examples) expect(() => compile(example), example).to.not.throw()
+  })
+
   describe('what the Go tool accepts as a boolean or a size', () => {
     it('reads yes/no, on/off and y/n as booleans, as its YAML decoder does for a boolean field', () => {
       for (const [word, value] of [['yes', true], ['On', true], ['Y', true], ['no', false], ['OFF', false], ['n', false]] as const) {
