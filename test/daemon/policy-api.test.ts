@@ -2,32 +2,26 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {readdirSync, readFileSync} from 'node:fs'
 import {mkdir, writeFile} from 'node:fs/promises'
-import {request} from 'node:http'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {apiRequest, bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 const VALID = fileURLToPath(new URL('../fixtures/policy/valid/', import.meta.url))
 const GO_POLICIES = readdirSync(VALID).filter((name) => name.startsWith('go-') && name.endsWith('.yaml'))
 
-interface Answer {
-  status: number
-  body: {error?: {code: string; message: string; details?: {issues?: {file: string; line: number; col: number}[]; keys?: Record<string, string[]>}}; sandbox_id?: string}
+/** The error of an API answer, with the details this file looks at. */
+interface ErrorBody {
+  code: string
+  message: string
+  details?: {issues?: {file: string; line: number; col: number}[]; keys?: Record<string, string[]>}
 }
 
-function call(socketPath: string, method: string, path: string, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({socketPath, method, path, headers: {'content-type': 'application/json'}}, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || '{}') as Answer['body']}))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+const call = async (socketPath: string, method: string, path: string, body?: string) => {
+  const answer = await apiRequest(socketPath, method, path, body)
+  return {status: answer.status, body: {...answer.body, error: answer.body.error as ErrorBody | undefined}}
 }
 
 describe('the daemon API and repository policies', function () {

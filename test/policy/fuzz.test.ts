@@ -1,7 +1,6 @@
 import {expect} from 'chai'
 import {readdirSync, readFileSync} from 'node:fs'
 import {mkdir, writeFile} from 'node:fs/promises'
-import {request} from 'node:http'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -10,7 +9,7 @@ import {loadRuntimeConfig} from '../../src/config/load.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {readPluginManifest} from '../../src/hooks/plugin-manifest.js'
 import {loadPolicy} from '../../src/policy/load.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {apiRequest, bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {type Mutant, mutants} from '../helpers/mutate.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -195,38 +194,21 @@ describe(`parsing fuzz (seed ${SEED}, CLEANROOM_FUZZ_SEED to change)`, function 
         const context = `seed ${SEED}, policy ${label} through the API`
         await writeFile(file, mutant.bytes)
         const local = await loadPolicy(repo).catch((error: unknown) => error as CleanroomError)
-        const {result, ms} = await cpuTime(() => post(test.socketPath, '/v1/sandboxes', {repository: repo}))
+        const {result, ms} = await cpuTime(() => apiRequest<{sandbox_id?: string; policy_hash?: string}>(test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify({repository: repo})))
         expect(ms, `${context}: CPU time`).to.be.below(CPU_BOUND_MS)
         if (result instanceof Error) throw result
-        expect(result.status, `${context}: ${JSON.stringify(result.json).slice(0, 300)}`).to.be.below(500)
+        expect(result.status, `${context}: ${JSON.stringify(result.body).slice(0, 300)}`).to.be.below(500)
         if (local instanceof CleanroomError) {
           expect(result.status, context).to.equal(400)
-          expect(result.json.error, context).to.deep.include({code: 'policy_invalid', message: local.message})
+          expect(result.body.error, context).to.deep.include({code: 'policy_invalid', message: local.message})
         } else if (result.status === 422) {
-          expect(result.json.error?.code, context).to.equal('backend_capability_mismatch')
+          expect(result.body.error?.code, context).to.equal('backend_capability_mismatch')
         } else {
-          expect(result.status, `${context}: ${JSON.stringify(result.json).slice(0, 300)}`).to.equal(201)
-          expect(result.json.policy_hash, context).to.equal(local.policy.hash)
-          await test.client.removeSandbox(result.json.sandbox_id!)
+          expect(result.status, `${context}: ${JSON.stringify(result.body).slice(0, 300)}`).to.equal(201)
+          expect(result.body.policy_hash, context).to.equal(local.policy.hash)
+          await test.client.removeSandbox(result.body.sandbox_id!)
         }
       }
     })
   })
 })
-
-interface ApiAnswer {
-  status: number
-  json: {error?: {code: string; message: string}; sandbox_id?: string; policy_hash?: string}
-}
-
-function post(socketPath: string, path: string, body: unknown): Promise<ApiAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request({socketPath, method: 'POST', path, headers: {'content-type': 'application/json'}}, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || '{}') as ApiAnswer['json']}))
-    })
-    req.on('error', reject)
-    req.end(JSON.stringify(body))
-  })
-}
