@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {CleanroomError} from '../errors/index.js'
 import {deepFreeze} from '../util/deep-freeze.js'
 import {FILE_LIMITS} from '../util/yaml-bounds.js'
-import {isRecord, YamlFile, type YamlLimits} from '../util/yaml-file.js'
+import {formatPath, isRecord, YamlFile, type YamlLimits} from '../util/yaml-file.js'
 import {HostPatternError, normalizeHostPattern} from './host.js'
 import {readPolicy} from './read.js'
 import {allowRule, isPort, mergeAllowRules, notAPort, sortedPorts} from './rules.js'
@@ -51,7 +51,7 @@ const COMPILED_KEYS = ['version', 'image_ref', 'image_digest', 'network_default'
 export function recompilePolicy(value: unknown): CompiledPolicy {
   if (!isRecord(value)) throw invalid('policy must be a JSON object: a compiled policy')
   const unknown = Object.keys(value).filter((key) => !COMPILED_KEYS.includes(key))
-  if (unknown.length > 0) throw invalid(`policy.${unknown[0]} is not a field of a compiled policy (expected: ${COMPILED_KEYS.join(', ')})`)
+  if (unknown.length > 0) throw invalid(`policy.${formatPath([unknown[0]!])} is not a field of a compiled policy (expected: ${COMPILED_KEYS.join(', ')})`)
   const policy = value
   const network: Record<string, unknown> = {default: policy.network_default, allow: policy.allow, deny: policy.deny}
   const sandbox: Record<string, unknown> = {network}

@@ -3,10 +3,9 @@ import {Document, isMap, isScalar, isSeq, LineCounter, type Node, type Pair} fro
 
 import {describeSize} from './bounded-file.js'
 import {isRecord} from './record.js'
-
-export {describeValue} from './describe-value.js'
 import {checkTree, FILE_LIMITS, parseBounded, type SourceProblem, type YamlLimits} from './yaml-bounds.js'
 
+export {describeValue} from './describe-value.js'
 export type {YamlLimits} from './yaml-bounds.js'
 
 /** One segment of a path into a YAML document: a map key or a sequence index. */
@@ -32,7 +31,6 @@ export function formatPath(path: readonly PathSegment[]): string {
   }
   return out
 }
-
 
 /** `file:line:col path: message`, the form every validation error is printed in. */
 export function formatIssue(issue: Issue): string {
