@@ -1,6 +1,6 @@
 import {posix} from 'node:path'
 
-import {describeValue, formatPath, isRecord, type PathSegment, readSection, type YamlFile} from '../util/yaml-file.js'
+import {describeValue, formatPath, isRecord, type PathSegment, readSection, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
 import {ByteSizeError, parseByteSize} from './byte-size.js'
 import {normalizeHostPattern, HostPatternError} from './host.js'
 import {type RuleBudget, readRules} from './read-rules.js'
@@ -178,7 +178,7 @@ export function readExpose(file: YamlFile, value: unknown): {https: {base?: stri
       file.report(at, 'must be a mapping with port and hosts')
       continue
     }
-    for (const key of Object.keys(route)) if (key !== 'port' && key !== 'hosts') file.report([...at, key], 'unknown key (expected one of: port, hosts)', 'key')
+    reportUnknownKeys(file, at, route, ['port', 'hosts'])
     if (!isPort(route.port)) file.report([...at, 'port'], 'must be in range 1-65535')
     const hosts = readRouteHosts(file, [...at, 'hosts'], route.hosts, expandedBase, declaredAt)
     if (isPort(route.port) && hosts !== undefined) compiled.push({port: route.port, hosts})
