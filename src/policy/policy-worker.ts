@@ -24,7 +24,12 @@ interface Pending {
 }
 
 export interface PolicyWorkerOptions {
-  /** A job running longer than this is stopped (the worker with it) and answered policy_invalid. */
+  /**
+   * A job running longer than this is stopped (the worker with it) and answered
+   * policy_invalid. Bounded parsing keeps every job far below it (well under a
+   * second on an idle machine); it is a wall for a parse that escaped the bounds,
+   * long enough that a busy machine never trips it with a legal policy.
+   */
   timeoutMs?: number
   /** The worker's heap; a job that needs more is answered policy_invalid. */
   maxHeapMb?: number
@@ -51,7 +56,7 @@ export class PolicyWorker {
   private readonly recycleAfterBytes: number
 
   constructor(options: PolicyWorkerOptions = {}) {
-    this.timeoutMs = options.timeoutMs ?? 5000
+    this.timeoutMs = options.timeoutMs ?? 30_000
     this.maxHeapMb = options.maxHeapMb ?? 256
     this.recycleAfterBytes = options.recycleAfterBytes ?? 256 << 10
   }
