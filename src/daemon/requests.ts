@@ -1,11 +1,13 @@
 import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
+import {CleanroomError} from '../errors/index.js'
 import {DEFAULT_POLICY} from '../policy/compile.js'
 import {loadPolicy} from '../policy/load.js'
 import {policyWorker} from '../policy/policy-worker.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest} from '../sandbox/types.js'
+import {FILE_LIMITS} from '../util/file-limits.js'
 import {findGitRoot} from '../util/repo.js'
 import {isEnvName} from '../util/env-name.js'
 import {badRequest} from './http.js'
@@ -86,7 +88,25 @@ export async function parseSandboxSource(body: Record<string, unknown>): Promise
   }
   const workspace = body.workspace_source
   if (workspace !== undefined && workspace !== null) absolutePath('workspace_source', workspace)
+  // Handing a value to the worker copies it on the event loop: a compiled policy gets the values limit of a policy file first.
+  if (holdsMoreThan(body.policy, FILE_LIMITS.maxValues)) {
+    throw new CleanroomError('policy_invalid', `policy holds more than ${FILE_LIMITS.maxValues} values: a policy may have at most ${FILE_LIMITS.maxValues}`)
+  }
   return {policy: await policyWorker.recompile(body.policy, extra), policySource: null, workspaceSource: (workspace as string | null | undefined) ?? null}
+}
+
+/** Whether a JSON value holds more than `max` values (objects, arrays and scalars); walks at most `max` of them. */
+function holdsMoreThan(value: unknown, max: number): boolean {
+  const pending: unknown[] = [value]
+  let seen = 0
+  while (pending.length > 0) {
+    const next = pending.pop()
+    seen++
+    const children = Array.isArray(next) ? next : typeof next === 'object' && next !== null ? Object.values(next) : []
+    if (seen + pending.length + children.length > max) return true
+    for (const child of children) pending.push(child)
+  }
+  return false
 }
 
 /** Starts the policy worker before the first create needs it. */

@@ -99,7 +99,7 @@ describe('the daemon API and repository policies', function () {
       expect(answer.body.error?.message).to.match(/cleanroom\.yaml:1:1 is a fifo, not a regular file/)
     })
 
-    it('answers a request nested too deep, too many extra rules and an unknown compiled field 400', async () => {
+    it('answers a request nested too deep, too many extra rules, an unknown compiled field and a huge compiled policy 400', async () => {
       const deep = await call(test.socketPath, 'POST', '/v1/sandboxes', `{"policy": ${'['.repeat(500_000)}${']'.repeat(500_000)}}`)
       expect(deep).to.deep.include({status: 400})
       expect(deep.body.error?.message).to.equal('request nests objects and arrays more than 64 deep')
@@ -108,6 +108,11 @@ describe('the daemon API and repository policies', function () {
       const unknown = await create({policy: {...JSON.parse(JSON.stringify(DEFAULT_POLICY)), gpu: true}, workspace_source: null})
       expect(unknown.status).to.equal(400)
       expect(unknown.body.error?.code).to.equal('policy_invalid')
+      const huge = {...JSON.parse(JSON.stringify(DEFAULT_POLICY)), allow: Array.from({length: 14_000}, (_, i) => ({host: `h${i}.example.com`, ports: [443]}))}
+      expect((await create({policy: huge, workspace_source: null})).body.error).to.deep.include({
+        code: 'policy_invalid',
+        message: 'policy holds more than 20000 values: a policy may have at most 20000',
+      })
     })
   })
 
