@@ -1,13 +1,16 @@
 /**
  * `node --import tsx bench/policy.ts`: what a repository's policy costs.
  * 1. Compiling a 20-rule policy in process (the parse and the checks).
- * 2. The daemon's hot path: `POST /v1/sandboxes` with a 20-rule cleanroom.yaml
+ * 2. The daemon's policy step on its own, as the create request runs it
+ *    (parseSandboxSource of the built daemon, in this process): its latency and
+ *    the event-loop time it takes, for a 20-rule cleanroom.yaml.
+ * 3. The daemon's hot path: `POST /v1/sandboxes` with a 20-rule cleanroom.yaml
  *    against the same create with no policy file to find and compile.
- * 3. The slowest files within the limits, and files over them: how long the
+ * 4. The slowest files within the limits, and files over them: how long the
  *    answer takes (CPU time of this process, and wall time).
  * Needs a build (`npm run build`): the daemon runs as `cleanroom serve`.
- * CLEANROOM_BENCH_RUN=<other checkout>/bin/run.js measures another build's
- * daemon in part 2, to compare two builds in one sitting. See bench/README.md.
+ * CLEANROOM_BENCH_BUILD=<other checkout> measures that checkout's build in parts
+ * 2 and 3, to compare two builds in one sitting. See bench/README.md.
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -20,7 +23,8 @@ import {DaemonClient} from '../src/client/client.js'
 import {compilePolicyBytes, DEFAULT_POLICY} from '../src/policy/compile.js'
 import {benchEnv, compare, renderComparison, stats} from './harness.js'
 
-const RUN = process.env.CLEANROOM_BENCH_RUN ?? fileURLToPath(new URL('../bin/run.js', import.meta.url))
+const BUILD = process.env.CLEANROOM_BENCH_BUILD ?? fileURLToPath(new URL('..', import.meta.url))
+const RUN = join(BUILD, 'bin/run.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 40)
 
 /** Twenty allow rules in the forms people write: maps with reasons, host:port strings, wildcards. */
@@ -80,6 +84,27 @@ function hardCases(): void {
   }
 }
 
+/** The built daemon's policy step, timed per request: latency, and the event loop's busy time (its other requests wait that long). */
+async function policyStep(repo: string): Promise<void> {
+  const requests = (await import(join(BUILD, 'dist/daemon/requests.js'))) as {
+    parseSandboxSource: (body: Record<string, unknown>) => Promise<unknown>
+    startPolicyWorker?: () => void
+  }
+  requests.startPolicyWorker?.()
+  const latency: number[] = []
+  let busy = performance.eventLoopUtilization()
+  for (let i = 0; i < 700; i++) {
+    if (i === 200) busy = performance.eventLoopUtilization()
+    const start = performance.now()
+    await requests.parseSandboxSource({repository: repo})
+    if (i >= 200) latency.push(performance.now() - start)
+  }
+  const {active} = performance.eventLoopUtilization(busy)
+  const {median, p95} = stats(latency)
+  console.log(`## the daemon's policy step for a 20-rule cleanroom.yaml (${BUILD}, 500 runs)`)
+  console.log(`  latency median ${median.toFixed(3)} ms  p95 ${p95.toFixed(3)} ms  event loop busy ${(active / 500).toFixed(3)} ms per create`)
+}
+
 async function hotPath(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cleanroom-bench-policy-'))
   const env = benchEnv(home)
@@ -87,6 +112,7 @@ async function hotPath(): Promise<void> {
   await mkdir(repo, {recursive: true})
   execFileSync('git', ['init', '-q', repo])
   await writeFile(join(repo, 'cleanroom.yaml'), twentyRulePolicy())
+  await policyStep(repo)
   const daemon = spawn(process.execPath, [RUN, 'serve'], {env, stdio: 'ignore'})
   const client = new DaemonClient(join(home, 'run/cleanroom/cleanroom.sock'))
   const created: string[] = []
