@@ -1,3 +1,4 @@
+import {describeValue} from '../util/describe-value.js'
 import type {PathSegment, YamlFile} from '../util/yaml-file.js'
 
 /**
@@ -48,7 +49,7 @@ export function parseSettings(file: YamlFile, path: PathSegment[], values: Recor
 
 export function oneOf<const T extends string>(file: YamlFile, path: PathSegment[], value: unknown, allowed: readonly T[]): T | undefined {
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value.trim())) return value.trim() as T
-  file.report(path, `unsupported value ${JSON.stringify(value)} (expected ${allowed.join(' or ')})`)
+  file.report(path, `unsupported value ${describeValue(value)} (expected ${allowed.join(' or ')})`)
   return undefined
 }
 

@@ -332,7 +332,7 @@ for (const name of BACKENDS) {
         const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
         const policy = {...POLICY, resources: {memory_bytes: 1024 ** 3, vcpus: 1}}
         const failure = await backend.provision({sandboxId, policy, workspaceSource: null, stateDir}).catch((error: unknown) => error)
-        expect(failure).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch', message: 'backend gvisor cannot enforce this policy: it lacks resources.cpu, resources.memory'})
+        expect(failure).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch', message: 'backend gvisor cannot enforce this policy: it lacks resources.cpu (sandbox.resources.vcpus), resources.memory (sandbox.resources.memory)'})
       })
     }
   })

@@ -26,5 +26,10 @@ export const GVISOR = {
     'resources.cpu': false,
     'resources.memory': false,
     'resources.disk': false,
+    'services.docker': false,
+    'policy.stages': false,
+    'policy.run_before': false,
+    'repository.checkout': false,
+    'expose.https': false,
   },
 } satisfies BackendDescriptor<typeof GVISOR_SETTINGS>

@@ -18,8 +18,7 @@ import {hasWorkload, reclaimSandbox} from './reclaim.js'
 import {killSandbox} from './terminate.js'
 import {releaseHostUid} from '../linux-ns/uids.js'
 import {InitPoller} from '../linux-ns/watch.js'
-import {capabilityMismatch, requireCapabilities} from '../../capabilities.js'
-import {RESOURCE_CAPABILITIES, requestedResources, type ResourceRequest} from '../../resources.js'
+import {requireCapabilities} from '../../capabilities.js'
 
 export type {GvisorRuntime} from './runtime.js'
 
@@ -50,7 +49,6 @@ export class GvisorBackend implements SandboxBackend {
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
-    refuseLimits(request.resources ?? requestedResources(request.policy))
     const {runtime, child} = await provisionSandbox(await this.tools(), request)
     const key = childKey(runtime)
     this.children.set(key, child)
@@ -126,16 +124,6 @@ export class GvisorBackend implements SandboxBackend {
     })
     return this.toolchain
   }
-}
-
-/** Resource limits are cgroups, which this backend does not set up yet: a policy asking for them is refused, never run without them. */
-function refuseLimits(request: ResourceRequest | undefined): void {
-  const missing = Object.keys(request ?? {}).map((key) => RESOURCE_CAPABILITIES[key as keyof ResourceRequest])
-  if (missing.length === 0) return
-  throw new CleanroomError('backend_capability_mismatch', capabilityMismatch('gvisor', missing), {
-    details: {backend: 'gvisor', missing},
-    suggestions: ['Use the linux-ns backend (a root daemon) for sandbox.resources', 'Or remove sandbox.resources from cleanroom.yaml'],
-  })
 }
 
 /** A runtime record too broken to use: the launch record in the state dir is then all there is to go on. */

@@ -23,5 +23,10 @@ export const LINUX_NS = {
     'resources.cpu': false,
     'resources.memory': false,
     'resources.disk': false,
+    'services.docker': false,
+    'policy.stages': false,
+    'policy.run_before': false,
+    'repository.checkout': false,
+    'expose.https': false,
   },
 } satisfies BackendDescriptor<typeof LINUX_NS_SETTINGS>
