@@ -4,8 +4,10 @@ import {access} from 'node:fs/promises'
 import type {BackendName} from '../../src/config/schema.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
+import {runInSandbox} from '../../src/client/exec.js'
 import {eventually} from '../helpers/daemon-process.js'
 import {leftoverSandboxes, mountsMentioning, sandboxPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {captureTerminal} from '../helpers/terminal.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {BACKENDS, requireBackend} from './backends.js'
 
@@ -63,6 +65,16 @@ for (const backend of BACKENDS) {
       const runDirs = runtimes.flatMap((runtime) => (typeof runtime.run_dir === 'string' ? [runtime.run_dir] : []))
       const kept = await Promise.all(runDirs.map((path) => access(path).then(() => path, () => undefined)))
       expect(kept.filter(Boolean), 'run dirs after removal').to.deep.equal([])
+    })
+
+    it('runs a console (a command on a terminal through the exec stream): input in, output and exit code out', async () => {
+      const sandbox = await test!.client.createSandbox({backend, policy: DEFAULT_POLICY, workspace_source: null, allow_all: false})
+      const terminal = captureTerminal(Buffer.from('typed\n'))
+      const script = 'test -t 0 && test -t 1 && echo on-a-terminal; read line; echo "got $line"; stty size; exit 5'
+      const outcome = await runInSandbox(test!.client, sandbox.sandbox_id, {argv: ['sh', '-c', script], env: {TERM: 'xterm'}, tty: true, cols: 100, rows: 30}, terminal)
+      expect(outcome.exitCode).to.equal(5)
+      const output = terminal.output().toString()
+      expect(output).to.include('on-a-terminal').and.include('got typed').and.include('30 100')
     })
 
     it('refuses a policy needing a capability the backend lacks, at create, naming it', async () => {
