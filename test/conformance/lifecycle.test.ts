@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {access, mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {access, mkdir, readdir, readFile, rm, utimes, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -11,6 +11,9 @@ import {extract, pack} from 'tar-stream'
 import type {BackendName} from '../../src/config/schema.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import type {BackendRuntime} from '../../src/sandbox/backend.js'
+import {RUN_ROOT} from '../../src/sandbox/backends/gvisor/provision.js'
+import {sweepRunDirs} from '../../src/sandbox/backends/gvisor/reclaim.js'
+import {newSandboxId} from '../../src/sandbox/ids.js'
 import {collect, mountLinesMentioning, newStateDir, POLICY, run, sh, terminalOutput, treeDigest, waitFor} from '../sandbox/helpers.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {backendNamed, BACKENDS, requireBackend} from './backends.js'
@@ -325,6 +328,25 @@ for (const name of BACKENDS) {
       expect(failure).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch'})
       expect((failure as Error).message).to.include('images.oci')
     })
+
+    if (name === 'gvisor') {
+      it('sweeps run dirs a killed daemon left (no container in runsc), never a live sandbox\'s or a young one', async () => {
+        const live = await createSandbox(null)
+        const stale = join(RUN_ROOT, newSandboxId())
+        const young = join(RUN_ROOT, newSandboxId())
+        await Promise.all([mkdir(join(stale, 'runsc'), {recursive: true}), mkdir(join(young, 'runsc'), {recursive: true})])
+        try {
+          const hourAgo = new Date(Date.now() - 3_600_000)
+          await Promise.all([utimes(stale, hourAgo, hourAgo), utimes(live.run_dir!, hourAgo, hourAgo)])
+          const removed = await sweepRunDirs('runsc')
+          expect(removed).to.include(stale).and.not.include(live.run_dir).and.not.include(young)
+          await access(young)
+          expect(await sh(backend, live, 'echo alive')).to.equal('alive\n')
+        } finally {
+          await Promise.all([rm(stale, {recursive: true, force: true}), rm(young, {recursive: true, force: true})])
+        }
+      })
+    }
 
     // gVisor sandboxes get no cgroup limits yet: asking for them must fail at launch, never run unlimited.
     if (name === 'gvisor') {

@@ -14,7 +14,7 @@ import {startExec} from './exec.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
-import {hasWorkload, reclaimSandbox} from './reclaim.js'
+import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
 import {killSandbox} from './terminate.js'
 import {releaseHostUid} from '../linux-ns/uids.js'
 import {InitPoller} from '../linux-ns/watch.js'
@@ -104,6 +104,11 @@ export class GvisorBackend implements SandboxBackend {
     }
     child.once('exit', listener)
     return () => child.off('exit', listener)
+  }
+
+  /** Run dirs left by sandboxes that are gone; their uids are the registry's sweep (linux-ns, machine-wide). */
+  async reclaimLeftovers(): Promise<void> {
+    await sweepRunDirs(await this.runsc())
   }
 
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {

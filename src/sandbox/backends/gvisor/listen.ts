@@ -11,6 +11,8 @@ import type {GvisorRuntime} from './runtime.js'
 /** `nsinit forward` exits 3 when the port is taken: a forwarder from before a daemon restart still serves it. */
 const FORWARD_IN_USE = 3
 const START_TIMEOUT_MS = 15_000
+/** Connections the forwarder may have waiting for this process to accept: a burst (thousands at once) waits here, not in the forwarder. */
+const BACKLOG = 4096
 
 /**
  * A server this process accepts on for 127.0.0.1:`port` inside the sandbox. A gVisor
@@ -31,7 +33,7 @@ export async function listenInside(runsc: string, runtime: GvisorRuntime, port: 
   server.on('connection', hold)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(path, () => {
+    server.listen({path, backlog: BACKLOG}, () => {
       server.off('error', reject)
       resolve()
     })

@@ -1,9 +1,10 @@
 import type {ChildProcess} from 'node:child_process'
-import {readFile, rm, stat} from 'node:fs/promises'
+import {lstat, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {LAUNCH_RECORD} from '../linux-ns/launch.js'
 import {killLaunchGroup} from '../linux-ns/terminate.js'
+import {SANDBOX_ID_PATTERN} from '../../ids.js'
 import {HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import {RUN_ROOT} from './provision.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
@@ -33,6 +34,28 @@ export async function reclaimSandbox(runsc: string, stateDir: string, runtime: G
     await releaseHostUid(hostUid, stateDir)
   }
   await rm(runDir, {recursive: true, force: true})
+}
+
+/** Older than any create takes (runsc's ready wait is 30 s): a younger run dir may be a create under way. */
+const SWEEP_AFTER_MS = 10 * 60_000
+
+/**
+ * Removes the run dirs of sandboxes that are gone (a daemon killed between making one
+ * and starting runsc, or in the middle of a removal): runsc holds no container in them
+ * and they are older than any create. A dir whose runsc root cannot be read is kept.
+ */
+export async function sweepRunDirs(runsc: string, now = Date.now()): Promise<string[]> {
+  const removed: string[] = []
+  for (const name of await readdir(RUN_ROOT).catch(() => [])) {
+    const dir = `${RUN_ROOT}/${name}`
+    const facts = await lstat(dir).catch(() => undefined)
+    if (!SANDBOX_ID_PATTERN.test(name) || !facts?.isDirectory() || now - facts.mtimeMs < SWEEP_AFTER_MS) continue
+    const listed = await runscCommand(runsc, [...rootFlags({run_dir: dir}), 'list', '--format=json'])
+    if (!listed.ok || !['null', '[]'].includes(listed.stdout.trim())) continue
+    await rm(dir, {recursive: true, force: true})
+    removed.push(dir)
+  }
+  return removed
 }
 
 /** The run dir a gvisor launch recorded; undefined for a state dir no gvisor launch wrote (another backend's). */

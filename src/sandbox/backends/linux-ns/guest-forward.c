@@ -40,7 +40,6 @@
 #define FORWARD_IN_USE 3
 #define BIND_RETRY_MS 1000
 #define CHUNK 65536
-#define CONNECT_WAIT_S 5
 
 /* One side of a relayed connection; `pending` holds what its peer sent that it has not taken yet. */
 struct side {
@@ -156,19 +155,15 @@ static int on_clients(int listener, const struct sockaddr_un *daemon) {
     for (;;) {
         int client = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (client < 0) return 1;
-        int upstream = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int upstream = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (upstream < 0) { reset(client); continue; }
-        /* Blocking, bounded: a burst that fills the daemon's backlog waits for it to accept instead of being turned away. */
-        struct timeval wait = {CONNECT_WAIT_S, 0};
-        setsockopt(upstream, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
-        if (connect(upstream, (const struct sockaddr *)daemon, sizeof *daemon) < 0) {
+        if (connect(upstream, (const struct sockaddr *)daemon, sizeof *daemon) < 0 && errno != EINPROGRESS) {
             int gone = errno == ECONNREFUSED || errno == ENOENT;
             close(upstream);
             reset(client);
             if (gone) return 0;
-            continue;                       /* still full after the wait: this one is turned away */
+            continue;                       /* EAGAIN: the daemon's backlog is full, this one is turned away */
         }
-        fcntl(upstream, F_SETFL, O_NONBLOCK);
         struct side *pair = calloc(2, sizeof *pair);
         if (!pair) { close(upstream); reset(client); continue; }
         pair[0] = (struct side){.fd = client, .peer = &pair[1]};
