@@ -4,6 +4,7 @@ import {visibleName} from '../util/visible.js'
 import type {ArchivedContent, ChangesManifest} from './archive.js'
 import type {ChangeRecord} from './changes.js'
 import {sameEntry, TreeReader} from './entry.js'
+import {assessRisks, riskInput} from './risky.js'
 import {WriteBack} from './write-back.js'
 
 /** What applying a sandbox's changes to a directory would do, decided by content. */
@@ -34,6 +35,7 @@ export async function checkAgainstHost(target: string, manifest: ChangesManifest
       else if (record.base !== 'unknown' && sameEntry(host, record.base)) check.toWrite.push(record)
       else check.conflicts.push(`${visibleName(record.path)} (${conflictReason(record, host === null)})`)
     }
+    await reassessRisks(reader, check.toWrite)
     const deleted = new Set(check.toWrite.filter((record) => record.sandbox === null).map((record) => record.path))
     for (const record of check.toWrite) {
       if (record.sandbox === null) continue
@@ -44,6 +46,22 @@ export async function checkAgainstHost(target: string, manifest: ChangesManifest
     await reader.close()
   }
   return check
+}
+
+/**
+ * The risks as they are in the directory written to: the daemon judged them
+ * against the sandbox's workspace source, and a symlink that stays inside that
+ * tree may lead out of another (`--directory`) or of the same one changed since.
+ * A path is only ever added to the risky ones here, never taken off.
+ */
+async function reassessRisks(reader: TreeReader, records: ChangeRecord[]): Promise<void> {
+  const risks = await assessRisks(records.map(riskInput), (path) => reader.entry(path))
+  for (const record of records) {
+    const risk = risks.get(record.path)
+    if (record.risky || risk === undefined) continue
+    record.risky = true
+    record.risk = risk
+  }
 }
 
 function conflictReason(record: ChangeRecord, absent: boolean): string {

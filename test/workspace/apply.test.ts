@@ -78,6 +78,20 @@ describe('workspace apply: decided by content, written all or nothing', function
     expect(check.conflicts).to.deep.equal(['lib/x.js (lib is a symlink on the host)'])
   })
 
+  it('judges a symlink by the directory it is written to: one that leads out through a link there is risky', async () => {
+    const target = await dirs.make()
+    const outside = await dirs.make()
+    // In the sandbox's workspace `up` was a plain directory; in this target it is a link out of it.
+    await symlink(outside, join(target, 'up'))
+    const {manifest} = manifestOf(target, [{path: 'key', base: null, sandbox: 'x'}])
+    manifest.changes[0]!.sandbox = {mode: '120000', oid: blobOid('sha1', Buffer.from('up/id_rsa')), size: 9}
+    manifest.changes[0]!.link = 'up/id_rsa'
+    const plain = manifestOf(target, [{path: 'notes.txt', base: null, sandbox: 'x'}]).manifest
+    const [check, plainCheck] = [await checkAgainstHost(target, manifest), await checkAgainstHost(target, plain)]
+    expect(check.toWrite.map((record) => [record.path, record.risky, record.risk])).to.deep.equal([['key', true, 'a symlink leading outside the repository (-> up/id_rsa)']])
+    expect(plainCheck.toWrite.map((record) => record.risky)).to.deep.equal([false])
+  })
+
   it('writes files with 644 or 755 only, deletes, and removes directories a deletion emptied', async () => {
     const repo = await dirs.make()
     await mkdir(join(repo, 'old/deep'), {recursive: true})
