@@ -1,5 +1,6 @@
 import {CleanroomError} from '../errors/index.js'
 import {DirectoryHandle} from '../util/dir-handle.js'
+import {withStopSignalsHeld} from '../util/signal-hold.js'
 import {visibleName} from '../util/visible.js'
 import type {ArchivedContent, ChangesManifest} from './archive.js'
 import type {ChangeRecord} from './changes.js'
@@ -115,22 +116,31 @@ export function riskyRefusal(sandboxId: string, records: readonly ChangeRecord[]
  */
 export async function writeChanges(target: string, manifest: ChangesManifest, toWrite: readonly ChangeRecord[], contents: AsyncIterable<ArchivedContent>): Promise<void> {
   const wanted = new Map(toWrite.filter((record) => record.sandbox !== null).map((record) => [record.path, record]))
-  const writeBack = await WriteBack.begin(target, manifest.object_format)
-  try {
-    let staged = 0
-    for await (const entry of contents) {
-      const record = wanted.get(entry.path)
-      if (!record) continue
-      if ((entry.type === 'symlink') !== (record.sandbox!.mode === '120000')) throw incomplete(`${visibleName(entry.path)} is not the kind of entry the list of changes says`)
-      if (entry.type === 'symlink') await writeBack.stageSymlink(record, entry.linkname ?? '')
-      else await writeBack.stageFile(record, entry.content)
-      staged++
+  // Ctrl-C while staging stops before anything is written; once the commit starts, it ends (whole, or rolled back) first.
+  await withStopSignalsHeld(async (received) => {
+    const stopIfAsked = () => {
+      const signal = received()
+      if (signal) throw new CleanroomError('interrupted', `interrupted by ${signal}: nothing was applied`)
     }
-    if (staged !== wanted.size) throw incomplete('some files are missing from it')
-    await writeBack.commit(toWrite)
-  } finally {
-    await writeBack.finish()
-  }
+    const writeBack = await WriteBack.begin(target, manifest.object_format)
+    try {
+      let staged = 0
+      for await (const entry of contents) {
+        stopIfAsked()
+        const record = wanted.get(entry.path)
+        if (!record) continue
+        if ((entry.type === 'symlink') !== (record.sandbox!.mode === '120000')) throw incomplete(`${visibleName(entry.path)} is not the kind of entry the list of changes says`)
+        if (entry.type === 'symlink') await writeBack.stageSymlink(record, entry.linkname ?? '')
+        else await writeBack.stageFile(record, entry.content)
+        staged++
+      }
+      stopIfAsked()
+      if (staged !== wanted.size) throw incomplete('some files are missing from it')
+      await writeBack.commit(toWrite)
+    } finally {
+      await writeBack.finish()
+    }
+  })
 }
 
 function incomplete(why: string): CleanroomError {

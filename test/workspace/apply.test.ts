@@ -148,4 +148,34 @@ describe('workspace apply: decided by content, written all or nothing', function
     expect(isCleanroomError(error) && error.code).to.equal('workspace_changed')
     expect(await snapshotTree(repo)).to.deep.equal({})
   })
+
+  it('stops before writing anything on Ctrl-C while the files arrive, and passes the signal on once it has', async () => {
+    const repo = await dirs.make()
+    await writeFile(join(repo, 'a.txt'), 'base\n')
+    const before = await snapshotTree(repo)
+    const {manifest} = manifestOf(repo, [
+      {path: 'a.txt', base: 'base\n', sandbox: 'sandbox\n'},
+      {path: 'b.txt', base: null, sandbox: 'b\n'},
+    ])
+    // This listener stands in for the default action (the process ending), so mocha lives to see the signal come again.
+    let seen = 0
+    const onSignal = () => seen++
+    process.on('SIGINT', onSignal)
+    try {
+      async function* interrupted(): AsyncGenerator<ArchivedContent> {
+        yield {path: 'a.txt', type: 'file', content: [Buffer.from('sandbox\n')] as unknown as AsyncIterable<Buffer>}
+        process.kill(process.pid, 'SIGINT')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        yield {path: 'b.txt', type: 'file', content: [Buffer.from('b\n')] as unknown as AsyncIterable<Buffer>}
+      }
+      const error = await writeChanges(repo, manifest, manifest.changes, interrupted()).catch((error_: unknown) => error_)
+      expect(isCleanroomError(error) && [error.code, error.message, error.exitCode], String(error)).to.deep.equal(['interrupted', 'interrupted by SIGINT: nothing was applied', 130])
+      expect(await snapshotTree(repo)).to.deep.equal(before)
+      const deadline = Date.now() + 5000
+      while (seen < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(seen, 'the first SIGINT, then the one raised again after the write').to.equal(2)
+    } finally {
+      process.off('SIGINT', onSignal)
+    }
+  })
 })
