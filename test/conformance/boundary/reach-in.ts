@@ -78,6 +78,50 @@ export function reachingIn(backend: string): void {
       }
     })
 
+    it('holds no host file open in the init or the held command: the sandbox log cannot be written from inside', async () => {
+      const log = join(test!.stateDir, 'sandboxes', sandbox.id, 'sandbox.log')
+      const before = await readFile(log, 'latin1')
+      // Every fd of pid 1 and 2: what it is, then two ways to write through it. Opened again for appending
+      // (a pipe with no reader refuses at once under O_NONBLOCK), and taken over with pidfd_getfd.
+      const script = `import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+seen = {}
+for pid in (1, 2):
+    for fd in sorted(os.listdir(f'/proc/{pid}/fd'), key=int):
+        path = f'/proc/{pid}/fd/{fd}'
+        outcome = {'target': os.readlink(path)}
+        try:
+            opened = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+            try:
+                os.write(opened, f'written through {path}\\n'.encode())
+                outcome['reopened'] = 'wrote'
+            finally:
+                os.close(opened)
+        except OSError as error:
+            outcome['reopened'] = error.strerror
+        pidfd = libc.syscall(434, pid, 0)
+        taken = libc.syscall(438, pidfd, int(fd), 0) if pidfd >= 0 else -1
+        outcome['pidfd_getfd'] = os.strerror(ctypes.get_errno()) if taken < 0 else 'taken'
+        if taken >= 0:
+            try:
+                os.write(taken, f'written through pidfd_getfd({pid}, {fd})\\n'.encode())
+                outcome['pidfd_getfd'] = 'wrote'
+            except OSError as error:
+                outcome['pidfd_getfd'] = error.strerror
+            os.close(taken)
+        if pidfd >= 0:
+            os.close(pidfd)
+        seen[path] = outcome
+print(json.dumps(seen))`
+      const ran = await test!.client.run(sandbox.id, {argv: ['python3', '-c', script], env: {}})
+      expect(ran.exit_code, ran.stderr).to.equal(0)
+      const seen = JSON.parse(ran.stdout) as Record<string, {target: string}>
+      expect(Object.keys(seen), 'the fds looked at').to.include.members(['/proc/1/fd/2', '/proc/2/fd/2'])
+      // /dev/null, pipes, sockets and anonymous inodes only: nothing that names a file of the host.
+      for (const [path, {target}] of Object.entries(seen)) expect(target, path).to.match(/^(?:\/dev\/null|pipe:\[\d+\]|socket:\[\d+\]|anon_inode:\[\w+\])$/)
+      expect(await readFile(log, 'latin1'), 'the host\'s sandbox log').to.equal(before)
+    })
+
     it('cannot create a user namespace: unshare -Ur fails with EPERM', async () => {
       const ran = await sandbox.sh('unshare -Ur true')
       expect(ran.exit_code).to.equal(1)
