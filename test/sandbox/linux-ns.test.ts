@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {access, chmod, mkdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {access, chmod, mkdir, readFile, readlink, rm, stat, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -135,9 +135,15 @@ describe('the linux-ns backend', function () {
     it("runs on the host as the sandbox's own uid, never root", async () => {
       expect(sandbox.host_uid).to.be.within(HOST_UID_RANGE.first, HOST_UID_RANGE.last)
       const sleeping = await backend.exec(sandbox, {argv: ['sleep', '31.4159'], env: {}, tty: false})
+      // Found by this sandbox's pid namespace (its init's): a parallel run of this suite has a sleep of its own.
+      const pidNamespace = async (pid: number) => readlink(`/proc/${pid}/ns/pid`).catch(() => undefined)
+      const ours = await pidNamespace(sandbox.init_pid)
+      expect(ours, 'the sandbox init\'s pid namespace').to.match(/^pid:\[\d+\]$/)
       let workload: {pid: number} | undefined
       await waitFor('the workload on the host', async () => {
-        workload = (await hostProcesses()).find((process) => process.cmdline.join(' ') === 'sleep 31.4159')
+        for (const process of await hostProcesses()) {
+          if (process.cmdline.join(' ') === 'sleep 31.4159' && (await pidNamespace(process.pid)) === ours) workload = process
+        }
         return workload !== undefined
       })
       const status = await readFile(`/proc/${workload!.pid}/status`, 'utf8')
