@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import type {AuditEvent} from '../../src/egress/audit.js'
+import {DEFAULT_HEAD_TIMEOUT_MS} from '../../src/egress/proxy.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {mapResolver, type RuleInput} from '../egress/fixtures.js'
 import {bwrapPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
@@ -25,8 +26,8 @@ const PROBE_SOURCE = fileURLToPath(new URL('sandbox-probe.mjs', import.meta.url)
 /** The backends this suite runs against; the gVisor backend joins this list. */
 const BACKENDS = ['linux-ns'] as const
 
-/** The proxy's head timeout (DEFAULT_HEAD_TIMEOUT_MS): the slow-head attack lasts that long. */
-const HEAD_TIMEOUT_S = 30
+/** The proxy's head timeout: the slow-head attack lasts that long. */
+const HEAD_TIMEOUT_S = DEFAULT_HEAD_TIMEOUT_MS / 1000
 
 /** A raw conversation with the proxy: `steps` as sandbox-probe.mjs's proxy mode takes them. */
 const steps = (list: Array<Record<string, unknown>>, timeoutMs = 5000): Probe => ({mode: 'proxy', args: {steps: list, timeoutMs}})
