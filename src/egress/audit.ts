@@ -4,8 +4,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {EgressAction, EgressReason} from './decide.js'
 
-/** How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP request, or SOCKS5. */
-export type EgressProtocol = 'connect' | 'http' | 'socks5'
+/** How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP request, SOCKS5, or SOCKS4(a) (always refused). */
+export type EgressProtocol = 'connect' | 'http' | 'socks4' | 'socks5'
 
 /** One connection attempt through a sandbox's egress proxy: one line of its audit log. */
 export interface AuditEvent {
