@@ -38,6 +38,9 @@ const OWN_PROCESSES: Record<BackendName, {expected: string[]; names: string[]; i
   gvisor: {expected: ['1 cleanroom-nsini'], names: ['cleanroom-nsini'], init: /^$/, helpers: /^(socket:\[\d+\]|host:\[\d+\]|anon_inode:\[(eventpoll|signalfd)\]|\/dev\/pts\/(ptmx|\d+))$/},
 }
 
+/** The processes a sandbox always runs, by pid: linux-ns's init (bwrap) and held command; gVisor's init (nsinit init) alone. */
+const LONG_LIVED: Record<BackendName, string[]> = {'linux-ns': ['1', '2'], gvisor: ['1']}
+
 /** What reaches into a sandbox of `backend`, and what a sandbox can do to the daemon and the host. */
 export function reachingIn(backend: BackendName): void {
 
@@ -107,12 +110,18 @@ export function reachingIn(backend: BackendName): void {
       const log = join(test!.stateDir, 'sandboxes', sandbox.id, 'sandbox.log')
       const before = await readFile(log, 'latin1')
       // Every fd of pid 1 and 2: what it is, then two ways to write through it (see fd-takeover.c).
-      const ran = await test!.client.run(sandbox.id, {argv: ['/workspace/fd-takeover', '1', '2'], env: {}})
+      const ran = await test!.client.run(sandbox.id, {argv: ['/workspace/fd-takeover', ...LONG_LIVED[backend]], env: {}})
       expect(ran.exit_code, ran.stderr).to.equal(0)
       const seen = JSON.parse(ran.stdout) as Record<string, {target: string; reopened: string; pidfd_getfd: string}>
-      expect(Object.keys(seen), 'the fds looked at').to.include.members(['/proc/1/fd/2', '/proc/2/fd/2'])
+      expect(Object.keys(seen), 'the fds looked at').to.include.members(LONG_LIVED[backend].map((pid) => `/proc/${pid}/fd/2`))
       // The attempts work where they can (/dev/null takes the bytes), so an unchanged log means something.
-      expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.include('wrote')
+      if (backend === 'gvisor') {
+        // gVisor's kernel has no pidfd_getfd (ENOSYS): reopening through /proc is the attempt that works.
+        expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.satisfy((all: string[]) => all.every((outcome) => outcome === 'Function not implemented'))
+        expect(Object.values(seen).map((outcome) => outcome.reopened), JSON.stringify(seen)).to.include('wrote')
+      } else {
+        expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.include('wrote')
+      }
       // /dev/null, pipes, sockets and anonymous inodes only: nothing that names a file of the host.
       for (const [path, {target}] of Object.entries(seen)) expect(target, path).to.match(/^(?:\/dev\/null|pipe:\[\d+\]|socket:\[\d+\]|anon_inode:\[\w+\])$/)
       expect(await readFile(log, 'latin1'), 'the host\'s sandbox log').to.equal(before)
@@ -336,7 +345,15 @@ export function reachingIn(backend: BackendName): void {
       const ran = await flood
       expect(ran.exit_code, ran.stderr).to.equal(0)
       const counts = JSON.parse(ran.stdout) as {opened: number; stillOpen: number; closedByProxy: number}
-      expect(counts).to.deep.include({opened: 3000, stillOpen: CAP, closedByProxy: 3000 - CAP})
+      if (backend === 'gvisor') {
+        // A burst this size on a loaded machine can also see a few connections refused at connect inside
+        // gVisor (before the proxy sees them): still refused, and the cap holds for the ones that open.
+        const {opened, failed} = counts as typeof counts & {failed: number}
+        expect(opened + failed).to.equal(3000)
+        expect(counts).to.deep.include({stillOpen: CAP, closedByProxy: opened - CAP})
+      } else {
+        expect(counts).to.deep.include({opened: 3000, stillOpen: CAP, closedByProxy: 3000 - CAP})
+      }
       const noted = await limitLines()
       expect(noted, JSON.stringify(noted)).to.have.length(1)
       expect(noted[0]!.error).to.include(`limit of ${CAP} open connections`)
