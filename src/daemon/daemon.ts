@@ -20,6 +20,8 @@ export interface DaemonOptions {
   log: Logger
   /** Name resolution for the egress proxies; tests map names to local addresses. */
   resolver?: Resolver
+  /** More roots the credential gateway trusts upstream; tests add their own TLS servers' CA. */
+  upstreamCa?: readonly string[]
 }
 
 export interface RunningDaemon {
@@ -32,7 +34,7 @@ export interface RunningDaemon {
 /** Starts `cleanroom serve`: adopts the sandboxes on disk, then listens on the unix socket (mode 0600). */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
-  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {resolver: options.resolver})
+  const manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {resolver: options.resolver, ...(options.upstreamCa && {upstreamCa: options.upstreamCa})})
   await manager.adopt()
 
   const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version})

@@ -8,6 +8,8 @@ import {newExecId, newSandboxId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
+import {CredentialGateways} from '../credentials/gateways.js'
+import type {GrantRequest, GrantSummary} from '../credentials/wire.js'
 import {diffWorkspace, type WorkspaceDiff} from '../workspace/diff.js'
 import {auditPath, caEnv, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
@@ -38,13 +40,16 @@ export class SandboxManager {
   private readonly sandboxes = new Map<string, SandboxRecord>()
   private readonly pendingExecs = new Map<string, PendingExec>()
   private readonly egress = new Map<string, SandboxEgress>()
+  private readonly credentials: CredentialGateways
 
   constructor(
     private readonly store: StateStore,
     private readonly backends: ReadonlyMap<BackendName, SandboxBackend>,
     private readonly log: Logger,
-    private readonly options: {resolver?: Resolver} = {},
-  ) {}
+    private readonly options: {resolver?: Resolver; upstreamCa?: readonly string[]} = {},
+  ) {
+    this.credentials = new CredentialGateways({stateRoot: store.root, ...(options.resolver && {resolver: options.resolver}), ...(options.upstreamCa && {upstreamCa: options.upstreamCa})})
+  }
 
   /** Loads every record and checks each live one: still running → ready, gone → failed. */
   async adopt(): Promise<void> {
@@ -138,6 +143,7 @@ export class SandboxManager {
     const record = this.get(id)
     if (record.status === 'stopped') return record
     await this.setStatus(record, 'stopping')
+    this.credentials.detach(id)
     await this.egress.get(id)?.close()
     this.egress.delete(id)
     const backend = this.backends.get(record.backend)
@@ -175,8 +181,8 @@ export class SandboxManager {
 
   /** Starts a process in a ready sandbox; a sandbox found dead is marked failed. */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
-    // The request's own variables win; the proxy settings are only defaults.
-    const env = {...proxyEnv(), ...caEnv(), ...request.env}
+    // The request's own variables win; the proxy settings are only defaults, and egress services' (the gateway's trust bundle) replace the host's CA settings.
+    const env = {...proxyEnv(), ...caEnv(), ...this.egress.get(sandboxId)?.env(), ...request.env}
     return this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
   }
 
@@ -216,6 +222,19 @@ export class SandboxManager {
     return {workspace_source: record.workspace_source, ...diff}
   }
 
+  /**
+   * Grants a sandbox credentials through its gateway (POST …/credentials): the
+   * routes and logins it may use, served from now on and after a daemon restart.
+   */
+  async grantCredentials(sandboxId: string, request: GrantRequest): Promise<GrantSummary> {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const {backend, runtime} = this.reach(record)
+    const egress = this.egress.get(sandboxId)
+    if (egress === undefined) throw new CleanroomError('sandbox_failed', `sandbox ${sandboxId} has no egress in this daemon`)
+    return this.credentials.grant({record, sandboxDir: this.store.sandboxDir(sandboxId), egress, backend, runtime}, request)
+  }
+
   /** Where the sandbox's egress audit log is. */
   auditLog(sandboxId: string): string {
     return auditPath(this.store.sandboxDir(this.get(sandboxId).sandbox_id))
@@ -223,6 +242,7 @@ export class SandboxManager {
 
   /** Stops every egress proxy (daemon shutdown): the sandboxes' connections out are refused until a daemon adopts them again. */
   async closeEgress(): Promise<void> {
+    for (const id of this.egress.keys()) this.credentials.detach(id)
     for (const egress of this.egress.values()) await egress.close()
     this.egress.clear()
   }
@@ -230,6 +250,8 @@ export class SandboxManager {
   private async startEgress(record: SandboxRecord): Promise<void> {
     const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.options.resolver)
     this.egress.set(record.sandbox_id, egress)
+    const {backend, runtime} = this.reach(record)
+    await this.credentials.attach({record, sandboxDir: this.store.sandboxDir(record.sandbox_id), egress, backend, runtime})
   }
 
   private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: BackendRuntime} {

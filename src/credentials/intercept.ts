@@ -1,0 +1,180 @@
+import {createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse} from 'node:http'
+import type {Socket} from 'node:net'
+import type {Duplex} from 'node:stream'
+import {TLSSocket} from 'node:tls'
+
+import type {ConnectInterceptor} from '../egress/service.js'
+import {auditedPath, GatewayRequest} from './audit.js'
+import type {SandboxCa} from './ca.js'
+import type {GatewayContext} from './context.js'
+import {serveTokenEndpoint} from './oauth.js'
+import {formatPhantom} from './phantom.js'
+import type {LoginState} from './state.js'
+import {forward, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+
+/** A tunnel the gateway took over, by the TLS socket it terminated. */
+interface Tunnel {
+  host: string
+  port: number
+}
+
+/** The credential headers' replacements for one request: each phantom found, and the real token for it. */
+type Replacement = {pattern: RegExp; real: string}
+
+/**
+ * Selective TLS interception: the tunnels to the hosts of a sandbox's logins
+ * (their token endpoints and API hosts, and nothing else) end here, in TLS
+ * with a certificate from the sandbox's own CA. Each request inside is sent on
+ * to the real host over a new TLS connection that verifies it, with phantoms
+ * swapped for the real tokens; token endpoints are served by oauth.ts.
+ */
+export class TunnelInterceptor implements ConnectInterceptor {
+  private readonly server: Server
+  private readonly tunnels = new WeakMap<Socket, Tunnel>()
+  private readonly open = new Set<TLSSocket>()
+
+  constructor(
+    private readonly context: GatewayContext,
+    private readonly ca: () => SandboxCa | undefined,
+  ) {
+    this.server = createServer()
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const tunnel = this.tunnels.get(req.socket)
+      if (tunnel === undefined) {
+        res.destroy()
+        return
+      }
+      this.serve(req, res, tunnel).catch((error: unknown) => {
+        if (!res.headersSent) sendGatewayError(res, 502, 'upstream_failed', `cleanroom credential gateway: ${String(error)}`)
+        else res.destroy()
+      })
+    })
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const tunnel = this.tunnels.get(req.socket)
+      if (tunnel === undefined) socket.destroy()
+      else void this.serveUpgrade(req, socket, head, tunnel).catch(() => socket.destroy())
+    })
+  }
+
+  intercepts(host: string, port: number): boolean {
+    return this.ca() !== undefined && this.context.state().logins.some((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+  }
+
+  take(client: Socket, host: string, port: number, head: Buffer): void {
+    const ca = this.ca()
+    if (ca === undefined) {
+      client.destroy()
+      return
+    }
+    if (head.length > 0) client.unshift(head)
+    const secure = new TLSSocket(client, {isServer: true, secureContext: ca.contextFor(host), ALPNProtocols: ['http/1.1']})
+    secure.on('error', () => secure.destroy())
+    secure.on('close', () => {
+      this.open.delete(secure)
+      client.destroy()
+    })
+    this.open.add(secure)
+    this.tunnels.set(secure, {host, port})
+    this.server.emit('connection', secure)
+  }
+
+  close(): void {
+    for (const socket of this.open) socket.destroy()
+    this.open.clear()
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, {host, port}: Tunnel): Promise<void> {
+    const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
+    const path = auditedPath(req.url)
+    const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
+    const logins = this.context.state().logins.filter((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    const endpoint = req.method === 'POST' ? logins.find((login) => login.spec.token_endpoints.some((entry) => entry.host === host && entry.port === port && entry.path === path)) : undefined
+    if (endpoint) {
+      await serveTokenEndpoint(this.context, endpoint, req, res, target, audit)
+      return
+    }
+    const {headers, credential} = await this.swapped(req, target, logins)
+    const result = await forward(this.context.pool, req, res, target, headers)
+    audit.record({
+      host,
+      port,
+      address: result.address,
+      action: result.refused ? 'deny' : 'allow',
+      reason: result.refused?.reason ?? (result.status === undefined ? 'upstream_failed' : credential === undefined ? 'not_swapped' : 'credential_injected'),
+      ...(credential !== undefined && {credential}),
+      ...(result.status !== undefined && {status: result.status}),
+      bytesUp: result.bytesUp,
+      bytesDown: result.bytesDown,
+      ...(result.error !== undefined && {error: result.error}),
+    })
+  }
+
+  private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, {host, port}: Tunnel): Promise<void> {
+    const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
+    const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
+    const logins = this.context.state().logins.filter((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    const {headers, credential} = await this.swapped(req, target, logins)
+    const result = await forwardUpgrade(this.context.pool, req, socket, head, target, headers)
+    audit.record({host, port, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (credential === undefined ? 'not_swapped' : 'credential_injected'), ...(credential !== undefined && {credential}), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})
+  }
+
+  /** The request's headers for the real host, with the phantoms of the logins that cover it swapped for their tokens. */
+  private async swapped(req: IncomingMessage, target: UpstreamTarget, logins: readonly LoginState[]): Promise<{headers: OutgoingHttpHeaders; credential?: string}> {
+    const headers = upstreamHeaders(req.headers, target)
+    let credential: string | undefined
+    for (const login of logins) {
+      const replacements = await this.replacements(login)
+      for (const [name, value] of Object.entries(headers)) {
+        if (typeof value !== 'string') continue
+        const swapped = swapHeader(value, replacements)
+        if (swapped !== value) {
+          headers[name] = swapped
+          credential = login.spec.name
+        }
+      }
+    }
+    return {headers, ...(credential !== undefined && {credential})}
+  }
+
+  private async replacements(login: LoginState): Promise<Replacement[]> {
+    const tokens = (await this.context.tokenStore(login).read()) ?? {}
+    const list: Replacement[] = []
+    for (const kind of ['access', 'id'] as const) {
+      const real = tokens[kind]
+      if (real === undefined) continue
+      const format = login.spec.tokens.find((token) => token.kind === kind)?.format
+      list.push({pattern: phantomPattern(login.secrets[kind], format), real})
+    }
+    for (const [secret, real] of Object.entries(login.extras ?? {})) list.push({pattern: phantomPattern(secret), real})
+    return list
+  }
+}
+
+/** The hosts (and ports) whose tunnels a login's interception takes. */
+export function loginHosts(login: LoginState): {host: string; port: number}[] {
+  return [...login.spec.token_endpoints, ...login.spec.api_hosts]
+}
+
+/** A phantom as it may appear: in its format, or as a JWT whose signature is its random part. */
+function phantomPattern(secret: string, format?: string): RegExp {
+  const escape = (text: string) => text.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const formatted = escape(formatPhantom(secret, format))
+  return new RegExp(`[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.${escape(secret)}(?![A-Za-z0-9_-])|${formatted}(?![A-Za-z0-9_-])`, 'g')
+}
+
+/** A header value with phantoms swapped, a Basic credential decoded and encoded again. */
+function swapHeader(value: string, replacements: readonly Replacement[]): string {
+  const basic = /^(basic\s+)([A-Za-z0-9+/=]+)$/i.exec(value)
+  if (basic) {
+    const decoded = Buffer.from(basic[2]!, 'base64').toString('utf8')
+    const swapped = swapText(decoded, replacements)
+    return swapped === decoded ? value : `${basic[1]}${Buffer.from(swapped, 'utf8').toString('base64')}`
+  }
+  return swapText(value, replacements)
+}
+
+function swapText(text: string, replacements: readonly Replacement[]): string {
+  let out = text
+  for (const {pattern, real} of replacements) out = out.replace(pattern, () => real)
+  return out
+}
