@@ -19,8 +19,18 @@ function renderAgent(entry: AgentListEntry): string {
   const lines = [`${entry.name}  (${entry.source_detail})`]
   if (entry.description) lines.push(`  ${entry.description}`)
   lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
-  const credentials = entry.credentials.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}`)
-  lines.push(field('credentials', credentials))
+  const mode = entry.credential_mode ?? (entry.gateway ? 'gateway' : 'copy')
+  const copied = entry.credentials.filter((c) => mode === 'copy' || c.secret === false)
+  const credentials = copied.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}`)
+  lines.push(field(mode === 'gateway' ? 'copies' : 'credentials', credentials))
+  if (mode === 'gateway' && entry.gateway) {
+    const sources = (route: NonNullable<AgentSpec['gateway']>['routes'][number]) => route.secret.map((source) => ('env' in source ? `$${source.env}` : 'file' in source ? source.file : 'command' in source ? source.command.join(' ') : 'config value')).join(' or ')
+    const routes = entry.gateway.routes.map((route) => `route ${route.name} -> ${route.upstream} (key from ${sources(route)})`)
+    const logins = entry.gateway.logins.map((login) => `login ${login.name}: ${login.file}, phantoms in the sandbox; intercepts ${[...new Set([...login.token_endpoints, ...login.api_hosts].map((host) => host.host))].join(', ')}`)
+    lines.push(field('gateway', [...routes, ...logins]))
+  } else if (mode === 'none') {
+    lines.push(field('gateway', ['none (credentials: none)']))
+  }
   const destinations = entry.network.map((need) => `${need.host}:${need.ports.join(',')}`)
   const width = Math.max(0, ...destinations.map((destination) => destination.length))
   const network = entry.network.map((need, i) => (need.reason ? `${destinations[i]!.padEnd(width)}  ${need.reason}` : destinations[i]!))

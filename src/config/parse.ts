@@ -1,4 +1,5 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
+import {parseCredentialSettings} from '../credentials/settings.js'
 import {CleanroomError} from '../errors/index.js'
 import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
 import {
@@ -10,7 +11,7 @@ import {
   type RuntimeConfig,
 } from './schema.js'
 
-const TOP_KEYS = ['default_backend', 'backends', 'agents']
+const TOP_KEYS = ['default_backend', 'backends', 'agents', 'credentials']
 const LINUX_NS_KEYS = ['bwrap_path']
 const GVISOR_KEYS = ['runsc_path', 'platform']
 
@@ -56,7 +57,7 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
         if (isRecord(value) && value.name !== undefined && value.name !== name) {
           file.report(['agents', name, 'name'], `must be "${name}" (the key names the agent) or be left out`)
         }
-        const input = parseAgentInput(value ?? {}, ['agents', name], (path, message, at) => file.report(path, message, at))
+        const input = parseAgentInput(value ?? {}, ['agents', name], (path, message, at) => file.report(path, message, at), {runtimeConfig: true})
         if (input) config.agents[name] = input
       }
     } else {
@@ -64,6 +65,7 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
     }
   }
 
+  config.credentials = parseCredentialSettings(file, root.credentials)
   return config
 }
 

@@ -1,4 +1,5 @@
 import type {AgentSpecInput} from '../agents/spec.js'
+import {type CredentialSettings, DEFAULT_CREDENTIAL_SETTINGS} from '../credentials/settings.js'
 
 export const BACKENDS = ['linux-ns', 'gvisor'] as const
 export type BackendName = (typeof BACKENDS)[number]
@@ -27,6 +28,8 @@ export interface RuntimeConfig {
   }
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
+  /** What the credential gateway may use, and how (docs/credentials.md). */
+  credentials: CredentialSettings
 }
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
@@ -36,4 +39,5 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
     gvisor: {runsc_path: 'runsc', platform: 'systrap'},
   },
   agents: {},
+  credentials: DEFAULT_CREDENTIAL_SETTINGS,
 }

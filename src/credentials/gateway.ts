@@ -114,7 +114,7 @@ export class SandboxGateway implements EgressService, GatewayContext {
    * the trust bundle in the sandbox must be written again.
    */
   async prepareCa(): Promise<boolean> {
-    const hosts = [...new Set(this.current.logins.flatMap((login) => loginHosts(login).map((entry) => entry.host)))].sort()
+    const hosts = [...new Set(this.current.logins.filter((login) => login.intercept).flatMap((login) => loginHosts(login).map((entry) => entry.host)))].sort()
     if (hosts.length === 0) return false
     const {ca, renewed} = await SandboxCa.load(caPath(this.options.sandboxDir), hosts)
     this.sandboxCa = ca

@@ -88,11 +88,12 @@ export class CredentialGateways {
       const host = hostLogins.get(spec.name)
       const replaced = state.routes.some((route) => route.active && route.spec.alternative_to === spec.name)
       login.host = host !== undefined && !replaced
+      login.intercept = login.host || login.own !== undefined || !replaced
       if (login.host && host) {
         files.push({path: spec.file.slice(2), content: `${JSON.stringify(phantomisedFile(login, host.content, host.tokens), null, 2)}\n`})
         gateway.setDelivered(login, host.tokens)
       }
-      const intercepted = [...spec.token_endpoints, ...spec.api_hosts].map((entry) => (entry.port === 443 ? entry.host : `${entry.host}:${entry.port}`))
+      const intercepted = login.intercept ? [...spec.token_endpoints, ...spec.api_hosts].map((entry) => (entry.port === 443 ? entry.host : `${entry.host}:${entry.port}`)) : []
       summary.logins.push({name: spec.name, file: spec.file, state: login.host ? 'in use' : replaced ? 'not used: an API key route is in use' : 'no host login', login_command: spec.login_command, intercepted: [...new Set(intercepted)]})
     }
     await gateway.replaceState(state)

@@ -57,7 +57,7 @@ export class TunnelInterceptor implements ConnectInterceptor {
   }
 
   intercepts(host: string, port: number): boolean {
-    return this.ca() !== undefined && this.context.state().logins.some((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    return this.ca() !== undefined && this.context.state().logins.some((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
   }
 
   take(client: Socket, host: string, port: number, head: Buffer): void {
@@ -87,7 +87,7 @@ export class TunnelInterceptor implements ConnectInterceptor {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
     const path = auditedPath(req.url)
     const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
-    const logins = this.context.state().logins.filter((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    const logins = this.context.state().logins.filter((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
     const endpoint = req.method === 'POST' ? logins.find((login) => login.spec.token_endpoints.some((entry) => entry.host === host && entry.port === port && entry.path === path)) : undefined
     if (endpoint) {
       await serveTokenEndpoint(this.context, endpoint, req, res, target, audit)
@@ -112,7 +112,7 @@ export class TunnelInterceptor implements ConnectInterceptor {
   private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, {host, port}: Tunnel): Promise<void> {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
     const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
-    const logins = this.context.state().logins.filter((login) => loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    const logins = this.context.state().logins.filter((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
     const {headers, credential} = await this.swapped(req, target, logins)
     const result = await forwardUpgrade(this.context.pool, req, socket, head, target, headers)
     audit.record({host, port, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (credential === undefined ? 'not_swapped' : 'credential_injected'), ...(credential !== undefined && {credential}), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})

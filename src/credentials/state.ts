@@ -32,6 +32,12 @@ export interface LoginState {
   extras?: Record<string, string>
   /** Whether the sandbox got the host login's auth file. */
   host: boolean
+  /**
+   * Whether TLS to its hosts is intercepted: when the host login is in use, or
+   * when nothing stands in for it (a login made inside the sandbox is then
+   * captured); not when an API key route replaces it.
+   */
+  intercept: boolean
 }
 
 /**
@@ -90,7 +96,7 @@ export function mergeGrant(previous: SandboxCredentialState | undefined, routes:
   for (const spec of logins) {
     const existing = state.logins.find((login) => login.spec.name === spec.name)
     if (existing) existing.spec = spec
-    else state.logins.push({spec, secrets: {access: phantomSecret(), refresh: phantomSecret(), id: phantomSecret()}, host: false})
+    else state.logins.push({spec, secrets: {access: phantomSecret(), refresh: phantomSecret(), id: phantomSecret()}, host: false, intercept: false})
   }
   return state
 }
