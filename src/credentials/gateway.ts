@@ -110,11 +110,13 @@ export class SandboxGateway implements EgressService, GatewayContext {
   }
 
   /**
-   * Makes (or renews) the sandbox's CA when it has logins to intercept; true when
-   * the trust bundle in the sandbox must be written again.
+   * Makes (or renews) the sandbox's CA when it has hosts to intercept (logins,
+   * routes with hosts); true when the trust bundle in the sandbox must be written again.
    */
   async prepareCa(): Promise<boolean> {
-    const hosts = [...new Set(this.current.logins.filter((login) => login.intercept).flatMap((login) => loginHosts(login).map((entry) => entry.host)))].sort()
+    const loginHostNames = this.current.logins.filter((login) => login.intercept).flatMap((login) => loginHosts(login).map((entry) => entry.host))
+    const routeHostNames = this.current.routes.filter((route) => route.active).flatMap((route) => (route.spec.hosts ?? []).map((entry) => entry.host))
+    const hosts = [...new Set([...loginHostNames, ...routeHostNames])].sort()
     if (hosts.length === 0) return false
     const {ca, renewed} = await SandboxCa.load(caPath(this.options.sandboxDir), hosts)
     this.sandboxCa = ca

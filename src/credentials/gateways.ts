@@ -102,7 +102,8 @@ export class CredentialGateways {
     if (renewed || (gateway.ca && files.length > 0)) await this.writeTrustBundle(sandbox, gateway)
 
     for (const route of state.routes.filter((candidate) => request.routes.some((granted) => granted.name === candidate.spec.name))) {
-      summary.routes.push({name: route.spec.name, upstream: route.spec.upstream, url: routeUrl(route.spec.name), source: route.active ? (sources.get(route.spec.name) ?? null) : null})
+      const intercepted = route.active && gateway.ca ? (route.spec.hosts ?? []).map((entry) => (entry.port === 443 ? entry.host : `${entry.host}:${entry.port}`)) : []
+      summary.routes.push({name: route.spec.name, upstream: route.spec.upstream, url: routeUrl(route.spec.name), source: route.active ? (sources.get(route.spec.name) ?? null) : null, intercepted})
     }
     summary.args = gateway.args()
     summary.env = Object.keys(gateway.env()).sort()

@@ -117,7 +117,10 @@ function copyWarning(agent: string, files: readonly CredentialMapping[]): string
 export function renderGrant(agent: string, summary: GrantSummary): string[] {
   const lines: string[] = []
   const used = summary.routes.filter((route) => route.source !== null)
-  for (const route of used) lines.push(`${agent} gets ${route.name} through the credential gateway (${route.source}; upstream ${route.upstream}): the sandbox holds a phantom token only`)
+  for (const route of used) {
+    const where = route.intercepted.length > 0 ? `; TLS to ${route.intercepted.join(', ')} is intercepted with this sandbox's own CA` : ''
+    lines.push(`${agent} gets ${route.name} through the credential gateway (${route.source}; upstream ${route.upstream}${where}): the sandbox holds a phantom token only`)
+  }
   for (const login of summary.logins) {
     if (login.state === 'in use') lines.push(`${agent} uses your host login ${login.name} (${login.file}) through the credential gateway: the sandbox's copy holds phantom tokens; TLS to ${login.intercepted.join(', ')} is intercepted with this sandbox's own CA`)
   }

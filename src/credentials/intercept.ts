@@ -9,7 +9,7 @@ import type {SandboxCa} from './ca.js'
 import type {GatewayContext} from './context.js'
 import {serveTokenEndpoint} from './oauth.js'
 import {formatPhantom} from './phantom.js'
-import type {LoginState} from './state.js'
+import type {LoginState, RouteState} from './state.js'
 import {forward, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
 
 /** A tunnel the gateway took over, by the TLS socket it terminated. */
@@ -23,10 +23,11 @@ type Replacement = {pattern: RegExp; real: string}
 
 /**
  * Selective TLS interception: the tunnels to the hosts of a sandbox's logins
- * (their token endpoints and API hosts, and nothing else) end here, in TLS
- * with a certificate from the sandbox's own CA. Each request inside is sent on
- * to the real host over a new TLS connection that verifies it, with phantoms
- * swapped for the real tokens; token endpoints are served by oauth.ts.
+ * (their token endpoints and API hosts) and of routes that name hosts, and
+ * nothing else, end here, in TLS with a certificate from the sandbox's own CA.
+ * Each request inside is sent on to the real host over a new TLS connection
+ * that verifies it, with phantoms swapped for the real tokens; token
+ * endpoints are served by oauth.ts.
  */
 export class TunnelInterceptor implements ConnectInterceptor {
   private readonly server: Server
@@ -57,7 +58,7 @@ export class TunnelInterceptor implements ConnectInterceptor {
   }
 
   intercepts(host: string, port: number): boolean {
-    return this.ca() !== undefined && this.context.state().logins.some((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+    return this.ca() !== undefined && (this.loginsOf(host, port).length > 0 || this.routesOf(host, port).length > 0)
   }
 
   take(client: Socket, host: string, port: number, head: Buffer): void {
@@ -83,21 +84,20 @@ export class TunnelInterceptor implements ConnectInterceptor {
     this.open.clear()
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, {host, port}: Tunnel): Promise<void> {
+  private async serve(req: IncomingMessage, res: ServerResponse, tunnel: Tunnel): Promise<void> {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
     const path = auditedPath(req.url)
-    const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
-    const logins = this.context.state().logins.filter((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
-    const endpoint = req.method === 'POST' ? logins.find((login) => login.spec.token_endpoints.some((entry) => entry.host === host && entry.port === port && entry.path === path)) : undefined
+    const logins = this.loginsOf(tunnel.host, tunnel.port)
+    const endpoint = req.method === 'POST' ? logins.find((login) => login.spec.token_endpoints.some((entry) => entry.host === tunnel.host && entry.port === tunnel.port && entry.path === path)) : undefined
     if (endpoint) {
-      await serveTokenEndpoint(this.context, endpoint, req, res, target, audit)
+      await serveTokenEndpoint(this.context, endpoint, req, res, {protocol: 'https:', host: tunnel.host, port: tunnel.port, path: req.url ?? '/'}, audit)
       return
     }
-    const {headers, credential} = await this.swapped(req, target, logins)
+    const {target, headers, credential} = await this.prepare(req, tunnel)
     const result = await forward(this.context.pool, req, res, target, headers)
     audit.record({
-      host,
-      port,
+      host: target.host,
+      port: target.port,
       address: result.address,
       action: result.refused ? 'deny' : 'allow',
       reason: result.refused?.reason ?? (result.status === undefined ? 'upstream_failed' : credential === undefined ? 'not_swapped' : 'credential_injected'),
@@ -109,31 +109,58 @@ export class TunnelInterceptor implements ConnectInterceptor {
     })
   }
 
-  private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, {host, port}: Tunnel): Promise<void> {
+  private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, tunnel: Tunnel): Promise<void> {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
-    const target: UpstreamTarget = {protocol: 'https:', host, port, path: req.url ?? '/'}
-    const logins = this.context.state().logins.filter((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
-    const {headers, credential} = await this.swapped(req, target, logins)
+    const {target, headers, credential} = await this.prepare(req, tunnel)
     const result = await forwardUpgrade(this.context.pool, req, socket, head, target, headers)
-    audit.record({host, port, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (credential === undefined ? 'not_swapped' : 'credential_injected'), ...(credential !== undefined && {credential}), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})
+    audit.record({host: target.host, port: target.port, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (credential === undefined ? 'not_swapped' : 'credential_injected'), ...(credential !== undefined && {credential}), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})
   }
 
-  /** The request's headers for the real host, with the phantoms of the logins that cover it swapped for their tokens. */
-  private async swapped(req: IncomingMessage, target: UpstreamTarget, logins: readonly LoginState[]): Promise<{headers: OutgoingHttpHeaders; credential?: string}> {
+  /**
+   * Where a request in a tunnel goes and with which headers: to the tunnel's
+   * host, or to the origin of the route that covers it (its upstream, which the
+   * runtime config may change), with the phantoms of the logins and routes that
+   * cover the host swapped for their real values, in the headers and the query.
+   */
+  private async prepare(req: IncomingMessage, tunnel: Tunnel): Promise<{target: UpstreamTarget; headers: OutgoingHttpHeaders; credential?: string}> {
+    const routes = this.routesOf(tunnel.host, tunnel.port)
+    const [route] = routes
+    let target: UpstreamTarget = {protocol: 'https:', host: tunnel.host, port: tunnel.port, path: req.url ?? '/'}
+    if (route) {
+      const upstream = new URL(route.spec.upstream)
+      target = {protocol: upstream.protocol === 'http:' ? 'http:' : 'https:', host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port === '' ? (upstream.protocol === 'http:' ? 80 : 443) : Number(upstream.port), path: target.path}
+    }
     const headers = upstreamHeaders(req.headers, target)
     let credential: string | undefined
-    for (const login of logins) {
-      const replacements = await this.replacements(login)
-      for (const [name, value] of Object.entries(headers)) {
+    const apply = (name: string, replacements: readonly Replacement[]) => {
+      for (const [header, value] of Object.entries(headers)) {
         if (typeof value !== 'string') continue
         const swapped = swapHeader(value, replacements)
         if (swapped !== value) {
-          headers[name] = swapped
-          credential = login.spec.name
+          headers[header] = swapped
+          credential = name
         }
       }
+      const path = swapText(target.path, replacements)
+      if (path !== target.path) {
+        target = {...target, path}
+        credential = name
+      }
     }
-    return {headers, ...(credential !== undefined && {credential})}
+    for (const login of this.loginsOf(tunnel.host, tunnel.port)) apply(login.spec.name, await this.replacements(login))
+    for (const covering of routes) {
+      const secret = await this.context.secrets.resolve(covering.spec.secret).catch(() => undefined)
+      if (secret !== undefined) apply(covering.spec.name, [{pattern: phantomPattern(covering.secret, covering.spec.phantom_format), real: secret.value}])
+    }
+    return {target, headers, ...(credential !== undefined && {credential})}
+  }
+
+  private loginsOf(host: string, port: number): LoginState[] {
+    return this.context.state().logins.filter((login) => login.intercept && loginHosts(login).some((entry) => entry.host === host && entry.port === port))
+  }
+
+  private routesOf(host: string, port: number): RouteState[] {
+    return this.context.state().routes.filter((route) => route.active && (route.spec.hosts ?? []).some((entry) => entry.host === host && entry.port === port))
   }
 
   private async replacements(login: LoginState): Promise<Replacement[]> {

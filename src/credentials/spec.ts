@@ -34,6 +34,13 @@ export interface RouteSpec {
   /** How the phantom looks, `{}` standing for its random part (agents that check a key's prefix). */
   phantom_format?: string
   /**
+   * Hosts whose TLS is intercepted so that the route's phantom, wherever a
+   * request to them carries it (a header, the query), is swapped for the real
+   * secret: for agents whose base-URL setting cannot be used. Their requests go
+   * to the upstream's origin, with their own path.
+   */
+  hosts?: HostPort[]
+  /**
    * A login of the same agent this route stands in for: when that login is on
    * the host, it is used instead, unless this route's secret was provided (an
    * environment variable, a value in the runtime config).

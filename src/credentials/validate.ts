@@ -15,7 +15,7 @@ export interface GatewayTrust {
 }
 
 const GATEWAY_KEYS = ['routes', 'logins']
-const ROUTE_KEYS = ['name', 'upstream', 'header', 'format', 'secret', 'env', 'args', 'phantom_format', 'alternative_to']
+const ROUTE_KEYS = ['name', 'upstream', 'header', 'format', 'secret', 'env', 'args', 'phantom_format', 'hosts', 'alternative_to']
 const LOGIN_KEYS = ['name', 'file', 'tokens', 'expires', 'refreshed_at', 'omit', 'token_endpoints', 'api_hosts', 'login_command']
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/
 const JSON_PATH = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/
@@ -94,6 +94,10 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
   if (value.phantom_format !== undefined) {
     if (typeof value.phantom_format !== 'string' || !PHANTOM_FORMAT.test(value.phantom_format)) fail(field('phantom_format'), 'must hold {} once, with letters, digits, ".", "_" or "-" around it, e.g. sk-ant-api03-{}')
     else route.phantom_format = value.phantom_format
+  }
+  if (value.hosts !== undefined) {
+    const hosts = listOf(value.hosts, field('hosts'), fail, (entry, at) => parseHostEntry(entry, at, fail))
+    if (hosts.every((host) => host !== undefined)) route.hosts = hosts as HostPort[]
   }
   if (value.alternative_to !== undefined) {
     if (typeof value.alternative_to !== 'string' || !ROUTE_NAME_PATTERN.test(value.alternative_to)) fail(field('alternative_to'), 'must name a login')
@@ -211,7 +215,7 @@ function parseLogin(value: unknown, path: PathSegment[], fail: ReportIssue): Log
     if (!isRecord(entry) || typeof entry.path !== 'string' || !entry.path.startsWith('/')) report(at, 'must be {host, path: /…, port?}')
     return host && isRecord(entry) && typeof entry.path === 'string' ? {...host, path: entry.path} : undefined
   })
-  const apiHosts = listOf(value.api_hosts, field('api_hosts'), report, (entry, at) => (typeof entry === 'string' ? parseHostPort(entry, at, report) : parseHost(undefined, undefined, at, report)))
+  const apiHosts = listOf(value.api_hosts, field('api_hosts'), report, (entry, at) => parseHostEntry(entry, at, report))
   if (typeof value.login_command !== 'string' || value.login_command.trim() === '') report(field('login_command'), 'must say what to run on the host to log in again, e.g. codex login')
   if (problems > 0) return undefined
   return {
@@ -237,6 +241,12 @@ function parseToken(value: unknown, path: PathSegment[], fail: ReportIssue): Tok
     return undefined
   }
   return {path: value.path, kind: value.kind as TokenKind, ...(typeof value.format === 'string' && {format: value.format})}
+}
+
+/** `host`, `host:port` or `{host, port}`. */
+function parseHostEntry(entry: unknown, path: PathSegment[], fail: ReportIssue): HostPort | undefined {
+  if (typeof entry === 'string') return parseHostPort(entry, path, fail)
+  return isRecord(entry) ? parseHost(entry.host, entry.port, path, fail) : parseHost(undefined, undefined, path, fail)
 }
 
 function parseHostPort(text: string, path: PathSegment[], fail: ReportIssue): HostPort | undefined {

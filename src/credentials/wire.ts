@@ -28,7 +28,7 @@ export interface GrantRequest {
 
 /** What a sandbox got, as the daemon answers a grant and `cleanroom agent` prints it. */
 export interface GrantSummary {
-  routes: {name: string; upstream: string; url: string; source: string | null}[]
+  routes: {name: string; upstream: string; url: string; source: string | null; intercepted: string[]}[]
   logins: {name: string; file: string; state: 'in use' | 'no host login' | 'not used: an API key route is in use'; login_command: string; intercepted: string[]}[]
   /** Arguments to put before the agent's own (routes' `args`). */
   args: string[]

@@ -112,7 +112,10 @@ function answer(req: IncomingMessage, res: ServerResponse, body: string): void {
     return
   }
   if (path.includes(':streamGenerateContent') || path.includes(':generateContent')) {
-    const chunk = {candidates: [{content: {parts: [{text: FAKE_COMPLETION}], role: 'model'}, finishReason: 'STOP', index: 0}], usageMetadata: {promptTokenCount: 5, candidatesTokenCount: 8, totalTokenCount: 13}, modelVersion: 'gemini-fake'}
+    // Gemini CLI asks for JSON of a schema (its model router) besides the completion itself.
+    const config = (json.generationConfig ?? {}) as {responseMimeType?: string; responseJsonSchema?: unknown; responseSchema?: unknown}
+    const text = config.responseMimeType === 'application/json' ? JSON.stringify(fromSchema(config.responseJsonSchema ?? config.responseSchema)) : FAKE_COMPLETION
+    const chunk = {candidates: [{content: {parts: [{text}], role: 'model'}, finishReason: 'STOP', index: 0}], usageMetadata: {promptTokenCount: 5, candidatesTokenCount: 8, totalTokenCount: 13}, modelVersion: 'gemini-fake'}
     if (path.includes(':streamGenerateContent')) sse(res, [[undefined, chunk]])
     else {
       res.writeHead(200, {'content-type': 'application/json'})
@@ -122,6 +125,30 @@ function answer(req: IncomingMessage, res: ServerResponse, body: string): void {
   }
   res.writeHead(200, {'content-type': 'application/json'})
   res.end(JSON.stringify({path, method: req.method}))
+}
+
+/** The smallest value a JSON schema accepts: strings say "fake", numbers are their minimum (or 1). */
+function fromSchema(schema: unknown): unknown {
+  const node = (schema ?? {}) as {type?: string; properties?: Record<string, unknown>; items?: unknown; minimum?: number; enum?: unknown[]}
+  if (node.enum !== undefined) return node.enum[0]
+  switch (String(node.type ?? 'object').toLowerCase()) {
+    case 'string': {
+      return 'fake'
+    }
+    case 'number':
+    case 'integer': {
+      return node.minimum ?? 1
+    }
+    case 'boolean': {
+      return false
+    }
+    case 'array': {
+      return []
+    }
+    default: {
+      return Object.fromEntries(Object.entries(node.properties ?? {}).map(([key, value]) => [key, fromSchema(value)]))
+    }
+  }
 }
 
 /** A CA of the test's own and a server certificate from it for `hosts`: TLS servers a test can point the gateway at. */

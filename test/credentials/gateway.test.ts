@@ -83,7 +83,7 @@ describe('credential gateway: routes on the sandbox loopback (API keys, no TLS i
 
   it('gives the sandbox a phantom and the route\'s URL; a request with the phantom reaches the upstream with the real key, streamed back', async () => {
     const summary = await test.client.grantCredentials(sandboxId, {routes: [anthropicRoute(`http://127.0.0.1:${api.port}`)], logins: [], write_back: true})
-    expect(summary.routes).to.deep.equal([{name: 'anthropic', upstream: `http://127.0.0.1:${api.port}`, url: 'http://127.0.0.1:3129/anthropic', source: 'ANTHROPIC_API_KEY from your environment'}])
+    expect(summary.routes).to.deep.equal([{name: 'anthropic', upstream: `http://127.0.0.1:${api.port}`, url: 'http://127.0.0.1:3129/anthropic', source: 'ANTHROPIC_API_KEY from your environment', intercepted: []}])
     expect(summary.env).to.deep.equal(['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_BASE_URL'])
 
     const env = await sh('echo "$ANTHROPIC_BASE_URL"; echo "$ANTHROPIC_AUTH_TOKEN"; echo "[$ANTHROPIC_API_KEY]"')
