@@ -119,7 +119,7 @@ function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
 export function forward(pool: UpstreamPool, req: IncomingMessage, res: ServerResponse, target: UpstreamTarget, headers: OutgoingHttpHeaders, body?: Buffer): Promise<ForwardResult> {
   return new Promise((resolve) => {
     const result: ForwardResult = {address: null, bytesUp: 0, bytesDown: 0}
-    const upstream = httpRequest({method: req.method, path: target.path, headers, agent: pool.agent(target)})
+    const upstream = httpRequest({protocol: target.protocol, method: req.method, path: target.path, headers, agent: pool.agent(target)})
     let done = false
     const finish = () => {
       if (done) return
@@ -178,7 +178,7 @@ export function forward(pool: UpstreamPool, req: IncomingMessage, res: ServerRes
 /** One request whose answer is read whole (token endpoints): at most 1 MiB. */
 export function exchange(pool: UpstreamPool, method: string, target: UpstreamTarget, headers: OutgoingHttpHeaders, body: Buffer): Promise<{status: number; headers: IncomingHttpHeaders; body: Buffer; address: string | null}> {
   return new Promise((resolve, reject) => {
-    const upstream = httpRequest({method, path: target.path, headers: {...headers, 'content-length': body.length}, agent: pool.agent(target)})
+    const upstream = httpRequest({protocol: target.protocol, method, path: target.path, headers: {...headers, 'content-length': body.length}, agent: pool.agent(target)})
     upstream.on('response', (answer) => {
       const chunks: Buffer[] = []
       let size = 0
@@ -205,7 +205,7 @@ export function exchange(pool: UpstreamPool, method: string, target: UpstreamTar
 export function forwardUpgrade(pool: UpstreamPool, req: IncomingMessage, client: Duplex, head: Buffer, target: UpstreamTarget, headers: OutgoingHttpHeaders): Promise<ForwardResult> {
   return new Promise((resolve) => {
     const result: ForwardResult = {address: null, bytesUp: 0, bytesDown: 0}
-    const upstream = httpRequest({method: req.method, path: target.path, headers: {...headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket'}, agent: pool.agent(target)})
+    const upstream = httpRequest({protocol: target.protocol, method: req.method, path: target.path, headers: {...headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket'}, agent: pool.agent(target)})
     client.on('error', () => undefined)
     upstream.on('upgrade', (answer, socket, upstreamHead) => {
       result.status = answer.statusCode

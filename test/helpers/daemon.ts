@@ -4,7 +4,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DaemonClient} from '../../src/client/client.js'
 import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
-import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import {type DaemonOptions, type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
 import type {Resolver} from '../../src/egress/addresses.js'
 
 export interface TestDaemon {
@@ -15,12 +15,15 @@ export interface TestDaemon {
   logs: string[]
 }
 
-/** A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups. */
-export async function startTestDaemon(dir: string, resolver?: Resolver): Promise<TestDaemon> {
+/**
+ * A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups,
+ * `more` sets other options (the credential gateway's upstream roots).
+ */
+export async function startTestDaemon(dir: string, resolver?: Resolver, more: Partial<DaemonOptions> = {}): Promise<TestDaemon> {
   const socketPath = join(dir, 'd.sock')
   const stateDir = join(dir, 'state')
   const logs: string[] = []
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver})})
+  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver}), ...more})
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }
 
