@@ -24,15 +24,17 @@ export interface SeenRequest {
  */
 export class FakeModelApi {
   readonly requests: SeenRequest[] = []
+  /** Its OAuth token endpoint (`POST /v1/oauth/token`): the live refresh token, rotated at each refresh, and the tokens it issued. */
+  readonly oauth = {refresh: '', access: '', reused: 0, issued: [] as string[]}
 
   private constructor(
     private readonly server: Server,
     readonly port: number,
   ) {}
 
-  static async start(tls?: {key: string; cert: string}): Promise<FakeModelApi> {
+  static async start(tls?: {key: string; cert: string}, at: {host: string; port: number} = {host: '127.0.0.1', port: 0}): Promise<FakeModelApi> {
     const server = tls ? createHttpsServer(tls) : createHttpServer()
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => server.listen(at.port, at.host, resolve))
     const api = new FakeModelApi(server, (server.address() as AddressInfo).port)
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       let body = ''
@@ -40,12 +42,47 @@ export class FakeModelApi {
       req.on('data', (chunk: string) => (body += chunk))
       req.on('end', () => {
         api.requests.push({method: req.method ?? '', url: req.url ?? '', headers: req.headers, body})
-        answer(req, res, body)
+        if (req.method === 'POST' && (req.url ?? '').startsWith('/v1/oauth/token')) api.token(res, body)
+        else answer(req, res, body)
       })
     })
     // Codex tries a WebSocket first; a plain 404 makes it fall back to HTTP at once.
     server.on('upgrade', (_req: IncomingMessage, socket) => socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'))
     return api
+  }
+
+  /** Starts a login: the tokens a host's auth file holds after it, with the prefixes the provider's tokens have. */
+  login(prefixes = {access: '', refresh: ''}): {access: string; refresh: string} {
+    this.prefixes = prefixes
+    return this.issue()
+  }
+
+  private prefixes = {access: '', refresh: ''}
+
+  private issue(): {access: string; refresh: string} {
+    this.oauth.access = `${this.prefixes.access}${randomBytes(24).toString('base64url')}`
+    this.oauth.refresh = `${this.prefixes.refresh}${randomBytes(24).toString('base64url')}`
+    this.oauth.issued.push(this.oauth.access, this.oauth.refresh)
+    return {access: this.oauth.access, refresh: this.oauth.refresh}
+  }
+
+  /** A refresh, single use: the live refresh token gets new tokens; any other is refused (a reused one counted). */
+  private token(res: ServerResponse, body: string): void {
+    let fields: Record<string, unknown> = {}
+    try {
+      fields = JSON.parse(body) as Record<string, unknown>
+    } catch {
+      fields = Object.fromEntries(new URLSearchParams(body))
+    }
+    if (fields.grant_type !== 'refresh_token' || fields.refresh_token !== this.oauth.refresh) {
+      if (this.oauth.issued.includes(String(fields.refresh_token))) this.oauth.reused++
+      res.writeHead(400, {'content-type': 'application/json'})
+      res.end(JSON.stringify({error: 'invalid_grant'}))
+      return
+    }
+    const tokens = this.issue()
+    res.writeHead(200, {'content-type': 'application/json'})
+    res.end(JSON.stringify({access_token: tokens.access, refresh_token: tokens.refresh, expires_in: 3600, token_type: 'Bearer', scope: 'user:inference user:profile'}))
   }
 
   /** Every value any request carried in any header, joined: what a key check greps. */
