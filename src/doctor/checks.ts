@@ -1,10 +1,12 @@
 import {access, constants, mkdir, readFile} from 'node:fs/promises'
-import {release} from 'node:os'
+import {homedir, release} from 'node:os'
 import {dirname} from 'node:path'
 
 import {socketPathOf} from '../client/connect.js'
 import {DaemonClient} from '../client/client.js'
+import type {AgentRegistry} from '../agents/registry.js'
 import {loadRuntimeConfig} from '../config/load.js'
+import {checkAgentCredentials} from '../credentials/doctor.js'
 import {messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
@@ -30,7 +32,7 @@ export interface DoctorReport {
 const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup']
 
 /** Everything cleanroom needs from this machine, checked without changing anything. */
-export async function runDoctor(options: {dir: string; host?: string; version?: string}): Promise<DoctorReport> {
+export async function runDoctor(options: {dir: string; host?: string; version?: string; agents?: AgentRegistry}): Promise<DoctorReport> {
   const checks: Check[] = []
   checks.push(await checkOs(), checkNode(), await checkNamespaces(), await checkOverlay())
 
@@ -78,6 +80,12 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
   }
 
   checks.push(await checkSocket(options.host, options.version))
+  if (config && options.agents) {
+    for (const agent of options.agents.agents.values()) {
+      const trusted = agent.sources.every((source) => source.kind !== 'plugin')
+      checks.push(await checkAgentCredentials(agent.spec, {settings: config.credentials, env: process.env, hostHome: homedir(), trusted}))
+    }
+  }
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
 }
 
