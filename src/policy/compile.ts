@@ -34,6 +34,7 @@ export function recompilePolicy(value: unknown): CompiledPolicy {
   const network: Record<string, unknown> = {default: policy.network_default, allow: policy.allow, deny: policy.deny}
   const sandbox: Record<string, unknown> = {network}
   if (policy.image_ref !== undefined) sandbox.image = {ref: policy.image_ref}
+  if (policy.credentials !== undefined) sandbox.credentials = policy.credentials
   const compiled = compilePolicy(new YamlFile('policy', JSON.stringify({version: policy.version, sandbox})))
   if (policy.image_digest !== undefined && policy.image_digest !== compiled.image_digest) {
     throw new CleanroomError('policy_invalid', `policy image_digest ${String(policy.image_digest)} does not match image_ref ${compiled.image_ref ?? '(none)'}`)
@@ -81,6 +82,8 @@ export function policyHash(policy: PolicyContent): string {
     network_default: policy.network_default,
     allow: policy.allow.map(({host, ports}) => ({host, ports})),
     deny: policy.deny.map(({host, ports}) => ({host, ports})),
+    // Requests are part of what a policy asks for; absent, the hash is what it always was.
+    credentials: policy.credentials,
   }
   return createHash('sha256').update(canonicalJson(granted)).digest('hex')
 }

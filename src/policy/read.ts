@@ -47,6 +47,7 @@ export function readPolicy(file: YamlFile): PolicyContent {
   readNetworkDefault(file, network?.default)
   const allow = readRules(file, 'allow', network?.allow).map((rule) => allowRule(rule.host, rule.ports ?? [], rule.reason))
   const deny = readRules(file, 'deny', network?.deny).map((rule) => denyRule(rule.host, rule.ports, rule.reason))
+  const credentials = readCredentialRequests(file, sandbox.credentials)
 
   return {
     version: POLICY_VERSION,
@@ -54,7 +55,24 @@ export function readPolicy(file: YamlFile): PolicyContent {
     network_default: 'deny',
     allow: mergeAllowRules(allow),
     deny: mergeDenyRules(deny),
+    ...(credentials.length > 0 && {credentials}),
   }
+}
+
+/** `sandbox.credentials`: names of credential routes the repository asks for (docs/credentials.md). */
+function readCredentialRequests(file: YamlFile, value: unknown): string[] {
+  if (value === undefined || value === null) return []
+  const path = ['sandbox', 'credentials']
+  if (!Array.isArray(value)) {
+    file.report(path, 'must be a list of credential route names (e.g. [github]); the runtime config grants them')
+    return []
+  }
+  const names: string[] = []
+  for (const [i, name] of value.entries()) {
+    if (typeof name === 'string' && /^[a-z][a-z0-9-]*$/.test(name)) names.push(name)
+    else file.report([...path, i], 'must be a route name (lower-case letters, digits and -, starting with a letter)')
+  }
+  return [...new Set(names)].sort()
 }
 
 function readVersion(file: YamlFile, value: unknown): void {

@@ -26,6 +26,7 @@ export function renderPolicy(policy: CompiledPolicy): string {
     ...policy.allow.map(ruleLine),
     policy.deny.length === 0 ? 'deny:    (none)' : 'deny:',
     ...policy.deny.map(ruleLine),
+    ...(policy.credentials ? [`credentials: ${policy.credentials.join(', ')} (requested; the runtime config's credentials.grant decides)`] : []),
     `policy hash: ${policy.hash}`,
   ].join('\n')
 }

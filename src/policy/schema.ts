@@ -28,6 +28,8 @@ export interface CompiledPolicy {
   /** Sorted by host, one rule per host, ports sorted and unique. */
   readonly allow: readonly AllowRule[]
   readonly deny: readonly DenyRule[]
+  /** Credential routes the repository asks for (`sandbox.credentials`); the runtime config grants them or not. Sorted; absent when none. */
+  readonly credentials?: readonly string[]
   /** SHA-256 hex of the canonical JSON of everything above except reasons. */
   readonly hash: string
 }
@@ -44,7 +46,7 @@ export interface AllowRuleInput {
 
 export const POLICY_VERSION = 1
 export const POLICY_KEYS = ['version', 'sandbox'] as const
-export const SANDBOX_KEYS = ['image', 'network'] as const
+export const SANDBOX_KEYS = ['image', 'network', 'credentials'] as const
 export const IMAGE_KEYS = ['ref'] as const
 export const NETWORK_KEYS = ['default', 'allow', 'deny'] as const
 export const RULE_KEYS = ['host', 'ports', 'reason'] as const

@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import {execa} from 'execa'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -13,7 +14,16 @@ describe('cleanroom agent <name>: what credentials a run gets (CLI, real sandbox
     await mkdir(join(home, '.config/cleanroom'), {recursive: true})
     await writeFile(
       join(home, '.config/cleanroom/config.yaml'),
-      `agents:
+      `credentials:
+  grant: [team-api]
+  routes:
+    team-api:
+      upstream: http://127.0.0.1:${api.port}
+      header: authorization
+      format: Bearer {}
+      secret: {env: TEAM_TOKEN}
+      env: {TEAM_API_URL: "{url}", TEAM_API_TOKEN: "{phantom}"}
+agents:
   keyed:
     command: >-
       sh -c 'curl -sS "$KEYED_URL/v1/hello" -H "x-api-key: $KEYED_TOKEN"' sh
@@ -35,6 +45,10 @@ describe('cleanroom agent <name>: what credentials a run gets (CLI, real sandbox
     await mkdir(join(home, '.fake'))
     await writeFile(join(home, '.fake/token'), 'secret-token\n', {mode: 0o600})
     await writeFile(join(repo, 'cleanroom.yaml'), `version: 1\nsandbox:\n  network:\n    allow: ["127.0.0.1:${api.port}"]\n`)
+    const requesting = join(home, 'requesting')
+    await mkdir(requesting)
+    await execa('git', ['init', '-q', requesting])
+    await writeFile(join(requesting, 'cleanroom.yaml'), `version: 1\nsandbox:\n  credentials: [team-api, deploy-key]\n  network:\n    allow: ["127.0.0.1:${api.port}"]\n`)
   })
   after(async () => api?.close())
   const sandboxOf = (stderr: string) => /sandbox_id=(cr_\w+)/.exec(stderr)?.[1]
@@ -63,6 +77,16 @@ describe('cleanroom agent <name>: what credentials a run gets (CLI, real sandbox
     expect(result.stdout).to.equal('secret-token')
     expect(result.stderr).to.contain('cleanroom: warning: copier runs with credentials: copy: ~/.fake/token is copied into the sandbox, where anything that runs there can read it')
     await suite.cli(['sandbox', 'rm', sandboxOf(result.stderr)!])
+  })
+
+  it('gives a sandbox the routes its repository asks for only when the runtime config grants them', async () => {
+    api.requests.length = 0
+    const result = await runWith({TEAM_TOKEN: 'team-secret'}, ['exec', '-c', join(suite.home, 'requesting'), '--', 'sh', '-c', 'curl -sS "$TEAM_API_URL/v1/items" -H "Authorization: Bearer $TEAM_API_TOKEN"; echo; printf %s "$TEAM_API_TOKEN" | wc -c'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.stderr).to.contain('cleanroom: cleanroom.yaml asks for credential route deploy-key: not given (add it to credentials.grant in config.yaml, and define it under credentials.routes)')
+    expect(result.stderr).to.contain('cleanroom: the sandbox gets team-api through the credential gateway (TEAM_TOKEN from your environment;')
+    expect(result.stdout.trim().split('\n').at(-1)).to.equal('43')
+    expect(api.requests.map((request) => [request.url, request.headers.authorization])).to.deep.equal([['/v1/items', 'Bearer team-secret']])
   })
 
   function runWith(env: Record<string, string>, args: string[]) {

@@ -65,7 +65,7 @@ describe('policy compilation', () => {
 
     it('points at an unknown key itself', () => {
       expect(issues('version: 1\nsandbox:\n  netwrok: {}\n')).to.deep.equal([
-        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, network)',
+        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, network, credentials)',
       ])
     })
 
