@@ -91,6 +91,8 @@ export class SandboxGateway implements EgressService, GatewayContext {
   }
 
   handle(socket: Socket): void {
+    // Streamed events are small writes: Nagle's algorithm would hold each one back for the previous one's ACK.
+    socket.setNoDelay(true)
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
     this.routeServer.emit('connection', socket)

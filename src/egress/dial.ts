@@ -1,4 +1,4 @@
-import {connect, type Socket} from 'node:net'
+import {connect, type NetConnectOpts, type Socket} from 'node:net'
 
 import type {CompiledPolicy} from '../policy/schema.js'
 import {chooseDialAddress, type Resolver} from './addresses.js'
@@ -49,7 +49,9 @@ export async function dialChecked(host: string, port: number, options: CheckedDi
 
 function connectWithin(address: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({host: address, port})
+    // Bigger reads halve the per-chunk cost of relaying long streams (Node 20's typings lack the option).
+    const socket = connect({host: address, port, highWaterMark: 1 << 20} as NetConnectOpts)
+    socket.setNoDelay(true)
     const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timed out'), {code: 'ETIMEDOUT'})), CONNECT_TIMEOUT_MS)
     socket.once('connect', () => {
       clearTimeout(timer)
