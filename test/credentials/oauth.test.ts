@@ -109,6 +109,10 @@ describe('credential gateway: OAuth logins through selective TLS interception (f
     const whoami = await client(id, 'whoami', 'auth.test', String(fake.port))
     expect(whoami, JSON.stringify(whoami)).to.deep.include({status: 200})
     expect(fake.presented.every((token) => fake.issued.includes(token)), 'no phantom ever reached the provider').to.equal(true)
+    const events = []
+    for await (const event of test.client.egressEvents(id, false)) events.push(event)
+    expect(events.find((event) => event.protocol === 'connect')).to.include({host: 'api.test', port: fake.port, action: 'allow', intercepted: true})
+    expect(events.find((event) => event.protocol === 'gateway')).to.include({host: 'api.test', credential: 'fake', reason: 'credential_injected', method: 'GET', path: '/api/whoami', status: 200})
   })
 
   it('two sandboxes and a host client refresh at once, again and again: no refresh token is used twice, and the host file ends on the live lineage', async () => {
