@@ -4,7 +4,7 @@ import {Readable} from 'node:stream'
 import {buffer as readAll} from 'node:stream/consumers'
 import {pack} from 'tar-stream'
 
-import {SANDBOX_HOME} from '../agents/credentials.js'
+import {normalizeCredentialTarget, SANDBOX_HOME} from '../agents/credentials.js'
 import {caEnv, type SandboxEgress} from '../daemon/egress.js'
 import {CleanroomError} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'
@@ -90,7 +90,7 @@ export class CredentialGateways {
       login.host = host !== undefined && !replaced
       login.intercept = login.host || login.own !== undefined || !replaced
       if (login.host && host) {
-        files.push({path: spec.file.slice(2), content: `${JSON.stringify(phantomisedFile(login, host.content, host.tokens), null, 2)}\n`})
+        files.push({path: normalizeCredentialTarget(spec.file), content: `${JSON.stringify(phantomisedFile(login, host.content, host.tokens), null, 2)}\n`})
         gateway.setDelivered(login, host.tokens)
       }
       const intercepted = login.intercept ? [...spec.token_endpoints, ...spec.api_hosts].map((entry) => (entry.port === 443 ? entry.host : `${entry.host}:${entry.port}`)) : []

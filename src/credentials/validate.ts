@@ -1,6 +1,6 @@
 import {isIP} from 'node:net'
 
-import {validateCredentialSource} from '../agents/credentials.js'
+import {validateCredentialSource, validateCredentialTarget} from '../agents/credentials.js'
 import type {ReportIssue} from '../agents/spec.js'
 import {HostPatternError, hostKind, normalizeHostPattern} from '../policy/host.js'
 import {isPort} from '../policy/rules.js'
@@ -198,7 +198,12 @@ function parseLogin(value: unknown, path: PathSegment[], fail: ReportIssue): Log
   unknownKeys(value, path, LOGIN_KEYS, report)
   const field = (key: string) => [...path, key]
   if (typeof value.name !== 'string' || !ROUTE_NAME_PATTERN.test(value.name)) report(field('name'), 'must be a login name (lower-case letters, digits and -, starting with a letter)')
-  const fileProblem = typeof value.file !== 'string' ? 'is required: the auth file, ~/…' : !value.file.trim().startsWith('~/') ? 'must be ~/…: the same place in your home and the sandbox\'s' : validateCredentialSource(value.file)
+  const fileProblem =
+    typeof value.file !== 'string'
+      ? 'is required: the auth file, ~/…'
+      : !value.file.trim().startsWith('~/')
+        ? "must be ~/…: the same place in your home and the sandbox's"
+        : (validateCredentialSource(value.file) ?? validateCredentialTarget(value.file))
   if (fileProblem) report(field('file'), fileProblem)
   const tokens = listOf(value.tokens, field('tokens'), report, (entry, at) => parseToken(entry, at, report))
   if (tokens.length > 0 && !tokens.some((token) => token?.kind === 'access')) report(field('tokens'), 'must include the access token (kind: access)')

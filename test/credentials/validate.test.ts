@@ -68,4 +68,9 @@ describe('agent gateway declarations (plugins and the runtime config)', () => {
       'gateway.routes.1.name: "api" is declared twice',
     ])
   })
+
+  it('keeps a login\'s auth file inside the sandbox\'s home', () => {
+    expect(problems({logins: [{...login, file: '~//etc/passwd'}]})).to.deep.equal(['gateway.logins.0.file: credential target "~//etc/passwd" is outside the sandbox home /home/cleanroom; a credential target must be ~/…, a path relative to the sandbox home, or an absolute path inside it'])
+    expect(problems({logins: [{...login, file: '~/../root/.x'}]})).to.deep.equal(['gateway.logins.0.file: "~/../root/.x" must not contain ".." segments'])
+  })
 })
