@@ -1,4 +1,4 @@
-import type {IncomingHttpHeaders, IncomingMessage, ServerResponse} from 'node:http'
+import type {IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse} from 'node:http'
 import type {Duplex} from 'node:stream'
 
 import {auditedPath, GatewayRequest} from './audit.js'
@@ -30,33 +30,19 @@ interface RouteMatch {
  */
 export async function serveRoute(context: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const audit = new GatewayRequest(context.sandboxId, context.audit, req.method ?? 'GET', auditedPath(req.url))
-  const match = matchRoute(context, req)
-  if ('refusal' in match) {
+  const prepared = await prepareRoute(context, req)
+  if ('refusal' in prepared) {
     req.resume()
-    audit.record({host: '', port: 0, action: 'deny', reason: match.reason, ...(match.credential && {credential: match.credential}), status: match.status})
-    sendGatewayError(res, match.status, match.reason, match.refusal)
+    audit.record(prepared.audit)
+    sendGatewayError(res, prepared.status, prepared.reason, prepared.refusal)
     return
   }
-  const {route, target, carriers, inject} = match
-  const where = {host: target.host, port: target.port, credential: route.spec.name}
-  const headers = upstreamHeaders(req.headers, target)
-  if (inject) {
-    let secret: string
-    try {
-      secret = (await context.secrets.resolve(route.spec.secret)).value
-    } catch (error) {
-      if (!(error instanceof SecretUnavailable)) throw error
-      req.resume()
-      audit.record({...where, action: 'deny', reason: 'credential_unavailable', status: 503, error: error.message})
-      sendGatewayError(res, 503, 'credential_unavailable', `cleanroom credential gateway: route ${route.spec.name} has no secret on the host (${error.message})`)
-      return
-    }
-    for (const name of carriers) delete headers[name]
-    headers[route.spec.header] = route.spec.format.replace('{}', secret)
-  }
+  const {route, target, inject, headers} = prepared
   const result = await forward(context.pool, req, res, target, headers)
   audit.record({
-    ...where,
+    host: target.host,
+    port: target.port,
+    credential: route.spec.name,
     address: result.address,
     action: result.refused ? 'deny' : 'allow',
     reason: result.refused?.reason ?? (result.status === undefined ? 'upstream_failed' : inject ? 'credential_injected' : 'not_swapped'),
@@ -70,33 +56,41 @@ export async function serveRoute(context: GatewayContext, req: IncomingMessage, 
 /** A WebSocket request to a route: checked like any other, then spliced once the upstream switches protocols. */
 export async function serveRouteUpgrade(context: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const audit = new GatewayRequest(context.sandboxId, context.audit, req.method ?? 'GET', auditedPath(req.url))
-  const match = matchRoute(context, req)
-  if ('refusal' in match) {
-    audit.record({host: '', port: 0, action: 'deny', reason: match.reason, status: match.status})
-    const text = JSON.stringify(gatewayErrorBody(match.reason, match.refusal))
-    socket.end(`HTTP/1.1 ${match.status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
+  const prepared = await prepareRoute(context, req)
+  if ('refusal' in prepared) {
+    audit.record(prepared.audit)
+    const text = JSON.stringify(gatewayErrorBody(prepared.reason, prepared.refusal))
+    socket.end(`HTTP/1.1 ${prepared.status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
     return
   }
-  const {route, target, carriers, inject} = match
-  const headers = upstreamHeaders(req.headers, target)
-  if (inject) {
-    let secret: string
-    try {
-      secret = (await context.secrets.resolve(route.spec.secret)).value
-    } catch (error) {
-      if (!(error instanceof SecretUnavailable)) throw error
-      audit.record({host: target.host, port: target.port, credential: route.spec.name, action: 'deny', reason: 'credential_unavailable', status: 503})
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
-      return
-    }
-    for (const name of carriers) delete headers[name]
-    headers[route.spec.header] = route.spec.format.replace('{}', secret)
-  }
+  const {route, target, inject, headers} = prepared
   const result = await forwardUpgrade(context.pool, req, socket, head, target, headers)
   audit.record({host: target.host, port: target.port, credential: route.spec.name, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (inject ? 'credential_injected' : 'not_swapped'), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})
 }
 
-type Refusal = {refusal: string; reason: 'phantom_invalid' | 'unknown_route'; status: number; credential?: string}
+type Refused = Refusal & {audit: Parameters<GatewayRequest['record']>[0]}
+
+/** The route, target and upstream headers of a request (the phantom swapped for the secret), or why it is refused. */
+async function prepareRoute(context: GatewayContext, req: IncomingMessage): Promise<(RouteMatch & {headers: OutgoingHttpHeaders}) | Refused> {
+  const match = matchRoute(context, req)
+  if ('refusal' in match) return {...match, audit: {host: '', port: 0, action: 'deny', reason: match.reason, ...(match.credential && {credential: match.credential}), status: match.status}}
+  const {route, target, carriers, inject} = match
+  const headers = upstreamHeaders(req.headers, target)
+  if (!inject) return {...match, headers}
+  let secret: string
+  try {
+    secret = (await context.secrets.resolve(route.spec.secret)).value
+  } catch (error) {
+    if (!(error instanceof SecretUnavailable)) throw error
+    const refusal = `cleanroom credential gateway: route ${route.spec.name} has no secret on the host (${error.message})`
+    return {refusal, reason: 'credential_unavailable', status: 503, audit: {host: target.host, port: target.port, credential: route.spec.name, action: 'deny', reason: 'credential_unavailable', status: 503, error: error.message}}
+  }
+  for (const name of carriers) delete headers[name]
+  headers[route.spec.header] = route.spec.format.replace('{}', secret)
+  return {...match, headers}
+}
+
+type Refusal = {refusal: string; reason: 'credential_unavailable' | 'phantom_invalid' | 'unknown_route'; status: number; credential?: string}
 
 function matchRoute(context: GatewayContext, req: IncomingMessage): RouteMatch | Refusal {
   const url = new URL(req.url ?? '/', 'http://gateway')
