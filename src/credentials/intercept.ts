@@ -10,7 +10,11 @@ import type {GatewayContext} from './context.js'
 import {serveTokenEndpoint} from './oauth.js'
 import {formatPhantom} from './phantom.js'
 import type {LoginState, RouteState} from './state.js'
-import {forward, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+import {exchange, forward, forwardUpgrade, responseHeaders, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+
+const MAX_TOKEN_HOST_REQUEST_BYTES = 1 << 20
+/** A token field in JSON or a form, as an answer that hands out tokens has it. */
+const TOKEN_IN_ANSWER = /"(?:access|refresh|id)_token"\s*:\s*"|(?:^|[&?])(?:access|refresh|id)_token=/
 
 /** A tunnel the gateway took over, by the TLS socket it terminated. */
 interface Tunnel {
@@ -94,6 +98,10 @@ export class TunnelInterceptor implements ConnectInterceptor {
       return
     }
     const {target, headers, credential} = await this.prepare(req, tunnel)
+    if (logins.some((login) => login.spec.token_endpoints.some((entry) => entry.host === tunnel.host && entry.port === tunnel.port))) {
+      await this.serveFromTokenHost(req, res, target, headers, audit, credential)
+      return
+    }
     const result = await forward(this.context.pool, req, res, target, headers)
     audit.record({
       host: target.host,
@@ -107,6 +115,42 @@ export class TunnelInterceptor implements ConnectInterceptor {
       bytesDown: result.bytesDown,
       ...(result.error !== undefined && {error: result.error}),
     })
+  }
+
+  /**
+   * Any other request to a host with a token endpoint: its answer is read
+   * whole, and refused (fail closed) when it holds a token, so that an
+   * endpoint the login does not name cannot hand the sandbox a real one.
+   */
+  private async serveFromTokenHost(req: IncomingMessage, res: ServerResponse, target: UpstreamTarget, headers: OutgoingHttpHeaders, audit: GatewayRequest, credential: string | undefined): Promise<void> {
+    const where = {host: target.host, port: target.port, ...(credential !== undefined && {credential})}
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length
+      if (size > MAX_TOKEN_HOST_REQUEST_BYTES) {
+        audit.record({...where, action: 'deny', reason: 'token_response_invalid', status: 413, error: 'request over 1 MiB'})
+        sendGatewayError(res, 413, 'request_too_large', `cleanroom credential gateway: requests to ${target.host} are read whole, and this one is over 1 MiB`)
+        return
+      }
+      chunks.push(chunk as Buffer)
+    }
+    let answer: Awaited<ReturnType<typeof exchange>>
+    try {
+      answer = await exchange(this.context.pool, req.method ?? 'GET', target, headers, Buffer.concat(chunks))
+    } catch (error) {
+      audit.record({...where, action: 'allow', reason: 'upstream_failed', status: 502, error: String(error)})
+      sendGatewayError(res, 502, 'upstream_failed', `cleanroom credential gateway: ${target.host}: ${String(error)}`)
+      return
+    }
+    if (TOKEN_IN_ANSWER.test(answer.body.toString('latin1'))) {
+      audit.record({...where, address: answer.address, action: 'deny', reason: 'token_response_invalid', status: 502, error: `a token in the answer to ${req.method} ${auditedPath(req.url)}, not a token endpoint of the login`})
+      sendGatewayError(res, 502, 'token_response_invalid', `cleanroom credential gateway: ${target.host} answered ${auditedPath(req.url)} with a token, and that path is not one of the login's token endpoints; nothing of it is passed on`)
+      return
+    }
+    audit.record({...where, address: answer.address, action: 'allow', reason: credential === undefined ? 'not_swapped' : 'credential_injected', status: answer.status, bytesDown: answer.body.length})
+    res.writeHead(answer.status, {...responseHeaders(answer.headers), 'content-length': answer.body.length})
+    res.end(answer.body)
   }
 
   private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, tunnel: Tunnel): Promise<void> {

@@ -103,7 +103,8 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, target: UpstreamTa
   return out
 }
 
-function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** An upstream answer's headers to send on: hop-by-hop ones left out. */
+export function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((token) => token.trim()))
   const out: OutgoingHttpHeaders = {}
   for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value
@@ -187,7 +188,8 @@ export function forward(pool: UpstreamPool, req: IncomingMessage, res: ServerRes
 /** One request whose answer is read whole (token endpoints): at most 1 MiB. */
 export function exchange(pool: UpstreamPool, method: string, target: UpstreamTarget, headers: OutgoingHttpHeaders, body: Buffer): Promise<{status: number; headers: IncomingHttpHeaders; body: Buffer; address: string | null}> {
   return new Promise((resolve, reject) => {
-    const upstream = httpRequest({protocol: target.protocol, method, path: target.path, headers: {...headers, 'content-length': body.length}, agent: pool.agent(target)})
+    // An answer read for tokens must not come compressed: the gateway could not see them, or rewrite them.
+    const upstream = httpRequest({protocol: target.protocol, method, path: target.path, headers: {...headers, 'accept-encoding': 'identity', 'content-length': body.length}, agent: pool.agent(target)})
     upstream.on('response', (answer) => {
       const chunks: Buffer[] = []
       let size = 0

@@ -100,6 +100,8 @@ export class FakeOAuth {
       this.apiCalls.refused++
       return {status: 401, body: {error: 'invalid_token'}}
     }
+    // An endpoint the login does not name that hands out a token anyway.
+    if (path === '/oauth/leak') return {status: 200, body: {access_token: this.jwt(60)}}
     return {status: 404, body: {error: 'not_found'}}
   }
 

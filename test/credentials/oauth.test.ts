@@ -230,6 +230,12 @@ describe('credential gateway: OAuth logins through selective TLS interception (f
     expect(events.find((event) => event.reason === 'token_response_invalid')).to.include({protocol: 'gateway', credential: 'fake', status: 502})
   })
 
+  it('an answer with a token from a path of the token host that is not a token endpoint is refused (fail closed)', async () => {
+    const {id} = await newSandbox()
+    expect(await client(id, 'get', 'auth.test', String(fake.port), '/oauth/leak')).to.deep.equal({status: 502})
+    expect(await client(id, 'get', 'auth.test', String(fake.port), '/nothing-here')).to.deep.equal({status: 404})
+  })
+
   it('a login made inside the sandbox is captured: the sandbox gets phantoms, the gateway keeps the tokens, the host has no file', async () => {
     const missing = join(dir, 'nobody-home/.fake/auth.json')
     const {id, summary} = await newSandbox(missing)
