@@ -16,7 +16,9 @@ import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
-import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
+import {imageComparison} from './images.js'
+import {seccompComparisons} from './seccomp.js'
+import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -215,8 +217,24 @@ async function main(): Promise<void> {
       goal: {description: `added time to first byte <= 2 ms (measured ${addedFirstByte.toFixed(2)} ms) and streaming throughput >= 0.9x direct (measured ${streamRatio.toFixed(2)}x)`, met: addedFirstByte <= 2 && streamRatio >= 0.9},
     })
 
+    const seccomp = await seccompComparisons(RUNS)
+    report(seccomp.syscalls)
+    measurements.push({
+      title: 'seccomp filter',
+      values: {
+        install_median_us: seccomp.cost.median_us,
+        install_p95_us: seccomp.cost.p95_us,
+        getppid_plain_ns: seccomp.cost.plain_ns,
+        getppid_filtered_ns: seccomp.cost.filtered_ns,
+      },
+      goal: {description: `installing it <= 1 ms (measured ${(seccomp.cost.median_us / 1000).toFixed(3)} ms)`, met: seccomp.cost.median_us <= 1000},
+    })
+
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
     report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))
+
+    // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
+    report(await imageComparison({runs: Math.min(RUNS, 10)}))
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)
@@ -315,15 +333,6 @@ function runscBundle(rootfs: string): Record<string, unknown> {
       {destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro']},
     ],
     linux: {namespaces: [{type: 'pid'}, {type: 'network'}, {type: 'ipc'}, {type: 'uts'}, {type: 'mount'}]},
-  }
-}
-
-function installed(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
   }
 }
 

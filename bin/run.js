@@ -7,6 +7,9 @@ const fast = await import('../dist/fast/index.js').catch((error) => {
 })
 
 if (!(await fast?.launch(process.argv.slice(2)))) {
-  const {execute} = await import('@oclif/core')
-  await execute({dir: import.meta.url})
+  const {execute, handle} = await import('@oclif/core')
+  // oclif gets only the installed plugins that are data or whose code was allowed: src/plugins/load.ts.
+  const {loadCliConfig} = await import('../dist/plugins/load.js')
+  const config = await loadCliConfig(import.meta.url).catch(handle)
+  if (config) await execute({dir: import.meta.url, loadOptions: config})
 }

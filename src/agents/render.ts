@@ -1,12 +1,34 @@
-import {type AgentRegistry, describeSource, sourceLabel} from './registry.js'
+import {homedir} from 'node:os'
+
+import {type AgentRegistry, type AgentSource, describeSource, type RegisteredAgent, sourceLabel} from './registry.js'
 import type {AgentSpec} from './spec.js'
+import {agentWarnings, missingCredentialSources} from './warnings.js'
 
 /** One row of `cleanroom agent list --json`. */
-export type AgentListEntry = AgentSpec & {source: string; source_detail: string}
+export type AgentListEntry = AgentSpec & {
+  source: string
+  source_detail: string
+  /** Credential sources not found on this host (skipped when the agent starts). */
+  missing_credentials: string[]
+  /** What deserves a look before running it (see warnings.ts), and plugins that replaced another source's agent. */
+  warnings: string[]
+}
 
-/** The registry's agents as listings show them: the spec with its source, short and in full. */
-export function listEntries(registry: AgentRegistry): AgentListEntry[] {
-  return [...registry.agents.values()].map((agent) => ({...agent.spec, source: sourceLabel(agent.source), source_detail: describeSource(agent.source)}))
+/** The registry's agents as listings show them: the spec with its source, short and in full, and what to look at. */
+export function listEntries(registry: AgentRegistry, hostHome: string = homedir()): AgentListEntry[] {
+  return [...registry.agents.values()].map((agent) => ({
+    ...agent.spec,
+    source: sourceLabel(agent.source),
+    source_detail: describeSource(agent.source),
+    missing_credentials: missingCredentialSources(agent.spec, hostHome),
+    warnings: [...replacements(agent), ...agentWarnings(agent.spec, hostHome)],
+  }))
+}
+
+/** A plugin that redefines an agent another plugin (or cleanroom) already provides; the runtime config is the user's own. */
+function replacements(agent: RegisteredAgent): string[] {
+  const plugins = agent.sources.filter((source): source is Exclude<AgentSource, {kind: 'config'}> => source.kind !== 'config')
+  return plugins.slice(1).map((source, i) => `${describeSource(source)} replaces the ${agent.spec.name} agent of ${describeSource(plugins[i]!)}`)
 }
 
 /** The human listing of agents: a block per agent, aligned labels. */
@@ -20,8 +42,10 @@ function renderAgent(entry: AgentListEntry): string {
   if (entry.description) lines.push(`  ${entry.description}`)
   lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
   const mode = entry.credential_mode ?? (entry.gateway ? 'gateway' : 'copy')
+  const missing = new Set(entry.missing_credentials)
   const copied = entry.credentials.filter((c) => mode === 'copy' || c.secret === false)
-  const credentials = copied.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}`)
+  const credentials = copied.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}${missing.has(c.source) ? '  (not on this host)' : ''}`)
+  if (mode === 'copy' && credentials.length > 0 && missing.size === entry.credentials.length) credentials.push('none of these is on this host: log in inside the sandbox (docs/agents.md)')
   lines.push(field(mode === 'gateway' ? 'copies' : 'credentials', credentials))
   if (mode === 'gateway' && entry.gateway) {
     const sources = (route: NonNullable<AgentSpec['gateway']>['routes'][number]) => route.secret.map((source) => ('env' in source ? `$${source.env}` : 'file' in source ? source.file : 'command' in source ? source.command.join(' ') : 'config value')).join(' or ')
@@ -37,6 +61,7 @@ function renderAgent(entry: AgentListEntry): string {
   lines.push(field('network', network))
   const env = Object.entries(entry.env).map(([name, value]) => `${name}=${value}`)
   if (env.length > 0) lines.push(field('env', env))
+  if (entry.warnings.length > 0) lines.push(field('warnings', entry.warnings))
   return lines.join('\n')
 }
 

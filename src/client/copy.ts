@@ -3,7 +3,8 @@ import {basename, dirname, posix, resolve} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
 import {SANDBOX_ID_PATTERN} from '../sandbox/ids.js'
-import {extractUnder, packPath} from '../util/tar-fs.js'
+import {packPath} from '../util/tar-fs.js'
+import {extractUnder} from '../util/tar-extract.js'
 import type {DaemonClient} from './client.js'
 
 export interface SandboxPath {

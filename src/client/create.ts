@@ -19,6 +19,8 @@ export interface CreateFromRepoOptions {
   allowAll?: boolean
   /** Allow rules added to the repository's policy (an agent's network needs). */
   extraAllow?: readonly AllowRuleInput[]
+  /** For one command: the daemon removes it when that command's stream ends or drops (docs/api.md). */
+  ephemeral?: boolean
   /** Receives the one-line notices: no policy file, allow-all in force. */
   notice: (message: string) => void
 }
@@ -39,6 +41,7 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
     repository: dir,
     ...(options.extraAllow && options.extraAllow.length > 0 ? {extra_allow: options.extraAllow} : {}),
     allow_all: options.allowAll === true,
+    ...(options.ephemeral ? {ephemeral: true} : {}),
   })
   if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
   if (sandbox.policy.credentials !== undefined) await grantRequested(client, sandbox, options.notice)

@@ -1,4 +1,6 @@
 import type {AuditEvent} from '../egress/audit.js'
+import {describeResources} from '../sandbox/resources.js'
+import {visibleName} from '../util/visible.js'
 import type {PublicSandbox} from './client.js'
 
 /** `sandbox ls`: one aligned row per sandbox. */
@@ -15,11 +17,15 @@ export function renderSandboxTable(sandboxes: readonly PublicSandbox[]): string 
 export function renderSandbox(sandbox: PublicSandbox): string {
   const lines = [
     ['sandbox', sandbox.sandbox_id],
-    ['status', sandbox.failure ? `${sandbox.status}: ${sandbox.failure}` : sandbox.status],
+    ['status', sandbox.failure ? `${sandbox.status}: ${visibleName(sandbox.failure)}` : sandbox.status],
     ['backend', sandbox.backend],
     ['policy', sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
+    ...(sandbox.egress?.listen_error === undefined ? [] : [['proxy', `not listening, connections out are refused; retrying: ${sandbox.egress.listen_error}`]]),
+    ...(sandbox.egress?.audit_error === undefined ? [] : [['audit', `the egress audit log cannot be written: ${sandbox.egress.audit_error}`]]),
+    ...(sandbox.ephemeral ? [['lifetime', 'for one command: removed when it ends or its client goes away']] : []),
+    ...(sandbox.resources === undefined ? [] : [['limits', sandbox.resources === null ? 'none: this daemon cannot set them (cleanroom doctor says why)' : describeResources(sandbox.resources)]]),
     ['workspace', sandbox.workspace_source ?? '(empty)'],
     ['created', sandbox.created_at],
     ['updated', sandbox.updated_at],
@@ -33,9 +39,9 @@ function describeNetwork(sandbox: PublicSandbox): string {
   return allowed.length === 0 ? 'none (deny all)' : `deny by default; allow ${allowed.join(' ')}`
 }
 
-/** One line of `sandbox logs --egress`. */
+/** One line of `sandbox logs --egress`; the host is as the sandbox sent it when it was not valid, so it is shown terminal-safe. */
 export function renderAuditEvent(event: AuditEvent): string {
-  const where = `${event.host}:${event.port}${event.resolved_ip && event.resolved_ip !== event.host ? ` (${event.resolved_ip})` : ''}`
+  const where = `${visibleName(event.host)}:${event.port}${event.resolved_ip && event.resolved_ip !== event.host ? ` (${visibleName(event.resolved_ip)})` : ''}`
   const traffic = event.action === 'allow' ? `  up ${event.bytes_up} B, down ${event.bytes_down} B, ${event.duration_ms} ms` : ''
   return `${event.time}  ${event.action.toUpperCase().padEnd(5)}  ${where}  ${event.reason}${traffic}`
 }

@@ -2,11 +2,12 @@ import type {Server} from 'node:net'
 import {join} from 'node:path'
 
 import type {Resolver} from '../egress/addresses.js'
-import {AuditLog, type AuditSink} from '../egress/audit.js'
+import {type AuditEvent, AuditLog, type AuditSink} from '../egress/audit.js'
 import {EgressProxy} from '../egress/proxy.js'
 import type {EgressService} from '../egress/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
+import {capConnections, type ConnectionBudget, type LimitReached} from './connection-limits.js'
 
 /** Where the proxy listens inside every sandbox (its own network namespace: no clash between sandboxes). */
 export const PROXY_PORT = 3128
@@ -17,6 +18,12 @@ export function auditPath(sandboxDir: string): string {
   return join(sandboxDir, 'egress.jsonl')
 }
 
+/** How many proxy connections a sandbox may hold: its own limit, and its share of the daemon's. */
+export interface EgressLimits {
+  perSandbox: number
+  budget: ConnectionBudget
+}
+
 /** A sandbox's egress: the proxy, the listener inside the sandbox it serves, its audit log. */
 export class SandboxEgress {
   private readonly services: {service: EgressService; server?: Server}[] = []
@@ -25,12 +32,24 @@ export class SandboxEgress {
     private readonly server: Server,
     private readonly proxy: EgressProxy,
     private readonly audit: AuditLog,
+    private readonly limits: EgressLimits,
+    private readonly sandboxId: string,
   ) {}
 
-  /** Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed. */
-  static async start(backend: SandboxBackend, record: SandboxRecord, sandboxDir: string, resolver?: Resolver): Promise<SandboxEgress> {
+  /**
+   * Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed.
+   * Its connections count against `limits`.
+   * `audit.onFailure` hears when the audit log stops (or starts again) being writable; with `audit.required`, connections are refused meanwhile.
+   */
+  static async start(
+    backend: SandboxBackend,
+    record: SandboxRecord,
+    sandboxDir: string,
+    options: {resolver?: Resolver; limits: EgressLimits; audit: {required: boolean; onFailure: (failure: string | undefined) => void}},
+  ): Promise<SandboxEgress> {
     if (!record.runtime) throw new Error(`sandbox ${record.sandbox_id} has no runtime`)
-    const audit = await AuditLog.open(auditPath(sandboxDir))
+    const {resolver} = options
+    const audit = await AuditLog.open(auditPath(sandboxDir), options.audit.onFailure)
     let server: Server
     try {
       server = await backend.listenInside(record.runtime, PROXY_PORT)
@@ -41,9 +60,21 @@ export class SandboxEgress {
     // A client that half-closes after its request must still get the answer; Node's
     // server reads this option when it accepts, so it can be set on a handed-over server.
     ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
-    const proxy = new EgressProxy({sandboxId: record.sandbox_id, policy: record.policy, allowAll: record.allow_all === true, audit, ...(resolver ? {resolver} : {})})
-    proxy.listen(server)
-    return new SandboxEgress(server, proxy, audit)
+    const proxy = new EgressProxy({
+      sandboxId: record.sandbox_id,
+      policy: record.policy,
+      allowAll: record.allow_all === true,
+      audit,
+      requireAudit: options.audit.required,
+      ...(resolver ? {resolver} : {}),
+    })
+    capConnections(server, options.limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
+    return new SandboxEgress(server, proxy, audit, options.limits, record.sandbox_id)
+  }
+
+  /** Why the audit log cannot be written now, or undefined. */
+  auditFailure(): string | undefined {
+    return this.audit.failure()
   }
 
   /** Where this sandbox's egress attempts are recorded; its services record theirs there too. */
@@ -53,8 +84,9 @@ export class SandboxEgress {
 
   /**
    * Adds a service to this sandbox's egress: its listener on the sandbox's
-   * loopback (made inside the sandbox like the proxy's), the tunnels it takes
-   * over, and its variables for the processes started from now on.
+   * loopback (made inside the sandbox like the proxy's, its connections
+   * capped like the proxy's), the tunnels it takes over, and its variables for
+   * the processes started from now on.
    */
   async addService(backend: SandboxBackend, runtime: Record<string, unknown>, service: EgressService): Promise<void> {
     let server: Server | undefined
@@ -62,7 +94,7 @@ export class SandboxEgress {
       const handle = service.handle.bind(service)
       server = await backend.listenInside(runtime, service.port)
       ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
-      server.on('connection', handle)
+      capConnections(server, this.limits, handle, (reached) => this.audit.record(limitEvent(this.sandboxId, reached)))
     }
     if (service.interceptor) this.proxy.interceptWith(service.interceptor)
     this.services.push({service, ...(server && {server})})
@@ -79,6 +111,25 @@ export class SandboxEgress {
     await this.proxy.close()
     for (const {service} of this.services.splice(0)) await service.close()
     await this.audit.close()
+  }
+}
+
+/** The audit line for connections turned away at a limit (one per burst, see capConnections). */
+function limitEvent(sandboxId: string, {limit, max}: LimitReached): AuditEvent {
+  const which = limit === 'sandbox' ? `this sandbox's limit of ${max} open connections (egress.max_connections_per_sandbox)` : `the daemon's limit of ${max} open connections across sandboxes`
+  return {
+    time: new Date().toISOString(),
+    sandbox_id: sandboxId,
+    host: '',
+    port: 0,
+    resolved_ip: null,
+    action: 'deny',
+    reason: 'connection_limit',
+    error: `${which} is reached: further connections are closed at once`,
+    bytes_up: 0,
+    bytes_down: 0,
+    duration_ms: 0,
+    protocol: 'http',
   }
 }
 

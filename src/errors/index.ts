@@ -4,6 +4,7 @@
  */
 
 export type ErrorCode =
+  | 'agent_exists'
   | 'agent_not_found'
   | 'agent_spec_invalid'
   | 'backend_capability_mismatch'
@@ -15,26 +16,48 @@ export type ErrorCode =
   | 'config_not_found'
   | 'credential_source_unreadable'
   | 'credential_target_invalid'
+  | 'daemon_already_running'
+  | 'daemon_elsewhere'
   | 'daemon_unavailable'
+  | 'daemon_untrusted'
   | 'daemon_version_mismatch'
+  | 'exec_lost'
   | 'exec_not_found'
+  | 'image_in_use'
+  | 'image_invalid'
+  | 'image_not_found'
+  | 'image_ref_invalid'
+  | 'image_unsupported'
   | 'path_escapes_root'
+  | 'plugin_install_failed'
+  | 'plugin_invalid'
+  | 'plugin_runs_code'
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
+  | 'resources_over_maximum'
+  | 'registry_auth_failed'
+  | 'registry_failed'
   | 'sandbox_failed'
   | 'sandbox_not_found'
   | 'sandbox_not_ready'
   | 'usage'
+  | 'workspace_apply_failed'
+  | 'workspace_changed'
   | 'workspace_conflict'
   | 'workspace_risky_paths'
   | 'workspace_unavailable'
+  | 'workspace_unsupported_entry'
 
 /** Exit codes by error code; anything not listed exits 1. */
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  agent_exists: 2,
   agent_not_found: 127,
   bad_request: 2,
   config_invalid: 2,
+  image_ref_invalid: 2,
+  plugin_invalid: 2,
+  plugin_runs_code: 2,
   policy_invalid: 2,
   usage: 2,
 }

@@ -36,6 +36,15 @@ export async function readPluginManifest(target: PluginInstallTarget): Promise<P
   }
 }
 
+/**
+ * A package.json given as bytes (of a fetched plugin tarball or a linked
+ * directory), checked with the same limits as readPluginManifest.
+ */
+export function parsePackageJsonBytes(bytes: Buffer): Record<string, unknown> {
+  if (bytes.length > MAX_PACKAGE_JSON_BYTES) throw new Error(`package.json is ${bytes.length} bytes, more than the ${MAX_PACKAGE_JSON_BYTES} a plugin's may have`)
+  return parseManifest(bytes.toString('utf8'))
+}
+
 function parseManifest(text: string): Record<string, unknown> {
   const parsed: unknown = JSON.parse(text)
   if (!isRecord(parsed)) throw new Error('package.json is not a JSON object')

@@ -1,5 +1,6 @@
 import {isCleanroomError} from '../errors/index.js'
 import {renderError} from '../errors/render.js'
+import {visibleText} from '../util/visible.js'
 
 /**
  * Runs a command of the fast start path and turns its result into the exit code,
@@ -14,7 +15,7 @@ export async function runCommand(run: () => Promise<number>): Promise<void> {
       process.exitCode = error.exitCode
       return
     }
-    process.stderr.write(`Error: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.stderr.write(`Error: ${visibleText(error instanceof Error ? error.message : String(error))}\n`)
     if (process.env.DEBUG && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`)
     process.exitCode = 1
   }

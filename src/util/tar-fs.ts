@@ -1,11 +1,8 @@
-import {constants, createReadStream} from 'node:fs'
-import {lstat, mkdir, open, readdir, readlink, symlink, chmod, utimes} from 'node:fs/promises'
-import {dirname, isAbsolute, join, posix, relative, resolve} from 'node:path'
+import {createReadStream} from 'node:fs'
+import {lstat, readdir, readlink} from 'node:fs/promises'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
-import {extract, type Header, pack} from 'tar-stream'
-
-import {CleanroomError} from '../errors/index.js'
+import {type Header, pack} from 'tar-stream'
 
 /**
  * A tar of `hostPath` (file, directory or symlink, not followed) whose top entry
@@ -43,81 +40,4 @@ async function addPath(archive: ReturnType<typeof pack>, hostPath: string, name:
 
 function entry(archive: ReturnType<typeof pack>, header: Partial<Header> & Pick<Header, 'name'>): Promise<void> {
   return new Promise((resolvePromise, reject) => archive.entry(header, (error) => (error ? reject(error) : resolvePromise())))
-}
-
-/**
- * Unpacks an untrusted tar (it comes out of a sandbox) under `root`, renaming
- * its top entry `from` to `to`. Nothing is written outside `root`: names with
- * `..` or absolute names are refused, nothing is written through a symlink, and
- * links, devices and fifos are not created except symlinks that stay inside `root`.
- */
-export async function extractUnder(root: string, archive: Readable, rename: {from: string; to: string}): Promise<number> {
-  const top = resolve(root)
-  await mkdir(top, {recursive: true})
-  let written = 0
-  const unpack = extract()
-  archive.on('error', (error: Error) => unpack.destroy(error))
-  archive.pipe(unpack as unknown as NodeJS.WritableStream)
-  try {
-    for await (const entry of unpack) {
-      const {header} = entry
-      const name = renameTop(safeName(header.name), rename)
-      const target = join(top, name)
-      await refuseSymlinkParents(top, dirname(target))
-      if (header.type === 'file') {
-        const mode = (header.mode ?? 0o644) & 0o7777
-        const file = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, mode)
-        await pipeline(entry, file.createWriteStream())
-        await chmod(target, mode)
-        if (header.mtime) await utimes(target, header.mtime, header.mtime)
-        written++
-        continue
-      }
-      if (header.type === 'directory') {
-        await mkdir(target, {recursive: true})
-        await chmod(target, (header.mode ?? 0o755) & 0o7777)
-      } else if (header.type === 'symlink') {
-        const linkname = header.linkname ?? ''
-        if (isAbsolute(linkname) || relative(top, resolve(dirname(target), linkname)).startsWith('..')) {
-          throw new CleanroomError('path_escapes_root', `refusing symlink ${name} -> ${linkname}: it points outside ${top}`)
-        }
-        await symlink(linkname, target)
-      }
-      // Hard links, devices and fifos are not created.
-      entry.resume()
-    }
-  } catch (error) {
-    archive.destroy()
-    throw error
-  }
-  return written
-}
-
-function safeName(name: string): string {
-  const normalized = posix.normalize(name).replace(/\/+$/, '')
-  if (name.includes('\0') || posix.isAbsolute(name) || normalized === '..' || normalized.startsWith('../')) {
-    throw new CleanroomError('path_escapes_root', `refusing archive entry ${JSON.stringify(name)}: it leaves the destination`)
-  }
-  return normalized
-}
-
-function renameTop(name: string, {from, to}: {from: string; to: string}): string {
-  if (name === from) return to
-  if (name.startsWith(`${from}/`)) return `${to}${name.slice(from.length)}`
-  throw new CleanroomError('path_escapes_root', `refusing archive entry ${JSON.stringify(name)}: not under ${from}`)
-}
-
-/** Every directory from `top` down to `dir` must be a real directory, never a symlink. */
-async function refuseSymlinkParents(top: string, dir: string): Promise<void> {
-  const parts = relative(top, dir).split('/').filter(Boolean)
-  let current = top
-  for (const part of parts) {
-    current = join(current, part)
-    const stats = await lstat(current).catch(() => undefined)
-    if (stats === undefined) {
-      await mkdir(current)
-    } else if (!stats.isDirectory()) {
-      throw new CleanroomError('path_escapes_root', `refusing to write through ${current}: not a directory`)
-    }
-  }
 }

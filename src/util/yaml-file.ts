@@ -109,10 +109,7 @@ function firstLine(message: string): string {
   return message.split('\n')[0] ?? message
 }
 
-/** Plain object check for values that came out of YAML. */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
+export {isRecord} from './record.js'
 
 /** Reports every key of `value` not in `allowed` as unknown, pointing at the key. */
 export function reportUnknownKeys(

@@ -1,76 +1,129 @@
-import {execa} from 'execa'
-
 import {CleanroomError} from '../errors/index.js'
-import type {WorkspaceChange} from './diff.js'
-import {riskyReason} from './risky.js'
+import {DirectoryHandle} from '../util/dir-handle.js'
+import {visibleName} from '../util/visible.js'
+import type {ArchivedContent, ChangesManifest} from './archive.js'
+import type {ChangeRecord} from './changes.js'
+import {sameEntry, TreeReader} from './entry.js'
+import {WriteBack} from './write-back.js'
 
-/** The patch of a sandbox's workspace and the directory it is to be applied to. */
-export interface WorkspacePatch {
-  sandboxId: string
-  repo: string
-  patch: string
-  changes: WorkspaceChange[]
+/** What applying a sandbox's changes to a directory would do, decided by content. */
+export interface ApplyCheck {
+  /** The host still has what the sandbox started from: the sandbox's version goes in. */
+  toWrite: ChangeRecord[]
+  /** The host already has the sandbox's version. */
+  alreadyThere: ChangeRecord[]
+  /** `path (why)` for each path the host changed since the sandbox started from it. */
+  conflicts: string[]
 }
-
-const GIT_APPLY_FAILURE = /^error: (?:patch failed: )?(.+?)(?::\d+)?: (patch does not apply|already exists in working directory|No such file or directory|does not exist in index|wrong type|does not match index|is beyond a symbolic link)$/
 
 /**
- * Refuses, writing nothing, when the host changed a path after the sandbox did
- * (applying would undo the host's change) or when `git apply --check` fails.
+ * Compares each changed path of `target` (read without following symlinks) with
+ * the version the sandbox started from and the one it has now: the sandbox's
+ * version may replace only what it started from (its base), so a host edit is
+ * never overwritten, and a file the host restored to its base (`git checkout`)
+ * takes the change again. A path whose parent the host turned into a file or a
+ * symlink conflicts too, unless the change deletes that file.
  */
-export async function checkWorkspacePatch(plan: WorkspacePatch): Promise<void> {
-  const changedOnHost = plan.changes.filter((change) => change.conflict).map((change) => `${change.path} (changed on the host after the sandbox changed it)`)
-  if (changedOnHost.length > 0) throw conflict(plan, changedOnHost)
-  const check = await gitApply(plan.repo, plan.patch, ['--check'])
-  if (check.exitCode !== 0) {
-    const lines = check.stderr.split('\n').filter((line) => line.startsWith('error: '))
-    const files = lines.flatMap((line) => {
-      const match = GIT_APPLY_FAILURE.exec(line)
-      return match ? [`${match[1]} (${match[2]})`] : []
-    })
-    throw conflict(plan, files.length > 0 ? [...new Set(files)] : lines.map((line) => line.slice('error: '.length)))
+export async function checkAgainstHost(target: string, manifest: ChangesManifest): Promise<ApplyCheck> {
+  const reader = new TreeReader(await DirectoryHandle.open(target), manifest.object_format)
+  const check: ApplyCheck = {toWrite: [], alreadyThere: [], conflicts: []}
+  try {
+    for (const record of manifest.changes) {
+      const host = await reader.state(record.path)
+      if (sameEntry(host, record.sandbox)) check.alreadyThere.push(record)
+      else if (record.base !== 'unknown' && sameEntry(host, record.base)) check.toWrite.push(record)
+      else check.conflicts.push(`${visibleName(record.path)} (${conflictReason(record, host === null)})`)
+    }
+    const deleted = new Set(check.toWrite.filter((record) => record.sandbox === null).map((record) => record.path))
+    for (const record of check.toWrite) {
+      if (record.sandbox === null) continue
+      const blocker = await blockingParent(reader, record.path, deleted)
+      if (blocker) check.conflicts.push(`${visibleName(record.path)} (${visibleName(blocker.path)} is a ${blocker.kind} on the host)`)
+    }
+  } finally {
+    await reader.close()
   }
+  return check
 }
 
-/** The changes that need --force: see src/workspace/risky.ts. */
-export function riskyChanges(plan: WorkspacePatch): string[] {
-  return plan.changes.filter((change) => change.risky).map((change) => `${change.path} (${change.change}: ${riskyReason(change.path) ?? 'risky'})`)
+function conflictReason(record: ChangeRecord, absent: boolean): string {
+  if (record.base === 'unknown') return 'changed on the host since the sandbox started from it, and what it held before is not known'
+  return absent ? 'deleted on the host since the sandbox started from it' : 'changed on the host since the sandbox started from it'
 }
 
-export function riskyRefusal(plan: WorkspacePatch, risky: string[]): CleanroomError {
-  return new CleanroomError(
-    'workspace_risky_paths',
-    `the sandbox changed paths that can run code on the host or steer CI and agents; nothing was applied:\n${risky.join('\n')}`,
-    {
-      details: {paths: plan.changes.filter((change) => change.risky).map((change) => change.path)},
-      suggestions: [`Review them with: cleanroom workspace diff ${plan.sandboxId}`, `Then apply everything with: cleanroom workspace apply ${plan.sandboxId} --force`],
-    },
-  )
+/** The first parent of `path` that is a file or symlink on the host and is not deleted by the change itself. */
+async function blockingParent(reader: TreeReader, path: string, deleted: Set<string>): Promise<{path: string; kind: string} | undefined> {
+  const parts = path.split('/')
+  for (let depth = 1; depth < parts.length; depth++) {
+    const parent = parts.slice(0, depth).join('/')
+    const found = await reader.kind(parent)
+    if (!found || deleted.has(parent)) return undefined
+    if (found.kind !== 'directory') return {path: parent, kind: found.kind}
+  }
+  return undefined
 }
 
-/** Writes the patch into the repository (checked first: call checkWorkspacePatch). */
-export async function applyWorkspacePatch(plan: WorkspacePatch): Promise<void> {
-  const result = await gitApply(plan.repo, plan.patch, [])
-  if (result.exitCode !== 0) throw conflict(plan, result.stderr.split('\n').filter((line) => line !== ''))
-}
-
-function conflict(plan: WorkspacePatch, files: string[]): CleanroomError {
-  return new CleanroomError('workspace_conflict', `the host has changes that conflict with the sandbox's in ${plan.repo}; nothing was applied:\n${files.join('\n')}`, {
-    details: {files},
+export function conflictError(sandboxId: string, target: string, conflicts: string[]): CleanroomError {
+  return new CleanroomError('workspace_conflict', `the host changed files the sandbox changed too, in ${target}; nothing was applied:\n${conflicts.join('\n')}`, {
+    details: {files: conflicts},
     suggestions: [
-      'Commit, stash or undo your changes to those files, then apply again',
-      `See the sandbox's changes with: cleanroom workspace diff ${plan.sandboxId}`,
+      'Commit, stash or undo your changes to those files (git checkout -- <file> restores what the sandbox started from), then apply again',
+      `See the sandbox's changes with: cleanroom workspace diff ${sandboxId}`,
     ],
   })
 }
 
+/** The risky changes among `records`, one terminal-safe line each: `path (change: why)`. */
+export function riskyLines(records: readonly ChangeRecord[]): string[] {
+  return records.filter((record) => record.risky).map((record) => `${visibleName(record.path)} (${record.change}: ${record.risk ?? 'risky'})`)
+}
+
+export function riskyRefusal(sandboxId: string, records: readonly ChangeRecord[]): CleanroomError {
+  return new CleanroomError(
+    'workspace_risky_paths',
+    `the sandbox changed paths that can run code on the host or steer CI, git and agents; nothing was applied:\n${riskyLines(records).join('\n')}`,
+    {
+      details: {paths: records.filter((record) => record.risky).map((record) => record.path)},
+      suggestions: [`Review them with: cleanroom workspace diff ${sandboxId}`, `Then apply everything with: cleanroom workspace apply ${sandboxId} --force`],
+    },
+  )
+}
+
 /**
- * `git apply` in the repository. Inside a git work tree git reads the patch's paths
- * from the top of the tree, so a workspace below it needs --directory.
+ * Writes `toWrite` into `target`, all or nothing: the sandbox's versions come
+ * from the archive's `contents`, each checked against the blob id the manifest
+ * names (a sandbox that rewrote a file since the manifest was made gets nothing
+ * written).
  */
-async function gitApply(repo: string, patch: string, extra: string[]): Promise<{exitCode: number; stderr: string}> {
-  const prefix = await execa('git', ['rev-parse', '--show-prefix'], {cwd: repo, reject: false})
-  const directory = prefix.exitCode === 0 && prefix.stdout.trim() !== '' ? [`--directory=${prefix.stdout.trim().replace(/\/$/, '')}`] : []
-  const result = await execa('git', ['apply', '--whitespace=nowarn', ...directory, ...extra, '-'], {cwd: repo, input: patch, reject: false})
-  return {exitCode: result.exitCode ?? 1, stderr: result.stderr}
+export async function writeChanges(target: string, manifest: ChangesManifest, toWrite: readonly ChangeRecord[], contents: AsyncIterable<ArchivedContent>): Promise<void> {
+  const wanted = new Map(toWrite.filter((record) => record.sandbox !== null).map((record) => [record.path, record]))
+  const writeBack = await WriteBack.begin(target, manifest.object_format)
+  try {
+    let staged = 0
+    for await (const entry of contents) {
+      const record = wanted.get(entry.path)
+      if (!record) continue
+      if ((entry.type === 'symlink') !== (record.sandbox!.mode === '120000')) throw incomplete(`${visibleName(entry.path)} is not the kind of entry the list of changes says`)
+      if (entry.type === 'symlink') await writeBack.stageSymlink(record, entry.linkname ?? '')
+      else await writeBack.stageFile(record, entry.content)
+      staged++
+    }
+    if (staged !== wanted.size) throw incomplete('some files are missing from it')
+    await writeBack.commit(toWrite)
+  } finally {
+    await writeBack.finish()
+  }
+}
+
+function incomplete(why: string): CleanroomError {
+  return new CleanroomError('backend_failed', `the daemon's archive of the sandbox's changes is incomplete: ${why}; nothing was applied`)
+}
+
+/** `3 added, 1 modified`: the counts of each kind of change. */
+export function changeCounts(records: readonly ChangeRecord[]): string {
+  return (['added', 'modified', 'deleted', 'mode'] as const)
+    .map((kind) => [kind, records.filter((record) => record.change === kind).length] as const)
+    .filter(([, count]) => count > 0)
+    .map(([kind, count]) => `${count} ${kind === 'mode' ? 'mode changed' : kind}`)
+    .join(', ')
 }

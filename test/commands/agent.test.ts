@@ -63,4 +63,23 @@ describe('cleanroom agent list / agent --help', () => {
     expect(result.exitCode).to.equal(0)
     expect(result.stdout).to.contain('cannot list agents: runtime config invalid')
   })
+
+  it('says which credential files of an agent are not on this host, and when none is', async () => {
+    const env = await homeWithConfig()
+    const none = await runCli(['agent', 'list'], {env})
+    expect(none.exitCode, none.stderr).to.equal(0)
+    const codex = none.stdout.slice(none.stdout.indexOf('codex  ('), none.stdout.indexOf('gemini  ('))
+    expect(codex).to.contain('credentials:  ~/.codex/auth.json -> ~/.codex/auth.json  (not on this host)\n')
+    expect(codex).to.contain('none of these is on this host: log in inside the sandbox (docs/agents.md)')
+
+    await mkdir(join(env.HOME!, '.codex'))
+    await writeFile(join(env.HOME!, '.codex/auth.json'), '{}')
+    const some = await runCli(['agent', 'list', '--json'], {env})
+    const agents = JSON.parse(some.stdout) as {name: string; missing_credentials: string[]; warnings: string[]}[]
+    expect(agents.find((agent) => agent.name === 'codex')).to.deep.include({missing_credentials: ['~/.codex/config.toml'], warnings: []})
+    const listed = (await runCli(['agent', 'list'], {env})).stdout
+    const codexNow = listed.slice(listed.indexOf('codex  ('), listed.indexOf('gemini  ('))
+    expect(codexNow).to.contain('credentials:  ~/.codex/auth.json -> ~/.codex/auth.json\n')
+    expect(codexNow).not.to.contain('none of these is on this host')
+  })
 })

@@ -4,6 +4,7 @@ import {lstat, readFile, readlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {cliRepoSuite} from '../helpers/cli-repo.js'
+import {PROJECT_ROOT} from '../helpers/cli.js'
 
 const BINARY = Buffer.from([0, 1, 2, 0x62, 0x69, 0x6e, 0xff, 0x0a])
 
@@ -90,8 +91,8 @@ describe('cleanroom workspace diff / apply (CLI, real sandboxes)', function () {
     await writeFile(join(suite.repo, 'edit.txt'), 'one\nhost\nthree\n')
     const apply = await cli(['workspace', 'apply', id])
     expect(apply.exitCode).to.equal(1)
-    expect(apply.stderr).to.contain('conflict with the sandbox')
-    expect(apply.stderr).to.contain('edit.txt')
+    expect(apply.stderr).to.contain('the host changed files the sandbox changed too')
+    expect(apply.stderr).to.contain('edit.txt (changed on the host since the sandbox started from it)')
     expect(await read('edit.txt')).to.equal('one\nhost\nthree\n')
     expect(await lstat(join(suite.repo, 'fresh.txt')).catch(() => 'absent')).to.equal('absent')
     await execa('git', ['checkout', '-q', '--', '.'], {cwd: suite.repo})
@@ -102,7 +103,7 @@ describe('cleanroom workspace diff / apply (CLI, real sandboxes)', function () {
     await writeFile(join(suite.repo, 'both.txt'), 'host\n')
     const apply = await cli(['workspace', 'apply', id])
     expect(apply.exitCode).to.equal(1)
-    expect(apply.stderr).to.contain('both.txt (changed on the host after the sandbox changed it)')
+    expect(apply.stderr).to.contain('both.txt (changed on the host since the sandbox started from it)')
     expect(await read('both.txt')).to.equal('host\n')
     await execa('git', ['clean', '-qf'], {cwd: suite.repo})
   })
@@ -110,7 +111,7 @@ describe('cleanroom workspace diff / apply (CLI, real sandboxes)', function () {
   it('lists risky paths and writes nothing without --force; writes them with --force', async () => {
     const id = await sandboxAfter("mkdir -p .github/workflows && echo 'on: push' > .github/workflows/ci.yml && echo ok > plain.txt")
     const stat = await cli(['workspace', 'diff', id, '--stat'])
-    expect(stat.stdout).to.contain('A .github/workflows/ci.yml  (risky)\nA plain.txt\n')
+    expect(stat.stdout).to.contain('A .github/workflows/ci.yml  (risky: CI workflows run with the repository secrets)\nA plain.txt\n')
     const refused = await cli(['workspace', 'apply', id])
     expect(refused.exitCode).to.equal(1)
     expect(refused.stderr).to.contain('.github/workflows/ci.yml (added: CI workflows run with the repository secrets)')
@@ -130,6 +131,24 @@ describe('cleanroom workspace diff / apply (CLI, real sandboxes)', function () {
     const json = JSON.parse((await cli(['workspace', 'diff', id, '--json'])).stdout) as {changes: {path: string; change: string}[]}
     expect(json.changes.map(({path, change}) => `${change} ${path}`)).to.deep.equal(['deleted lib/b.js'])
     await execa('rm', ['-rf', 'lib'], {cwd: suite.repo})
+  })
+
+  it('brings back type changes and a file over the text diff limit, as a patch git applies and through apply', async () => {
+    await execa('sh', ['-c', 'mkdir -p lib && echo a > lib/a.js && echo b > lib/b.js && echo c > conf && git add -A && git -c user.name=t -c user.email=t@t commit -qm types'], {cwd: suite.repo})
+    const id = await sandboxAfter("rm -rf lib && echo now-a-file > lib && rm conf && mkdir conf && echo inner > conf/inner && seq 1 800000 > big.txt")
+    const patch = join(suite.home, 'types.patch')
+    const diff = await execa('sh', ['-c', `node ${JSON.stringify(join(PROJECT_ROOT, 'bin/run.js'))} workspace diff ${id} > ${patch}`], {cwd: suite.repo, env: suite.env, reject: false})
+    expect(diff.exitCode, diff.stderr).to.equal(0)
+    expect(await readFile(patch, 'utf8')).to.match(/diff --git a\/big\.txt b\/big\.txt\nnew file mode 100644\nindex 0{40}\.\.[0-9a-f]{40}\nGIT binary patch\nliteral \d+\n/)
+    const check = await execa('git', ['apply', '--check', patch], {cwd: suite.repo, reject: false})
+    expect(check.exitCode, check.stderr).to.equal(0)
+    const apply = await cli(['workspace', 'apply', id])
+    expect(apply.exitCode, apply.stderr).to.equal(0)
+    expect(apply.stdout).to.contain('applied 6 files to ' + suite.repo + ' (3 added, 3 deleted)')
+    expect(await read('lib')).to.equal('now-a-file\n')
+    expect(await read('conf/inner')).to.equal('inner\n')
+    expect((await readFile(join(suite.repo, 'big.txt'))).equals((await execa('seq', ['1', '800000'], {stripFinalNewline: false, encoding: 'buffer'})).stdout as Buffer)).to.equal(true)
+    await execa('sh', ['-c', 'git reset -q --hard HEAD~1 && git clean -qfd'], {cwd: suite.repo})
   })
 
   it('says when nothing changed', async () => {

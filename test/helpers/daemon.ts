@@ -3,8 +3,8 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DaemonClient} from '../../src/client/client.js'
-import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
-import {type DaemonOptions, type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
+import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
 import type {Resolver} from '../../src/egress/addresses.js'
 
 export interface TestDaemon {
@@ -16,14 +16,29 @@ export interface TestDaemon {
 }
 
 /**
- * A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups,
- * `more` sets other options (the credential gateway's upstream roots).
+ * A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups.
+ * `options` change the runtime config, the state dir, how long an ephemeral sandbox waits for its command,
+ * or add roots the credential gateway trusts upstream (the test's own TLS servers).
  */
-export async function startTestDaemon(dir: string, resolver?: Resolver, more: Partial<DaemonOptions> = {}): Promise<TestDaemon> {
+export async function startTestDaemon(
+  dir: string,
+  resolver?: Resolver,
+  options: {config?: Partial<RuntimeConfig>; stateDir?: string; ephemeralAttachMs?: number; upstreamCa?: readonly string[]} = {},
+): Promise<TestDaemon> {
   const socketPath = join(dir, 'd.sock')
-  const stateDir = join(dir, 'state')
+  const stateDir = options.stateDir ?? join(dir, 'state')
   const logs: string[] = []
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver}), ...more})
+  const daemon = await startDaemon({
+    socketPath,
+    stateDir,
+    imageCacheDir: join(dir, 'images'),
+    config: {...DEFAULT_RUNTIME_CONFIG, ...options.config},
+    version: 'test',
+    log: (line) => logs.push(line),
+    ...(resolver && {resolver}),
+    ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
+    ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
+  })
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }
 

@@ -4,8 +4,9 @@ import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {socketPathOf} from '../../src/client/connect.js'
-import {isolatedEnv, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {runCli} from '../helpers/cli.js'
 import {stopCliDaemon} from '../helpers/daemon.js'
+import {packFixture, PLUGIN_FIXTURES, pluginEnv} from '../helpers/plugins.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 interface ListedAgent {
@@ -22,20 +23,16 @@ describe('third-party agent plugin: npm pack, plugins install, agent list, run, 
   let tarball: string
   let home: string
   let brokenTarball: string
+  let notAPluginTarball: string
 
   before(async () => {
     home = await dirs.make()
     const packs = join(home, 'packs')
-    await mkdir(packs)
-    const pack = async (fixture: string) => {
-      const packed = await execa('npm', ['pack', '--json', '--pack-destination', packs], {cwd: join(PROJECT_ROOT, 'test/fixtures/plugins', fixture)})
-      const [info] = JSON.parse(packed.stdout) as {filename: string}[]
-      return join(packs, info!.filename)
-    }
-    tarball = await pack('agent-fake')
-    brokenTarball = await pack('agent-broken')
+    tarball = await packFixture('agent-fake', packs)
+    brokenTarball = await packFixture('agent-broken', packs)
+    notAPluginTarball = await packFixture('not-a-plugin', packs)
     // Offline: a zero-dependency tarball must install without the registry.
-    env = {...isolatedEnv(home), npm_config_offline: 'true', npm_config_cache: join(home, '.npm')}
+    env = pluginEnv(home)
   })
 
   after(async () => {
@@ -53,11 +50,12 @@ describe('third-party agent plugin: npm pack, plugins install, agent list, run, 
     const install = await runCli(['plugins', 'install', `file://${tarball}`], {env})
     expect(install.exitCode, install.stderr).to.equal(0)
     const shown = install.stderr.split('\n').filter((line) => line.startsWith('cleanroom: '))
-    expect(shown.slice(0, 4)).to.deep.equal([
+    expect(shown).to.deep.equal([
+      `cleanroom: Fetching plugin file://${tarball}... done`,
       'cleanroom: plugin cleanroom-agent-fake@1.2.3 adds agent "fake"',
       "cleanroom:   fake may reach: api.fake.example:443 (the fake agent's API)",
-      'cleanroom:   fake copies from your home: ~/.fake/token -> ~/.fake/token',
-      `cleanroom: Installing plugin file://${tarball}... installed v1.2.3`,
+      'cleanroom:   fake copies into its sandbox: ~/.fake/token -> ~/.fake/token',
+      'cleanroom: Installing plugin cleanroom-agent-fake@1.2.3... installed v1.2.3',
     ])
 
     const fake = (await listAgents()).find((agent) => agent.name === 'fake')
@@ -92,9 +90,54 @@ describe('third-party agent plugin: npm pack, plugins install, agent list, run, 
     expect(uninstall.exitCode, uninstall.stderr).to.equal(0)
   })
 
+  it('installs it again from where it came from with plugins update, showing the preview again', async () => {
+    const update = await runCli(['plugins', 'update'], {env})
+    expect(update.exitCode, update.stderr).to.equal(0)
+    expect(update.stderr).to.contain(`cleanroom: Fetching plugin file://${tarball}... done`)
+    expect(update.stderr).to.contain('cleanroom: plugin cleanroom-agent-fake@1.2.3 adds agent "fake"')
+    expect(update.stderr).to.contain('cleanroom: Installing plugin cleanroom-agent-fake@1.2.3... installed v1.2.3')
+  })
+
+  it('says which package is no oclif plugin and what it lacks, in its own words', async () => {
+    const install = await runCli(['plugins', 'install', `file://${notAPluginTarball}`], {env})
+    expect(install.exitCode).to.equal(2)
+    expect(install.stderr).to.contain(
+      `Error: cleanroom-not-a-plugin@1.0.0 (file://${notAPluginTarball}) is not a cleanroom agent plugin: its package.json has no "oclif" key (an agent plugin needs "oclif": {} next to its "cleanroom": {"agent": {…}} block)`,
+    )
+    expect(install.stderr).not.to.contain('contact the CLI developer')
+  })
+
   it('uninstalls it, and the agent is gone', async () => {
     const uninstall = await runCli(['plugins', 'uninstall', 'cleanroom-agent-fake'], {env})
     expect(uninstall.exitCode, uninstall.stderr).to.equal(0)
     expect((await listAgents()).map((agent) => agent.name)).not.to.include('fake')
+  })
+
+  it('links a plugin directory after the same preview, and refuses a linked plugin with code the same way', async () => {
+    const link = await runCli(['plugins', 'link', join(PLUGIN_FIXTURES, 'agent-fake')], {env})
+    expect(link.exitCode, link.stderr).to.equal(0)
+    expect(link.stderr.split('\n').filter((line) => line.startsWith('cleanroom: '))).to.deep.equal([
+      'cleanroom: plugin cleanroom-agent-fake@1.2.3 adds agent "fake"',
+      "cleanroom:   fake may reach: api.fake.example:443 (the fake agent's API)",
+      'cleanroom:   fake copies into its sandbox: ~/.fake/token -> ~/.fake/token',
+      'cleanroom: linked cleanroom-agent-fake@1.2.3',
+    ])
+    expect((await listAgents()).find((agent) => agent.name === 'fake')).to.deep.include({source: 'linked'})
+    expect((await runCli(['plugins', 'uninstall', 'cleanroom-agent-fake'], {env})).exitCode).to.equal(0)
+
+    const hooked = await runCli(['plugins', 'link', join(PLUGIN_FIXTURES, 'agent-hooked')], {env})
+    expect(hooked.exitCode).to.equal(2)
+    expect(hooked.stderr).to.contain(`Try this: If you trust its code to run with your user's rights on every cleanroom command: cleanroom plugins link ${join(PLUGIN_FIXTURES, 'agent-hooked')} --allow-code`)
+  })
+
+  it("runs cleanroom's plugins install, link, update and reset, not plugin-plugins' (the CLI's own commands win), also as plugins add", async () => {
+    for (const command of [['plugins', 'install'], ['plugins', 'add'], ['plugins', 'link'], ['plugins', 'update']]) {
+      const help = await runCli([...command, '--help'], {env})
+      expect(help.exitCode, command.join(' ')).to.equal(0)
+      expect(help.stdout, command.join(' ')).to.contain('--allow-code')
+    }
+    const reset = await runCli(['plugins', 'reset', '--reinstall'], {env})
+    expect(reset.exitCode).to.equal(2)
+    expect(reset.stderr).to.contain('cleanroom plugins reset has no --reinstall')
   })
 })

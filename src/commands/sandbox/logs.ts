@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {DaemonCommand} from '../../client/command.js'
 import {renderAuditEvent} from '../../client/render.js'
 import {CleanroomError} from '../../errors/index.js'
+import {visibleJson} from '../../util/visible.js'
 
 export default class SandboxLogs extends DaemonCommand {
   static override summary = "Show a sandbox's egress audit log: every connection it tried, allowed or denied"
@@ -24,7 +25,7 @@ export default class SandboxLogs extends DaemonCommand {
     if (!flags.egress) throw new CleanroomError('usage', 'say which log: --egress', {suggestions: [`cleanroom sandbox logs ${args.id} --egress`]})
     const client = await this.daemon(flags.host)
     for await (const event of client.egressEvents(args.id, flags.follow)) {
-      this.log(flags.json ? JSON.stringify(event) : renderAuditEvent(event))
+      this.log(flags.json ? visibleJson(JSON.stringify(event)) : renderAuditEvent(event))
     }
   }
 }

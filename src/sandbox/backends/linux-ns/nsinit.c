@@ -1,15 +1,25 @@
 /*
  * cleanroom-nsinit: the launch helper of cleanroom's linux-ns sandbox backend.
  *
- *   nsinit create --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
- *                 [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
- *                 -- PROGRAM [ARGS...]
- *   nsinit exec   --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
- *                 [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
- *   nsinit listen --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
+ *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
+ *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
+ *                  [--etc] [--git-config FILE] [--keep-fd N]... [--seccomp-fd N]
+ *                  [--cgroup DIR]... -- PROGRAM [ARGS...]
+ *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
+ *                  [--uid 1000 --gid 1000] [--cwd DIR] [--cgroup DIR]... -- CMD [ARGS...]
+ *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
+ *   nsinit seccomp -- CMD [ARGS...]
  *
  * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
- * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c   (glibc >= 2.36 for the mount API)
+ * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c seccomp.c   (glibc >= 2.36 for the mount API)
+ *
+ * Every mode first closes each fd above 2 it was not told to keep (create: --keep-fd;
+ * listen: NODE_CHANNEL_FD): a descriptor the caller inherited from whoever started it
+ * (a shell's `exec 200<dir`) must never reach a sandbox.
+ *
+ * --cgroup DIR (create and exec, repeatable): right after closing inherited fds, nsinit
+ * moves itself into the cgroup DIR (writes 0 to DIR/cgroup.procs), so every process it
+ * starts is limited by it from its first instruction.  Needs root; a failure is a setup error.
  *
  * create
  * ------
@@ -45,14 +55,24 @@
  *   --bind-state DIR    bind STATE onto DIR (e.g. /mnt) in the private namespace.  PROGRAM
  *                       runs as U, which may not traverse STATE's ancestors (a root daemon
  *                       keeps STATE under /root), and bwrap resolves its sources by path.
+ *   --etc               mount STATE/etc-merged: a read-only overlay of STATE/etc (the
+ *                       generated files) over the host's /etc, for PROGRAM to bind at /etc.
+ *                       No mount point is a host dentry, so a host that renames a new file
+ *                       over /etc/passwd changes nothing the sandbox sees at /etc/passwd.
+ *   --git-config FILE   show FILE (a redacted copy) as REPO/.git/config: it is copied into
+ *                       upper, with the lower file's mode and (mapped) owner.
+ *   --keep-fd N         leave fd N open for PROGRAM (bwrap's status fd, the ready fd).
+ *   --seccomp-fd N      put the sandbox's seccomp program (seccomp.c) on fd N, for
+ *                       `bwrap --seccomp N`.
  *
  *   PROGRAM must not be setuid: no_new_privs is set before the exec.
  *
  * exec
  * ----
  * Runs CMD inside the sandbox whose init is host pid N, as uid:gid 1000:1000 with no
- * capabilities and no_new_privs, with the environment nsinit was given (the caller
- * passes a clean one) plus PWD.  Exit status: CMD's; when CMD is killed by a signal,
+ * capabilities, no_new_privs and the sandbox's seccomp filter (a filter does not pass
+ * through setns: nsinit installs it itself), with the environment nsinit was given (the
+ * caller passes a clean one) plus PWD.  Exit status: CMD's; when CMD is killed by a signal,
  * nsinit kills itself with the same signal; 127/126 when CMD cannot be executed.
  * Signals sent to nsinit with kill() are forwarded to CMD.  With a controlling tty on
  * stdin, CMD leads its own session on it inside the sandbox (job control, ^C, SIGWINCH
@@ -97,6 +117,8 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include "seccomp.h"
 
 #define SETUP_FAILED 125
 
@@ -156,14 +178,57 @@ static void make_state_dir(const char *state, const char *name, uid_t uid, gid_t
     if (chmod(path, mode) < 0) die("chmod %s", path);
 }
 
+static void close_fds_between(unsigned first, unsigned last) {
+    if (first > last) return;
+    if (close_range(first, last, 0) == 0) return;
+    if (errno != ENOSYS) die("close_range %u-%u", first, last);
+    /* kernels before 5.9: every fd below the limit */
+    struct rlimit limit;
+    unsigned top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 1u << 20 ? (unsigned)limit.rlim_cur : 1u << 20;
+    for (unsigned fd = first; fd <= last && fd < top; fd++) close((int)fd);
+}
+
+static int compare_fds(const void *a, const void *b) {
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Closes every fd above 2 but those in keep (which it sorts). */
+static void close_inherited_fds(int *keep, int count) {
+    unsigned next = 3;
+    if (count > 0) qsort(keep, (size_t)count, sizeof *keep, compare_fds);
+    for (int k = 0; k < count; k++) {
+        if (keep[k] < (int)next) continue;
+        close_fds_between(next, (unsigned)keep[k] - 1);
+        next = (unsigned)keep[k] + 1;
+    }
+    close_fds_between(next, ~0u);
+}
+
+/* ----------------------------------------------------------------- cgroups */
+
+/* Moves this process into each cgroup directory (one per v1 hierarchy, or the v2 one). */
+static void join_cgroups(const char **dirs, int count) {
+    char path[PATH_MAX];
+    for (int k = 0; k < count; k++) {
+        if (dirs[k][0] != '/') fail("--cgroup needs an absolute path: %s", dirs[k]);
+        path_join(path, sizeof path, dirs[k], "cgroup.procs");
+        write_file(path, "0\n");
+    }
+}
+
 /* ------------------------------------------------------------------ create */
 
 struct create_options {
-    const char *repo, *state, *bind_state, *whiteout_file;
+    const char *repo, *state, *bind_state, *whiteout_file, *git_config;
     long uid, gid, map_uid, map_gid;
-    int userns;
+    int userns, etc;
     const char **whiteouts;
     int whiteout_count;
+    int *keep_fds;
+    int keep_fd_count;
+    long seccomp_fd;
+    const char **cgroups;
+    int cgroup_count;
     char **program;
 };
 
@@ -250,38 +315,78 @@ static void check_relative(const char *path) {
     }
 }
 
-/* Hides repo/rel in the overlay.  Missing parents are created in upper with the lower
- * directory's mode and (mapped) owner, as a copy-up would.  A path whose parent is not a
- * real directory in the repo has nothing to hide and is skipped. */
+/* The owner a copy-up would give a file of the lower layer. */
+static void mapped_owner(const struct stat *st, const struct owner_map *m, uid_t *uid, gid_t *gid) {
+    *uid = m->active && st->st_uid == m->from_uid ? m->to_uid : st->st_uid;
+    *gid = m->active && st->st_gid == m->from_gid ? m->to_gid : st->st_gid;
+}
+
+/* Creates rel's parent directories in upper with the lower directories' modes and (mapped)
+ * owners, as a copy-up would.  0 when rel has nothing below it to act on: a parent that is
+ * not a real directory in the repo, or one hidden already. */
+static int make_upper_parents(const char *repo, const char *upper, char *rel, const struct owner_map *m) {
+    char lower_path[PATH_MAX], upper_path[PATH_MAX];
+    for (char *slash = strchr(rel, '/'); slash; slash = strchr(slash + 1, '/')) {
+        struct stat st, made;
+        *slash = 0;
+        path_join(lower_path, sizeof lower_path, repo, rel);
+        path_join(upper_path, sizeof upper_path, upper, rel);
+        if (lstat(lower_path, &st) < 0 || !S_ISDIR(st.st_mode)) return 0;
+        if (mkdir(upper_path, st.st_mode & 07777) == 0) {
+            uid_t uid;
+            gid_t gid;
+            mapped_owner(&st, m, &uid, &gid);
+            if (m->active && lchown(upper_path, uid, gid) < 0) die("chown %s", upper_path);
+            if (chmod(upper_path, st.st_mode & 07777) < 0) die("chmod %s", upper_path);
+        } else if (errno != EEXIST) {
+            die("mkdir %s", upper_path);
+        } else if (lstat(upper_path, &made) == 0 && !S_ISDIR(made.st_mode)) {
+            return 0;
+        }
+        *slash = '/';
+    }
+    return 1;
+}
+
+/* Hides repo/rel in the overlay.  A path whose parent is not a real directory in the
+ * repo has nothing to hide and is skipped. */
 static void add_whiteout(const char *repo, const char *upper, const char *rel, const struct owner_map *m) {
-    char path[PATH_MAX], lower_path[PATH_MAX], upper_path[PATH_MAX];
+    char path[PATH_MAX], upper_path[PATH_MAX];
     size_t len = strlen(rel);
     while (len > 1 && rel[len - 1] == '/') len--;        /* git lists directories as "dir/" */
     if (len >= sizeof path) { errno = ENAMETOOLONG; die("whiteout %s", rel); }
     memcpy(path, rel, len);
     path[len] = 0;
     check_relative(path);
-
-    for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        struct stat st, made;
-        *slash = 0;
-        path_join(lower_path, sizeof lower_path, repo, path);
-        path_join(upper_path, sizeof upper_path, upper, path);
-        if (lstat(lower_path, &st) < 0 || !S_ISDIR(st.st_mode)) return;
-        if (mkdir(upper_path, st.st_mode & 07777) == 0) {
-            uid_t uid = m->active && st.st_uid == m->from_uid ? m->to_uid : st.st_uid;
-            gid_t gid = m->active && st.st_gid == m->from_gid ? m->to_gid : st.st_gid;
-            if (m->active && lchown(upper_path, uid, gid) < 0) die("chown %s", upper_path);
-            if (chmod(upper_path, st.st_mode & 07777) < 0) die("chmod %s", upper_path);
-        } else if (errno != EEXIST) {
-            die("mkdir %s", upper_path);
-        } else if (lstat(upper_path, &made) == 0 && !S_ISDIR(made.st_mode)) {
-            return;                                          /* a parent is hidden already */
-        }
-        *slash = '/';
-    }
+    if (!make_upper_parents(repo, upper, path, m)) return;
     path_join(upper_path, sizeof upper_path, upper, path);
     if (mknod(upper_path, S_IFCHR, makedev(0, 0)) < 0 && errno != EEXIST) die("whiteout %s", upper_path);
+}
+
+/* Shows `source` as repo/.git/config: a regular file in upper with the lower file's mode
+ * and (mapped) owner.  Nothing to replace when the repo has no such regular file. */
+static void replace_git_config(const char *repo, const char *upper, const char *source, const struct owner_map *m) {
+    char rel[] = ".git/config", lower_path[PATH_MAX], upper_path[PATH_MAX], buffer[65536];
+    struct stat st;
+    path_join(lower_path, sizeof lower_path, repo, rel);
+    if (lstat(lower_path, &st) < 0 || !S_ISREG(st.st_mode)) return;
+    if (!make_upper_parents(repo, upper, rel, m)) return;
+    path_join(upper_path, sizeof upper_path, upper, rel);
+    int in = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0) die("open %s", source);
+    int out = open(upper_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) die("create %s", upper_path);
+    ssize_t n;
+    while ((n = read(in, buffer, sizeof buffer)) > 0)
+        if (write(out, buffer, (size_t)n) != n) die("write %s", upper_path);
+    if (n < 0) die("read %s", source);
+    uid_t uid;
+    gid_t gid;
+    mapped_owner(&st, m, &uid, &gid);
+    if (m->active && fchown(out, uid, gid) < 0) die("chown %s", upper_path);
+    if (fchmod(out, st.st_mode & 0777) < 0) die("chmod %s", upper_path);
+    close(out);
+    close(in);
 }
 
 static void add_whiteouts_from_file(const char *repo, const char *upper, const char *file, const struct owner_map *m) {
@@ -305,6 +410,19 @@ static void prepare_upper(const struct create_options *o, const struct owner_map
     path_join(upper, sizeof upper, o->state, "upper");
     for (int k = 0; k < o->whiteout_count; k++) add_whiteout(o->repo, upper, o->whiteouts[k], m);
     if (o->whiteout_file) add_whiteouts_from_file(o->repo, upper, o->whiteout_file, m);
+    if (o->git_config) replace_git_config(o->repo, upper, o->git_config, m);
+}
+
+/* STATE/etc (the generated files) over the host's /etc, read-only, at STATE/etc-merged. */
+static void mount_etc(const struct create_options *o) {
+    char opts[2 * PATH_MAX], merged[PATH_MAX];
+    if (!o->etc) return;
+    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s/etc:/etc", o->state) >= sizeof opts) {
+        errno = ENAMETOOLONG;
+        die("/etc overlay options");
+    }
+    path_join(merged, sizeof merged, o->state, "etc-merged");
+    if (mount("overlay", merged, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0) die("mount /etc overlay (%s)", opts);
 }
 
 static void bind_state(const struct create_options *o) {
@@ -327,6 +445,7 @@ static void create_root_mode(const struct create_options *o) {
 
     make_state_dir(o->state, "lower", 0, 0, 0755);
     make_state_dir(o->state, "merged", 0, 0, 0755);
+    if (o->etc) make_state_dir(o->state, "etc-merged", 0, 0, 0755);
     make_state_dir(o->state, "work", 0, 0, 0700);
     make_state_dir(o->state, "upper", uid, gid, 0755);
     make_state_dir(o->state, "home", uid, gid, 0700);
@@ -340,6 +459,7 @@ static void create_root_mode(const struct create_options *o) {
     mount_overlay(o->state, lower, "");
     /* the overlay holds its own clone of the layer: the mount point can go */
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    mount_etc(o);
     bind_state(o);
 
     if (setgroups(0, NULL) < 0) die("setgroups");
@@ -363,6 +483,7 @@ static void create_userns_mode(const struct create_options *o) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / rprivate");
     make_state_dir(o->state, "lower", 0, 0, 0755);
     make_state_dir(o->state, "merged", 0, 0, 0755);
+    if (o->etc) make_state_dir(o->state, "etc-merged", 0, 0, 0755);
     make_state_dir(o->state, "work", 0, 0, 0700);
     make_state_dir(o->state, "upper", 0, 0, 0755);
     make_state_dir(o->state, "home", 0, 0, 0700);
@@ -372,18 +493,22 @@ static void create_userns_mode(const struct create_options *o) {
     if (mount(o->repo, lower, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s on %s", o->repo, lower);
     mount_overlay(o->state, lower, ",userxattr");
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    mount_etc(o);
     bind_state(o);
 }
 
 static int create_main(int argc, char **argv) {
-    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1};
+    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1, .seccomp_fd = -1};
     o.whiteouts = calloc((size_t)argc, sizeof *o.whiteouts);
-    if (!o.whiteouts) die("calloc");
+    o.keep_fds = calloc((size_t)argc, sizeof *o.keep_fds);
+    o.cgroups = calloc((size_t)argc, sizeof *o.cgroups);
+    if (!o.whiteouts || !o.keep_fds || !o.cgroups) die("calloc");
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) { i++; break; }
         if (!strcmp(a, "--userns")) { o.userns = 1; continue; }
+        if (!strcmp(a, "--etc")) { o.etc = 1; continue; }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--repo")) o.repo = v;
@@ -395,11 +520,31 @@ static int create_main(int argc, char **argv) {
         else if (!strcmp(a, "--whiteout")) o.whiteouts[o.whiteout_count++] = v;
         else if (!strcmp(a, "--whiteout-file")) o.whiteout_file = v;
         else if (!strcmp(a, "--bind-state")) o.bind_state = v;
+        else if (!strcmp(a, "--git-config")) o.git_config = v;
+        else if (!strcmp(a, "--keep-fd")) o.keep_fds[o.keep_fd_count++] = (int)parse_number(a, v);
+        else if (!strcmp(a, "--seccomp-fd")) o.seccomp_fd = parse_number(a, v);
+        else if (!strcmp(a, "--cgroup")) o.cgroups[o.cgroup_count++] = v;
         else fail("unknown option %s", a);
     }
     if (!o.repo || !o.state || i >= argc || o.repo[0] != '/' || o.state[0] != '/')
         fail("usage: nsinit create --repo /ABS --state /ABS [options] -- PROGRAM [ARGS...]");
+    if (o.seccomp_fd >= 0 && o.seccomp_fd <= 2) fail("--seccomp-fd must be above 2");
+    for (int k = 0; k < o.keep_fd_count; k++)
+        if (o.keep_fds[k] == o.seccomp_fd) fail("--seccomp-fd %ld is also a --keep-fd", o.seccomp_fd);
     o.program = &argv[i];
+    close_inherited_fds(o.keep_fds, o.keep_fd_count);
+    join_cgroups(o.cgroups, o.cgroup_count);
+    if (o.seccomp_fd >= 0) {
+        int filter = sandbox_filter_memfd();
+        if (filter < 0) die("seccomp program");
+        /* dup2 leaves the new fd without FD_CLOEXEC: it passes to PROGRAM */
+        if (filter == (int)o.seccomp_fd) {
+            if (fcntl(filter, F_SETFD, 0) < 0) die("fcntl the seccomp program's fd");
+        } else {
+            if (dup2(filter, (int)o.seccomp_fd) < 0) die("dup2 the seccomp program to fd %ld", o.seccomp_fd);
+            close(filter);
+        }
+    }
 
     if (getuid() == 0 && !o.userns) create_root_mode(&o);
     else create_userns_mode(&o);
@@ -515,13 +660,17 @@ static int exit_like(int status) {
 static int exec_main(int argc, char **argv) {
     long pid = -1, host_uid = -1, host_gid = -1, uid = 1000, gid = 1000, mntns = -1, started = -1;
     const char *cwd = "/workspace";
+    const char **cgroups = calloc((size_t)argc, sizeof *cgroups);
+    int cgroup_count = 0;
     int i;
+    if (!cgroups) die("calloc");
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) { i++; break; }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--pid")) pid = parse_number(a, v);
+        if (!strcmp(a, "--cgroup")) cgroups[cgroup_count++] = v;
+        else if (!strcmp(a, "--pid")) pid = parse_number(a, v);
         else if (!strcmp(a, "--start-time")) started = parse_number(a, v);
         else if (!strcmp(a, "--mntns")) mntns = parse_number(a, v);
         else if (!strcmp(a, "--host-uid")) host_uid = parse_number(a, v);
@@ -533,8 +682,10 @@ static int exec_main(int argc, char **argv) {
     }
     if (pid <= 0 || i >= argc) fail("usage: nsinit exec --pid N [options] -- CMD [ARGS...]");
     char **cmd = &argv[i];
+    close_inherited_fds(NULL, 0);
 
-    /* 0. root daemon: become the sandbox's host uid before touching anything */
+    /* 0. into the sandbox's cgroup (as root), then become the sandbox's host uid before touching anything */
+    join_cgroups(cgroups, cgroup_count);
     become_host_user(host_uid, host_gid);
 
     /* 1. open everything while we still see the host's /proc */
@@ -613,6 +764,10 @@ static int exec_main(int argc, char **argv) {
             fprintf(stderr, "nsinit: take the controlling tty: %s\n", strerror(errno));
             _exit(SETUP_FAILED);
         }
+        if (install_sandbox_filter() < 0) {
+            fprintf(stderr, "nsinit: install the seccomp filter: %s\n", strerror(errno));
+            _exit(SETUP_FAILED);
+        }
         execvp(cmd[0], cmd);
         /* the workload's own failure, reported like a shell would */
         int e = errno;
@@ -666,6 +821,7 @@ static int listen_main(int argc, char **argv) {
     const char *channel = getenv("NODE_CHANNEL_FD");
     if (!channel) fail("listen hands its socket to a Node parent: spawn it with an 'ipc' stdio channel");
     int ipc = (int)parse_number("NODE_CHANNEL_FD", channel);
+    close_inherited_fds(&ipc, 1);
 
     become_host_user(host_uid, host_gid);
     char path[128];
@@ -684,7 +840,8 @@ static int listen_main(int argc, char **argv) {
     if (setns(outer, CLONE_NEWUSER) < 0) die("setns user (outer)");
     if (setns(netfd, CLONE_NEWNET) < 0) die("setns net");
 
-    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: the daemon's accept loop runs until EAGAIN, which a blocking socket never gives. */
+    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sock < 0) die("socket");
     int on = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -719,10 +876,29 @@ static int listen_main(int argc, char **argv) {
     return 0;
 }
 
+/* ----------------------------------------------------------------- seccomp */
+
+/*
+ * nsinit seccomp -- CMD [ARGS...]
+ *
+ * Runs CMD under the sandbox's seccomp filter and no_new_privs, without any namespace:
+ * the filter on its own, for tests and benchmarks.
+ */
+static int seccomp_main(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[1], "--")) fail("usage: nsinit seccomp -- CMD [ARGS...]");
+    close_inherited_fds(NULL, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
+    if (install_sandbox_filter() < 0) die("install the seccomp filter");
+    execvp(argv[2], &argv[2]);
+    die("exec %s", argv[2]);
+    return SETUP_FAILED;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "create")) return create_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_main(argc - 1, argv + 1);
-    fputs("usage: nsinit create ... | nsinit exec ... | nsinit listen ...  (see the comment at the top of nsinit.c)\n", stderr);
+    if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_main(argc - 1, argv + 1);
+    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ...  (see the comment at the top of nsinit.c)\n", stderr);
     return SETUP_FAILED;
 }

@@ -8,6 +8,8 @@ export const NSINIT_SETUP_FAILED = 125
 /** The fds the sandbox's init is given by the daemon: bwrap's JSON status, and the "ready" line. */
 export const STATUS_FD = 3
 export const READY_FD = 4
+/** Where nsinit puts the seccomp program for bwrap; every other fd above 2 is closed. */
+const SECCOMP_FD = 5
 
 export interface CreatePlan {
   stateDir: string
@@ -17,18 +19,24 @@ export interface CreatePlan {
   hostUid?: number
   /** A file of NUL-separated paths (relative to `lower`) to hide. */
   whiteoutFile?: string
+  /** The redacted .git/config the sandbox sees instead of the workspace's own. */
+  gitConfig?: string
   /** Where nsinit binds the state dir for bwrap. */
   stateView: string
+  /** The sandbox's cgroup directories, joined before anything starts. */
+  cgroupDirs?: string[]
   bwrap: string
   rootfs: RootfsMount[]
 }
 
 /** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
 export function createArgv(plan: CreatePlan): string[] {
-  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView]
+  const argv = ['create', '--repo', plan.lower, '--state', plan.stateDir, '--bind-state', plan.stateView, '--etc']
+  argv.push('--keep-fd', String(STATUS_FD), '--keep-fd', String(READY_FD), '--seccomp-fd', String(SECCOMP_FD))
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
-  return [...argv, '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
+  if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
 }
 
 function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
@@ -39,6 +47,7 @@ function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
     '--gid', String(SANDBOX_USER.gid),
     '--cap-drop', 'ALL',
     '--hostname', SANDBOX_HOSTNAME,
+    '--seccomp', String(SECCOMP_FD),
   ]
   for (const mount of rootfs) argv.push(...mountArgs(mount))
   argv.push(
@@ -51,7 +60,7 @@ function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
     '--json-status-fd', String(STATUS_FD),
     // bwrap's status line comes before the sandbox is set up: only the held command itself
     // can say it runs. Its fds to the daemon are closed so no exec can reach them.
-    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&-; exec sleep infinity`,
+    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&- ${SECCOMP_FD}<&-; exec sleep infinity`,
   )
   return argv
 }
@@ -78,6 +87,8 @@ export interface ExecTarget {
   initStartTime: number
   mntNs: number
   hostUid?: number
+  /** The sandbox's cgroup directories: every exec joins them first. */
+  cgroupDirs?: string[]
 }
 
 /** `nsinit exec … -- argv`: runs argv in the sandbox as the sandbox user. */
@@ -85,7 +96,11 @@ export function execArgv(target: ExecTarget, cwd: string, command: string[]): st
   const argv = ['exec', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--mntns', String(target.mntNs)]
   if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
   argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
-  return [...argv, '--', ...command]
+  return [...argv, ...cgroupArgs(target.cgroupDirs), '--', ...command]
+}
+
+function cgroupArgs(dirs: string[] | undefined): string[] {
+  return (dirs ?? []).flatMap((dir) => ['--cgroup', dir])
 }
 
 /** `nsinit listen …`: a socket listening on 127.0.0.1:port in the sandbox's network namespace, sent to the parent over Node IPC. */

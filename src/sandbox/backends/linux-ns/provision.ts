@@ -1,17 +1,20 @@
 import type {ChildProcess} from 'node:child_process'
-import {chmod, mkdir, stat, writeFile} from 'node:fs/promises'
+import {mkdir, stat, writeFile} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
+import {redactedGitConfigOf} from '../../git-config.js'
+import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
+import {cgroupDirs} from './cgroups.js'
+import {acquireHostResources, type LimitPlan, releaseHostResources} from './host-resources.js'
 import {launchInit} from './launch.js'
 import {createArgv} from './nsinit.js'
 import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
-import {claimHostUid} from './uids.js'
-import {ignoredPaths} from './workspace.js'
+import {recordWorkspaceBase} from '../../../workspace/base.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -20,24 +23,29 @@ export interface ProvisionedSandbox {
 }
 
 /**
- * Builds a sandbox in `request.stateDir`: a host uid of its own (root daemon), the
- * generated /etc files, the whiteouts for what git ignores, then the init through
- * nsinit and bwrap.
+ * Builds a sandbox in `request.stateDir`: a host uid of its own and a cgroup with its
+ * limits (root daemon), the generated /etc files, the whiteouts for what git ignores,
+ * then the init through nsinit and bwrap.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
 
   const state = request.stateDir
   const root = process.getuid?.() === 0
   await mkdir(state, {recursive: true, mode: 0o700})
+  const held = acquireHostResources(request.sandboxId, state, root, limits)
   try {
-    // Independent steps at once: git lists what to hide while the uid, /etc and the root filesystem plan are made.
-    const [hostUid, , hidden, rootfs] = await settleAll([
-      root ? claimHostUid(state) : chmod(state, 0o700).then(() => undefined),
+    // Independent steps at once: git lists what to hide while the uid, cgroup, /etc, the
+    // .git/config the sandbox sees and the root filesystem plan are made.
+    const [{hostUid, cgroup}, , hidden, gitConfig, rootfs] = await settleAll([
+      held,
       writeGeneratedEtc(state),
-      workspace === null ? Promise.resolve([]) : ignoredPaths(workspace),
+      workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
+      workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       sandboxRootfs(STATE_MOUNT_POINT),
+      // What the workspace starts from, for workspace diff/apply to decide conflicts by content.
+      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
     ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
     const argv = createArgv({
@@ -45,11 +53,13 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       lower,
       hostUid,
       whiteoutFile: await writeWhiteouts(state, hidden),
+      gitConfig,
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
       rootfs,
+      ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
     })
-    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
+    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
     return {
       child: init.child,
       runtime: {
@@ -61,9 +71,12 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
         ...(hostUid === undefined ? {} : {host_uid: hostUid}),
         state_dir: state,
         userns_mode: !root,
+        ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       },
     }
   } catch (error) {
+    // launchInit has killed what it started; what was claimed for the sandbox goes back.
+    await held.then((taken) => releaseHostResources(taken, state), () => undefined)
     // The caller removes the state dir; without root that needs the kernel's mode-000 work dir opened first.
     if (!root) await makeRemovable(state)
     throw error
@@ -86,6 +99,15 @@ async function writeWhiteouts(state: string, paths: string[]): Promise<string | 
   if (paths.length === 0) return undefined
   const file = join(state, STATE_LAYOUT.whiteouts)
   await writeFile(file, paths.map((path) => `${path}\0`).join(''), {mode: 0o600})
+  return file
+}
+
+/** The redacted .git/config for nsinit --git-config, when the workspace's own holds something to redact. */
+async function writeRedactedGitConfig(state: string, workspace: string): Promise<string | undefined> {
+  const redacted = await redactedGitConfigOf(workspace)
+  if (redacted === undefined) return undefined
+  const file = join(state, STATE_LAYOUT.gitConfig)
+  await writeFile(file, redacted, {mode: 0o600})
   return file
 }
 

@@ -7,12 +7,16 @@ export const SANDBOX_HOSTNAME = 'cleanroom'
 export const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const WORKSPACE = '/workspace'
 
-/** Names in the state dir (created by nsinit.c, or by the daemon for `etc`). */
+/** Names in the state dir (created by nsinit.c, or by the daemon for `etc`, `whiteouts` and `gitConfig`). */
 export const STATE_LAYOUT = {
   workspace: 'merged',
   home: 'home',
   tmp: 'tmp',
+  /** The generated /etc files; `etcMerged` is them over the host's /etc (nsinit --etc). */
   etc: 'etc',
+  etcMerged: 'etc-merged',
+  /** The redacted copy of the workspace's .git/config the sandbox sees (nsinit --git-config). */
+  gitConfig: 'git-config',
   emptyWorkspace: 'empty',
   whiteouts: 'whiteouts',
   log: 'sandbox.log',
@@ -24,7 +28,7 @@ export type RootfsMount =
   | {kind: 'symlink'; linkTarget: string; target: string}
   | {kind: 'proc' | 'dev'; target: string}
 
-/** Files bound read-only over the host's /etc: who the sandbox user is, and no name service. */
+/** Files laid over the host's /etc: who the sandbox user is, and no name service. */
 export function generatedEtcFiles(): Record<string, string> {
   const user = SANDBOX_USER
   return {
@@ -48,20 +52,17 @@ export async function writeGeneratedEtc(stateDir: string): Promise<void> {
 }
 
 /**
- * The sandbox's root filesystem: the host's /usr, /etc and /opt read-only, the
- * top-level /bin, /lib* and /sbin as the host has them (merged-usr symlinks or
- * directories), generated /etc files, fresh /proc and /dev, and the per-sandbox
- * /tmp, /workspace and home from the state dir, reached through `stateView`.
+ * The sandbox's root filesystem: the host's /usr and /opt read-only, the top-level
+ * /bin, /lib* and /sbin as the host has them (merged-usr symlinks or directories),
+ * /etc as the generated files over the host's /etc (an overlay nsinit mounts: no
+ * mount point inside /etc, so nothing the host renames there can uncover the host's
+ * passwd or hosts), fresh /proc and /dev, and the per-sandbox /tmp, /workspace and
+ * home from the state dir, reached through `stateView`.
  */
 export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
   const topLevel = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'].map((name) => `/${name}`)
-  const etcFiles = Object.keys(generatedEtcFiles())
   // Looked up at once; the mounts keep their order.
-  const [top, etc, opt] = await Promise.all([
-    Promise.all(topLevel.map(async (path) => ({path, entry: await hostEntry(path)}))),
-    Promise.all(etcFiles.map(async (name) => ({name, entry: await hostEntry(`/etc/${name}`)}))),
-    hostEntry('/opt'),
-  ])
+  const [top, opt] = await Promise.all([Promise.all(topLevel.map(async (path) => ({path, entry: await hostEntry(path)}))), hostEntry('/opt')])
   const links = new Map(await Promise.all(top.filter(({entry}) => entry === 'symlink').map(async ({path}) => [path, await readlink(path)] as const)))
 
   const mounts: RootfsMount[] = [{kind: 'ro-bind', source: '/usr', target: '/usr'}]
@@ -69,12 +70,7 @@ export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
     if (entry === 'directory') mounts.push({kind: 'ro-bind', source: path, target: path})
     else if (entry === 'symlink') mounts.push({kind: 'symlink', linkTarget: links.get(path)!, target: path})
   }
-  mounts.push({kind: 'ro-bind', source: '/etc', target: '/etc'})
-  // bwrap cannot create a missing mount point in the read-only /etc, nor bind over a
-  // symlink that dangles inside (a systemd-resolved resolv.conf): those stay as the host has them.
-  for (const {name, entry} of etc) {
-    if (entry === 'file') mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etc}/${name}`, target: `/etc/${name}`})
-  }
+  mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etcMerged}`, target: '/etc'})
   if (opt === 'directory') mounts.push({kind: 'ro-bind', source: '/opt', target: '/opt'})
   mounts.push(
     {kind: 'proc', target: '/proc'},
@@ -86,10 +82,9 @@ export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
   return mounts
 }
 
-async function hostEntry(path: string): Promise<'directory' | 'symlink' | 'file' | undefined> {
+async function hostEntry(path: string): Promise<'directory' | 'symlink' | undefined> {
   const stats = await lstat(path).catch(() => undefined)
   if (!stats) return undefined
   if (stats.isSymbolicLink()) return 'symlink'
-  if (stats.isDirectory()) return 'directory'
-  return stats.isFile() ? 'file' : undefined
+  return stats.isDirectory() ? 'directory' : undefined
 }
