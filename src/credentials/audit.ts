@@ -2,6 +2,7 @@ import {performance} from 'node:perf_hooks'
 
 import type {AuditEvent, AuditSink, CredentialReason} from '../egress/audit.js'
 import type {EgressAction, EgressReason} from '../egress/decide.js'
+import {refusalMessage, refusalStatus} from '../egress/messages.js'
 
 /** One request the gateway serves, timed from its start and audited once, without any secret. */
 export class GatewayRequest {
@@ -56,4 +57,9 @@ export class GatewayRequest {
 /** The path of a request target without its query, cut to a sane length for the log. */
 export function auditedPath(target: string | undefined): string {
   return (target ?? '/').split('?')[0]!.slice(0, 512)
+}
+
+/** The answer to a request that is not sent on because its audit line cannot be written (egress.audit_failure: deny). */
+export function unloggedRefusal(host: string, port: number, why: string): {status: number; reason: 'audit_unavailable'; refusal: string} {
+  return {status: refusalStatus('audit_unavailable'), reason: 'audit_unavailable', refusal: `cleanroom credential gateway: ${refusalMessage({reason: 'audit_unavailable', host, port, why})}`}
 }

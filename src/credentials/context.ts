@@ -16,6 +16,8 @@ export interface GatewayContext {
   /** The access token last handed to this sandbox for a login (to tell whether someone else refreshed since). */
   delivered(login: LoginState): string | undefined
   setDelivered(login: LoginState, tokens: TokenSet): void
+  /** Why no request may be sent on now (its audit line could not be written, and the runtime config refuses that), or undefined. */
+  auditRefusal(): Promise<string | undefined>
   /** Keeps the state on disk after a change (a login made inside the sandbox). */
   save(): Promise<void>
 }

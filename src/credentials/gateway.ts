@@ -27,6 +27,8 @@ export interface GatewayOptions {
   /** The daemon's state root: login locks and private stores. */
   stateRoot: string
   audit: AuditSink
+  /** Why requests must be refused now for want of an audit log (egress.audit_failure: deny), or undefined. */
+  auditRefusal?: () => Promise<string | undefined>
   secrets: SecretResolver
   /** Opens an upstream connection by the sandbox's egress rules. */
   dial: (host: string, port: number) => Promise<CheckedDial>
@@ -71,6 +73,10 @@ export class SandboxGateway implements EgressService, GatewayContext {
 
   get audit(): AuditSink {
     return this.options.audit
+  }
+
+  auditRefusal(): Promise<string | undefined> {
+    return this.options.auditRefusal?.() ?? Promise.resolve(undefined)
   }
 
   get secrets(): SecretResolver {

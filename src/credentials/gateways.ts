@@ -125,6 +125,7 @@ export class CredentialGateways {
         sandboxHome: SANDBOX_HOME,
         stateRoot: this.options.stateRoot,
         audit: sandbox.egress.auditSink,
+        auditRefusal: () => sandbox.egress.auditRefusal(),
         secrets: this.secrets,
         dial: (host, port) => dialChecked(host, port, {policy: record.policy, allowAll: record.allow_all === true, ...(this.options.resolver && {resolver: this.options.resolver})}),
         roots: await this.roots,

@@ -4,13 +4,13 @@ import type {Duplex} from 'node:stream'
 import {TLSSocket} from 'node:tls'
 
 import type {ConnectInterceptor} from '../egress/service.js'
-import {auditedPath, GatewayRequest} from './audit.js'
+import {auditedPath, GatewayRequest, unloggedRefusal} from './audit.js'
 import type {SandboxCa} from './ca.js'
 import type {GatewayContext} from './context.js'
 import {serveTokenEndpoint} from './oauth.js'
 import {formatPhantom} from './phantom.js'
 import type {LoginState, RouteState} from './state.js'
-import {exchange, forward, forwardUpgrade, responseHeaders, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+import {endWithGatewayError, exchange, forward, forwardUpgrade, responseHeaders, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
 
 const MAX_TOKEN_HOST_REQUEST_BYTES = 1 << 20
 /** A token field in JSON or a form, as an answer that hands out tokens has it. */
@@ -90,6 +90,12 @@ export class TunnelInterceptor implements ConnectInterceptor {
 
   private async serve(req: IncomingMessage, res: ServerResponse, tunnel: Tunnel): Promise<void> {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
+    const unlogged = await this.refusedUnlogged(tunnel, audit)
+    if (unlogged) {
+      req.resume()
+      sendGatewayError(res, unlogged.status, unlogged.reason, unlogged.refusal)
+      return
+    }
     const path = auditedPath(req.url)
     const logins = this.loginsOf(tunnel.host, tunnel.port)
     const endpoint = req.method === 'POST' ? logins.find((login) => login.spec.token_endpoints.some((entry) => entry.host === tunnel.host && entry.port === tunnel.port && entry.path === path)) : undefined
@@ -155,9 +161,23 @@ export class TunnelInterceptor implements ConnectInterceptor {
 
   private async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, tunnel: Tunnel): Promise<void> {
     const audit = new GatewayRequest(this.context.sandboxId, this.context.audit, req.method ?? 'GET', auditedPath(req.url))
+    const unlogged = await this.refusedUnlogged(tunnel, audit)
+    if (unlogged) {
+      endWithGatewayError(socket, unlogged.status, unlogged.reason, unlogged.refusal)
+      return
+    }
     const {target, headers, credential} = await this.prepare(req, tunnel)
     const result = await forwardUpgrade(this.context.pool, req, socket, head, target, headers)
     audit.record({host: target.host, port: target.port, address: result.address, action: result.refused ? 'deny' : 'allow', reason: result.refused?.reason ?? (credential === undefined ? 'not_swapped' : 'credential_injected'), ...(credential !== undefined && {credential}), ...(result.status !== undefined && {status: result.status}), bytesUp: result.bytesUp, bytesDown: result.bytesDown})
+  }
+
+  /** A request in a tunnel that must not go on for want of an audit log: its refusal, recorded (the write that finds the log working again). */
+  private async refusedUnlogged(tunnel: Tunnel, audit: GatewayRequest): Promise<ReturnType<typeof unloggedRefusal> | undefined> {
+    const why = await this.context.auditRefusal()
+    if (why === undefined) return undefined
+    const refusal = unloggedRefusal(tunnel.host, tunnel.port, why)
+    audit.record({host: tunnel.host, port: tunnel.port, action: 'deny', reason: 'audit_unavailable', status: refusal.status, error: why})
+    return refusal
   }
 
   /**

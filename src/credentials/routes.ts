@@ -1,13 +1,13 @@
 import type {IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse} from 'node:http'
 import type {Duplex} from 'node:stream'
 
-import {auditedPath, GatewayRequest} from './audit.js'
+import {auditedPath, GatewayRequest, unloggedRefusal} from './audit.js'
 import type {GatewayContext} from './context.js'
 import {sameToken} from './phantom.js'
 import {SecretUnavailable} from './secrets.js'
 import {routeUrl} from './spec.js'
 import {type RouteState, routePhantom} from './state.js'
-import {forward, forwardUpgrade, gatewayErrorBody, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+import {endWithGatewayError, forward, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
 
 /** Headers an API client may carry its key in; the one holding the phantom is replaced by the route's header. */
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key', 'api-key']
@@ -59,8 +59,7 @@ export async function serveRouteUpgrade(context: GatewayContext, req: IncomingMe
   const prepared = await prepareRoute(context, req)
   if ('refusal' in prepared) {
     audit.record(prepared.audit)
-    const text = JSON.stringify(gatewayErrorBody(prepared.reason, prepared.refusal))
-    socket.end(`HTTP/1.1 ${prepared.status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
+    endWithGatewayError(socket, prepared.status, prepared.reason, prepared.refusal)
     return
   }
   const {route, target, inject, headers} = prepared
@@ -75,6 +74,10 @@ async function prepareRoute(context: GatewayContext, req: IncomingMessage): Prom
   const match = matchRoute(context, req)
   if ('refusal' in match) return {...match, audit: {host: '', port: 0, action: 'deny', reason: match.reason, ...(match.credential && {credential: match.credential}), status: match.status}}
   const {route, target, carriers, inject} = match
+  const unlogged = await context.auditRefusal()
+  if (unlogged !== undefined) {
+    return {...unloggedRefusal(target.host, target.port, unlogged), credential: route.spec.name, audit: {host: target.host, port: target.port, credential: route.spec.name, action: 'deny', reason: 'audit_unavailable', status: 403, error: unlogged}}
+  }
   const headers = upstreamHeaders(req.headers, target)
   if (!inject) return {...match, headers}
   let secret: string
@@ -90,7 +93,7 @@ async function prepareRoute(context: GatewayContext, req: IncomingMessage): Prom
   return {...match, headers}
 }
 
-type Refusal = {refusal: string; reason: 'credential_unavailable' | 'phantom_invalid' | 'unknown_route'; status: number; credential?: string}
+type Refusal = {refusal: string; reason: 'audit_unavailable' | 'credential_unavailable' | 'phantom_invalid' | 'unknown_route'; status: number; credential?: string}
 
 function matchRoute(context: GatewayContext, req: IncomingMessage): RouteMatch | Refusal {
   const url = new URL(req.url ?? '/', 'http://gateway')

@@ -253,9 +253,7 @@ export function forwardUpgrade(pool: UpstreamPool, req: IncomingMessage, client:
     upstream.on('error', (error) => {
       if (error instanceof UpstreamRefused) result.refused = error.detail
       result.error = error instanceof UpstreamRefused ? error.detail.reason : errorCode(error)
-      const status = error instanceof UpstreamRefused ? refusalStatus(error.detail.reason) : 502
-      const text = JSON.stringify(gatewayErrorBody(result.error, upstreamFailure(target, error)))
-      client.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
+      endWithGatewayError(client, error instanceof UpstreamRefused ? refusalStatus(error.detail.reason) : 502, result.error, upstreamFailure(target, error))
       resolve(result)
     })
     upstream.end()
@@ -276,6 +274,12 @@ export function sendGatewayError(res: ServerResponse, status: number, code: stri
   const text = JSON.stringify(gatewayErrorBody(code, message))
   res.writeHead(status, {'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-cleanroom-reason': code, ...headers})
   res.end(text)
+}
+
+/** The same error as sendGatewayError, written on the raw connection of an Upgrade request, which is then closed. */
+export function endWithGatewayError(socket: Duplex, status: number, code: string, message: string): void {
+  const text = JSON.stringify(gatewayErrorBody(code, message))
+  socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nX-Cleanroom-Reason: ${code}\r\nConnection: close\r\n\r\n${text}`)
 }
 
 function bracketed(host: string): string {

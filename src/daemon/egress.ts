@@ -34,6 +34,7 @@ export class SandboxEgress {
     private readonly audit: AuditLog,
     private readonly limits: EgressLimits,
     private readonly sandboxId: string,
+    private readonly requireAudit: boolean,
   ) {}
 
   /**
@@ -69,12 +70,17 @@ export class SandboxEgress {
       ...(resolver ? {resolver} : {}),
     })
     capConnections(server, options.limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
-    return new SandboxEgress(server, proxy, audit, options.limits, record.sandbox_id)
+    return new SandboxEgress(server, proxy, audit, options.limits, record.sandbox_id, options.audit.required)
   }
 
   /** Why the audit log cannot be written now, or undefined. */
   auditFailure(): string | undefined {
     return this.audit.failure()
+  }
+
+  /** Why its services must refuse to send anything now (egress.audit_failure: deny, and the audit log cannot be written), or undefined. */
+  async auditRefusal(): Promise<string | undefined> {
+    return this.requireAudit ? this.audit.unavailable() : undefined
   }
 
   /** Where this sandbox's egress attempts are recorded; its services record theirs there too. */
