@@ -1,5 +1,6 @@
 import {homedir} from 'node:os'
 
+import {describeGateway} from '../credentials/spec.js'
 import {type AgentRegistry, type AgentSource, describeSource, type RegisteredAgent, sourceLabel} from './registry.js'
 import type {AgentSpec} from './spec.js'
 import {agentWarnings, missingCredentialSources} from './warnings.js'
@@ -48,10 +49,7 @@ function renderAgent(entry: AgentListEntry): string {
   if (mode === 'copy' && credentials.length > 0 && missing.size === entry.credentials.length) credentials.push('none of these is on this host: log in inside the sandbox (docs/agents.md)')
   lines.push(field(mode === 'gateway' ? 'copies' : 'credentials', credentials))
   if (mode === 'gateway' && entry.gateway) {
-    const sources = (route: NonNullable<AgentSpec['gateway']>['routes'][number]) => route.secret.map((source) => ('env' in source ? `$${source.env}` : 'file' in source ? source.file : 'command' in source ? source.command.join(' ') : 'config value')).join(' or ')
-    const routes = entry.gateway.routes.map((route) => `route ${route.name} -> ${route.upstream} (key from ${sources(route)})`)
-    const logins = entry.gateway.logins.map((login) => `login ${login.name}: ${login.file}, phantoms in the sandbox; intercepts ${[...new Set([...login.token_endpoints, ...login.api_hosts].map((host) => host.host))].join(', ')}`)
-    lines.push(field('gateway', [...routes, ...logins]))
+    lines.push(field('gateway', describeGateway(entry.gateway)))
   } else if (mode === 'none') {
     lines.push(field('gateway', ['none (credentials: none)']))
   }

@@ -107,3 +107,11 @@ export function routeUrl(name: string): string {
 }
 
 export const ROUTE_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
+
+/** One line per route and login of a gateway: where its key goes and comes from, which hosts a login intercepts. */
+export function describeGateway(gateway: GatewaySpec): string[] {
+  const sources = (route: RouteSpec) => route.secret.map((source) => ('env' in source ? `$${source.env}` : 'file' in source ? source.file : 'command' in source ? source.command.join(' ') : 'config value')).join(' or ')
+  const routes = gateway.routes.map((route) => `route ${route.name} -> ${route.upstream} (key from ${sources(route)})`)
+  const logins = gateway.logins.map((login) => `login ${login.name}: ${login.file}, phantoms in the sandbox; intercepts ${[...new Set([...login.token_endpoints, ...login.api_hosts].map((host) => host.host))].join(', ')}`)
+  return [...routes, ...logins]
+}
