@@ -42,7 +42,18 @@ export async function gatewayComparisons(runs: number): Promise<{firstByte: Comp
     logins: [],
   }
   const gateway = new SandboxGateway(
-    {sandboxId: 'cr_bench', sandboxDir: dir, sandboxHome: '/home/cleanroom', stateRoot: dir, audit, secrets: new SecretResolver(), dial: (host, port) => dialChecked(host, port, {policy}), roots: []},
+    {
+      sandboxId: 'cr_bench',
+      sandboxDir: dir,
+      sandboxHome: '/home/cleanroom',
+      stateRoot: dir,
+      audit,
+      // As in the daemon with egress.audit_failure: deny, the default: each request first checks that it can be logged.
+      auditRefusal: () => audit.unavailable(),
+      secrets: new SecretResolver(),
+      dial: (host, port) => dialChecked(host, port, {policy}),
+      roots: [],
+    },
     state,
   )
   const listener = createServer({allowHalfOpen: true}, (socket) => gateway.handle(socket))
