@@ -65,7 +65,15 @@ describe('policy compilation', () => {
 
     it('points at an unknown key itself', () => {
       expect(issues('version: 1\nsandbox:\n  netwrok: {}\n')).to.deep.equal([
-        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, network, credentials)',
+        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, resources, docker, services, dependencies, run, network, credentials)',
+      ])
+    })
+
+    it('refuses more than 64 credential requests, and a route name over 64 characters', () => {
+      const many = Array.from({length: 65}, (_, i) => `r${i}`).join(', ')
+      expect(issues(`version: 1\nsandbox:\n  credentials: [${many}]\n`)).to.deep.equal(['cleanroom.yaml:3:16 sandbox.credentials: asks for 65 credential routes; at most 64'])
+      expect(issues(`version: 1\nsandbox:\n  credentials: [${'a'.repeat(65)}]\n`)).to.deep.equal([
+        'cleanroom.yaml:3:17 sandbox.credentials[0]: must be a route name (lower-case letters, digits and -, starting with a letter; at most 64)',
       ])
     })
 
@@ -108,7 +116,7 @@ describe('policy compilation', () => {
         expect(invalid.message.split('\n').slice(1)).to.deep.equal([
           'cleanroom.yaml:1:1 version: is required: add "version: 1" at the top',
           'cleanroom.yaml:3:14 sandbox.network.default: unsupported value "allow": cleanroom requires deny-by-default',
-          'cleanroom.yaml:4:1 extra: unknown key (expected one of: version, sandbox)',
+          'cleanroom.yaml:4:1 extra: unknown key (expected one of: version, repository, sandbox, expose)',
         ])
         expect(invalid.suggestions).to.deep.equal(['Fix the lines above in cleanroom.yaml, then check again with: cleanroom policy validate'])
         expect((invalid.details as {issues: unknown[]}).issues).to.have.length(3)
