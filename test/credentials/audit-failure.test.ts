@@ -77,6 +77,8 @@ describe('credential gateway: a sandbox whose egress audit log cannot be written
     expect(body.error.code).to.equal('audit_unavailable')
     expect(body.error.message).to.match(/^cleanroom credential gateway: audit_unavailable: 127\.0\.0\.1:\d+ was not tried: the sandbox's egress audit log cannot be written \(.+\), and the runtime config refuses connections that cannot be logged \(egress\.audit_failure: deny\)$/)
     expect(api!.requests).to.deep.equal([])
+    await rm(filler)
+    expect((await test!.client.removeSandbox(id)).status).to.equal('stopped')
   })
 
   it('sends them on unlogged when the runtime config says egress.audit_failure: allow', async () => {
@@ -87,5 +89,7 @@ describe('credential gateway: a sandbox whose egress audit log cannot be written
     expect(call.stdout).to.contain(FAKE_COMPLETION)
     expect(api!.requests.map((request) => request.headers['x-api-key'])).to.deep.equal([REAL_KEY])
     await eventually('the audit failure to be reported', async () => (await test!.client.inspectSandbox(id)).egress?.audit_error !== undefined)
+    await rm(filler)
+    expect((await test!.client.removeSandbox(id)).status).to.equal('stopped')
   })
 })
