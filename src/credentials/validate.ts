@@ -1,12 +1,14 @@
 import {isIP} from 'node:net'
 
 import {validateCredentialSource, validateCredentialTarget} from '../agents/credentials.js'
-import type {ReportIssue} from '../agents/spec.js'
+import {AGENT_SPEC_LIMITS, type ReportIssue} from '../agents/spec.js'
+import {textProblem} from '../agents/validate.js'
 import {HostPatternError, hostKind, normalizeHostPattern} from '../policy/host.js'
 import {isPort} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
 import {isRecord, type PathSegment} from '../util/yaml-file.js'
-import {type GatewaySpec, type HostPort, type LoginSpec, ROUTE_NAME_PATTERN, type RouteSpec, type SecretSource, TOKEN_KINDS, type TokenField, type TokenKind} from './spec.js'
+import {type GatewaySpec, type HostPort, type LoginSpec, type RouteSpec, type SecretSource, TOKEN_KINDS, type TokenField, type TokenKind} from './spec.js'
+import {GATEWAY_LIMITS, isJsonPath, isName, listOf, stringsProblem, uniqueNames, unknownKeys} from './validate-fields.js'
 
 /** Where a declaration comes from: command and value sources are the runtime config's alone. */
 export interface GatewayTrust {
@@ -18,7 +20,6 @@ const GATEWAY_KEYS = ['routes', 'logins']
 const ROUTE_KEYS = ['name', 'upstream', 'header', 'format', 'secret', 'env', 'args', 'phantom_format', 'hosts', 'alternative_to']
 const LOGIN_KEYS = ['name', 'file', 'tokens', 'expires', 'refreshed_at', 'omit', 'token_endpoints', 'api_hosts', 'login_command']
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/
-const JSON_PATH = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/
 const PHANTOM_FORMAT = /^[A-Za-z0-9._-]*\{\}[A-Za-z0-9._-]*$/
 const DEFAULT_COMMAND_TTL_SECONDS = 900
 
@@ -34,8 +35,8 @@ export function parseGateway(value: unknown, path: PathSegment[], fail: ReportIs
     return undefined
   }
   unknownKeys(value, path, GATEWAY_KEYS, report)
-  const routes = listOf(value.routes, [...path, 'routes'], report, (entry, at) => parseRoute(entry, at, report, trust, true))
-  const logins = listOf(value.logins, [...path, 'logins'], report, (entry, at) => parseLogin(entry, at, report))
+  const routes = listOf(value.routes, [...path, 'routes'], report, (entry, at) => parseRoute(entry, at, report, trust, true), GATEWAY_LIMITS.maxRoutes)
+  const logins = listOf(value.logins, [...path, 'logins'], report, (entry, at) => parseLogin(entry, at, report), GATEWAY_LIMITS.maxLogins)
   uniqueNames(routes, [...path, 'routes'], report)
   uniqueNames(logins, [...path, 'logins'], report)
   return problems === 0 ? {routes: routes as RouteSpec[], logins: logins as LoginSpec[]} : undefined
@@ -51,7 +52,8 @@ export function parseRouteOverride(value: unknown, name: string, path: PathSegme
     problems++
     fail(at, message, where)
   }
-  if (!ROUTE_NAME_PATTERN.test(name)) report(path, `"${name}" is not a valid route name (lower-case letters, digits and -, starting with a letter)`, 'key')
+  const shown = name.slice(0, GATEWAY_LIMITS.maxName)
+  if (!isName(name)) report(path, `"${shown}" is not a valid route name (lower-case letters, digits and -, starting with a letter; at most 64)`, 'key')
   const route = parseRoute(isRecord(value) ? {...value, name} : value, path, report, {runtimeConfig: true}, false)
   return problems === 0 ? route : undefined
 }
@@ -64,7 +66,7 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
   unknownKeys(value, path, ROUTE_KEYS, fail)
   const route: Partial<RouteSpec> = {}
   const field = (key: string) => [...path, key]
-  if (typeof value.name !== 'string' || !ROUTE_NAME_PATTERN.test(value.name)) fail(field('name'), 'must be a route name (lower-case letters, digits and -, starting with a letter)')
+  if (!isName(value.name)) fail(field('name'), 'must be a route name (lower-case letters, digits and -, starting with a letter; at most 64)')
   else route.name = value.name
   if (value.upstream !== undefined || complete) {
     const problem = upstreamProblem(value.upstream)
@@ -72,11 +74,11 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
     else route.upstream = (value.upstream as string).replace(/\/+$/, '')
   }
   if (value.header !== undefined || complete) {
-    if (typeof value.header !== 'string' || !HEADER_NAME.test(value.header)) fail(field('header'), 'must be an HTTP header name, e.g. x-api-key')
+    if (typeof value.header !== 'string' || value.header.length > GATEWAY_LIMITS.maxShort || !HEADER_NAME.test(value.header)) fail(field('header'), 'must be an HTTP header name, e.g. x-api-key')
     else route.header = value.header.toLowerCase()
   }
   if (value.format !== undefined || complete) {
-    if (typeof value.format !== 'string' || !value.format.includes('{}') || /[\r\n\0]/.test(value.format)) fail(field('format'), 'must be the header value with {} where the secret goes, e.g. "Bearer {}"')
+    if (typeof value.format !== 'string' || value.format.length > GATEWAY_LIMITS.maxUrl || !value.format.includes('{}') || /[\r\n\0]/.test(value.format)) fail(field('format'), 'must be the header value with {} where the secret goes, e.g. "Bearer {}"')
     else route.format = value.format
   }
   if (value.secret !== undefined || complete) {
@@ -88,11 +90,12 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
     if (env) route.env = env
   }
   if (value.args !== undefined) {
-    if (!Array.isArray(value.args) || !value.args.every((arg) => typeof arg === 'string' && !arg.includes('\0'))) fail(field('args'), 'must be a list of strings')
+    const problem = Array.isArray(value.args) && value.args.every((arg) => typeof arg === 'string') ? stringsProblem(value.args, false) : 'must be a list of strings'
+    if (problem) fail(field('args'), problem)
     else route.args = value.args as string[]
   }
   if (value.phantom_format !== undefined) {
-    if (typeof value.phantom_format !== 'string' || !PHANTOM_FORMAT.test(value.phantom_format)) fail(field('phantom_format'), 'must hold {} once, with letters, digits, ".", "_" or "-" around it, e.g. sk-ant-api03-{}')
+    if (typeof value.phantom_format !== 'string' || value.phantom_format.length > GATEWAY_LIMITS.maxShort || !PHANTOM_FORMAT.test(value.phantom_format)) fail(field('phantom_format'), 'must hold {} once, with letters, digits, ".", "_" or "-" around it, e.g. sk-ant-api03-{}')
     else route.phantom_format = value.phantom_format
   }
   if (value.hosts !== undefined) {
@@ -100,7 +103,7 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
     if (hosts.every((host) => host !== undefined)) route.hosts = hosts as HostPort[]
   }
   if (value.alternative_to !== undefined) {
-    if (typeof value.alternative_to !== 'string' || !ROUTE_NAME_PATTERN.test(value.alternative_to)) fail(field('alternative_to'), 'must name a login')
+    if (!isName(value.alternative_to)) fail(field('alternative_to'), 'must name a login')
     else route.alternative_to = value.alternative_to
   }
   return route
@@ -110,6 +113,7 @@ function parseRoute(value: unknown, path: PathSegment[], fail: ReportIssue, trus
 export function upstreamProblem(value: unknown): string | undefined {
   const rule = 'must be an https:// URL (http:// only for a loopback address), e.g. https://api.anthropic.com'
   if (typeof value !== 'string') return rule
+  if (value.length > GATEWAY_LIMITS.maxUrl) return `is ${value.length} characters long: at most ${GATEWAY_LIMITS.maxUrl} are allowed`
   let url: URL
   try {
     url = new URL(value)
@@ -125,6 +129,10 @@ export function upstreamProblem(value: unknown): string | undefined {
 
 function parseSecretSources(value: unknown, path: PathSegment[], fail: ReportIssue, trust: GatewayTrust): SecretSource[] | undefined {
   const entries = Array.isArray(value) ? value : [value]
+  if (entries.length > GATEWAY_LIMITS.maxList) {
+    fail(path, `has ${entries.length} entries: at most ${GATEWAY_LIMITS.maxList} are allowed`)
+    return undefined
+  }
   if (entries.length === 0) {
     fail(path, 'must name where the secret comes from: {env: NAME}, {file: PATH, field: a.b}, {command: [argv]} or {value: SECRET}')
     return undefined
@@ -158,16 +166,21 @@ function parseSecretSource(value: unknown, path: PathSegment[], fail: ReportIssu
       return undefined
     }
     case 'file': {
-      const problem = typeof value.file === 'string' ? validateCredentialSource(value.file) : 'must be a host path (~/… or absolute)'
+      const problem = typeof value.file === 'string' ? (textProblem(value.file, AGENT_SPEC_LIMITS.maxPath) ?? validateCredentialSource(value.file)) : 'must be a host path (~/… or absolute)'
       if (problem) fail([...path, 'file'], problem)
-      if (value.field !== undefined && (typeof value.field !== 'string' || !JSON_PATH.test(value.field))) fail([...path, 'field'], 'must be a JSON path such as tokens.access_token')
+      if (value.field !== undefined && !isJsonPath(value.field)) fail([...path, 'field'], 'must be a JSON path such as tokens.access_token')
       if (problem || (value.field !== undefined && typeof value.field !== 'string')) return undefined
       return {file: (value.file as string).trim(), ...(typeof value.field === 'string' && {field: value.field})}
     }
     case 'command': {
       const argv = value.command
-      if (!Array.isArray(argv) || argv.length === 0 || !argv.every((arg) => typeof arg === 'string' && arg !== '' && !arg.includes('\0'))) {
+      if (!Array.isArray(argv) || argv.length === 0 || !argv.every((arg) => typeof arg === 'string' && arg !== '')) {
         fail([...path, 'command'], 'must be a non-empty list of strings: the program and its arguments, e.g. [gh, auth, token]')
+        return undefined
+      }
+      const problem = stringsProblem(argv, true)
+      if (problem) {
+        fail([...path, 'command'], problem)
         return undefined
       }
       const ttl = value.ttl_seconds ?? DEFAULT_COMMAND_TTL_SECONDS
@@ -178,7 +191,7 @@ function parseSecretSource(value: unknown, path: PathSegment[], fail: ReportIssu
       return {command: argv as string[], ttl_seconds: ttl}
     }
     default: {
-      if (typeof value.value === 'string' && value.value.trim() !== '' && !/[\r\n\0]/.test(value.value)) return {value: value.value.trim()}
+      if (typeof value.value === 'string' && value.value.trim() !== '' && textProblem(value.value) === undefined && !/[\r\n]/.test(value.value)) return {value: value.value.trim()}
       fail([...path, 'value'], 'must be the secret, on one line')
       return undefined
     }
@@ -197,31 +210,32 @@ function parseLogin(value: unknown, path: PathSegment[], fail: ReportIssue): Log
   }
   unknownKeys(value, path, LOGIN_KEYS, report)
   const field = (key: string) => [...path, key]
-  if (typeof value.name !== 'string' || !ROUTE_NAME_PATTERN.test(value.name)) report(field('name'), 'must be a login name (lower-case letters, digits and -, starting with a letter)')
+  if (!isName(value.name)) report(field('name'), 'must be a login name (lower-case letters, digits and -, starting with a letter; at most 64)')
   const fileProblem =
     typeof value.file !== 'string'
       ? 'is required: the auth file, ~/…'
       : !value.file.trim().startsWith('~/')
         ? "must be ~/…: the same place in your home and the sandbox's"
-        : (validateCredentialSource(value.file) ?? validateCredentialTarget(value.file))
+        : (textProblem(value.file, AGENT_SPEC_LIMITS.maxPath) ?? validateCredentialSource(value.file) ?? validateCredentialTarget(value.file))
   if (fileProblem) report(field('file'), fileProblem)
   const tokens = listOf(value.tokens, field('tokens'), report, (entry, at) => parseToken(entry, at, report))
   if (tokens.length > 0 && !tokens.some((token) => token?.kind === 'access')) report(field('tokens'), 'must include the access token (kind: access)')
   let expires: LoginSpec['expires']
   if (value.expires !== undefined) {
     const {path: expiresPath, unit} = isRecord(value.expires) ? value.expires : {path: undefined, unit: undefined}
-    if (typeof expiresPath !== 'string' || !JSON_PATH.test(expiresPath) || (unit !== 's' && unit !== 'ms')) report(field('expires'), 'must be {path: a.b, unit: s | ms}')
+    if (!isJsonPath(expiresPath) || (unit !== 's' && unit !== 'ms')) report(field('expires'), 'must be {path: a.b, unit: s | ms}')
     else expires = {path: expiresPath, unit}
   }
-  if (value.refreshed_at !== undefined && (typeof value.refreshed_at !== 'string' || !JSON_PATH.test(value.refreshed_at))) report(field('refreshed_at'), 'must be a JSON path')
-  if (value.omit !== undefined && (!Array.isArray(value.omit) || !value.omit.every((path) => typeof path === 'string' && JSON_PATH.test(path)))) report(field('omit'), 'must be a list of JSON paths')
+  if (value.refreshed_at !== undefined && !isJsonPath(value.refreshed_at)) report(field('refreshed_at'), 'must be a JSON path')
+  if (value.omit !== undefined && (!Array.isArray(value.omit) || value.omit.length > GATEWAY_LIMITS.maxList || !value.omit.every((path) => isJsonPath(path)))) report(field('omit'), `must be a list of at most ${GATEWAY_LIMITS.maxList} JSON paths`)
   const endpoints = listOf(value.token_endpoints, field('token_endpoints'), report, (entry, at) => {
     const host = isRecord(entry) ? parseHost(entry.host, entry.port, [...at, 'host'], report) : undefined
-    if (!isRecord(entry) || typeof entry.path !== 'string' || !entry.path.startsWith('/')) report(at, 'must be {host, path: /…, port?}')
+    if (!isRecord(entry) || typeof entry.path !== 'string' || !entry.path.startsWith('/') || textProblem(entry.path, GATEWAY_LIMITS.maxUrl) !== undefined) report(at, 'must be {host, path: /…, port?}')
     return host && isRecord(entry) && typeof entry.path === 'string' ? {...host, path: entry.path} : undefined
   })
   const apiHosts = listOf(value.api_hosts, field('api_hosts'), report, (entry, at) => parseHostEntry(entry, at, report))
-  if (typeof value.login_command !== 'string' || value.login_command.trim() === '') report(field('login_command'), 'must say what to run on the host to log in again, e.g. codex login')
+  const commandProblem = typeof value.login_command !== 'string' || value.login_command.trim() === '' ? 'must say what to run on the host to log in again, e.g. codex login' : textProblem(value.login_command, 1024)
+  if (commandProblem) report(field('login_command'), commandProblem)
   if (problems > 0) return undefined
   return {
     name: value.name as string,
@@ -237,11 +251,11 @@ function parseLogin(value: unknown, path: PathSegment[], fail: ReportIssue): Log
 }
 
 function parseToken(value: unknown, path: PathSegment[], fail: ReportIssue): TokenField | undefined {
-  if (!isRecord(value) || typeof value.path !== 'string' || !JSON_PATH.test(value.path) || !(TOKEN_KINDS as readonly unknown[]).includes(value.kind)) {
+  if (!isRecord(value) || !isJsonPath(value.path) || !(TOKEN_KINDS as readonly unknown[]).includes(value.kind)) {
     fail(path, `must be {path: a.b, kind: ${TOKEN_KINDS.join(' | ')}, format?}`)
     return undefined
   }
-  if (value.format !== undefined && (typeof value.format !== 'string' || !PHANTOM_FORMAT.test(value.format))) {
+  if (value.format !== undefined && (typeof value.format !== 'string' || value.format.length > GATEWAY_LIMITS.maxShort || !PHANTOM_FORMAT.test(value.format))) {
     fail([...path, 'format'], 'must hold {} once, with letters, digits, ".", "_" or "-" around it')
     return undefined
   }
@@ -282,33 +296,17 @@ function stringMap(value: unknown, path: PathSegment[], fail: ReportIssue): Reco
     fail(path, 'must be a mapping of variable names to strings')
     return undefined
   }
+  const names = Object.keys(value)
+  if (names.length > GATEWAY_LIMITS.maxStrings) {
+    fail(path, `has ${names.length} variables: at most ${GATEWAY_LIMITS.maxStrings} are allowed`)
+    return undefined
+  }
   const map: Record<string, string> = {}
   for (const [name, entry] of Object.entries(value)) {
+    const problem = typeof entry === 'string' ? textProblem(entry) : 'must be a string (quote numbers and booleans)'
     if (!isEnvName(name)) fail([...path, name], 'is not a valid environment variable name', 'key')
-    else if (typeof entry !== 'string' || entry.includes('\0')) fail([...path, name], 'must be a string (quote numbers and booleans)')
-    else map[name] = entry
+    else if (problem) fail([...path, name], problem)
+    else map[name] = entry as string
   }
   return map
-}
-
-function listOf<T>(value: unknown, path: PathSegment[], fail: ReportIssue, parse: (entry: unknown, at: PathSegment[]) => T | undefined): (T | undefined)[] {
-  if (value === undefined) return []
-  if (!Array.isArray(value)) {
-    fail(path, 'must be a list')
-    return []
-  }
-  return value.map((entry, i) => parse(entry, [...path, i]))
-}
-
-function uniqueNames(entries: readonly ({name?: string} | undefined)[], path: PathSegment[], fail: ReportIssue): void {
-  const seen = new Set<string>()
-  for (const [i, entry] of entries.entries()) {
-    if (entry?.name === undefined) continue
-    if (seen.has(entry.name)) fail([...path, i, 'name'], `"${entry.name}" is declared twice`)
-    seen.add(entry.name)
-  }
-}
-
-function unknownKeys(value: Record<string, unknown>, path: PathSegment[], known: readonly string[], fail: ReportIssue): void {
-  for (const key of Object.keys(value)) if (!known.includes(key)) fail([...path, key], `unknown key (expected one of: ${known.join(', ')})`, 'key')
 }

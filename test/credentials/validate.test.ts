@@ -69,6 +69,20 @@ describe('agent gateway declarations (plugins and the runtime config)', () => {
     ])
   })
 
+  it('bounds what a declaration may hold: list lengths, names, URLs and strings, and control characters', () => {
+    const many = <T>(n: number, make: (i: number) => T): T[] => Array.from({length: n}, (_, i) => make(i))
+    expect(problems({routes: many(33, (i) => ({...route, name: `r${i}`}))})).to.deep.equal(['gateway.routes: has 33 entries: at most 32 are allowed'])
+    expect(problems({logins: many(17, (i) => ({...login, name: `l${i}`}))})).to.deep.equal(['gateway.logins: has 17 entries: at most 16 are allowed'])
+    expect(problems({routes: [{...route, hosts: many(65, (i) => `h${i}.example`)}]})).to.deep.equal(['gateway.routes.0.hosts: has 65 entries: at most 64 are allowed'])
+    expect(problems({routes: [{...route, name: 'a'.repeat(65)}]})).to.deep.equal(['gateway.routes.0.name: must be a route name (lower-case letters, digits and -, starting with a letter; at most 64)'])
+    expect(problems({routes: [{...route, upstream: `https://api.example/${'p'.repeat(2048)}`}]})).to.deep.equal(['gateway.routes.0.upstream: is 2068 characters long: at most 2048 are allowed'])
+    expect(problems({routes: [{...route, args: many(257, () => '-v')}]})).to.deep.equal(['gateway.routes.0.args: has 257 entries: at most 256 are allowed'])
+    expect(problems({routes: [{...route, env: {API_URL: 'x\u001b[2Jy'}}]})).to.deep.equal(['gateway.routes.0.env.API_URL: contains the control character U+001B: remove it'])
+    expect(problems({routes: [{...route, env: Object.fromEntries(many(257, (i) => [`V${i}`, 'x'] as const))}]})).to.deep.equal(['gateway.routes.0.env: has 257 variables: at most 256 are allowed'])
+    expect(problems({logins: [{...login, login_command: `tool login\u0007`}]})).to.deep.equal(['gateway.logins.0.login_command: contains the control character U+0007: remove it'])
+    expect(problems({routes: [{...route, secret: {command: ['gh', 'x'.repeat(16_385)]}}]}, true)).to.deep.equal(['gateway.routes.0.secret.command: holds a string that is 16385 characters long: at most 16384 are allowed'])
+  })
+
   it('keeps a login\'s auth file inside the sandbox\'s home', () => {
     expect(problems({logins: [{...login, file: '~//etc/passwd'}]})).to.deep.equal(['gateway.logins.0.file: credential target "~//etc/passwd" is outside the sandbox home /home/cleanroom; a credential target must be ~/…, a path relative to the sandbox home, or an absolute path inside it'])
     expect(problems({logins: [{...login, file: '~/../root/.x'}]})).to.deep.equal(['gateway.logins.0.file: "~/../root/.x" must not contain ".." segments'])
