@@ -137,23 +137,24 @@ export function forward(pool: UpstreamPool, req: IncomingMessage, res: ServerRes
       result.status = answer.statusCode
       res.writeHead(answer.statusCode ?? 502, responseHeaders(answer.headers))
       res.flushHeaders()
-      // The parser hands a burst of small chunks (one per event) in one go: written as one, they cost one frame each way.
-      let pending: Buffer[] = []
-      const flush = () => {
-        if (pending.length === 0) return
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending)
-        pending = []
-        if (!res.write(data)) {
-          answer.pause()
-          res.once('drain', () => answer.resume())
+      // The parser hands a burst of small chunks (one per event) at once: read together, they are written as one.
+      let draining = false
+      const relay = () => {
+        if (draining) return
+        for (let data = answer.read() as Buffer | null; data !== null; data = answer.read() as Buffer | null) {
+          result.bytesDown += data.length
+          if (!res.write(data)) {
+            draining = true
+            res.once('drain', () => {
+              draining = false
+              relay()
+            })
+            return
+          }
         }
       }
-      answer.on('data', (chunk: Buffer) => {
-        result.bytesDown += chunk.length
-        if (pending.push(chunk) === 1) process.nextTick(flush)
-      })
+      answer.on('readable', relay)
       answer.on('end', () => {
-        flush()
         res.end()
         finish()
       })
