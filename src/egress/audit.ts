@@ -6,10 +6,10 @@ import type {EgressAction, EgressReason} from './decide.js'
 
 /**
  * How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP
- * request, SOCKS5, or a request the credential gateway served (one of its
- * routes, or a request inside an intercepted tunnel).
+ * request, SOCKS5, SOCKS4(a) (always refused), or a request the credential
+ * gateway served (one of its routes, or a request inside an intercepted tunnel).
  */
-export type EgressProtocol = 'connect' | 'gateway' | 'http' | 'socks5'
+export type EgressProtocol = 'connect' | 'gateway' | 'http' | 'socks4' | 'socks5'
 
 /** What the credential gateway did with a request (docs/credentials.md#the-audit-log). */
 export type CredentialReason =
