@@ -6,7 +6,7 @@ import {pack} from 'tar-stream'
 
 import {normalizeCredentialTarget, SANDBOX_HOME} from '../agents/credentials.js'
 import {caEnv, type SandboxEgress} from '../daemon/egress.js'
-import {CleanroomError} from '../errors/index.js'
+import {CleanroomError, messageOf} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'
 import {dialChecked} from '../egress/dial.js'
 import type {BackendRuntime, SandboxBackend} from '../sandbox/backend.js'
@@ -52,13 +52,18 @@ export class CredentialGateways {
 
   /** Serves a sandbox's saved grant again (a daemon that adopts a kept sandbox). */
   async attach(sandbox: GatewaySandbox): Promise<void> {
-    const state = await loadCredentialState(sandbox.sandboxDir)
-    if (state === undefined) return
-    const gateway = await this.start(sandbox, state)
-    for (const login of state.logins.filter((candidate) => candidate.host || candidate.own)) {
-      gateway.setDelivered(login, (await gateway.tokenStore(login).read()) ?? {})
+    try {
+      const state = await loadCredentialState(sandbox.sandboxDir)
+      if (state === undefined) return
+      const gateway = await this.start(sandbox, state)
+      for (const login of state.logins.filter((candidate) => candidate.host || candidate.own)) {
+        gateway.setDelivered(login, (await gateway.tokenStore(login).read()) ?? {})
+      }
+      if (await gateway.prepareCa()) await this.writeTrustBundle(sandbox, gateway)
+    } catch (error) {
+      // A grant that cannot be read is not dropped silently: the sandbox gets no egress until it can be.
+      throw new Error(`its credential gateway could not be served again: ${messageOf(error)}`)
     }
-    if (await gateway.prepareCa()) await this.writeTrustBundle(sandbox, gateway)
   }
 
   /** The grant of `POST /v1/sandboxes/{id}/credentials`: what the sandbox gets, said back. */

@@ -213,4 +213,23 @@ describe('credential gateway: routes on the sandbox loopback (API keys, no TLS i
     const {stat} = await import('node:fs/promises')
     expect((await stat(stateFile)).mode & 0o777, 'the saved grant is the owner\'s alone').to.equal(0o600)
   })
+
+  it('serves no egress for a kept sandbox whose saved grant is unreadable after a restart, and says why (fail closed)', async () => {
+    const stateFile = join(dir, 'daemon/state/sandboxes', sandboxId, 'credentials.json')
+    const saved = await readFile(stateFile, 'utf8')
+    await test.daemon.close()
+    await writeFile(stateFile, '{"routes": [')
+    try {
+      test = await startTestDaemon(join(dir, 'daemon'))
+      const egress = (await test.client.inspectSandbox(sandboxId)).egress
+      expect(egress?.listening).to.equal(false)
+      expect(egress?.listen_error).to.match(/^its credential gateway could not be served again: .*JSON/)
+      expect(test.logs.join('\n')).to.match(new RegExp(`sandbox ${sandboxId}: egress proxy cannot listen \\(connections out are refused meanwhile\\), trying again every 2 s: its credential gateway could not be served again`))
+    } finally {
+      await test.daemon.close()
+      await writeFile(stateFile, saved)
+      test = await startTestDaemon(join(dir, 'daemon'))
+    }
+    expect((await test.client.inspectSandbox(sandboxId)).egress?.listening).to.equal(true)
+  })
 })
