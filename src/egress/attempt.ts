@@ -17,6 +17,8 @@ export class EgressAttempt {
   decision: EgressDecision | undefined
   error: string | undefined
   upstream: Socket | undefined
+  /** Served by an interceptor: its own requests out are audited by it. */
+  intercepted = false
   private readonly time = new Date().toISOString()
   private readonly start = performance.now()
   private recorded = false
@@ -70,6 +72,7 @@ export class EgressAttempt {
       bytes_down: this.upstream?.bytesRead ?? 0,
       duration_ms: Math.round(performance.now() - this.start),
       protocol: this.protocol,
+      ...(this.intercepted && {intercepted: true}),
     }
   }
 }

@@ -4,13 +4,14 @@ import type {CompiledPolicy} from '../policy/schema.js'
 import {chooseDialAddress, type Resolver} from './addresses.js'
 import {EgressAttempt} from './attempt.js'
 import type {AuditSink} from './audit.js'
-import {decide} from './decide.js'
+import {decide, parseDestination} from './decide.js'
 import {ClientGone, HeadReader, ProtocolError} from './head-reader.js'
 import {type Authority, bodyFraming, checkHostHeader, forwardedHead, HEAD_END, parseAbsoluteTarget, parseAuthority, parseRequestHead} from './http-head.js'
 import {errorCode, type RefusalDetail} from './messages.js'
 import {httpRefusal, socksReplyFor, startsHttpRequest} from './refusal.js'
 import {forwardRequest, splice} from './relay.js'
 import {RequestBody} from './request-body.js'
+import type {ConnectInterceptor} from './service.js'
 import {readSocks4Request, SOCKS4_REJECTED, SOCKS4_VERSION} from './socks4.js'
 import {readSocksRequest, SOCKS_CONNECT, SOCKS_VERSION, SocksReply, socksReply, unsupportedCommand} from './socks5.js'
 
@@ -57,6 +58,7 @@ export class EgressProxy {
   private readonly servers = new Set<Server>()
   private closing = false
   private readonly dialer: Dialer
+  private interceptor: ConnectInterceptor | undefined
 
   constructor(private readonly options: EgressProxyOptions) {
     this.dialer = options.connect ?? dialDirect
@@ -81,6 +83,11 @@ export class EgressProxy {
   listen(server: Server): void {
     server.on('connection', this.onConnection)
     this.servers.add(server)
+  }
+
+  /** From now on, tunnels that `interceptor` takes are handed to it once the policy allows them. */
+  interceptWith(interceptor: ConnectInterceptor | undefined): void {
+    this.interceptor = interceptor
   }
 
   /** Stops serving new connections and destroys every open one; resolves when all are audited. */
@@ -117,7 +124,9 @@ export class EgressProxy {
     const rest = reader.detach()
     if (request.method === 'CONNECT') {
       attempt.protocol = 'connect'
-      const upstream = await this.open(attempt, parseAuthority(request.target))
+      const authority = parseAuthority(request.target)
+      if (this.intercept(attempt, authority, rest, 'HTTP/1.1 200 Connection Established\r\n\r\n')) return
+      const upstream = await this.open(attempt, authority)
       if (upstream === undefined) return
       attempt.client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       splice(attempt, upstream, rest)
@@ -140,6 +149,7 @@ export class EgressProxy {
       attempt.aim(authority)
       throw unsupportedCommand(command)
     }
+    if (this.intercept(attempt, authority, rest, socksReply(SocksReply.succeeded))) return
     const upstream = await this.open(attempt, authority)
     if (upstream === undefined) return
     attempt.client.write(socksReply(SocksReply.succeeded))
@@ -197,6 +207,25 @@ export class EgressProxy {
       this.refuse(attempt, {reason: 'upstream_failed', host: attempt.host, port, address: choice.address, why: attempt.error})
       return undefined
     }
+  }
+
+  /**
+   * Hands a tunnel the policy allows to the interceptor, answering the client
+   * with `established`; false when the interceptor does not take it (then
+   * `open` decides and dials as for any tunnel, refusals included).
+   */
+  private intercept(attempt: EgressAttempt, {host, port}: Authority, rest: Buffer, established: Buffer | string): boolean {
+    const destination = parseDestination(host)
+    if (this.interceptor === undefined || destination === undefined || !this.interceptor.intercepts(destination.host, port)) return false
+    const decision = decide(this.options.policy, host, port, {allowAll: this.options.allowAll})
+    if (decision.action === 'deny') return false
+    attempt.host = destination.host
+    attempt.port = port
+    attempt.decision = decision
+    attempt.intercepted = true
+    attempt.client.write(established)
+    this.interceptor.take(attempt.client, destination.host, port, rest)
+    return true
   }
 
   private dial(attempt: EgressAttempt, address: string, port: number): Promise<Socket> {
