@@ -9,7 +9,7 @@ import {loadRuntimeConfig} from '../../src/config/load.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {readPluginManifest} from '../../src/hooks/plugin-manifest.js'
 import {loadPolicy} from '../../src/policy/load.js'
-import {apiRequest, bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {apiRequest, sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {type Mutant, mutants} from '../helpers/mutate.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -175,7 +175,7 @@ describe(`parsing fuzz (seed ${SEED}, CLEANROOM_FUZZ_SEED to change)`, function 
     let bwrapBefore: Set<number>
 
     before(async () => {
-      bwrapBefore = await bwrapPids()
+      bwrapBefore = await sandboxPids()
       dir = await dirs.make()
       test = await startTestDaemon(dir)
     })
