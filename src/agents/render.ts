@@ -40,7 +40,7 @@ export function renderAgentList(entries: readonly AgentListEntry[]): string {
 function renderAgent(entry: AgentListEntry): string {
   const lines = [`${entry.name}  (${entry.source_detail})`]
   if (entry.description) lines.push(`  ${entry.description}`)
-  lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
+  lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package}@${entry.version ?? 'latest'})` : entry.command]))
   const missing = new Set(entry.missing_credentials)
   const credentials = entry.credentials.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}${missing.has(c.source) ? '  (not on this host)' : ''}`)
   if (credentials.length > 0 && missing.size === entry.credentials.length) credentials.push('none of these is on this host: log in inside the sandbox (docs/agents.md)')

@@ -36,6 +36,11 @@ export interface AgentSpec {
    * (@latest checked at most once a day; see npmLauncher in script.ts).
    */
   package?: string
+  /**
+   * The release of `package` to run: an exact version (fetched once, never
+   * checked again) or a dist-tag; default `latest`, checked once a day.
+   */
+  version?: string
   credentials: CredentialMapping[]
   network: NetworkNeed[]
   env: Record<string, string>
@@ -49,7 +54,7 @@ export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
 /** Names taken by subcommands of `cleanroom agent`. */
 export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
 
-export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env'] as const
+export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'version', 'credentials', 'network', 'env'] as const
 
 /** An npm package name, unscoped or scoped, without a version: what `package` accepts. */
 export const NPM_PACKAGE_PATTERN = /^(?:@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/

@@ -2,6 +2,7 @@ import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
 import {isPort, notAPort, sortedPorts} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
 import {isRecord, type PathSegment} from '../util/yaml-file.js'
+import {DIST_TAG, EXACT_VERSION} from './cache/layout.js'
 import {normalizeCredentialTarget, validateCredentialSource} from './credentials.js'
 import {defaultTest} from './script.js'
 import {
@@ -70,6 +71,15 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
           fail(at, 'must be an npm package name without a version, e.g. @google/gemini-cli')
         } else {
           input.package = field.trim()
+        }
+        break
+      }
+      case 'version': {
+        const version = typeof field === 'number' ? undefined : typeof field === 'string' ? field.trim() : undefined
+        if (version === undefined || !(EXACT_VERSION.test(version) || DIST_TAG.test(version))) {
+          fail(at, 'must be an exact version of the package (as a string: "0.61.0") or a dist-tag (latest, next)')
+        } else {
+          input.version = version
         }
         break
       }
@@ -228,5 +238,6 @@ export function completeAgentSpec(name: string, input: AgentSpecInput): AgentSpe
   if (input.description !== undefined) spec.description = input.description
   if (input.install !== undefined) spec.install = input.install
   if (input.package !== undefined) spec.package = input.package
+  if (input.version !== undefined) spec.version = input.version
   return spec
 }

@@ -3,6 +3,7 @@ import type {Socket} from 'node:net'
 import {PassThrough, type Readable} from 'node:stream'
 
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
+import type {AgentPackageAnswer} from '../daemon/agent-packages.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
@@ -25,8 +26,18 @@ export interface BackendInfo {
   capabilities: Record<string, boolean>
 }
 
+/** POST /v1/agent-packages (docs/api.md). */
+export interface AgentPackageBody {
+  package: string
+  wanted: string
+  network: readonly AllowRuleInput[]
+  npm_config: Record<string, string>
+  update: boolean
+  backend?: string
+}
+
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; extra_allow?: readonly AllowRuleInput[]} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )
@@ -64,6 +75,11 @@ export class DaemonClient {
   /** A new sandbox, from a compiled policy and a workspace, or from a repository whose policy the daemon loads. */
   createSandbox(body: CreateSandboxBody): Promise<PublicSandbox> {
     return this.json('POST', '/v1/sandboxes', body)
+  }
+
+  /** Makes sure the shared agent cache holds a package (fetching it in a sandbox of its own when needed): POST /v1/agent-packages. */
+  resolveAgentPackage(body: AgentPackageBody): Promise<AgentPackageAnswer> {
+    return this.json('POST', '/v1/agent-packages', body)
   }
 
   listSandboxes(all: boolean): Promise<PublicSandbox[]> {

@@ -22,6 +22,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
     ['workspace', sandbox.workspace_source ?? '(empty)'],
+    ...(sandbox.agent_package ? [['agent', `${sandbox.agent_package.package} ${sandbox.agent_package.version} at /cleanroom/agent, read-only (agent cache entry ${sandbox.agent_package.entry.slice(0, 12)})`]] : []),
     ['created', sandbox.created_at],
     ['updated', sandbox.updated_at],
   ]

@@ -4,11 +4,13 @@ import type {Server} from 'node:http'
 
 import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
+import {agentCacheDir} from '../agents/cache/layout.js'
 import type {Resolver} from '../egress/addresses.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {socketAnswers} from '../util/socket.js'
 import {type Logger, SandboxManager} from './manager.js'
+import {AgentPackages} from './agent-packages.js'
 import {createApiServer} from './server.js'
 import {StateStore} from './state.js'
 
@@ -20,6 +22,8 @@ export interface DaemonOptions {
   log: Logger
   /** Name resolution for the egress proxies; tests map names to local addresses. */
   resolver?: Resolver
+  /** The shared agent cache; default $CLEANROOM_CACHE_DIR/agents, else $XDG_CACHE_HOME/cleanroom/agents. */
+  agentCacheDir?: string
 }
 
 export interface RunningDaemon {
@@ -38,7 +42,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   })
   await manager.adopt()
 
-  const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version})
+  const agentPackages = new AgentPackages(options.agentCacheDir ?? agentCacheDir(), manager, options.log)
+  const server = createApiServer({manager, backends, defaultBackend: options.config.default_backend, version: options.version, agentPackages})
   await listenOnSocket(server, options.socketPath)
   options.log(`listening on unix://${options.socketPath} (pid ${process.pid})`)
 

@@ -9,6 +9,8 @@ import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
+import {AGENT_PACKAGE_MOUNT} from '../agents/cache/layout.js'
+import type {AgentPackageMount} from './agent-packages.js'
 import {ConnectionBudget} from './connection-limits.js'
 import {auditPath, caEnv, type EgressLimits, proxyEnv, SandboxEgress} from './egress.js'
 import type {StateStore} from './state.js'
@@ -20,6 +22,8 @@ export interface CreateSandboxRequest {
   policySource: string | null
   workspaceSource: string | null
   allowAll: boolean
+  /** The shared agent cache's entry to mount read-only (src/daemon/agent-packages.ts). */
+  agentPackage?: AgentPackageMount
 }
 
 export interface PendingExec {
@@ -86,6 +90,7 @@ export class SandboxManager {
       policy_source: request.policySource,
       allow_all: request.allowAll,
       workspace_source: request.workspaceSource,
+      ...(request.agentPackage ? {agent_package: {entry: request.agentPackage.entry, package: request.agentPackage.package, version: request.agentPackage.version}} : {}),
       created_at: now,
       updated_at: now,
     }
@@ -99,6 +104,7 @@ export class SandboxManager {
         policy: request.policy,
         workspaceSource: request.workspaceSource,
         stateDir: this.store.sandboxDir(record.sandbox_id),
+        ...(request.agentPackage ? {readOnlyMounts: [{source: request.agentPackage.source, target: AGENT_PACKAGE_MOUNT}]} : {}),
       })
       times.push(performance.now())
       await this.startEgress(record)

@@ -72,7 +72,7 @@ export interface SandboxSource {
  * `extra_allow` adds allow rules to either (an agent's network needs).
  */
 export async function parseSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
-  const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow)
+  const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow, 'extra_allow')
   let source: SandboxSource
   if (body.repository !== undefined) {
     if (body.policy !== undefined || body.workspace_source !== undefined) throw badRequest('give either repository, or policy and workspace_source')
@@ -92,12 +92,12 @@ function absolutePath(name: string, value: unknown): string {
   return value
 }
 
-function parseAllowRules(value: unknown): AllowRuleInput[] {
+export function parseAllowRules(value: unknown, field: string): AllowRuleInput[] {
   const valid = (rule: unknown): rule is AllowRuleInput => {
     if (typeof rule !== 'object' || rule === null) return false
     const {host, ports, reason} = rule as Record<string, unknown>
     return typeof host === 'string' && Array.isArray(ports) && ports.every((port) => typeof port === 'number') && (reason === undefined || typeof reason === 'string')
   }
-  if (!Array.isArray(value) || !value.every(valid)) throw badRequest('extra_allow must be an array of {host, ports, reason?}')
+  if (!Array.isArray(value) || !value.every(valid)) throw badRequest(`${field} must be an array of {host, ports, reason?}`)
   return value
 }

@@ -8,6 +8,7 @@ import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
+import {type AgentPackages, parseAgentPackageRequest} from './agent-packages.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
 import type {SandboxManager} from './manager.js'
@@ -22,6 +23,7 @@ export interface DaemonContext {
   backends: ReadonlyMap<BackendName, SandboxBackend>
   defaultBackend: BackendName
   version: string
+  agentPackages: AgentPackages
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: string[], url: URL) => Promise<void>
@@ -54,6 +56,9 @@ export function createApiServer(context: DaemonContext): Server {
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/diff$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'patch')],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/changes$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'json')],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/archive$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'archive')],
+    ['POST', /^\/v1\/agent-packages$/, async (req, res) => {
+      sendJson(res, 200, await context.agentPackages.resolve(parseAgentPackageRequest(await readJson(req), context.defaultBackend)))
+    }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
       const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
       res.writeHead(200, {'content-type': 'application/x-tar'})
@@ -156,7 +161,8 @@ function refuseUpgrade(socket: Duplex, error: unknown): void {
 async function createSandbox(context: DaemonContext, body: Record<string, unknown>): Promise<SandboxRecord> {
   const backend = parseBackendName(body.backend, context.defaultBackend)
   if (body.allow_all !== undefined && typeof body.allow_all !== 'boolean') throw badRequest('allow_all must be true or false')
-  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true})
+  const agentPackage = body.agent_package === undefined ? undefined : await context.agentPackages.mount(body.agent_package)
+  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true, ...(agentPackage ? {agentPackage} : {})})
 }
 
 /** The curl-friendly way to run a command: waits for it and returns its output as text. */

@@ -13,6 +13,15 @@ export interface ProvisionRequest {
   workspaceSource: string | null
   /** A directory owned by this sandbox for everything the backend keeps on disk; removed at terminate. */
   stateDir: string
+  /** Host directories to show read-only at `target` (the shared agent cache's entry); a backend that cannot must refuse. */
+  readOnlyMounts?: ReadOnlyMount[]
+}
+
+export interface ReadOnlyMount {
+  /** A host directory the daemon vouches for (never a path a client named). */
+  source: string
+  /** An absolute path inside the sandbox, outside what the root filesystem already holds. */
+  target: string
 }
 
 /** What a backend needs to find a sandbox again, stored in the sandbox record. */

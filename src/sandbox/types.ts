@@ -34,6 +34,8 @@ export interface SandboxRecord {
   workspace_source: string | null
   created_at: string
   updated_at: string
+  /** The shared agent cache's entry mounted read-only at /cleanroom/agent (created by `cleanroom agent`), and what it holds. */
+  agent_package?: {entry: string; package: string; version: string}
   /** Why the sandbox failed, when status is failed. */
   failure?: string
   /** Backend-owned facts needed to reach the sandbox again (pids, paths); opaque to everyone else. */

@@ -12,6 +12,8 @@ export interface TestDaemon {
   client: DaemonClient
   socketPath: string
   stateDir: string
+  /** The shared agent cache of this daemon, in the test's dir. */
+  agentCacheDir: string
   logs: string[]
 }
 
@@ -20,8 +22,9 @@ export async function startTestDaemon(dir: string, resolver?: Resolver): Promise
   const socketPath = join(dir, 'd.sock')
   const stateDir = join(dir, 'state')
   const logs: string[] = []
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), ...(resolver && {resolver})})
-  return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
+  const agentCacheDir = join(dir, 'agent-cache')
+  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), agentCacheDir, ...(resolver && {resolver})})
+  return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, agentCacheDir, logs}
 }
 
 /** Pids of every bwrap process on the machine. */

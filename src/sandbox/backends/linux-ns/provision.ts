@@ -55,6 +55,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
       rootfs,
+      ...(request.readOnlyMounts ? {readOnlyMounts: request.readOnlyMounts} : {}),
     })
     const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
     return {
