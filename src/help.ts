@@ -1,8 +1,25 @@
-import {Help, type Command, type Interfaces} from '@oclif/core'
+import {type Command, CommandHelp, Help, type Interfaces} from '@oclif/core'
 
 import {loadAgentRegistry} from './agents/load.js'
 import {listEntries, renderAgentSummary} from './agents/render.js'
 import {messageOf} from './errors/index.js'
+
+type HelpCommand = Command.Loadable & {usageTail?: string}
+
+/**
+ * A command's help whose USAGE line, for a command that passes words on, ends
+ * with them (`exec … -- CMD...`, `agent … NAME [AGENT ARGS...]`) instead of
+ * listing them before the flags.
+ */
+class CleanroomCommandHelp extends CommandHelp {
+  protected override defaultUsage(): string {
+    const {usageTail} = this.command as HelpCommand
+    if (usageTail === undefined) return super.defaultUsage()
+    // The flags as oclif writes them, then the words that follow them.
+    const flagsOnly = new CleanroomCommandHelp({...this.command, args: {}, usageTail: undefined} as HelpCommand, this.config, this.opts)
+    return `${flagsOnly.defaultUsage()} ${usageTail}`
+  }
+}
 
 /**
  * oclif's help, plus the list of agents under `cleanroom agent --help`: the
@@ -10,6 +27,8 @@ import {messageOf} from './errors/index.js'
  * can name them.
  */
 export default class CleanroomHelp extends Help {
+  protected override CommandHelpClass = CleanroomCommandHelp
+
   override async showCommandHelp(command: Command.Loadable): Promise<void> {
     await super.showCommandHelp(command)
     if (command.id === 'agent') await this.showAgents()

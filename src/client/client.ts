@@ -86,9 +86,9 @@ export class DaemonClient {
     return this.json('GET', `/v1/sandboxes${all ? '?all=true' : ''}`)
   }
 
-  /** The sandbox's egress audit events as they are written (JSON lines); `follow` keeps the stream open. */
-  async *egressEvents(id: string, follow: boolean): AsyncGenerator<AuditEvent> {
-    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/egress${follow ? '?follow=true' : ''}`)
+  /** The sandbox's egress audit events as they are written (JSON lines); `follow` keeps the stream open until `signal` aborts. */
+  async *egressEvents(id: string, follow: boolean, signal?: AbortSignal): AsyncGenerator<AuditEvent> {
+    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/egress${follow ? '?follow=true' : ''}`, undefined, signal)
     if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
     let partial = ''
     for await (const chunk of response) {
@@ -197,13 +197,13 @@ export class DaemonClient {
   }
 
   /** A request whose body or answer is a stream (archives, the audit log), through Node's http client. */
-  private async send(method: string, path: string, body?: Readable): Promise<IncomingMessage> {
+  private async send(method: string, path: string, body?: Readable, signal?: AbortSignal): Promise<IncomingMessage> {
     // Loaded on first use: `exec` never needs it.
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
     if (this.options.start !== undefined) await this.startOnce()
     return new Promise((resolve, reject) => {
-      const req = httpRequest({socketPath: this.socketPath, path, method, headers: this.headers}, resolve)
+      const req = httpRequest({socketPath: this.socketPath, path, method, headers: this.headers, ...(signal ? {signal} : {})}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
       if (body === undefined) req.end()
       else body.pipe(req)
