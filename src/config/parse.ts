@@ -1,5 +1,6 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
 import {CleanroomError} from '../errors/index.js'
+import {configCommand} from './suggest.js'
 import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
 import {
   BACKENDS,
@@ -144,7 +145,7 @@ export function parseRuntimeConfigText(path: string, text: string): RuntimeConfi
     const lines = issues.map((issue) => formatIssue(issue))
     throw new CleanroomError('config_invalid', `runtime config invalid:\n${lines.join('\n')}`, {
       details: {path, issues},
-      suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
+      suggestions: [`Fix the lines above in ${path}, then check with: ${configCommand('config validate', path)}`],
     })
   }
   return config

@@ -2,14 +2,14 @@ import {Document, stringify} from 'yaml'
 
 import type {AgentSpec} from '../agents/spec.js'
 import {commentKey} from '../util/yaml-file.js'
-import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import {type BackendName, DEFAULT_RUNTIME_CONFIG} from './schema.js'
 
 /**
  * The commented `config.yaml` that `cleanroom config init` writes. Built with
  * the yaml Document API so every comment sits next to the setting it explains;
  * the built-in agents are shown commented out, ready to copy and edit.
  */
-export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): string {
+export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavailableBackends: readonly BackendName[] = []): string {
   const doc = new Document(
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
@@ -25,11 +25,12 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     ' Check this file with: cleanroom config validate',
   ].join('\n')
 
-  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  const notYet = (name: BackendName) => (unavailableBackends.includes(name) ? '; not available yet in this cleanroom' : '')
+  commentKey(doc, ['default_backend'], ` Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation${notYet('gvisor')}).`)
   commentKey(doc, ['backends'], ' Settings of each backend.')
   commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
   commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
-  commentKey(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
+  commentKey(doc, ['backends', 'gvisor'], ` gVisor user-space kernel (Debian package: runsc)${unavailableBackends.includes('gvisor') ? '. Not available yet in this cleanroom: its settings are kept for when it is' : ''}.`)
   commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
   commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
   commentKey(doc, ['egress'], ' The egress proxy each sandbox reaches the network through.')
