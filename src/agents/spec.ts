@@ -10,7 +10,8 @@ export interface CredentialMapping {
   transform?: CredentialTransform
 }
 
-export const CREDENTIAL_TRANSFORMS = ['codex-trust'] as const
+/** `none` says so on purpose: a later source's mapping of the same target otherwise keeps the earlier one's transform. */
+export const CREDENTIAL_TRANSFORMS = ['codex-trust', 'none'] as const
 export type CredentialTransform = (typeof CREDENTIAL_TRANSFORMS)[number]
 
 /** A destination the agent must reach, added to the policy of sandboxes it runs in. */

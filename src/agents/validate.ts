@@ -219,9 +219,33 @@ function parseEnv(value: unknown, path: PathSegment[], fail: ReportIssue): Recor
   return env
 }
 
-/** Layers `override` on `base`: every field `override` sets replaces the base's, lists and env included. */
+/**
+ * Layers `override` on `base`: every field `override` sets replaces the base's,
+ * lists and env included. One exception keeps a replaced list from silently
+ * losing what it did: a credential mapping without a `transform` whose target an
+ * earlier mapping rewrote (Codex's config.toml and its trust edit) keeps that
+ * transform, unless it says `transform: none`.
+ */
 export function mergeAgentInputs(base: AgentSpecInput, override: AgentSpecInput): AgentSpecInput {
-  return {...base, ...override}
+  const merged = {...base, ...override}
+  if (base.credentials && override.credentials) merged.credentials = override.credentials.map((mapping) => keepTransform(mapping, base.credentials!))
+  return merged
+}
+
+function keepTransform(mapping: CredentialMapping, earlier: readonly CredentialMapping[]): CredentialMapping {
+  if (mapping.transform !== undefined) return mapping
+  const target = normalizedTarget(mapping.target)
+  if (target === undefined) return mapping
+  const rewritten = earlier.find((previous) => previous.transform !== undefined && previous.transform !== 'none' && normalizedTarget(previous.target) === target)
+  return rewritten ? {...mapping, transform: rewritten.transform} : mapping
+}
+
+function normalizedTarget(target: string): string | undefined {
+  try {
+    return normalizeCredentialTarget(target)
+  } catch {
+    return undefined
+  }
 }
 
 /** Fills what no source set: command defaults to the name, test to a check of the command's first word. */
