@@ -6,7 +6,7 @@ import type {PublicSandbox} from './client.js'
 export function renderSandboxTable(sandboxes: readonly PublicSandbox[]): string {
   const rows = [['ID', 'STATUS', 'BACKEND', 'POLICY', 'CREATED']]
   for (const sandbox of sandboxes) {
-    rows.push([sandbox.sandbox_id, sandbox.status, sandbox.backend, sandbox.policy_hash.slice(0, 12), sandbox.created_at])
+    rows.push([sandbox.sandbox_id, sandbox.status, sandbox.backend, `${sandbox.policy_hash.slice(0, 12)}${sandbox.allow_all ? ' ALLOW-ALL' : ''}`, sandbox.created_at])
   }
   const widths = rows[0]!.map((_cell, column) => Math.max(...rows.map((row) => row[column]!.length)))
   return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n')
@@ -18,7 +18,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['sandbox', sandbox.sandbox_id],
     ['status', sandbox.failure ? `${sandbox.status}: ${visibleName(sandbox.failure)}` : sandbox.status],
     ['backend', sandbox.backend],
-    ['policy', sandbox.policy_hash],
+    ['policy', sandbox.allow_all ? `${sandbox.policy_hash} (ALLOW ALL over policy ${sandbox.policy.hash})` : sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
     ['workspace', sandbox.workspace_source ?? '(empty)'],

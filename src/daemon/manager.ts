@@ -2,6 +2,7 @@ import type {Readable} from 'node:stream'
 
 import {type BackendName, DEFAULT_RUNTIME_CONFIG} from '../config/schema.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
+import {sandboxPolicyHash} from '../policy/allow-all.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
 import {newExecId, newSandboxId} from '../sandbox/ids.js'
@@ -85,7 +86,7 @@ export class SandboxManager {
       sandbox_id: newSandboxId(),
       status: 'provisioning',
       backend: backend.name,
-      policy_hash: request.policy.hash,
+      policy_hash: sandboxPolicyHash(request.policy, request.allowAll),
       policy: request.policy,
       policy_source: request.policySource,
       allow_all: request.allowAll,
