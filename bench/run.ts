@@ -13,7 +13,7 @@ import {fileURLToPath} from 'node:url'
 
 import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
-import {agentComparison} from './agent.js'
+import {agentComparisons} from './agent.js'
 import {egressComparisons} from './egress.js'
 import {seccompComparisons} from './seccomp.js'
 import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
@@ -213,7 +213,15 @@ async function main(): Promise<void> {
     })
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
-    report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))
+    const agent = await agentComparisons({env, repo, runs: Math.min(RUNS, 10)})
+    report(agent.newSandbox)
+    report(agent.keptSandbox)
+    const beyond = (agent.disk.beyond_agent_writes_kib ?? Number.NaN) / 1024
+    measurements.push({
+      title: 'disk of a new agent sandbox after gemini --version (KiB)',
+      values: agent.disk,
+      goal: {description: `< 5 MiB beyond what the agent writes (measured ${beyond.toFixed(2)} MiB)`, met: beyond < 5},
+    })
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)
