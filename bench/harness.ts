@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 
 export interface Stats {
   runs: number
@@ -10,6 +10,8 @@ export interface Stats {
 export interface Variant {
   name: string
   run: () => Promise<void>
+  /** Runs before each timed run, untimed (e.g. emptying a cache). */
+  prepare?: () => Promise<void>
 }
 
 export interface Comparison {
@@ -35,6 +37,7 @@ export async function compare(title: string, variants: Variant[], options: {runs
   const samples = variants.map(() => [] as number[])
   for (let round = 0; round < warmup + runs; round++) {
     for (const [i, variant] of variants.entries()) {
+      await variant.prepare?.()
       const start = process.hrtime.bigint()
       await variant.run()
       const elapsed = Number(process.hrtime.bigint() - start) / 1e6
@@ -90,5 +93,15 @@ export function benchEnv(home: string): NodeJS.ProcessEnv {
     XDG_STATE_HOME: `${home}/.local/state`,
     XDG_RUNTIME_DIR: `${home}/run`,
     CLEANROOM_DATA_DIR: `${home}/.local/share/cleanroom`,
+  }
+}
+
+/** Whether `tool` is on PATH (peers the benchmark compares with where this machine has them). */
+export function installed(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
+    return true
+  } catch {
+    return false
   }
 }

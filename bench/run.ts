@@ -15,8 +15,9 @@ import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparisons} from './agent.js'
 import {egressComparisons} from './egress.js'
+import {imageComparison} from './images.js'
 import {seccompComparisons} from './seccomp.js'
-import {benchEnv, command, compare, type Comparison, renderComparison, type Variant} from './harness.js'
+import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -223,6 +224,9 @@ async function main(): Promise<void> {
       goal: {description: `< 5 MiB beyond what the agent writes (measured ${beyond.toFixed(2)} MiB)`, met: beyond < 5},
     })
 
+    // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
+    report(await imageComparison({runs: Math.min(RUNS, 10)}))
+
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)
       for (const [key, value] of Object.entries(measurement.values)) console.log(`  ${key.padEnd(28)} ${value.toFixed(2)}`)
@@ -320,15 +324,6 @@ function runscBundle(rootfs: string): Record<string, unknown> {
       {destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro']},
     ],
     linux: {namespaces: [{type: 'pid'}, {type: 'network'}, {type: 'ipc'}, {type: 'uts'}, {type: 'mount'}]},
-  }
-}
-
-function installed(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
   }
 }
 

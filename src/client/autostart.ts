@@ -1,23 +1,56 @@
-import {spawn} from 'node:child_process'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {mkdir, open, readFile} from 'node:fs/promises'
-import {join} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {type DaemonOwner, probeStateLock} from '../daemon/lock.js'
 import {CleanroomError} from '../errors/index.js'
-import {stateDir} from '../paths.js'
+import {defaultSocketPath, stateDir} from '../paths.js'
 import {closeInheritedFds} from '../util/fds.js'
 import {socketAnswers} from '../util/socket.js'
+import {requireTrustedDirectory} from './socket-trust.js'
 
 const START_TIMEOUT_MS = 15_000
+const POLL_MS = 25
 
 /**
  * Starts `cleanroom serve` on `socketPath` unless a daemon listens there by now,
  * detached, its output in the state dir's daemon.log, and waits until it listens.
+ * One daemon owns a state dir: when one already does and listens on another socket
+ * (a typo in --host, a stale CLEANROOM_HOST), nothing is started and the error says
+ * where it is. CLIs starting one at once all end up with the one that won.
+ * Never into a socket or state directory another user could write.
  */
 export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
+  requireTrustedDirectory(dirname(socketPath))
+  requireTrustedDirectory(stateDir(env))
   if (await socketAnswers(socketPath)) return
-  const logPath = join(stateDir(env), 'daemon.log')
-  await mkdir(stateDir(env), {recursive: true, mode: 0o700})
+  const state = stateDir(env)
+  const deadline = Date.now() + START_TIMEOUT_MS
+  const logPath = join(state, 'daemon.log')
+  const before = await probeStateLock(state)
+  if (before.held) return waitForOwner(socketPath, state, before.owner, env, deadline)
+
+  await mkdir(state, {recursive: true, mode: 0o700})
+  const child = await spawnDaemon(socketPath, runScript, env, logPath)
+  let exited = false
+  child.once('exit', () => {
+    exited = true
+  })
+  while (Date.now() < deadline) {
+    if (await socketAnswers(socketPath)) return
+    if (exited) {
+      // It would not start; most often another CLI's daemon took the state dir first.
+      const after = await probeStateLock(state)
+      if (after.held) return waitForOwner(socketPath, state, after.owner, env, deadline)
+      throw await notStarted(`the cleanroom daemon exited before it listened (log: ${logPath})`, logPath)
+    }
+    await sleep(POLL_MS)
+  }
+  throw await notStarted(`the cleanroom daemon did not start within ${START_TIMEOUT_MS / 1000}s (log: ${logPath})`, logPath)
+}
+
+async function spawnDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv, logPath: string): Promise<ChildProcess> {
   const log = await open(logPath, 'a', 0o600)
   // The daemon gets stdio and nothing else: the CLI's inherited fds (it needs none) would pass to it.
   closeInheritedFds()
@@ -28,17 +61,39 @@ export async function startDaemon(socketPath: string, runScript: string, env: No
       env,
     })
     child.unref()
+    return child
   } finally {
     await log.close()
   }
+}
 
-  const deadline = Date.now() + START_TIMEOUT_MS
+/** The state's owner is starting on our socket (wait for it), or listens elsewhere (say so, with the fix). */
+async function waitForOwner(socketPath: string, state: string, owner: DaemonOwner | undefined, env: NodeJS.ProcessEnv, deadline: number): Promise<void> {
+  if (owner && resolve(owner.socket) !== resolve(socketPath)) throw elsewhere(socketPath, state, owner, env)
   while (Date.now() < deadline) {
     if (await socketAnswers(socketPath)) return
-    await sleep(25)
+    await sleep(POLL_MS)
   }
-  const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
-  throw new CleanroomError('daemon_unavailable', `the cleanroom daemon did not start within ${START_TIMEOUT_MS / 1000}s (log: ${logPath})\n${tail}`, {
-    suggestions: ['Run it in the foreground to see why: cleanroom serve'],
+  const who = owner ? `pid ${owner.pid}` : 'a daemon that does not say which'
+  throw new CleanroomError('daemon_unavailable', `the cleanroom daemon that owns ${state} (${who}) does not answer at ${socketPath}`, {
+    suggestions: ['Stop it (sandboxes keep running): cleanroom serve stop', `See what it logged: ${join(state, 'daemon.log')}`],
   })
+}
+
+function elsewhere(socketPath: string, state: string, owner: DaemonOwner, env: NodeJS.ProcessEnv): CleanroomError {
+  const host = `unix://${owner.socket}`
+  const talk = resolve(owner.socket) === resolve(defaultSocketPath(env)) ? 'Talk to it: leave out --host and unset CLEANROOM_HOST' : `Talk to it: --host ${host} (or CLEANROOM_HOST=${host})`
+  return new CleanroomError(
+    'daemon_elsewhere',
+    `no cleanroom daemon answers at ${socketPath}, and the daemon that owns ${state} (pid ${owner.pid}, version ${owner.version}) listens at ${owner.socket}: one daemon serves a state dir`,
+    {
+      details: {socket: socketPath, state_dir: state, owner},
+      suggestions: [talk, `Or stop it, and the next command starts one at ${socketPath}: cleanroom serve stop --host ${host}`],
+    },
+  )
+}
+
+async function notStarted(message: string, logPath: string): Promise<CleanroomError> {
+  const tail = (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n')
+  return new CleanroomError('daemon_unavailable', `${message}\n${tail}`, {suggestions: ['Run it in the foreground to see why: cleanroom serve']})
 }

@@ -2,16 +2,19 @@ import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import {PassThrough, type Readable} from 'node:stream'
 
+import type {EgressState} from '../daemon/egress-supervisor.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {AgentPackageAnswer} from '../daemon/agent-packages.js'
+import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest, ExitStatus, SandboxRecord} from '../sandbox/types.js'
 import type {WorkspaceSummary} from '../workspace/changes.js'
 import {type Exchange, exchange, jsonRequest} from './http1.js'
+import {requireTrustedSocket} from './socket-trust.js'
 
-export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number}}
+export type PublicSandbox = Omit<SandboxRecord, 'runtime'> & {egress?: {allowed: number; denied: number} & EgressState}
 
 /** GET /v1/sandboxes/{id}/workspace/changes. */
 export type WorkspaceChanges = WorkspaceSummary & {sandbox_id: string; workspace_source: string}
@@ -37,7 +40,7 @@ export interface AgentPackageBody {
 }
 
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )
@@ -54,10 +57,11 @@ export class DaemonClient {
   /**
    * `start`: starts a daemon on `socketPath`; called once, when a request finds none there.
    * `version`: this CLI's version, sent with every request; a daemon of another version refuses them.
+   * `timeoutMs`: how long a JSON request may wait for its answer (default: as long as it takes).
    */
   constructor(
     readonly socketPath: string,
-    private readonly options: {start?: () => Promise<void>; version?: string} = {},
+    private readonly options: {start?: () => Promise<void>; version?: string; timeoutMs?: number} = {},
   ) {}
 
   private get headers(): Record<string, string> {
@@ -66,6 +70,16 @@ export class DaemonClient {
 
   ping(): Promise<{version: string; api: string; pid: number}> {
     return this.json('GET', '/v1/ping')
+  }
+
+  /** What cleanroom keeps on disk (GET /v1/system/df). */
+  diskUsage(): Promise<DiskUsageReport> {
+    return this.json('GET', '/v1/system/df')
+  }
+
+  /** Removes unused sandboxes, caches and logs (POST /v1/system/prune). */
+  prune(body: {all: boolean; dry_run: boolean; older_than_seconds: number}): Promise<PruneReport> {
+    return this.json('POST', '/v1/system/prune', body)
   }
 
   backends(): Promise<BackendInfo[]> {
@@ -168,7 +182,8 @@ export class DaemonClient {
     throw new CleanroomError('backend_failed', `the daemon answered ${answer.status} instead of starting the command`)
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** One JSON request and its JSON answer; an error answer becomes the CleanroomError the daemon sent. */
+  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const answer = await this.exchange([jsonRequest(method, path, body === undefined ? undefined : JSON.stringify(body), this.headers)])
     if (answer.upgraded) throw new CleanroomError('backend_failed', `the daemon switched protocols on ${method} ${path}`)
     check(answer)
@@ -180,15 +195,22 @@ export class DaemonClient {
    * nothing was sent: the daemon is started (when this client may) and the request sent again.
    */
   private async exchange(request: (Buffer | string)[]): Promise<Exchange> {
+    const socketPath = this.trustedSocketPath()
     try {
-      return await exchange(this.socketPath, request)
+      return await exchange(socketPath, request, this.options.timeoutMs)
     } catch (error) {
       if (this.options.start === undefined || !noDaemon(error)) throw unreachable(this.socketPath, error)
     }
     await this.startOnce()
-    return exchange(this.socketPath, request).catch((error: unknown) => {
+    return exchange(this.trustedSocketPath(), request).catch((error: unknown) => {
       throw unreachable(this.socketPath, error)
     })
+  }
+
+  /** The socket, once it is known that only this user or root can have put it there; checked before every connection. */
+  private trustedSocketPath(): string {
+    requireTrustedSocket(this.socketPath)
+    return this.socketPath
   }
 
   private startOnce(): Promise<void> {
@@ -196,14 +218,15 @@ export class DaemonClient {
     return this.started
   }
 
-  /** A request whose body or answer is a stream (archives, the audit log), through Node's http client. */
-  private async send(method: string, path: string, body?: Readable, signal?: AbortSignal): Promise<IncomingMessage> {
+  /** A request whose body or answer is a stream (archives, the audit log, image pulls), through Node's http client. */
+  async send(method: string, path: string, body?: Readable, signal?: AbortSignal): Promise<IncomingMessage> {
     // Loaded on first use: `exec` never needs it.
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
     if (this.options.start !== undefined) await this.startOnce()
+    const socketPath = this.trustedSocketPath()
     return new Promise((resolve, reject) => {
-      const req = httpRequest({socketPath: this.socketPath, path, method, headers: this.headers, ...(signal ? {signal} : {})}, resolve)
+      const req = httpRequest({socketPath, path, method, headers: this.headers, ...(signal ? {signal} : {})}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
       if (body === undefined) req.end()
       else body.pipe(req)
@@ -212,7 +235,7 @@ export class DaemonClient {
 }
 
 /** Turns an error response into the CleanroomError the daemon threw. */
-function check(response: RawResponse): void {
+export function check(response: RawResponse): void {
   if (response.status >= 200 && response.status < 300) return
   let error: {code?: string; message?: string; suggestions?: string[]; details?: unknown} = {}
   try {
@@ -226,7 +249,7 @@ function check(response: RawResponse): void {
   })
 }
 
-function collect(stream: Readable): Promise<Buffer> {
+export function collect(stream: Readable): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     stream.on('data', (chunk: Buffer) => chunks.push(chunk))

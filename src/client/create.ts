@@ -18,6 +18,8 @@ export interface CreateFromRepoOptions {
   extraAllow?: readonly AllowRuleInput[]
   /** The shared agent cache's entry to mount read-only at /cleanroom/agent. */
   agentPackage?: string
+  /** For one command: the daemon removes it when that command's stream ends or drops (docs/api.md). */
+  ephemeral?: boolean
   /** Receives the one-line notices: no policy file, allow-all in force. */
   notice: (message: string) => void
 }
@@ -39,6 +41,7 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
     ...(options.extraAllow && options.extraAllow.length > 0 ? {extra_allow: options.extraAllow} : {}),
     ...(options.agentPackage === undefined ? {} : {agent_package: options.agentPackage}),
     allow_all: options.allowAll === true,
+    ...(options.ephemeral ? {ephemeral: true} : {}),
   })
   if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
   return sandbox

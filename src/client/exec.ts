@@ -1,7 +1,9 @@
 import type {Socket} from 'node:net'
+import {join} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
 import {type Frame, FrameDecoder, FrameType, encodeFrame, encodeJsonFrame, framesOf} from '../daemon/protocol.js'
+import {stateDir} from '../paths.js'
 import type {ExecRequest, ExitStatus} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
 import {enterRawMode} from './raw-terminal.js'
@@ -28,7 +30,7 @@ export interface ExecOutcome {
 export async function runInSandbox(client: DaemonClient, sandboxId: string, request: ExecRequest, terminal: Terminal, started?: () => void): Promise<ExecOutcome> {
   const socket = await client.startExec(sandboxId, request)
   started?.()
-  return pump(socket, request.tty, terminal)
+  return pump(socket, request.tty, terminal, sandboxId)
 }
 
 /**
@@ -41,7 +43,7 @@ export function terminalSize(stdout: NodeJS.WriteStream): {cols: number; rows: n
   return Number.isInteger(cols) && Number.isInteger(rows) && cols > 0 && rows > 0 ? {cols, rows} : {}
 }
 
-function pump(socket: Socket, tty: boolean, terminal: Terminal): Promise<ExecOutcome> {
+function pump(socket: Socket, tty: boolean, terminal: Terminal, sandboxId: string): Promise<ExecOutcome> {
   const {stdin, stdout, stderr} = terminal
   const cleanups: (() => void)[] = []
   const cleanup = () => {
@@ -87,7 +89,7 @@ function pump(socket: Socket, tty: boolean, terminal: Terminal): Promise<ExecOut
     })
     decoder.on('error', (error: Error) => finish(error))
     socket.on('error', (error: Error) => finish(error))
-    socket.on('close', () => finish(new CleanroomError('daemon_unavailable', 'the daemon closed the connection before the command exited')))
+    socket.on('close', () => finish(execLost(sandboxId)))
 
     // stdin → the process. Paused again at the end, so a TTY stdin does not keep us alive.
     const onInput = (chunk: Buffer) => {
@@ -139,5 +141,15 @@ function pump(socket: Socket, tty: boolean, terminal: Terminal): Promise<ExecOut
       process.off('SIGINT', onInterrupt)
       process.off('SIGTERM', onTerminate)
     })
+  })
+}
+
+/** The stream ended without an exit frame: the daemon stopped or died, and with it every client's stream. */
+function execLost(sandboxId: string): CleanroomError {
+  return new CleanroomError('exec_lost', `the cleanroom daemon went away while the command was running in sandbox ${sandboxId}: its exit code is unknown`, {
+    suggestions: [
+      `A kept sandbox is still there, and the command may still run in it: cleanroom sandbox inspect ${sandboxId}`,
+      `See why the daemon stopped in its log: ${join(stateDir(), 'daemon.log')}`,
+    ],
   })
 }

@@ -13,13 +13,16 @@ export type Exchange = {upgraded: false; status: number; body: Buffer} | {upgrad
  * several milliseconds to warm up in a process that makes one request; this
  * costs a connect. The daemon answers every JSON request with a Content-Length.
  */
-export function exchange(socketPath: string, request: (Buffer | string)[]): Promise<Exchange> {
+export function exchange(socketPath: string, request: (Buffer | string)[], timeoutMs?: number): Promise<Exchange> {
   return new Promise((resolve, reject) => {
     const socket = connect(socketPath)
+    // A daemon that accepts but never answers (hung) must not hang a caller that cannot wait.
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => settle(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'})), timeoutMs)
     let received: Buffer = Buffer.alloc(0)
     let head: {status: number; length: number | undefined; bodyStart: number} | undefined
 
     const settle = (result: Exchange | Error) => {
+      clearTimeout(timer)
       socket.off('data', onData)
       socket.off('end', onEnd)
       socket.off('error', settle)

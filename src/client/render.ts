@@ -1,4 +1,5 @@
 import type {AuditEvent} from '../egress/audit.js'
+import {describeResources} from '../sandbox/resources.js'
 import {visibleName} from '../util/visible.js'
 import type {PublicSandbox} from './client.js'
 
@@ -21,6 +22,10 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['policy', sandbox.allow_all ? `${sandbox.policy_hash} (ALLOW ALL over policy ${sandbox.policy.hash})` : sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
+    ...(sandbox.egress?.listen_error === undefined ? [] : [['proxy', `not listening, connections out are refused; retrying: ${sandbox.egress.listen_error}`]]),
+    ...(sandbox.egress?.audit_error === undefined ? [] : [['audit', `the egress audit log cannot be written: ${sandbox.egress.audit_error}`]]),
+    ...(sandbox.ephemeral ? [['lifetime', 'for one command: removed when it ends or its client goes away']] : []),
+    ...(sandbox.resources === undefined ? [] : [['limits', sandbox.resources === null ? 'none: this daemon cannot set them (cleanroom doctor says why)' : describeResources(sandbox.resources)]]),
     ['workspace', sandbox.workspace_source ?? '(empty)'],
     ...(sandbox.agent_package ? [['agent', `${sandbox.agent_package.package} ${sandbox.agent_package.version} at /cleanroom/agent, read-only (agent cache entry ${sandbox.agent_package.entry.slice(0, 12)})`]] : []),
     ['created', sandbox.created_at],

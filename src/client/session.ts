@@ -1,4 +1,5 @@
 import type {BackendName} from '../config/schema.js'
+import {isCleanroomError} from '../errors/index.js'
 import type {ExecRequest} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
 import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
@@ -25,6 +26,9 @@ export interface SessionOptions {
 export async function runSession(client: DaemonClient, options: SessionOptions): Promise<ExecOutcome> {
   refuseNewSandboxFlags(options)
   const {terminal} = options
+  const created = options.sandboxId === undefined
+  // A sandbox made for this one command is ephemeral: the daemon removes it when the command's stream ends or
+  // drops, so a CLI killed at any point (before its exec even started) leaves nothing running.
   const sandboxId =
     options.sandboxId ??
     (
@@ -32,16 +36,21 @@ export async function runSession(client: DaemonClient, options: SessionOptions):
         dir: options.dir ?? process.cwd(),
         backend: options.backend,
         allowAll: options.allowAll,
+        ephemeral: !options.keep,
         notice: (message) => terminal.stderr.write(`cleanroom: ${message}\n`),
       })
     ).sandbox_id
-  const created = options.sandboxId === undefined
 
   const request: ExecRequest = {argv: options.argv, env: options.env, tty: options.tty, ...(options.tty ? terminalSize(terminal.stdout) : {})}
   try {
     return await runInSandbox(client, sandboxId, request, terminal)
   } finally {
-    if (created && !options.keep) await client.removeSandbox(sandboxId)
+    // The daemon removes it too; waiting for that here means no part of it outlives the command.
+    if (created && !options.keep) await client.removeSandbox(sandboxId).catch(ignoreNotFound)
     else if (created) terminal.stderr.write(`sandbox_id=${sandboxId}\n`)
   }
+}
+
+function ignoreNotFound(error: unknown): void {
+  if (!(isCleanroomError(error) && error.code === 'sandbox_not_found')) throw error
 }

@@ -1,21 +1,28 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
 import {CleanroomError} from '../errors/index.js'
+import {isEnvName} from '../util/env-name.js'
 import {configCommand} from './suggest.js'
 import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
+import {parseResources} from './parse-resources.js'
 import {
   BACKENDS,
   type BackendName,
   DEFAULT_RUNTIME_CONFIG,
+  EGRESS_AUDIT_FAILURE_MODES,
+  type EgressAuditFailureMode,
   type GvisorPlatform,
   GVISOR_PLATFORMS,
+  type RegistrySettings,
   type RuntimeConfig,
 } from './schema.js'
 
-const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents']
-const EGRESS_KEYS = ['max_connections_per_sandbox']
+const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents', 'registries']
+const EGRESS_KEYS = ['max_connections_per_sandbox', 'audit_failure']
 const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
-const LINUX_NS_KEYS = ['bwrap_path']
+const LINUX_NS_KEYS = ['bwrap_path', 'resources']
 const GVISOR_KEYS = ['runsc_path', 'platform']
+const REGISTRY_KEYS = ['username', 'password_env', 'token_env', 'insecure']
+const REGISTRY_HOST = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/
 
 /**
  * Validates a runtime config strictly: every unknown key and wrong type is
@@ -69,7 +76,45 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
     }
   }
 
+  parseRegistries(file, root.registries, config)
   return config
+}
+
+function parseRegistries(file: YamlFile, value: unknown, config: RuntimeConfig): void {
+  if (value === undefined || value === null) return
+  if (!isRecord(value)) {
+    file.report(['registries'], 'must be a mapping of registry host to settings')
+    return
+  }
+  for (const [host, settings] of Object.entries(value)) {
+    const path = ['registries', host]
+    if (!REGISTRY_HOST.test(host)) {
+      file.report(path, `"${host}" is not a registry host (lower-case host name or address, optional :port)`, 'key')
+      continue
+    }
+    if (!isRecord(settings)) {
+      file.report(path, 'must be a mapping of username, password_env, token_env, insecure')
+      continue
+    }
+    reportUnknownKeys(file, path, settings, REGISTRY_KEYS)
+    const parsed: RegistrySettings = {}
+    if (settings.username !== undefined) {
+      if (typeof settings.username === 'string' && settings.username !== '' && !/[:\0\r\n]/.test(settings.username)) parsed.username = settings.username
+      else file.report([...path, 'username'], 'must be a non-empty name without ":"')
+    }
+    for (const key of ['password_env', 'token_env'] as const) {
+      if (settings[key] === undefined) continue
+      if (typeof settings[key] === 'string' && isEnvName(settings[key])) parsed[key] = settings[key]
+      else file.report([...path, key], 'must name an environment variable (letters, digits, _), not hold the secret itself')
+    }
+    if (settings.insecure !== undefined) {
+      if (typeof settings.insecure === 'boolean') parsed.insecure = settings.insecure
+      else file.report([...path, 'insecure'], 'must be true or false')
+    }
+    if ((parsed.username === undefined) !== (parsed.password_env === undefined)) file.report(path, 'username and password_env go together', 'key')
+    if (parsed.token_env !== undefined && parsed.username !== undefined) file.report([...path, 'token_env'], 'give either username and password_env, or token_env')
+    config.registries[host] = parsed
+  }
 }
 
 function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): void {
@@ -82,6 +127,7 @@ function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): vo
   reportUnknownKeys(file, path, value, LINUX_NS_KEYS)
   const bwrap = binaryPath(file, [...path, 'bwrap_path'], value.bwrap_path)
   if (bwrap) config.backends['linux-ns'].bwrap_path = bwrap
+  parseResources(file, [...path, 'resources'], value.resources, config.backends['linux-ns'].resources)
 }
 
 function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): void {
@@ -91,6 +137,10 @@ function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): voi
     return
   }
   reportUnknownKeys(file, ['egress'], value, EGRESS_KEYS)
+  if (value.audit_failure !== undefined) {
+    const mode = oneOf(file, ['egress', 'audit_failure'], value.audit_failure, EGRESS_AUDIT_FAILURE_MODES)
+    if (mode) config.egress.audit_failure = mode as EgressAuditFailureMode
+  }
   const max = value.max_connections_per_sandbox
   if (max === undefined || max === null) return
   if (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > MAX_CONNECTIONS_PER_SANDBOX) {

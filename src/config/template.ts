@@ -2,6 +2,7 @@ import {Document, stringify} from 'yaml'
 
 import type {AgentSpec} from '../agents/spec.js'
 import {commentKey} from '../util/yaml-file.js'
+import {resourcesForTemplate} from './resources.js'
 import {type BackendName, DEFAULT_RUNTIME_CONFIG} from './schema.js'
 
 /**
@@ -10,11 +11,13 @@ import {type BackendName, DEFAULT_RUNTIME_CONFIG} from './schema.js'
  * the built-in agents are shown commented out, ready to copy and edit.
  */
 export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavailableBackends: readonly BackendName[] = []): string {
+  const backends = structuredClone(DEFAULT_RUNTIME_CONFIG.backends)
   const doc = new Document(
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
-      backends: structuredClone(DEFAULT_RUNTIME_CONFIG.backends),
+      backends: {...backends, 'linux-ns': {...backends['linux-ns'], resources: resourcesForTemplate()}},
       egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
+      registries: null,
       agents: null,
     },
     {version: '1.2'},
@@ -27,9 +30,19 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavai
 
   const notYet = (name: BackendName) => (unavailableBackends.includes(name) ? '; not available yet in this cleanroom' : '')
   commentKey(doc, ['default_backend'], ` Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation${notYet('gvisor')}).`)
+  commentKey(
+    doc,
+    ['egress', 'audit_failure'],
+    [
+      ' When a sandbox\'s egress audit log cannot be written (a full disk): deny refuses every connection out',
+      ' (reason audit_unavailable) until it can be written again; allow lets them through unlogged.',
+      ' Either way the failure is in the daemon log and in cleanroom sandbox inspect.',
+    ].join('\n'),
+  )
   commentKey(doc, ['backends'], ' Settings of each backend.')
   commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
   commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
+  commentResources(doc, ['backends', 'linux-ns', 'resources'])
   commentKey(doc, ['backends', 'gvisor'], ` gVisor user-space kernel (Debian package: runsc)${unavailableBackends.includes('gvisor') ? '. Not available yet in this cleanroom: its settings are kept for when it is' : ''}.`)
   commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
   commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
@@ -40,8 +53,22 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavai
     " Connections one sandbox may hold open through its proxy; more are closed at once (the daemon's own limit, from its open-file limit, also applies).",
   )
   commentKey(doc,
+    ['registries'],
+    [
+      ' Image registries (cleanroom image pull), by host. Secrets are never written here:',
+      ' name the environment variable of the cleanroom command that holds them.',
+      ' Plain HTTP only for registries on loopback or marked insecure: true; HTTPS for the rest.',
+    ].join('\n'),
+  )
+  commentKey(doc,
     ['agents'],
     [
+      '  ghcr.io:',
+      '    username: me',
+      '    password_env: GHCR_TOKEN',
+      '  registry.internal:5000:',
+      '    insecure: true',
+      '',
       ' Agents: custom agents and overrides of plugin agents, by name.',
       ' A field set here replaces the plugin\'s field (credentials, network and env as a whole).',
       ' The built-in agents\' defaults are shown below; uncomment a field to override it.',
@@ -53,6 +80,25 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavai
   return doc.toString({lineWidth: 0, nullStr: ''})
 }
 
+/** The comments of `backends.linux-ns.resources`. */
+function commentResources(doc: Document, path: string[]): void {
+  const notes: [string, string][] = [
+    ['', [
+      ' Limits of every sandbox, set with cgroups (v2 where its controllers are available, else v1).',
+      ' Only a root daemon can set them; otherwise sandboxes run without them and the daemon warns once.',
+      " A policy's sandbox.resources (vcpus, memory, disk) raises memory, vcpus and disk for its",
+      ' sandboxes, up to max below; asking for more is refused when the sandbox is created.',
+      ' Sizes: 512MiB, 8GiB, 2G, or bytes; "unlimited" turns a limit off.',
+    ].join('\n')],
+    ['pids', ' Processes and threads in one sandbox: a fork bomb stops here (fork fails with EAGAIN).'],
+    ['memory', ' Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137).'],
+    ['cpu_weight', ' CPU share when CPUs are busy, 1-10000: 100 is the same share as any other process group.'],
+    ['vcpus', ' A hard CPU quota in CPUs, e.g. 2 or 0.5.'],
+    ['disk', ' What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, its processes are stopped and it is marked failed.'],
+    ['max', " The most a policy may ask for; machine: this machine's memory, CPUs, or the size of the state filesystem."],
+  ]
+  for (const [key, text] of notes) commentKey(doc, key === '' ? path : [...path, key], text)
+}
 
 /** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */
 function agentExample(agent: AgentSpec): string {

@@ -10,16 +10,29 @@ const SIGNALS = new Set<string>(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGK
 /**
  * Joins an upgraded connection to a process in a sandbox: its output goes out
  * as frames, the client's frames become stdin, resizes and signals. The exit
- * frame is sent only after every byte of output. A client that goes away
- * detaches: the process keeps running with stdin closed.
+ * frame is sent only after every byte of output. A client that goes away before
+ * the process exits (or ends its side of the connection: stdin's end is a frame)
+ * detaches (the process keeps running with stdin closed), and `onClientGone` hears it.
  */
-export function attachProcess(socket: Duplex, process: SandboxProcess): void {
+export function attachProcess(socket: Duplex, process: SandboxProcess, onClientGone: () => void = () => undefined): void {
   let detached = false
+  let exited = false
   socket.on('error', () => undefined)
+  // The server keeps half-open connections: a client that is gone (killed) only shows as the end of its input.
+  socket.on('end', () => socket.destroy())
   socket.on('close', () => {
     detached = true
     process.stdin.end()
+    if (!exited) onClientGone()
   })
+  void process.exited.then(
+    () => {
+      exited = true
+    },
+    () => {
+      exited = true
+    },
+  )
 
   const forward = (stream: Readable | null, type: number): Promise<void> =>
     new Promise((resolve) => {

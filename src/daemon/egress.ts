@@ -31,10 +31,20 @@ export class SandboxEgress {
     private readonly audit: AuditLog,
   ) {}
 
-  /** Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed. */
-  static async start(backend: SandboxBackend, record: SandboxRecord, sandboxDir: string, limits: EgressLimits, resolver?: Resolver): Promise<SandboxEgress> {
+  /**
+   * Listens inside the sandbox and serves it; a sandbox whose daemon is gone has no listener, so egress fails closed.
+   * Its connections count against `limits`.
+   * `audit.onFailure` hears when the audit log stops (or starts again) being writable; with `audit.required`, connections are refused meanwhile.
+   */
+  static async start(
+    backend: SandboxBackend,
+    record: SandboxRecord,
+    sandboxDir: string,
+    options: {resolver?: Resolver; limits: EgressLimits; audit: {required: boolean; onFailure: (failure: string | undefined) => void}},
+  ): Promise<SandboxEgress> {
     if (!record.runtime) throw new Error(`sandbox ${record.sandbox_id} has no runtime`)
-    const audit = await AuditLog.open(auditPath(sandboxDir))
+    const {resolver} = options
+    const audit = await AuditLog.open(auditPath(sandboxDir), options.audit.onFailure)
     let server: Server
     try {
       server = await backend.listenInside(record.runtime, PROXY_PORT)
@@ -45,9 +55,21 @@ export class SandboxEgress {
     // A client that half-closes after its request must still get the answer; Node's
     // server reads this option when it accepts, so it can be set on a handed-over server.
     ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
-    const proxy = new EgressProxy({sandboxId: record.sandbox_id, policy: record.policy, allowAll: record.allow_all === true, audit, ...(resolver ? {resolver} : {})})
-    capConnections(server, limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
+    const proxy = new EgressProxy({
+      sandboxId: record.sandbox_id,
+      policy: record.policy,
+      allowAll: record.allow_all === true,
+      audit,
+      requireAudit: options.audit.required,
+      ...(resolver ? {resolver} : {}),
+    })
+    capConnections(server, options.limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
     return new SandboxEgress(server, proxy, audit)
+  }
+
+  /** Why the audit log cannot be written now, or undefined. */
+  auditFailure(): string | undefined {
+    return this.audit.failure()
   }
 
   async close(): Promise<void> {

@@ -1,31 +1,25 @@
 import type {Readable} from 'node:stream'
 
-import {type BackendName, DEFAULT_RUNTIME_CONFIG} from '../config/schema.js'
+import {type BackendName, DEFAULT_RUNTIME_CONFIG, type EgressAuditFailureMode} from '../config/schema.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
-import {sandboxPolicyHash} from '../policy/allow-all.js'
-import type {CompiledPolicy} from '../policy/schema.js'
 import type {BackendRuntime, SandboxBackend, SandboxProcess} from '../sandbox/backend.js'
-import {newExecId, newSandboxId} from '../sandbox/ids.js'
+import {newExecId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
-import type {ExecRequest, SandboxRecord, SandboxStatus} from '../sandbox/types.js'
+import type {ExecRequest, SandboxRecord} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
-import {AGENT_PACKAGE_MOUNT} from '../agents/cache/layout.js'
-import type {AgentPackageMount} from './agent-packages.js'
+import {ExecActivity} from './activity.js'
 import {ConnectionBudget} from './connection-limits.js'
-import {auditPath, caEnv, type EgressLimits, proxyEnv, SandboxEgress} from './egress.js'
+import {buildSandbox, type CreateSandboxRequest, newRecord} from './create.js'
+import {auditPath, caEnv, proxyEnv} from './egress.js'
+import {type EgressState, EgressSupervisor} from './egress-supervisor.js'
+import type {Logger} from './log.js'
+import {SandboxRecords} from './records.js'
+import {recoverSandboxes} from './recovery.js'
 import type {StateStore} from './state.js'
 
-export interface CreateSandboxRequest {
-  backend: BackendName
-  policy: CompiledPolicy
-  /** The policy file the policy came from; null for the default or a policy a client compiled. */
-  policySource: string | null
-  workspaceSource: string | null
-  allowAll: boolean
-  /** The shared agent cache's entry to mount read-only (src/daemon/agent-packages.ts). */
-  agentPackage?: AgentPackageMount
-}
+export type {Logger} from './log.js'
+export type {CreateSandboxRequest} from './create.js'
 
 export interface PendingExec {
   exec_id: string
@@ -34,138 +28,161 @@ export interface PendingExec {
   created_at: string
 }
 
-export type Logger = (message: string) => void
+export interface ManagerOptions {
+  /** Name resolution for the egress proxies; tests map names to local addresses. */
+  resolver?: Resolver
+  egressAuditFailure?: EgressAuditFailureMode
+  /** Connections one sandbox may hold open through its proxy (egress.max_connections_per_sandbox). */
+  maxConnectionsPerSandbox?: number
+  /** How long an ephemeral sandbox waits for its command before it is removed. */
+  ephemeralAttachMs?: number
+  /** How often an egress listener that could not be made is tried again. */
+  egressRetryMs?: number
+}
+
+export const EPHEMERAL_ATTACH_MS = 10_000
+const EGRESS_RETRY_MS = 2000
 
 /**
  * The daemon's sandboxes: creates them through a backend, keeps their records
- * on disk, re-adopts them after a restart, and starts executions in them.
+ * on disk, re-adopts them after a restart, watches their inits, and starts
+ * executions in them. Creating and removing one sandbox never overlap: a removal
+ * waits for the create in flight, and parallel removals share one.
  */
 export class SandboxManager {
-  private readonly sandboxes = new Map<string, SandboxRecord>()
+  private readonly records: SandboxRecords
   private readonly pendingExecs = new Map<string, PendingExec>()
-  private readonly egress = new Map<string, SandboxEgress>()
-  /** Every sandbox's proxy connections count against its own limit and the daemon's shared budget. */
-  private readonly egressLimits: EgressLimits
+  private readonly creating = new Map<string, Promise<void>>()
+  private readonly removing = new Map<string, Promise<SandboxRecord>>()
+  private readonly watches = new Map<string, () => void>()
+  private readonly egress: EgressSupervisor
+  private readonly activity: ExecActivity
 
   constructor(
-    private readonly store: StateStore,
+    readonly store: StateStore,
     private readonly backends: ReadonlyMap<BackendName, SandboxBackend>,
     private readonly log: Logger,
-    private readonly options: {resolver?: Resolver; maxConnectionsPerSandbox?: number} = {},
+    private readonly options: ManagerOptions = {},
   ) {
-    this.egressLimits = {perSandbox: options.maxConnectionsPerSandbox ?? DEFAULT_RUNTIME_CONFIG.egress.max_connections_per_sandbox, budget: new ConnectionBudget()}
+    this.records = new SandboxRecords(store, log)
+    this.egress = new EgressSupervisor({
+      backend: (record) => this.backend(record.backend),
+      sandboxDir: (id) => store.sandboxDir(id),
+      ...(options.resolver ? {resolver: options.resolver} : {}),
+      auditFailure: options.egressAuditFailure ?? 'deny',
+      limits: {perSandbox: options.maxConnectionsPerSandbox ?? DEFAULT_RUNTIME_CONFIG.egress.max_connections_per_sandbox, budget: new ConnectionBudget()},
+      log,
+      retryMs: options.egressRetryMs ?? EGRESS_RETRY_MS,
+    })
+    this.activity = new ExecActivity((id, why) => {
+      log(`sandbox ${id}: removing it (it was for one command): ${why}`)
+      this.remove(id).catch((error: unknown) => log(`sandbox ${id}: could not remove it: ${messageOf(error)}`))
+    })
   }
 
-  /** Loads every record and checks each live one: still running → ready, gone → failed. */
+  /** Takes over what the state dir holds (see recovery.ts); writes no status it did not see. */
   async adopt(): Promise<void> {
-    await this.store.init()
-    const records = await this.store.loadAll((id, error) => this.log(`sandbox ${id}: unreadable state, skipped: ${messageOf(error)}`))
-    for (const record of records) {
-      this.sandboxes.set(record.sandbox_id, record)
-      if (record.status !== 'ready' && record.status !== 'provisioning' && record.status !== 'stopping') continue
-      const backend = this.backends.get(record.backend)
-      const alive = backend !== undefined && record.runtime !== undefined && (await backend.isAlive(record.runtime))
-      if (alive && record.status === 'ready') {
-        try {
-          await this.startEgress(record)
-          this.log(`sandbox ${record.sandbox_id}: re-adopted`)
-        } catch (error) {
-          await this.markFailed(record, `its egress proxy could not listen again: ${messageOf(error)}`)
-        }
-      } else {
-        await this.markFailed(record, alive ? `interrupted while ${record.status}` : 'its init process is gone (the sandbox died while the daemon was down)')
-      }
-    }
+    await recoverSandboxes({
+      store: this.store,
+      backends: this.backends,
+      log: this.log,
+      list: (record) => this.records.add(record),
+      markFailed: (record, why) => this.markFailed(record, why),
+      remove: (id) => this.remove(id).then(() => undefined),
+      serve: async (record) => {
+        await this.egress.startOrRetry(record)
+        this.watch(record)
+        this.watchLimits(record)
+      },
+    })
+    for (const backend of this.backends.values()) await backend.reclaimLeftovers?.().catch((error: unknown) => this.log(`${backend.name}: ${messageOf(error)}`))
   }
 
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
     const backend = this.backend(request.backend)
     requireCapabilities(backend.name, request.policy, backend.capabilities())
-    const now = new Date().toISOString()
-    const record: SandboxRecord = {
-      sandbox_id: newSandboxId(),
-      status: 'provisioning',
-      backend: backend.name,
-      policy_hash: sandboxPolicyHash(request.policy, request.allowAll),
-      policy: request.policy,
-      policy_source: request.policySource,
-      allow_all: request.allowAll,
-      workspace_source: request.workspaceSource,
-      ...(request.agentPackage ? {agent_package: {entry: request.agentPackage.entry, package: request.agentPackage.package, version: request.agentPackage.version}} : {}),
-      created_at: now,
-      updated_at: now,
-    }
-    const times = [performance.now()]
-    this.sandboxes.set(record.sandbox_id, record)
-    await this.store.save(record)
-    times.push(performance.now())
+    const record = newRecord(request, backend.name)
+    const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
+    const built = buildSandbox(context, backend, record, request)
+    this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
-      record.runtime = await backend.provision({
-        sandboxId: record.sandbox_id,
-        policy: request.policy,
-        workspaceSource: request.workspaceSource,
-        stateDir: this.store.sandboxDir(record.sandbox_id),
-        ...(request.agentPackage ? {readOnlyMounts: [{source: request.agentPackage.source, target: AGENT_PACKAGE_MOUNT}]} : {}),
-      })
-      times.push(performance.now())
-      await this.startEgress(record)
-      times.push(performance.now())
-    } catch (error) {
-      // A sandbox that never came up leaves nothing behind.
-      if (record.runtime) await backend.terminate(record.runtime).catch(() => undefined)
-      this.sandboxes.delete(record.sandbox_id)
-      await this.store.remove(record.sandbox_id)
-      if (error instanceof CleanroomError) throw error
-      throw new CleanroomError('backend_failed', `could not create the sandbox: ${messageOf(error)}`, {cause: error})
+      await built
+    } finally {
+      this.creating.delete(record.sandbox_id)
     }
-    await this.setStatus(record, 'ready')
-    times.push(performance.now())
-    const [start = 0, saved = 0, provisioned = 0, listening = 0, done = 0] = times
-    const ms = (value: number) => value.toFixed(1)
-    this.log(
-      `sandbox ${record.sandbox_id}: ready (${backend.name}, policy ${record.policy_hash.slice(0, 12)}) in ${ms(done - start)} ms: ` +
-        `backend ${ms(provisioned - saved)}, egress listener ${ms(listening - provisioned)}, state writes ${ms(saved - start + done - listening)}`,
-    )
+    this.watch(record)
+    this.watchLimits(record)
+    if (record.ephemeral) this.activity.awaitOwner(record.sandbox_id, this.options.ephemeralAttachMs ?? EPHEMERAL_ATTACH_MS)
     return record
   }
 
   list(all: boolean): SandboxRecord[] {
-    const records = [...this.sandboxes.values()].sort((a, b) => a.sandbox_id.localeCompare(b.sandbox_id))
-    return all ? records : records.filter((record) => record.status !== 'stopped')
+    return this.records.list(all)
   }
 
   get(id: string): SandboxRecord {
-    const record = this.sandboxes.get(id)
-    if (!record) {
-      throw new CleanroomError('sandbox_not_found', `no sandbox ${id}`, {suggestions: ['List sandboxes with: cleanroom sandbox ls --all']})
-    }
-    return record
+    return this.records.get(id)
+  }
+
+  /** The sandbox's egress listener and audit log, for `sandbox inspect`. */
+  egressState(id: string): EgressState {
+    return this.egress.state(this.get(id).sandbox_id)
+  }
+
+  /** Executions running in the sandbox, and whether any is waiting to be attached. */
+  executions(id: string): {running: number; pending: number} {
+    const pending = [...this.pendingExecs.values()].filter((exec) => exec.sandbox_id === id).length
+    return {running: this.activity.running(id), pending}
   }
 
   /**
-   * Terminates a sandbox: its processes are killed, its mounts and files removed.
-   * The record stays in memory as stopped (for `sandbox ls --all`); nothing stays on disk.
+   * Terminates a sandbox: its processes are killed, its mounts and files removed;
+   * the record stays in memory as stopped (for `sandbox ls --all`), nothing on disk.
+   * One still being created is removed once its create has stopped. Removals of one
+   * sandbox at once are one removal. A full disk does not stop it.
    */
   async remove(id: string): Promise<SandboxRecord> {
+    const inFlight = this.removing.get(id)
+    if (inFlight) return inFlight
     const record = this.get(id)
     if (record.status === 'stopped') return record
-    await this.setStatus(record, 'stopping')
-    await this.egress.get(id)?.close()
-    this.egress.delete(id)
-    const backend = this.backends.get(record.backend)
-    if (backend && record.runtime) await backend.terminate(record.runtime)
+    const removal = this.tearDown(record).finally(() => this.removing.delete(id))
+    this.removing.set(id, removal)
+    return removal
+  }
+
+  private async tearDown(record: SandboxRecord): Promise<SandboxRecord> {
+    const id = record.sandbox_id
+    await this.creating.get(id)
+    if (!this.records.isCurrent(record)) return {...record, status: 'stopped'}
+    this.unwatch(id)
+    this.activity.forget(id)
+    record.status = 'stopping'
+    record.updated_at = new Date().toISOString()
+    await this.records.persist(record)
+    await this.egress.stop(id)
+    await this.backend(record.backend).reclaim(this.store.sandboxDir(id), record.runtime)
+    await this.records.written(id)
     await this.store.remove(id)
     record.status = 'stopped'
     record.updated_at = new Date().toISOString()
     delete record.runtime
     for (const [execId, pending] of this.pendingExecs) if (pending.sandbox_id === id) this.pendingExecs.delete(execId)
+    this.records.trimStopped()
     this.log(`sandbox ${id}: removed`)
     return record
   }
 
   /** Terminates every live sandbox (serve --shutdown-sandboxes). */
   async removeAll(): Promise<void> {
-    for (const record of this.list(false)) await this.remove(record.sandbox_id).catch((error: unknown) => this.log(`sandbox ${record.sandbox_id}: ${messageOf(error)}`))
+    await Promise.all(
+      this.list(false).map((record) => this.remove(record.sandbox_id).catch((error: unknown) => this.log(`sandbox ${record.sandbox_id}: ${messageOf(error)}`))),
+    )
+  }
+
+  /** Forgets stopped sandboxes (system prune); they have nothing on disk. */
+  forgetStopped(ids: readonly string[]): void {
+    this.records.forgetStopped(ids)
   }
 
   /** Registers an execution; it starts when a client attaches to it. */
@@ -178,18 +195,37 @@ export class SandboxManager {
   }
 
   /** Starts a registered execution; each can be started once. */
-  async startExec(execId: string): Promise<SandboxProcess> {
+  async startExec(execId: string): Promise<{sandboxId: string; process: SandboxProcess}> {
     const pending = this.pendingExecs.get(execId)
     if (!pending) throw new CleanroomError('exec_not_found', `no execution ${execId} waiting to start (each can be attached once)`)
     this.pendingExecs.delete(execId)
-    return this.run(pending.sandbox_id, pending.request)
+    return {sandboxId: pending.sandbox_id, process: await this.run(pending.sandbox_id, pending.request)}
   }
 
-  /** Starts a process in a ready sandbox; a sandbox found dead is marked failed. */
+  /**
+   * Starts a process in a ready sandbox; a sandbox found dead is marked failed.
+   * The first execution of an ephemeral sandbox owns it (see ExecActivity).
+   */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
     // The request's own variables win; the proxy settings are only defaults.
     const env = {...proxyEnv(), ...caEnv(), ...request.env}
-    return this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
+    const process = await this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
+    const record = this.get(sandboxId)
+    record.last_used_at = new Date().toISOString()
+    this.activity.started(sandboxId, process, record.ephemeral === true)
+    void process.exited.catch(() => undefined).then(() => this.finished(record, process))
+    return process
+  }
+
+  /** The client of an execution went away before it exited: kept sandboxes keep it running, an ephemeral one it owns goes. */
+  clientGone(sandboxId: string, process: SandboxProcess): void {
+    this.activity.clientGone(sandboxId, process)
+  }
+
+  private finished(record: SandboxRecord, process: SandboxProcess): void {
+    record.last_used_at = new Date().toISOString()
+    this.activity.finished(record.sandbox_id, process)
+    if (record.status === 'ready' && !this.removing.has(record.sandbox_id) && this.records.isCurrent(record)) void this.records.persist(record)
   }
 
   async extractArchive(sandboxId: string, archive: Readable, destination: string): Promise<void> {
@@ -232,15 +268,41 @@ export class SandboxManager {
     return auditPath(this.store.sandboxDir(this.get(sandboxId).sandbox_id))
   }
 
-  /** Stops every egress proxy (daemon shutdown): the sandboxes' connections out are refused until a daemon adopts them again. */
-  async closeEgress(): Promise<void> {
-    for (const egress of this.egress.values()) await egress.close()
-    this.egress.clear()
+  /** Daemon shutdown: stops watching and serving egress (connections out are refused until a daemon adopts the sandboxes again). */
+  async close(): Promise<void> {
+    for (const id of [...this.watches.keys()]) this.unwatch(id)
+    this.activity.forgetAll()
+    await this.egress.stopAll()
+    await this.records.allWritten()
   }
 
-  private async startEgress(record: SandboxRecord): Promise<void> {
-    const egress = await SandboxEgress.start(this.backend(record.backend), record, this.store.sandboxDir(record.sandbox_id), this.egressLimits, this.options.resolver)
-    this.egress.set(record.sandbox_id, egress)
+  backendOf(record: SandboxRecord): SandboxBackend {
+    return this.backend(record.backend)
+  }
+
+  private watch(record: SandboxRecord): void {
+    if (!record.runtime) return
+    const id = record.sandbox_id
+    this.unwatch(id)
+    const stop = this.backend(record.backend).watchExit(record.runtime, (why) => {
+      this.watches.delete(id)
+      if (this.records.isCurrent(record) && record.status === 'ready' && !this.removing.has(id)) void this.markFailed(record, why)
+    })
+    this.watches.set(id, stop)
+  }
+
+  private unwatch(id: string): void {
+    this.watches.get(id)?.()
+    this.watches.delete(id)
+  }
+
+  /** A sandbox that passes a limit its backend watches (linux-ns: disk) is stopped by the backend and marked failed here. */
+  private watchLimits(record: SandboxRecord): void {
+    if (!record.runtime) return
+    const onBreach = (reason: string): void => {
+      if (this.records.isCurrent(record) && record.status === 'ready' && !this.removing.has(record.sandbox_id)) void this.markFailed(record, reason)
+    }
+    this.backends.get(record.backend)?.watchLimits?.(record.runtime, onBreach, this.log)
   }
 
   private reach(record: SandboxRecord): {backend: SandboxBackend; runtime: BackendRuntime} {
@@ -252,8 +314,8 @@ export class SandboxManager {
   private async failIfDead(record: SandboxRecord): Promise<void> {
     const backend = this.backends.get(record.backend)
     if (backend && record.runtime && !(await backend.isAlive(record.runtime))) {
-      await this.markFailed(record, 'its init process exited')
-      throw new CleanroomError('sandbox_failed', `sandbox ${record.sandbox_id} has failed: its init process exited`, {
+      if (record.status === 'ready') await this.markFailed(record, 'its init process exited')
+      throw new CleanroomError('sandbox_failed', `sandbox ${record.sandbox_id} has failed: ${record.failure ?? 'its init process exited'}`, {
         suggestions: [`Remove it with: cleanroom sandbox rm ${record.sandbox_id}`],
       })
     }
@@ -269,17 +331,16 @@ export class SandboxManager {
     return backend
   }
 
+  /** Records a death the daemon saw: failed with why, its egress closed. The record on disk follows when the disk allows. */
   private async markFailed(record: SandboxRecord, why: string): Promise<void> {
+    record.status = 'failed'
     record.failure = why
-    await this.setStatus(record, 'failed')
+    record.updated_at = new Date().toISOString()
+    this.unwatch(record.sandbox_id)
     this.log(`sandbox ${record.sandbox_id}: failed: ${why}`)
+    await Promise.all([this.egress.stop(record.sandbox_id), this.records.persist(record)])
   }
 
-  private async setStatus(record: SandboxRecord, status: SandboxStatus): Promise<void> {
-    record.status = status
-    record.updated_at = new Date().toISOString()
-    await this.store.save(record)
-  }
 }
 
 function requireReady(record: SandboxRecord): void {

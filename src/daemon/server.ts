@@ -6,17 +6,24 @@ import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
+import {defaultSocketPath} from '../paths.js'
+import type {ImageService} from '../images/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import {type AgentPackages, parseAgentPackageRequest} from './agent-packages.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
+import type {Logger} from './log.js'
+import {imageRoutes} from './images-routes.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
+import {diskUsage, parsePruneRequest, prune, type SystemContext} from './system/index.js'
 
 export const API_VERSION = 'v1'
 const RUN_OUTPUT_LIMIT = 16 << 20
+/** How long a refused upgrade's answer may take to reach the client before the connection is cut. */
+const REFUSAL_LINGER_MS = 2000
 
 export interface DaemonContext {
   manager: SandboxManager
@@ -24,12 +31,24 @@ export interface DaemonContext {
   defaultBackend: BackendName
   version: string
   agentPackages: AgentPackages
+  /** Where this daemon listens, for the commands its messages suggest. */
+  socketPath: string
+  /** The state dir: the daemon's log is there. */
+  stateDir: string
+  log: Logger
+  images: ImageService
+}
+
+/** The API server and the one way to stop it: every connection, upgraded streams included, is closed. */
+export interface ApiServer {
+  server: Server
+  close(): Promise<void>
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: string[], url: URL) => Promise<void>
 
 /** The daemon's HTTP API (see docs/api.md). Every route answers JSON; errors are `{error: {code, message}}`. */
-export function createApiServer(context: DaemonContext): Server {
+export function createApiServer(context: DaemonContext): ApiServer {
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/v1\/ping$/, async (_req, res) => sendJson(res, 200, {version: context.version, api: API_VERSION, pid: process.pid})],
     ['GET', /^\/v1\/backends$/, async (_req, res) => sendJson(res, 200, await describeBackends(context))],
@@ -39,7 +58,7 @@ export function createApiServer(context: DaemonContext): Server {
     }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)$/, async (_req, res, [id]) => {
       const record = context.manager.get(id!)
-      const egress = record.status === 'stopped' ? undefined : await auditCounts(context.manager.auditLog(id!))
+      const egress = record.status === 'stopped' ? undefined : {...(await auditCounts(context.manager.auditLog(id!))), ...context.manager.egressState(id!)}
       sendJson(res, 200, {...publicRecord(record), ...(egress ? {egress} : {})})
     }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/egress$/, async (req, res, [id], url) => streamAudit(context, req, res, id!, url.searchParams.get('follow') === 'true')],
@@ -48,7 +67,7 @@ export function createApiServer(context: DaemonContext): Server {
       const pending = context.manager.createExec(id!, parseExecRequest(await readJson(req)))
       sendJson(res, 201, {exec_id: pending.exec_id, sandbox_id: pending.sandbox_id})
     }],
-    ['POST', /^\/v1\/sandboxes\/([^/]+)\/run$/, async (req, res, [id]) => sendJson(res, 200, await runToCompletion(context, id!, await readJson(req)))],
+    ['POST', /^\/v1\/sandboxes\/([^/]+)\/run$/, async (req, res, [id]) => sendJson(res, 200, await runToCompletion(context, id!, await readJson(req), res))],
     ['PUT', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (req, res, [id], url) => {
       await context.manager.extractArchive(id!, req, parseSandboxPath(url.searchParams.get('path')))
       sendJson(res, 200, {extracted: true})
@@ -64,6 +83,9 @@ export function createApiServer(context: DaemonContext): Server {
       res.writeHead(200, {'content-type': 'application/x-tar'})
       await pipeline(archive, res)
     }],
+    ['GET', /^\/v1\/system\/df$/, async (_req, res) => sendJson(res, 200, await diskUsage(systemContext(context)))],
+    ['POST', /^\/v1\/system\/prune$/, async (req, res) => sendJson(res, 200, await prune(systemContext(context), parsePruneRequest(await readJson(req))))],
+    ...imageRoutes(context.images),
   ]
 
   const server = createServer((req, res) => {
@@ -85,18 +107,39 @@ export function createApiServer(context: DaemonContext): Server {
     })()
   })
 
+  // Upgraded connections leave the HTTP server's books: without this set, nothing could close them.
+  const streams = new Set<Duplex>()
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    streams.add(socket)
+    socket.once('close', () => streams.delete(socket))
     void upgradeExec(context, req, socket, head)
   })
-  return server
+  return {
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+        for (const socket of streams) socket.destroy()
+      }),
+  }
 }
 
 function findRoute(routes: [string, RegExp, Handler][], method: string, path: string): {handler: Handler; params: string[]} | undefined {
   for (const [routeMethod, pattern, handler] of routes) {
     const match = pattern.exec(path)
-    if (match && routeMethod === method) return {handler, params: match.slice(1).map((part) => decodeURIComponent(part))}
+    if (match && routeMethod === method) return {handler, params: match.slice(1).map((part) => decodePathPart(part))}
   }
   return undefined
+}
+
+/** A percent-decoded path segment; a malformed escape is the client's error (400), not ours. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw badRequest(`malformed percent-escape in the request path: ${JSON.stringify(part.slice(0, 200))}`)
+  }
 }
 
 /**
@@ -115,13 +158,14 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
     return
   }
   let process
+  let sandboxId: string
   let rest = head
   try {
     requireClientVersion(context, req)
     if (attach) {
-      process = await context.manager.startExec(decodeURIComponent(attach[1]!))
+      ;({sandboxId, process} = await context.manager.startExec(decodePathPart(attach[1]!)))
     } else {
-      const sandboxId = decodeURIComponent(start![1]!)
+      sandboxId = decodePathPart(start![1]!)
       context.manager.get(sandboxId)
       const first = await readFirstFrame(socket, head).catch((error: unknown) => {
         throw badRequest(messageOf(error))
@@ -136,7 +180,8 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
   }
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${EXEC_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`)
   if (rest.length > 0) socket.unshift(rest)
-  attachProcess(socket, process)
+  const started = process
+  attachProcess(socket, started, () => context.manager.clientGone(sandboxId, started))
 }
 
 /**
@@ -147,29 +192,42 @@ async function upgradeExec(context: DaemonContext, req: IncomingMessage, socket:
 function requireClientVersion(context: DaemonContext, req: IncomingMessage): void {
   const client = req.headers[CLIENT_VERSION_HEADER]
   if (client === undefined || client === context.version) return
+  const host = context.socketPath === defaultSocketPath() ? '' : ` --host unix://${context.socketPath}`
   throw new CleanroomError('daemon_version_mismatch', `the running cleanroom daemon is version ${context.version} (pid ${process.pid}) and this cleanroom is ${String(client)}`, {
-    suggestions: [`Stop the old daemon: kill ${process.pid} (sandboxes keep running; the next cleanroom command starts a daemon of this version, which takes them over)`],
+    suggestions: [`Stop the old daemon: cleanroom serve stop${host} (sandboxes keep running; the next cleanroom command starts a daemon of this version, which takes them over)`],
   })
 }
 
+/**
+ * Answers a refused upgrade and closes the connection. What the client sent is read
+ * and dropped (closing a unix socket with unread bytes resets it, and the client
+ * could lose the answer); the connection closes when the client hangs up, or after
+ * a linger when it never does.
+ */
 function refuseUpgrade(socket: Duplex, error: unknown): void {
   const known = isCleanroomError(error) ? error : new CleanroomError('backend_failed', messageOf(error))
   const body = JSON.stringify(errorJson(known))
+  socket.resume()
   socket.end(`HTTP/1.1 ${statusOf(known)} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
 }
 
 async function createSandbox(context: DaemonContext, body: Record<string, unknown>): Promise<SandboxRecord> {
   const backend = parseBackendName(body.backend, context.defaultBackend)
   if (body.allow_all !== undefined && typeof body.allow_all !== 'boolean') throw badRequest('allow_all must be true or false')
+  if (body.ephemeral !== undefined && typeof body.ephemeral !== 'boolean') throw badRequest('ephemeral must be true or false')
   const agentPackage = body.agent_package === undefined ? undefined : await context.agentPackages.mount(body.agent_package)
-  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true, ...(agentPackage ? {agentPackage} : {})})
+  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true, ephemeral: body.ephemeral === true, ...(agentPackage ? {agentPackage} : {})})
 }
 
 /** The curl-friendly way to run a command: waits for it and returns its output as text. */
-async function runToCompletion(context: DaemonContext, id: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+async function runToCompletion(context: DaemonContext, id: string, body: Record<string, unknown>, res: ServerResponse): Promise<Record<string, unknown>> {
   const request = parseExecRequest({...body, tty: false})
   if (body.stdin !== undefined && typeof body.stdin !== 'string') throw badRequest('stdin must be a string')
   const process = await context.manager.run(id, request)
+  res.once('close', () => {
+    if (!res.writableFinished) context.manager.clientGone(id, process)
+  })
   const collect = (stream: NodeJS.ReadableStream | null) =>
     new Promise<string>((resolve) => {
       if (!stream) return resolve('')
@@ -196,6 +254,8 @@ async function streamAudit(context: DaemonContext, req: IncomingMessage, res: Se
   // The response's close, not the socket's: a kept-alive socket outlives many requests.
   res.once('close', () => stop.abort())
   res.writeHead(200, {'content-type': 'application/x-ndjson'})
+  // A follower learns at once that it is following, not when the first event comes.
+  res.flushHeaders()
   for await (const event of readAudit(path, {follow, signal: stop.signal})) {
     if (!res.write(`${JSON.stringify(event)}\n`)) await new Promise((resolve) => res.once('drain', resolve))
   }
@@ -237,6 +297,10 @@ async function describeBackends(context: DaemonContext): Promise<Record<string, 
       capabilities: backend.capabilities(),
     })),
   )
+}
+
+function systemContext(context: DaemonContext): SystemContext {
+  return {manager: context.manager, stateDir: context.stateDir, log: context.log}
 }
 
 /** A record as the API shows it: the backend's private runtime state left out. */

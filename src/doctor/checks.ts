@@ -4,14 +4,17 @@ import {dirname, resolve} from 'node:path'
 
 import {socketPathOf} from '../client/connect.js'
 import {DaemonClient} from '../client/client.js'
+import {requireTrustedDirectory, requireTrustedSocket} from '../client/socket-trust.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import {defaultConfigPath} from '../config/paths.js'
-import type {BackendName} from '../config/schema.js'
+import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {configCommand} from '../config/suggest.js'
-import {messageOf} from '../errors/index.js'
+import {isCleanroomError, messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
+import {probeCgroups} from '../sandbox/backends/linux-ns/cgroup-host.js'
+import {defaultLimits, describeResources} from '../sandbox/resources.js'
 import {capabilityFixes, capabilityMismatch, missingCapabilities} from '../sandbox/capabilities.js'
 import {pasteable} from '../util/pasteable.js'
 import {checkIgnoredFiles} from './ignored.js'
@@ -87,6 +90,7 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
     }
   }
 
+  if (config) checks.push(checkResourceLimits(config))
   checks.push(await checkSocket(options.host, options.version))
   const sandboxes = await new DaemonClient(socketPathOf(options.host)).listSandboxes(false).catch(() => [])
   checks.push(await checkIgnoredFiles(options.dir, sandboxes))
@@ -146,20 +150,46 @@ async function checkOverlay(): Promise<Check> {
     : {name: 'overlayfs', status: 'fail', detail: 'the kernel has no overlay filesystem', fix: 'modprobe overlay (or use a kernel with CONFIG_OVERLAY_FS)'}
 }
 
+/** Whether a daemon run like this command can set linux-ns sandboxes' limits (cgroups). */
+function checkResourceLimits(config: RuntimeConfig): Check {
+  const name = 'resource limits (linux-ns)'
+  const probe = probeCgroups()
+  if (!probe.ok) {
+    return {
+      name,
+      status: 'warn',
+      detail: `off: ${probe.problem}. Sandboxes run without pids, memory, CPU and disk limits, and a policy with sandbox.resources is refused`,
+      fix: 'Run the daemon as root on a machine with cgroups (v2 offering pids, memory and cpu, or v1 with pids, memory, cpu and freezer)',
+    }
+  }
+  const limits = describeResources({cgroup: `v${probe.host.version}`, ...defaultLimits(config.backends['linux-ns'].resources)})
+  return {name, status: 'pass', detail: `every sandbox gets ${limits}`}
+}
+
 async function checkSocket(host: string | undefined, version: string | undefined): Promise<Check> {
   const socketPath = socketPathOf(host)
   try {
-    const daemon = await new DaemonClient(socketPath).ping()
+    requireTrustedSocket(socketPath)
+    requireTrustedDirectory(dirname(socketPath))
+  } catch (error) {
+    return {name: 'daemon', status: 'fail', detail: messageOf(error), ...(isCleanroomError(error) ? {fix: error.suggestions.join('; ')} : {})}
+  }
+  try {
+    // A hung daemon accepts connections and never answers: doctor must still finish.
+    const daemon = await new DaemonClient(socketPath, {timeoutMs: 5000}).ping()
     if (version !== undefined && daemon.version !== version) {
       return {
         name: 'daemon',
         status: 'fail',
         detail: `version ${daemon.version} (pid ${daemon.pid}) answers at ${socketPath}, and this cleanroom is ${version}: it refuses this CLI's requests`,
-        fix: `kill ${daemon.pid} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
+        fix: `cleanroom serve stop${host === undefined ? '' : ` --host ${host}`} (sandboxes keep running; the next command starts a daemon of this version, which takes them over)`,
       }
     }
     return {name: 'daemon', status: 'pass', detail: `version ${daemon.version} (pid ${daemon.pid}) answering at ${socketPath}`}
-  } catch {
+  } catch (error) {
+    if ((error as {cause?: {code?: string}}).cause?.code === 'ETIMEDOUT') {
+      return {name: 'daemon', status: 'fail', detail: `a daemon accepts connections at ${socketPath} but does not answer`, fix: `cleanroom serve stop${host === undefined ? '' : ` --host ${host}`} (it is killed if it does not stop; sandboxes keep running)`}
+    }
     // Not running is fine (it starts on demand) as long as its socket could be created.
   }
   try {

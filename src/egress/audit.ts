@@ -1,4 +1,4 @@
-import {type FileHandle, mkdir, open} from 'node:fs/promises'
+import {type FileHandle, mkdir, open, statfs} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -34,6 +34,8 @@ export interface AuditEvent {
 /** Where the proxy records attempts. */
 export interface AuditSink {
   record(event: AuditEvent): void
+  /** Why an event could not be written now (a full disk), or undefined when it could. */
+  unavailable?(): Promise<string | undefined>
 }
 
 export interface AuditCounts {
@@ -49,48 +51,78 @@ export class AuditLogError extends Error {
 }
 
 const FOLLOW_POLL_MS = 250
+/** Less free space than this, and the next event might not fit: the log counts as unavailable. */
+const MIN_FREE_BYTES = 64 * 1024
 const READ_CHUNK_BYTES = 1 << 20
 
 /**
  * A sandbox's append-only JSON-lines audit log. Lines are written in the order
- * recorded, each with one append; a failed write is reported by `flush` and
- * `close` rather than by `record`, which the proxy calls mid-connection.
+ * recorded, each with one append. A write that fails (a full disk) is cut back
+ * off the file, so the log never holds half a line; `failure()` says why until a
+ * later write succeeds, and `onFailure` hears each change.
  */
 export class AuditLog implements AuditSink {
   private writes: Promise<void> = Promise.resolve()
-  private failure: unknown
+  private failing: string | undefined
 
   private constructor(
     readonly path: string,
     private readonly file: FileHandle,
+    /** Bytes of whole lines in the file: where a failed write is cut back to. */
+    private size: number,
+    private readonly onFailure: (failure: string | undefined) => void,
   ) {}
 
-  static async open(path: string): Promise<AuditLog> {
+  static async open(path: string, onFailure: (failure: string | undefined) => void = () => undefined): Promise<AuditLog> {
     await mkdir(dirname(path), {recursive: true, mode: 0o700})
-    return new AuditLog(path, await open(path, 'a', 0o600))
+    const file = await open(path, 'a', 0o600)
+    return new AuditLog(path, file, (await file.stat()).size, onFailure)
   }
 
   record(event: AuditEvent): void {
-    const line = `${JSON.stringify(event)}\n`
-    this.writes = this.writes
-      .then(() => this.file.appendFile(line))
-      .catch((error: unknown) => {
-        this.failure ??= error
-      })
+    const line = Buffer.from(`${JSON.stringify(event)}\n`)
+    this.writes = this.writes.then(() => this.append(line))
   }
 
-  /** Resolves when every recorded event is in the file; rejects with the first write error. */
+  /** Why the last write failed, until one succeeds again. */
+  failure(): string | undefined {
+    return this.failing
+  }
+
+  /** Why an event could not be written now: the last write failed, or the file system has no room left for one. */
+  async unavailable(): Promise<string | undefined> {
+    if (this.failing !== undefined) return this.failing
+    const stats = await statfs(dirname(this.path)).catch(() => undefined)
+    const free = stats === undefined ? Number.POSITIVE_INFINITY : (process.getuid?.() === 0 ? stats.bfree : stats.bavail) * stats.bsize
+    return free < MIN_FREE_BYTES ? `no space left on the device (less than ${MIN_FREE_BYTES / 1024} KiB free for ${this.path})` : undefined
+  }
+
+  /** Resolves when every recorded event has been tried; rejects while the last write failed. */
   async flush(): Promise<void> {
     await this.writes
-    if (this.failure !== undefined) throw this.failure
+    if (this.failing !== undefined) throw new AuditLogError(`${this.path}: ${this.failing}`)
   }
 
+  /** Closes the file after the writes in flight; a log that cannot be written is not an error here (it was reported). */
   async close(): Promise<void> {
+    await this.writes
+    await this.file.close()
+  }
+
+  private async append(line: Buffer): Promise<void> {
     try {
-      await this.flush()
-    } finally {
-      await this.file.close()
+      for (let offset = 0; offset < line.length; ) offset += (await this.file.write(line, offset)).bytesWritten
+      this.size += line.length
+      if (this.failing !== undefined) this.changeFailure(undefined)
+    } catch (error) {
+      await this.file.truncate(this.size).catch(() => undefined)
+      if (this.failing === undefined) this.changeFailure(error instanceof Error ? error.message : String(error))
     }
+  }
+
+  private changeFailure(failure: string | undefined): void {
+    this.failing = failure
+    this.onFailure(failure)
   }
 }
 

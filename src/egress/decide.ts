@@ -10,6 +10,7 @@ export type EgressReason =
   | 'allowed_by_cidr'
   | 'allowed_by_rule'
   | 'allowed_by_wildcard'
+  | 'audit_unavailable'
   | 'connection_limit'
   | 'denied_by_rule'
   | 'forbidden_address'

@@ -65,6 +65,9 @@ export function refusalMessage(shown: RefusalDetail): string {
       case 'resolve_failed': {
         return `${detail.host} could not be resolved (${why})`
       }
+      case 'audit_unavailable': {
+        return `${target} was not tried: the sandbox's egress audit log cannot be written (${why}), and the runtime config refuses connections that cannot be logged (egress.audit_failure: deny)`
+      }
       case 'invalid_host': {
         return `${JSON.stringify(detail.host)} is not a valid host name or IP address (IPv4 addresses are four decimal numbers, e.g. 10.0.0.1)`
       }
@@ -100,6 +103,7 @@ export function refusalMessage(shown: RefusalDetail): string {
 /** The HTTP status for a refusal: 403 for the policy, 400 for a bad request, 502 when the destination failed. */
 export function refusalStatus(reason: RefusalReason): number {
   switch (reason) {
+    case 'audit_unavailable':
     case 'denied_by_rule':
     case 'forbidden_address':
     case 'host_not_allowed':

@@ -19,6 +19,8 @@ export interface EgressProxyOptions {
   /** `--dangerously-allow-all`: every destination no deny rule refuses; forbidden addresses stay closed. */
   readonly allowAll?: boolean
   readonly audit: AuditSink
+  /** Refuse every connection while the audit sink reports a failure (runtime config egress.audit_failure: deny). */
+  readonly requireAudit?: boolean
   readonly resolver?: Resolver
   readonly connect?: Dialer
   /** The host's own addresses; `os.networkInterfaces()` by default. */
@@ -147,6 +149,13 @@ export class EgressProxy {
     const destination = parseDestination(host)
     attempt.host = destination?.host ?? host.slice(0, MAX_AUDITED_HOST_LENGTH)
     attempt.port = port
+    const auditFailure = this.options.requireAudit ? await this.options.audit.unavailable?.() : undefined
+    if (auditFailure !== undefined) {
+      // Refused before any decision: the refusal's own audit line is the write that finds the log working again.
+      attempt.decision = {action: 'deny', reason: 'audit_unavailable'}
+      this.refuse(attempt, {reason: 'audit_unavailable', host: attempt.host, port, why: auditFailure})
+      return undefined
+    }
     attempt.decision = decide(policy, host, port, {allowAll})
     if (attempt.decision.action === 'deny' || destination === undefined) {
       this.refuse(attempt, {reason: attempt.decision.reason, host: attempt.host, port, rule: attempt.decision.rule})

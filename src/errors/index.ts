@@ -18,9 +18,18 @@ export type ErrorCode =
   | 'config_not_found'
   | 'credential_source_unreadable'
   | 'credential_target_invalid'
+  | 'daemon_already_running'
+  | 'daemon_elsewhere'
   | 'daemon_unavailable'
+  | 'daemon_untrusted'
   | 'daemon_version_mismatch'
+  | 'exec_lost'
   | 'exec_not_found'
+  | 'image_in_use'
+  | 'image_invalid'
+  | 'image_not_found'
+  | 'image_ref_invalid'
+  | 'image_unsupported'
   | 'path_escapes_root'
   | 'plugin_install_failed'
   | 'plugin_invalid'
@@ -28,6 +37,9 @@ export type ErrorCode =
   | 'policy_exists'
   | 'policy_invalid'
   | 'policy_not_found'
+  | 'resources_over_maximum'
+  | 'registry_auth_failed'
+  | 'registry_failed'
   | 'sandbox_failed'
   | 'sandbox_not_found'
   | 'sandbox_not_ready'
@@ -45,6 +57,7 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   agent_not_found: 127,
   bad_request: 2,
   config_invalid: 2,
+  image_ref_invalid: 2,
   plugin_invalid: 2,
   plugin_runs_code: 2,
   policy_invalid: 2,

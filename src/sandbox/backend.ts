@@ -3,6 +3,7 @@ import type {Readable, Writable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
 import type {CompiledPolicy} from '../policy/schema.js'
+import type {ResourceRequest, SandboxResources} from './resources.js'
 import type {WorkspaceBase} from '../workspace/base.js'
 import type {Capabilities, ExecRequest, ExitStatus} from './types.js'
 
@@ -13,6 +14,10 @@ export interface ProvisionRequest {
   workspaceSource: string | null
   /** A directory owned by this sandbox for everything the backend keeps on disk; removed at terminate. */
   stateDir: string
+  /** What the policy's `sandbox.resources` asks for: raises the runtime config's limits, up to its maximum. */
+  resources?: ResourceRequest
+  /** Where the backend says what the daemon's log should show (e.g. limits it cannot enforce). */
+  log?: (message: string) => void
   /** Host directories to show read-only at `target` (the shared agent cache's entry); a backend that cannot must refuse. */
   readOnlyMounts?: ReadOnlyMount[]
 }
@@ -79,6 +84,25 @@ export interface SandboxBackend {
   readArchive(runtime: BackendRuntime, path: string): Promise<Readable>
   /** Kills every process of the sandbox and releases what it holds; the state dir is the caller's to remove. */
   terminate(runtime: BackendRuntime): Promise<void>
+  /**
+   * Kills whatever a sandbox left in `stateDir` (also a create cut short before its
+   * runtime was recorded) and makes the dir removable. A sandbox long gone is no error.
+   */
+  reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void>
+  /** Calls `onExit` once, saying why, when the sandbox's init exits; the returned function stops watching. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void
+  /** Whether anything but the sandbox's own init runs in it: an execution, or a process one left behind. */
+  hasWorkload(runtime: BackendRuntime): Promise<boolean>
+  /** The limits in force for the sandbox, as its record shows them; null: none. */
+  resourcesOf?(runtime: BackendRuntime): SandboxResources | null
+  /**
+   * Enforces the limits that need watching while the sandbox runs (linux-ns: its disk
+   * limit). When one is passed the backend stops the sandbox's processes (its files
+   * stay) and calls `onBreach` once, with the reason; the caller marks the sandbox failed.
+   */
+  watchLimits?(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void
+  /** Releases what sandboxes that are gone still hold on the host (after a daemon was killed); called when a daemon starts. */
+  reclaimLeftovers?(): Promise<void>
 }
 
 export interface BackendOptions {

@@ -1,5 +1,6 @@
 import type {BackendName} from '../config/schema.js'
 import type {CompiledPolicy} from '../policy/schema.js'
+import type {SandboxResources} from './resources.js'
 
 export const SANDBOX_STATUSES = ['provisioning', 'ready', 'stopping', 'stopped', 'failed'] as const
 export type SandboxStatus = (typeof SANDBOX_STATUSES)[number]
@@ -15,6 +16,12 @@ export interface Capabilities {
   'dns_control_or_equivalent': boolean
   /** Runs a policy's OCI image (`sandbox.image.ref`) as the root filesystem. */
   'images.oci': boolean
+  /** Enforces a CPU quota (`sandbox.resources.vcpus`). */
+  'resources.cpu': boolean
+  /** Enforces a memory limit (`sandbox.resources.memory`). */
+  'resources.memory': boolean
+  /** Enforces a limit on what the sandbox writes (`sandbox.resources.disk`). */
+  'resources.disk': boolean
 }
 
 export type CapabilityName = keyof Capabilities
@@ -36,8 +43,14 @@ export interface SandboxRecord {
   updated_at: string
   /** The shared agent cache's entry mounted read-only at /cleanroom/agent (created by `cleanroom agent`), and what it holds. */
   agent_package?: {entry: string; package: string; version: string}
+  /** When an execution last started or ended in it; absent until one has. */
+  last_used_at?: string
+  /** Created for one command: removed when that command's execution ends or its client goes away. */
+  ephemeral?: boolean
   /** Why the sandbox failed, when status is failed. */
   failure?: string
+  /** The limits in force; null when the backend could set none. */
+  resources?: SandboxResources | null
   /** Backend-owned facts needed to reach the sandbox again (pids, paths); opaque to everyone else. */
   runtime?: Record<string, unknown>
 }

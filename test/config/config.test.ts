@@ -87,7 +87,7 @@ describe('runtime config', () => {
 
     it('reports an unknown key with its line and column', () => {
       expect(invalidLines('default_backend: linux-ns\nbackends:\n  linux-ns:\n    bwrap: /usr/bin/bwrap\n')).to.deep.equal([
-        '/x/config.yaml:4:5 backends.linux-ns.bwrap: unknown key (expected one of: bwrap_path)',
+        '/x/config.yaml:4:5 backends.linux-ns.bwrap: unknown key (expected one of: bwrap_path, resources)',
       ])
     })
 
@@ -107,7 +107,7 @@ describe('runtime config', () => {
       )
       expect(lines).to.have.length(5)
       expect(lines[0]).to.equal('/x/config.yaml:1:18 default_backend: unsupported value "firecracker" (expected linux-ns or gvisor)')
-      expect(lines[1]).to.equal('/x/config.yaml:2:1 colour: unknown key (expected one of: default_backend, backends, egress, agents)')
+      expect(lines[1]).to.equal('/x/config.yaml:2:1 colour: unknown key (expected one of: default_backend, backends, egress, agents, registries)')
       expect(lines[2]).to.match(/^\/x\/config\.yaml:4:3 agents\.Bad_Name: "Bad_Name" is not a valid agent name/)
       expect(lines[3]).to.match(/^\/x\/config\.yaml:7:39 agents\.ok\.credentials\[0\]\.target: /)
       expect(lines[4]).to.equal('/x/config.yaml:9:40 agents.ok.network[0].ports[0]: 70000 is not a port (1-65535)')
@@ -119,7 +119,13 @@ describe('runtime config', () => {
           `/x/config.yaml:2:32 egress.max_connections_per_sandbox: must be a whole number from 1 to 1000000`,
         ])
       }
-      expect(invalidLines('egress:\n  max_connections: 5\n')).to.deep.equal(['/x/config.yaml:2:3 egress.max_connections: unknown key (expected one of: max_connections_per_sandbox)'])
+      expect(invalidLines('egress:\n  max_connections: 5\n')).to.deep.equal(['/x/config.yaml:2:3 egress.max_connections: unknown key (expected one of: max_connections_per_sandbox, audit_failure)'])
+    })
+
+    it('takes egress.audit_failure deny or allow, deny when left out, and nothing else', () => {
+      expect(DEFAULT_RUNTIME_CONFIG.egress.audit_failure).to.equal('deny')
+      expect(parseRuntimeConfigText('/x/config.yaml', 'egress:\n  audit_failure: allow\n').egress.audit_failure).to.equal('allow')
+      expect(invalidLines('egress:\n  audit_failure: maybe\n')).to.deep.equal(['/x/config.yaml:2:18 egress.audit_failure: unsupported value "maybe" (expected deny or allow)'])
     })
 
     it('reports YAML syntax errors with their position', () => {

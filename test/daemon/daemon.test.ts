@@ -6,10 +6,12 @@ import {join} from 'node:path'
 
 import {DaemonClient} from '../../src/client/client.js'
 import {runInSandbox} from '../../src/client/exec.js'
+import {runSession} from '../../src/client/session.js'
 import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {eventually, sandboxDirs, scaled} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {captureTerminal} from '../helpers/terminal.js'
 
@@ -22,6 +24,17 @@ function raw(socketPath: string, method: string, path: string, body?: string): P
     })
     req.on('error', reject)
     req.end(body)
+  })
+}
+
+function status(socketPath: string, method: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({socketPath, method, path}, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end()
   })
 }
 
@@ -76,7 +89,7 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
       const error = (await attempt.then(() => undefined, (error_: unknown) => error_)) as CleanroomError
       expect(error.code).to.equal('daemon_version_mismatch')
       expect(error.message).to.equal(`the running cleanroom daemon is version test (pid ${process.pid}) and this cleanroom is 9.9.9`)
-      expect(error.suggestions[0]).to.match(new RegExp(`^Stop the old daemon: kill ${process.pid} `))
+      expect(error.suggestions[0]).to.match(/^Stop the old daemon: cleanroom serve stop --host unix:\/\/\S+d\.sock \(sandboxes keep running/)
     }
     expect(await newer.ping()).to.include({version: 'test'})
     expect(await new DaemonClient(test.socketPath, {version: 'test'}).listSandboxes(false)).to.have.length(1)
@@ -156,7 +169,8 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     process.kill((test.daemon.manager.get(sandbox.sandbox_id).runtime as {init_pid: number}).init_pid, 'SIGKILL')
     const error = await test.client.run(sandbox.sandbox_id, {argv: ['true'], env: {}}).catch((error_: unknown) => error_)
     expect(error).to.be.instanceOf(CleanroomError)
-    expect((await test.client.inspectSandbox(sandbox.sandbox_id)).status).to.equal('failed')
+    // Recorded by the watch on its init, which may hear of the death a moment after the refused run.
+    await eventually('the sandbox to be failed', async () => (await test.client.inspectSandbox(sandbox.sandbox_id)).status === 'failed', 2000)
   })
 
   it('finds and compiles the policy of a repository it is given, with extra allow rules, and mounts the git root', async () => {
@@ -210,6 +224,53 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect(frames.filter((frame) => frame.type === FrameType.stdout).map((frame) => frame.payload.toString()).join('')).to.equal('two-step\n')
     expect(JSON.parse(frames.at(-1)!.payload.toString())).to.deep.include({exit_code: 3})
     expect(await rawUpgrade(test.socketPath, `/v1/execs/${execId}/attach`, Buffer.alloc(0))).to.match(/^HTTP\/1\.1 404 .*exec_not_found/s)
+  })
+
+  describe('under concurrent requests', () => {
+    it('runs 20 executions in one sandbox at once, each with its own output and exit code', async () => {
+      const count = scaled(20, 100)
+      const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+      const runs = await Promise.all(
+        Array.from({length: count}, async (_, i) => {
+          const terminal = captureTerminal()
+          const outcome = await runInSandbox(test.client, sandbox.sandbox_id, {argv: ['sh', '-c', `echo out-${i}; echo err-${i} >&2; exit ${i % 7}`], env: {}, tty: false}, terminal)
+          return {outcome, stdout: terminal.output().toString(), stderr: terminal.errors().toString()}
+        }),
+      )
+      runs.forEach((run, i) => expect(run).to.deep.equal({outcome: {exitCode: i % 7, detached: false}, stdout: `out-${i}\n`, stderr: `err-${i}\n`}))
+    })
+
+    it('runs 20 commands in new sandboxes at once, each removed afterwards', async () => {
+      const count = scaled(20, 100)
+      const runs = await Promise.all(
+        Array.from({length: count}, async (_, i) => {
+          const terminal = captureTerminal()
+          const outcome = await runSession(test.client, {keep: false, allowAll: false, dir, backend: 'linux-ns', argv: ['sh', '-c', `echo new-${i}; exit ${i % 5}`], env: {}, tty: false, terminal})
+          return {exitCode: outcome.exitCode, stdout: terminal.output().toString()}
+        }),
+      )
+      runs.forEach((run, i) => expect(run).to.deep.equal({exitCode: i % 5, stdout: `new-${i}\n`}))
+      expect(await test.client.listSandboxes(false)).to.deep.equal([])
+      expect(await sandboxDirs(test.stateDir)).to.deep.equal([])
+      expect(await leftoverSandboxes(bwrapBefore, dir)).to.deep.equal([])
+    })
+
+    it('answers 10 removals of one sandbox at once with 200, never 500, and removes it once', async () => {
+      const sandbox = await test.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+      const answers = await Promise.all(Array.from({length: 10}, () => status(test.socketPath, 'DELETE', `/v1/sandboxes/${sandbox.sandbox_id}`)))
+      expect(answers).to.deep.equal(Array.from({length: 10}, () => 200))
+      expect(await status(test.socketPath, 'DELETE', `/v1/sandboxes/${sandbox.sandbox_id}`)).to.equal(200)
+      expect(await status(test.socketPath, 'DELETE', '/v1/sandboxes/cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA')).to.equal(404)
+      expect(test.logs.filter((line) => line === `sandbox ${sandbox.sandbox_id}: removed`)).to.have.length(1)
+      expect(await sandboxDirs(test.stateDir)).to.deep.equal([])
+    })
+
+    it('answers a malformed percent-escape in a path with 400, on plain requests and on upgrades', async () => {
+      expect(await status(test.socketPath, 'GET', '/v1/sandboxes/%E0%A4%A')).to.equal(400)
+      expect(await status(test.socketPath, 'DELETE', '/v1/sandboxes/%E0%A4%A')).to.equal(400)
+      const answer = await rawUpgrade(test.socketPath, '/v1/sandboxes/%E0%A4%A/exec', encodeJsonFrame(FrameType.start, {argv: ['true']}))
+      expect(answer).to.match(/^HTTP\/1\.1 400 .*malformed percent-escape/s)
+    })
   })
 })
 

@@ -2,7 +2,8 @@ import {execa} from 'execa'
 import {fileURLToPath} from 'node:url'
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+/** The CLI's entry point, as a user runs it. */
+export const RUN_SCRIPT = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 
 export interface CliResult {
   stdout: string
@@ -16,7 +17,7 @@ export interface CliResult {
  * CLEANROOM_DATA_DIR of a temp dir so the developer's own setup never leaks in.
  */
 export async function runCli(args: readonly string[], options: {env?: Record<string, string>; cwd?: string; input?: string} = {}): Promise<CliResult> {
-  const result = await execa(process.execPath, [RUN, ...args], {
+  const result = await execa(process.execPath, [RUN_SCRIPT, ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,
     env: {NO_COLOR: '1', ...options.env},
     input: options.input,

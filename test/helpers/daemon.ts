@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DaemonClient} from '../../src/client/client.js'
-import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
+import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
 import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
 import type {Resolver} from '../../src/egress/addresses.js'
 
@@ -17,13 +17,30 @@ export interface TestDaemon {
   logs: string[]
 }
 
-/** A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups. */
-export async function startTestDaemon(dir: string, resolver?: Resolver): Promise<TestDaemon> {
+/**
+ * A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups.
+ * `options` change the runtime config, the state dir, or how long an ephemeral sandbox waits for its command.
+ */
+export async function startTestDaemon(
+  dir: string,
+  resolver?: Resolver,
+  options: {config?: Partial<RuntimeConfig>; stateDir?: string; ephemeralAttachMs?: number} = {},
+): Promise<TestDaemon> {
   const socketPath = join(dir, 'd.sock')
-  const stateDir = join(dir, 'state')
+  const stateDir = options.stateDir ?? join(dir, 'state')
   const logs: string[] = []
   const agentCacheDir = join(dir, 'agent-cache')
-  const daemon = await startDaemon({socketPath, stateDir, config: DEFAULT_RUNTIME_CONFIG, version: 'test', log: (line) => logs.push(line), agentCacheDir, ...(resolver && {resolver})})
+  const daemon = await startDaemon({
+    socketPath,
+    stateDir,
+    imageCacheDir: join(dir, 'images'),
+    agentCacheDir,
+    config: {...DEFAULT_RUNTIME_CONFIG, ...options.config},
+    version: 'test',
+    log: (line) => logs.push(line),
+    ...(resolver && {resolver}),
+    ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
+  })
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, agentCacheDir, logs}
 }
 

@@ -23,7 +23,7 @@ export type Probe = ({ok: true} & Toolchain) | {ok: false; problem: string; fix:
 export const STATE_MOUNT_POINT = '/mnt'
 
 /** Whether this machine can build linux-ns sandboxes, and with what. */
-export async function probeMachine(settings: LinuxNsSettings): Promise<Probe> {
+export async function probeMachine(settings: Pick<LinuxNsSettings, 'bwrap_path'>): Promise<Probe> {
   const bwrap = await findExecutable(settings.bwrap_path)
   if (!bwrap) {
     return {

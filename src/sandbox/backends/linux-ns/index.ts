@@ -4,9 +4,11 @@ import type {Server} from 'node:net'
 import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
+import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
+import type {SandboxResources} from '../../resources.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
 import {GIT_CONFIG_PATH, gitConfigHolds} from '../../git-config.js'
@@ -14,11 +16,14 @@ import {readWorkspaceBase} from '../../../workspace/base.js'
 import {extractArchive, readArchive} from './archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {startExec} from './exec.js'
+import {releaseHostResources} from './host-resources.js'
+import {LinuxNsLimits} from './limits.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
 import {STATE_LAYOUT} from './rootfs.js'
-import {isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
-import {killSandbox, makeRemovable} from './terminate.js'
+import {isRunning, isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
+import {killLaunchGroup, killSandbox, makeRemovable} from './terminate.js'
+import {hasWorkload, InitPoller} from './watch.js'
 
 export type {LinuxNsRuntime} from './runtime.js'
 
@@ -31,11 +36,17 @@ export class LinuxNsBackend implements SandboxBackend {
   readonly name: BackendName = 'linux-ns'
   /** The outer bwrap of each sandbox this process started, to reap at terminate. */
   private readonly children = new Map<string, ChildProcess>()
+  private readonly poller = new InitPoller()
   private toolchain?: Promise<Toolchain>
+  private readonly limits: LinuxNsLimits
 
-  constructor(private readonly settings: LinuxNsSettings) {}
+  /** Without `resources`, the runtime config's default limits apply. */
+  constructor(private readonly settings: Omit<LinuxNsSettings, 'resources'> & Partial<Pick<LinuxNsSettings, 'resources'>>) {
+    this.limits = new LinuxNsLimits(settings.resources ?? DEFAULT_RESOURCES)
+  }
 
   capabilities(): Capabilities {
+    const limits = this.limits.cgroups().ok
     return {
       'network.default_deny': true,
       'network.allowlist_egress': true,
@@ -44,6 +55,9 @@ export class LinuxNsBackend implements SandboxBackend {
       'files.copy': true,
       'dns_control_or_equivalent': true,
       'images.oci': false,
+      'resources.cpu': limits,
+      'resources.memory': limits,
+      'resources.disk': limits,
     }
   }
 
@@ -55,7 +69,8 @@ export class LinuxNsBackend implements SandboxBackend {
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
-    const {runtime, child} = await provisionSandbox(await this.tools(), request)
+    const tools = await this.tools()
+    const {runtime, child} = await provisionSandbox(tools, request, await this.limits.plan(request))
     const key = childKey(runtime)
     this.children.set(key, child)
     child.once('exit', () => this.children.delete(key))
@@ -67,7 +82,10 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
-    return startExec((await this.tools()).nsinit, parseRuntime(runtime), request)
+    const sandbox = parseRuntime(runtime)
+    const started = await startExec((await this.tools()).nsinit, sandbox, request)
+    void started.exited.finally(() => this.limits.execEnded(sandbox)).catch(() => undefined)
+    return started
   }
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
@@ -97,8 +115,52 @@ export class LinuxNsBackend implements SandboxBackend {
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
+    await this.limits.beforeKill(sandbox, () => killIfSame(sandbox.init_pid, sandbox.init_start_time))
     await killSandbox(sandbox, this.children.get(childKey(sandbox)))
     if (sandbox.userns_mode) await makeRemovable(sandbox.state_dir)
+    await releaseHostResources({hostUid: sandbox.host_uid, cgroup: sandbox.cgroup}, sandbox.state_dir)
+  }
+
+  resourcesOf(runtime: BackendRuntime): SandboxResources | null {
+    return parseRuntime(runtime).resources ?? null
+  }
+
+  watchLimits(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void {
+    const sandbox = parseRuntime(runtime)
+    this.limits.watch(sandbox, onBreach, () => killIfSame(sandbox.init_pid, sandbox.init_start_time), log)
+  }
+
+  async reclaimLeftovers(): Promise<void> {
+    await this.limits.reclaimLeftovers()
+  }
+
+  async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
+    const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    // With a runtime the launch's whole group is the bwrap and the init: killing those is enough.
+    if (sandbox) {
+      await this.limits.beforeKill(sandbox, () => killIfSame(sandbox.init_pid, sandbox.init_start_time))
+      await killSandbox(sandbox, this.children.get(childKey(sandbox)))
+    } else {
+      await killLaunchGroup(stateDir)
+    }
+    if (process.getuid?.() !== 0) await makeRemovable(stateDir)
+    await this.limits.release(stateDir, sandbox)
+  }
+
+  /** Our own launches end with their outer bwrap, our child: its exit says so at once. Adopted ones are polled. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void {
+    const sandbox = parseRuntime(runtime)
+    const child = this.children.get(childKey(sandbox))
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return this.poller.watch(sandbox, onExit)
+    const listener = (code: number | null, signal: NodeJS.Signals | null) => {
+      onExit(`its init process exited (the sandbox's bwrap ended with ${signal ? `signal ${signal}` : `exit code ${code}`})`)
+    }
+    child.once('exit', listener)
+    return () => child.off('exit', listener)
+  }
+
+  async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
+    return hasWorkload(parseRuntime(runtime))
   }
 
   /** The machine's bwrap and nsinit, probed once they are found; until then, every call says what is missing. */
@@ -112,6 +174,24 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 }
 
+/** A runtime record too broken to use: the launch record in the state dir is then all there is to go on. */
+function parseRuntimeOrUndefined(runtime: BackendRuntime): LinuxNsRuntime | undefined {
+  try {
+    return parseRuntime(runtime)
+  } catch {
+    return undefined
+  }
+}
+
 function childKey(runtime: LinuxNsRuntime): string {
   return `${runtime.init_pid}:${runtime.init_start_time}`
+}
+
+async function killIfSame(pid: number, startTime: number): Promise<void> {
+  if (!(await isRunning(pid, startTime))) return
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    // exited in between
+  }
 }

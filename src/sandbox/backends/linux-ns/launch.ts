@@ -1,16 +1,29 @@
 import {type ChildProcess, spawn} from 'node:child_process'
+import {writeFileSync} from 'node:fs'
 import {open, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {READY_FD, STATUS_FD} from './nsinit.js'
 import {SANDBOX_PATH} from './rootfs.js'
-import {mountNamespace, processFacts} from './runtime.js'
+import {mountNamespace, processFacts, processStatSync} from './runtime.js'
 
 const READY_TIMEOUT_MS = 10_000
 const LOG_LINES_IN_ERRORS = 20
 const KILL_WAIT_MS = 2000
+
+/** `<state>/launch.json`: the launch's process group, written before it waits for "ready". */
+export const LAUNCH_RECORD = 'launch.json'
+
+/** What a later daemon needs to find and kill a launch it did not see finish: the group holds nsinit (then bwrap) and the init. */
+export interface LaunchRecord {
+  /** The process group: the detached launch's own pid. */
+  pgid: number
+  /** Its leader's start time, so a recycled pid is never taken for it. */
+  start_time: number
+}
 
 /** A sandbox init that said it runs. */
 export interface LaunchedInit {
@@ -25,11 +38,11 @@ export interface LaunchedInit {
 
 /**
  * Starts `nsinit create … -- bwrap …` detached (a daemon restart must not touch it,
- * so no --die-with-parent), stderr to `logPath`, and waits until the held command
- * inside writes "ready". On any failure everything started is killed and the error
- * carries the helper's stderr.
+ * so no --die-with-parent), stderr to `logPath`, records its process group in
+ * `stateDir` and waits until the held command inside writes "ready". On any failure
+ * everything started is killed and the error carries the helper's stderr.
  */
-export async function launchInit(nsinit: string, argv: string[], logPath: string): Promise<LaunchedInit> {
+export async function launchInit(nsinit: string, argv: string[], logPath: string, stateDir: string): Promise<LaunchedInit> {
   const log = await open(logPath, 'a', 0o600)
   let child: ChildProcess
   try {
@@ -47,6 +60,7 @@ export async function launchInit(nsinit: string, argv: string[], logPath: string
     timer = setTimeout(() => reject(new Error(`the sandbox was not ready after ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS)
   })
   try {
+    recordLaunch(stateDir, child)
     const started = await Promise.race([firstLine(status), spawnFailure, timeout])
     const initPid = (JSON.parse(started ?? '{}') as {'child-pid'?: unknown})['child-pid']
     if (typeof initPid !== 'number') throw new Error(started === undefined ? 'the launch helper exited' : `unexpected bwrap status: ${started}`)
@@ -71,6 +85,18 @@ export async function launchInit(nsinit: string, argv: string[], logPath: string
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * Written at once after the spawn, with nothing awaited in between: a daemon killed
+ * at any later moment leaves what its successor needs to kill the launch.
+ */
+function recordLaunch(stateDir: string, child: ChildProcess): void {
+  if (child.pid === undefined) return
+  const leader = processStatSync(child.pid)
+  if (leader === undefined) throw new Error('the launch helper is gone right after it was started')
+  const record: LaunchRecord = {pgid: child.pid, start_time: leader.startTime}
+  writeFileSync(join(stateDir, LAUNCH_RECORD), `${JSON.stringify(record)}\n`, {mode: 0o600})
 }
 
 /** The first line of a stream, without its newline; undefined at end of stream. */

@@ -4,9 +4,9 @@
  *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
  *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
  *                  [--etc] [--git-config FILE] [--ro-bind SRC NAME]... [--keep-fd N]...
- *                  [--seccomp-fd N] -- PROGRAM [ARGS...]
+ *                  [--seccomp-fd N] [--cgroup DIR]... -- PROGRAM [ARGS...]
  *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
- *                  [--uid 1000 --gid 1000] [--cwd DIR] -- CMD [ARGS...]
+ *                  [--uid 1000 --gid 1000] [--cwd DIR] [--cgroup DIR]... -- CMD [ARGS...]
  *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
  *   nsinit seccomp -- CMD [ARGS...]
  *
@@ -16,6 +16,10 @@
  * Every mode first closes each fd above 2 it was not told to keep (create: --keep-fd;
  * listen: NODE_CHANNEL_FD): a descriptor the caller inherited from whoever started it
  * (a shell's `exec 200<dir`) must never reach a sandbox.
+ *
+ * --cgroup DIR (create and exec, repeatable): right after closing inherited fds, nsinit
+ * moves itself into the cgroup DIR (writes 0 to DIR/cgroup.procs), so every process it
+ * starts is limited by it from its first instruction.  Needs root; a failure is a setup error.
  *
  * create
  * ------
@@ -204,6 +208,18 @@ static void close_inherited_fds(int *keep, int count) {
     close_fds_between(next, ~0u);
 }
 
+/* ----------------------------------------------------------------- cgroups */
+
+/* Moves this process into each cgroup directory (one per v1 hierarchy, or the v2 one). */
+static void join_cgroups(const char **dirs, int count) {
+    char path[PATH_MAX];
+    for (int k = 0; k < count; k++) {
+        if (dirs[k][0] != '/') fail("--cgroup needs an absolute path: %s", dirs[k]);
+        path_join(path, sizeof path, dirs[k], "cgroup.procs");
+        write_file(path, "0\n");
+    }
+}
+
 /* ------------------------------------------------------------------ create */
 
 struct create_options {
@@ -217,6 +233,8 @@ struct create_options {
     int *keep_fds;
     int keep_fd_count;
     long seccomp_fd;
+    const char **cgroups;
+    int cgroup_count;
     char **program;
 };
 
@@ -513,7 +531,8 @@ static int create_main(int argc, char **argv) {
     o.keep_fds = calloc((size_t)argc, sizeof *o.keep_fds);
     o.ro_bind_sources = calloc((size_t)argc, sizeof *o.ro_bind_sources);
     o.ro_bind_names = calloc((size_t)argc, sizeof *o.ro_bind_names);
-    if (!o.whiteouts || !o.keep_fds || !o.ro_bind_sources || !o.ro_bind_names) die("calloc");
+    o.cgroups = calloc((size_t)argc, sizeof *o.cgroups);
+    if (!o.whiteouts || !o.keep_fds || !o.ro_bind_sources || !o.ro_bind_names || !o.cgroups) die("calloc");
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -540,6 +559,7 @@ static int create_main(int argc, char **argv) {
         else if (!strcmp(a, "--git-config")) o.git_config = v;
         else if (!strcmp(a, "--keep-fd")) o.keep_fds[o.keep_fd_count++] = (int)parse_number(a, v);
         else if (!strcmp(a, "--seccomp-fd")) o.seccomp_fd = parse_number(a, v);
+        else if (!strcmp(a, "--cgroup")) o.cgroups[o.cgroup_count++] = v;
         else fail("unknown option %s", a);
     }
     if (!o.repo || !o.state || i >= argc || o.repo[0] != '/' || o.state[0] != '/')
@@ -549,6 +569,7 @@ static int create_main(int argc, char **argv) {
         if (o.keep_fds[k] == o.seccomp_fd) fail("--seccomp-fd %ld is also a --keep-fd", o.seccomp_fd);
     o.program = &argv[i];
     close_inherited_fds(o.keep_fds, o.keep_fd_count);
+    join_cgroups(o.cgroups, o.cgroup_count);
     if (o.seccomp_fd >= 0) {
         int filter = sandbox_filter_memfd();
         if (filter < 0) die("seccomp program");
@@ -675,13 +696,17 @@ static int exit_like(int status) {
 static int exec_main(int argc, char **argv) {
     long pid = -1, host_uid = -1, host_gid = -1, uid = 1000, gid = 1000, mntns = -1, started = -1;
     const char *cwd = "/workspace";
+    const char **cgroups = calloc((size_t)argc, sizeof *cgroups);
+    int cgroup_count = 0;
     int i;
+    if (!cgroups) die("calloc");
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) { i++; break; }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--pid")) pid = parse_number(a, v);
+        if (!strcmp(a, "--cgroup")) cgroups[cgroup_count++] = v;
+        else if (!strcmp(a, "--pid")) pid = parse_number(a, v);
         else if (!strcmp(a, "--start-time")) started = parse_number(a, v);
         else if (!strcmp(a, "--mntns")) mntns = parse_number(a, v);
         else if (!strcmp(a, "--host-uid")) host_uid = parse_number(a, v);
@@ -695,7 +720,8 @@ static int exec_main(int argc, char **argv) {
     char **cmd = &argv[i];
     close_inherited_fds(NULL, 0);
 
-    /* 0. root daemon: become the sandbox's host uid before touching anything */
+    /* 0. into the sandbox's cgroup (as root), then become the sandbox's host uid before touching anything */
+    join_cgroups(cgroups, cgroup_count);
     become_host_user(host_uid, host_gid);
 
     /* 1. open everything while we still see the host's /proc */

@@ -24,6 +24,8 @@ export interface CreatePlan {
   gitConfig?: string
   /** Where nsinit binds the state dir for bwrap. */
   stateView: string
+  /** The sandbox's cgroup directories, joined before anything starts. */
+  cgroupDirs?: string[]
   bwrap: string
   rootfs: RootfsMount[]
   /** Host directories shown read-only in the sandbox (nsinit --ro-bind, then bwrap --ro-bind from the state view). */
@@ -40,7 +42,7 @@ export function createArgv(plan: CreatePlan): string[] {
   const extra = (plan.readOnlyMounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
   for (const mount of extra) argv.push('--ro-bind', mount.source, mount.name)
   const rootfs = [...plan.rootfs, ...extra.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${plan.stateView}/${mount.name}`, target: mount.target}))]
-  return [...argv, '--', ...bwrapArgv(plan.bwrap, rootfs)]
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, rootfs)]
 }
 
 function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
@@ -91,6 +93,8 @@ export interface ExecTarget {
   initStartTime: number
   mntNs: number
   hostUid?: number
+  /** The sandbox's cgroup directories: every exec joins them first. */
+  cgroupDirs?: string[]
 }
 
 /** `nsinit exec … -- argv`: runs argv in the sandbox as the sandbox user. */
@@ -98,7 +102,11 @@ export function execArgv(target: ExecTarget, cwd: string, command: string[]): st
   const argv = ['exec', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--mntns', String(target.mntNs)]
   if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
   argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
-  return [...argv, '--', ...command]
+  return [...argv, ...cgroupArgs(target.cgroupDirs), '--', ...command]
+}
+
+function cgroupArgs(dirs: string[] | undefined): string[] {
+  return (dirs ?? []).flatMap((dir) => ['--cgroup', dir])
 }
 
 /** `nsinit listen …`: a socket listening on 127.0.0.1:port in the sandbox's network namespace, sent to the parent over Node IPC. */

@@ -1,5 +1,5 @@
 import type {ChildProcess} from 'node:child_process'
-import {chmod, mkdir, stat, writeFile} from 'node:fs/promises'
+import {mkdir, stat, writeFile} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
@@ -7,12 +7,13 @@ import type {ProvisionRequest} from '../../backend.js'
 import {redactedGitConfigOf} from '../../git-config.js'
 import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
+import {cgroupDirs} from './cgroups.js'
+import {acquireHostResources, type LimitPlan, releaseHostResources} from './host-resources.js'
 import {launchInit} from './launch.js'
 import {createArgv} from './nsinit.js'
 import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
-import {claimHostUid} from './uids.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
 
 export interface ProvisionedSandbox {
@@ -22,22 +23,23 @@ export interface ProvisionedSandbox {
 }
 
 /**
- * Builds a sandbox in `request.stateDir`: a host uid of its own (root daemon), the
- * generated /etc files, the whiteouts for what git ignores, then the init through
- * nsinit and bwrap.
+ * Builds a sandbox in `request.stateDir`: a host uid of its own and a cgroup with its
+ * limits (root daemon), the generated /etc files, the whiteouts for what git ignores,
+ * then the init through nsinit and bwrap.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
 
   const state = request.stateDir
   const root = process.getuid?.() === 0
   await mkdir(state, {recursive: true, mode: 0o700})
+  const held = acquireHostResources(request.sandboxId, state, root, limits)
   try {
-    // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
-    // the sandbox sees and the root filesystem plan are made.
-    const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
-      root ? claimHostUid(state) : chmod(state, 0o700).then(() => undefined),
+    // Independent steps at once: git lists what to hide while the uid, cgroup, /etc, the
+    // .git/config the sandbox sees and the root filesystem plan are made.
+    const [{hostUid, cgroup}, , hidden, gitConfig, rootfs] = await settleAll([
+      held,
       writeGeneratedEtc(state),
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
@@ -56,8 +58,9 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       bwrap: tools.bwrap,
       rootfs,
       ...(request.readOnlyMounts ? {readOnlyMounts: request.readOnlyMounts} : {}),
+      ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
     })
-    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log))
+    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
     return {
       child: init.child,
       runtime: {
@@ -69,9 +72,12 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
         ...(hostUid === undefined ? {} : {host_uid: hostUid}),
         state_dir: state,
         userns_mode: !root,
+        ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       },
     }
   } catch (error) {
+    // launchInit has killed what it started; what was claimed for the sandbox goes back.
+    await held.then((taken) => releaseHostResources(taken, state), () => undefined)
     // The caller removes the state dir; without root that needs the kernel's mode-000 work dir opened first.
     if (!root) await makeRemovable(state)
     throw error

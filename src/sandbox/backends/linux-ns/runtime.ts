@@ -1,7 +1,10 @@
+import {readFileSync} from 'node:fs'
 import {readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {BackendRuntime} from '../../backend.js'
+import type {SandboxResources} from '../../resources.js'
+import {cgroupDirs, type SandboxCgroup} from './cgroups.js'
 import type {ExecTarget} from './nsinit.js'
 
 /** What the daemon records (SandboxRecord.runtime) to reach a linux-ns sandbox again, also after a restart. */
@@ -20,6 +23,10 @@ export interface LinuxNsRuntime {
   state_dir: string
   /** True with a non-root daemon: the overlay lives in an unprivileged user namespace. */
   userns_mode: boolean
+  /** The sandbox's cgroup, when its limits are enforced. */
+  cgroup?: SandboxCgroup
+  /** The limits in force (null: none could be set). */
+  resources?: SandboxResources | null
 }
 
 /** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
@@ -29,13 +36,20 @@ export function parseRuntime(record: BackendRuntime): LinuxNsRuntime {
     counts.some((key) => !isCount(record[key])) ||
     (record.host_uid !== undefined && !isCount(record.host_uid)) ||
     typeof record.state_dir !== 'string' ||
-    typeof record.userns_mode !== 'boolean'
+    typeof record.userns_mode !== 'boolean' ||
+    (record.cgroup !== undefined && !isCgroup(record.cgroup))
   if (broken) throw new CleanroomError('sandbox_failed', 'the linux-ns runtime record of this sandbox is incomplete or corrupt')
   return record as unknown as LinuxNsRuntime
 }
 
 export function execTarget(runtime: LinuxNsRuntime): ExecTarget {
-  return {initPid: runtime.init_pid, initStartTime: runtime.init_start_time, mntNs: runtime.mnt_ns, hostUid: runtime.host_uid}
+  return {
+    initPid: runtime.init_pid,
+    initStartTime: runtime.init_start_time,
+    mntNs: runtime.mnt_ns,
+    hostUid: runtime.host_uid,
+    ...(runtime.cgroup ? {cgroupDirs: cgroupDirs(runtime.cgroup)} : {}),
+  }
 }
 
 /** A process as /proc shows it. */
@@ -59,16 +73,33 @@ const SIGKILL_MASK = 1 << 8
 export async function processFacts(pid: number): Promise<ProcessFacts | undefined> {
   try {
     const [statLine, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')])
-    // Fields after the command name, which may itself hold spaces and parentheses.
-    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+    const stat = parseStat(statLine)
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
-    if (fields[0] === undefined || fields[19] === undefined || uid === undefined) return undefined
+    if (stat === undefined || uid === undefined) return undefined
     const killed = [/^SigPnd:\s+([0-9a-f]+)$/m, /^ShdPnd:\s+([0-9a-f]+)$/m].some((mask) => (Number.parseInt(mask.exec(status)?.[1]?.slice(-8) ?? '0', 16) & SIGKILL_MASK) !== 0)
-    const dying = killed || (Number(fields[6]) & PF_EXITING) !== 0
-    return {state: fields[0], startTime: Number(fields[19]), uid: Number(uid), dying}
+    const dying = killed || (stat.flags & PF_EXITING) !== 0
+    return {state: stat.state, startTime: stat.startTime, uid: Number(uid), dying}
   } catch {
     return undefined
   }
+}
+
+/** The state and start time of a process, read now and without waiting (one small file). */
+export function processStatSync(pid: number): {state: string; startTime: number} | undefined {
+  try {
+    const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+    return stat && {state: stat.state, startTime: stat.startTime}
+  } catch {
+    return undefined
+  }
+}
+
+/** State letter, kernel flags and start time from a /proc/<pid>/stat line. */
+function parseStat(statLine: string): {state: string; flags: number; startTime: number} | undefined {
+  // Fields after the command name, which may itself hold spaces and parentheses.
+  const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ')
+  if (fields[0] === undefined || fields[19] === undefined) return undefined
+  return {state: fields[0], flags: Number(fields[6]), startTime: Number(fields[19])}
 }
 
 export async function mountNamespace(pid: number): Promise<number | undefined> {
@@ -93,6 +124,13 @@ export async function isSandboxAlive(runtime: LinuxNsRuntime): Promise<boolean> 
   if (!init || init.state === 'Z' || init.dying || init.startTime !== runtime.init_start_time) return false
   if (init.uid !== (runtime.host_uid ?? process.getuid?.())) return false
   return (await mountNamespace(runtime.init_pid)) === runtime.mnt_ns
+}
+
+function isCgroup(value: unknown): value is SandboxCgroup {
+  const cgroup = value as Partial<SandboxCgroup> | null
+  if (typeof cgroup !== 'object' || cgroup === null || (cgroup.version !== 1 && cgroup.version !== 2)) return false
+  const dirs = cgroup.dirs as Record<string, unknown> | undefined
+  return typeof dirs === 'object' && dirs !== null && Object.values(dirs).every((dir) => typeof dir === 'string' && dir.startsWith('/'))
 }
 
 function isCount(value: unknown): value is number {

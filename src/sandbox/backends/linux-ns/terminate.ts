@@ -1,9 +1,10 @@
 import type {ChildProcess} from 'node:child_process'
-import {chmod, lstat, readdir} from 'node:fs/promises'
+import {chmod, lstat, readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {isRunning, type LinuxNsRuntime} from './runtime.js'
+import {LAUNCH_RECORD, type LaunchRecord} from './launch.js'
+import {isRunning, type LinuxNsRuntime, processStatSync} from './runtime.js'
 
 const GONE_TIMEOUT_MS = 5000
 const POLL_MS = 10
@@ -26,6 +27,53 @@ export async function killSandbox(runtime: LinuxNsRuntime, child: ChildProcess |
     // bwrap did not follow its init (not seen in practice): it holds nothing the sandbox can use.
     await signalIfSame(bwrap)
     await goneWithin([bwrap], GONE_TIMEOUT_MS)
+  }
+}
+
+/**
+ * Kills the process group a launch recorded in `stateDir` (nsinit or the bwrap it
+ * became, and the init with everything in its pid namespace), bounded. The group is
+ * signalled only while its leader is the process launched (same start time), or when
+ * no process has that pid at all: a pid still in use as a group id is never handed
+ * out again, so the group can then only be the launch's own orphans.
+ */
+export async function killLaunchGroup(stateDir: string): Promise<void> {
+  const record = await readLaunchRecord(stateDir)
+  if (record === undefined) return
+  const leader = processStatSync(record.pgid)
+  if (leader !== undefined && leader.startTime !== record.start_time) return
+  if (!signalGroup(record.pgid, 'SIGKILL')) return
+  const deadline = Date.now() + GONE_TIMEOUT_MS
+  while ((await liveMembers(record.pgid)) > 0 && Date.now() < deadline) await sleep(POLL_MS)
+}
+
+/** Processes of the group that have not exited; zombies waiting for a reaper that is not us do not count. */
+async function liveMembers(pgid: number): Promise<number> {
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const stats = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')))
+  return stats.filter((line) => {
+    const fields = line.slice(line.lastIndexOf(')') + 2).split(' ')
+    return fields[2] === String(pgid) && fields[0] !== 'Z'
+  }).length
+}
+
+async function readLaunchRecord(stateDir: string): Promise<LaunchRecord | undefined> {
+  try {
+    const value = JSON.parse(await readFile(join(stateDir, LAUNCH_RECORD), 'utf8')) as Partial<LaunchRecord>
+    const valid = Number.isSafeInteger(value.pgid) && (value.pgid ?? 0) > 1 && Number.isSafeInteger(value.start_time)
+    return valid ? (value as LaunchRecord) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Signals every process of a group; false when none is left. */
+function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
   }
 }
 
