@@ -15,6 +15,7 @@ import {AgentPackages} from './agent-packages.js'
 import {StateLock} from './lock.js'
 import type {Logger} from './log.js'
 import {SandboxManager} from './manager.js'
+import {startPolicyWorker} from './requests.js'
 import {createApiServer} from './server.js'
 import {StateStore} from './state.js'
 
@@ -62,6 +63,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       })
     }
     const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
+    startPolicyWorker()
     manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
       ...(options.resolver ? {resolver: options.resolver} : {}),
       egressAuditFailure: options.config.egress.audit_failure,

@@ -72,7 +72,7 @@ describe('cleanroom doctor', () => {
     const {exitCode, report} = await doctor(undefined, `version: 1\nsandbox:\n  image:\n    ref: ghcr.io/acme/base@sha256:${'a'.repeat(64)}\n`)
     expect(exitCode).to.equal(1)
     const check = report.checks.find((candidate) => candidate.name === 'policy vs backend')
-    expect(check?.detail).to.equal('backend linux-ns cannot enforce this policy: it lacks images.oci: sandboxes would be refused')
+    expect(check?.detail).to.equal('backend linux-ns cannot enforce this policy: it lacks images.oci (sandbox.image.ref): sandboxes would be refused')
     expect(check?.fix).to.contain('Remove sandbox.image from cleanroom.yaml')
   })
 

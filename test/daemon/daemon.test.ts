@@ -99,7 +99,7 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     const policy = {...DEFAULT_POLICY, image_ref: `ghcr.io/acme/base@sha256:${'a'.repeat(64)}`, image_digest: `sha256:${'a'.repeat(64)}`}
     const error = await test.client.createSandbox({policy, workspace_source: null}).catch((error_: unknown) => error_)
     expect((error as CleanroomError).code).to.equal('backend_capability_mismatch')
-    expect((error as CleanroomError).message).to.equal('backend linux-ns cannot enforce this policy: it lacks images.oci')
+    expect((error as CleanroomError).message).to.equal('backend linux-ns cannot enforce this policy: it lacks images.oci (sandbox.image.ref)')
   })
 
   it('creates, runs, keeps files between execs, and removes without a trace', async () => {
