@@ -16,9 +16,9 @@ describe('help and error texts', () => {
     expect(result.exitCode).to.equal(2)
     expect(result.stderr).to.contain('command sandbox pull x not found')
     expect(result.stderr).to.contain('See the commands with: cleanroom sandbox --help')
-    const unknown = await runCli(['image', 'pull', 'x'], {env: await env()})
-    expect(unknown.stderr).to.contain('command image pull x not found')
-    expect(unknown.stderr).not.to.contain('image:pull')
+    const unknown = await runCli(['policy', 'frob', 'x'], {env: await env()})
+    expect(unknown.stderr).to.contain('command policy frob x not found')
+    expect(unknown.stderr).not.to.contain('policy:frob')
   })
 
   it('lists a command\'s other names under ALIASES, never the one typed', async () => {
