@@ -18,7 +18,9 @@ import {extractUnder} from '../util/tar-extract.js'
 import {visibleText} from '../util/visible.js'
 import {badRequest} from './http.js'
 import type {Logger, SandboxManager} from './manager.js'
+import {agentCacheKind} from './agent-cache-kind.js'
 import {parseAllowRules, parseBackendName} from './requests.js'
+import type {CacheKind} from './system/caches.js'
 
 /** How long `@latest` (any dist-tag) is taken as it was last seen before the registry is asked again. */
 export const CHECK_INTERVAL_MS = 86_400_000
@@ -73,6 +75,8 @@ export interface AgentPackageMount {
 export class AgentPackages {
   private readonly layout: CacheLayout
   private readonly running = new Map<string, Promise<AgentPackageAnswer>>()
+  /** The cache as `system df` and `system prune` see it. */
+  readonly cacheKind: CacheKind
 
   constructor(
     root: string,
@@ -80,6 +84,7 @@ export class AgentPackages {
     private readonly log: Logger,
   ) {
     this.layout = cacheLayout(root)
+    this.cacheKind = agentCacheKind(root, manager)
   }
 
   async resolve(request: AgentPackageRequest): Promise<AgentPackageAnswer> {

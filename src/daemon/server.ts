@@ -18,6 +18,7 @@ import {imageRoutes} from './images-routes.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
+import {CACHE_KINDS} from './system/caches.js'
 import {diskUsage, parsePruneRequest, prune, type SystemContext} from './system/index.js'
 
 export const API_VERSION = 'v1'
@@ -300,7 +301,7 @@ async function describeBackends(context: DaemonContext): Promise<Record<string, 
 }
 
 function systemContext(context: DaemonContext): SystemContext {
-  return {manager: context.manager, stateDir: context.stateDir, log: context.log}
+  return {manager: context.manager, stateDir: context.stateDir, log: context.log, kinds: [...CACHE_KINDS, context.agentPackages.cacheKind]}
 }
 
 /** A record as the API shows it: the backend's private runtime state left out. */

@@ -2,6 +2,8 @@ import {expect} from 'chai'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import type {PublicSandbox} from '../../src/client/client.js'
+import type {DiskUsageReport, PruneReport} from '../../src/daemon/system/index.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 import {FakeNpmRegistry} from '../helpers/npm-registry.js'
 
@@ -69,5 +71,30 @@ describe('cleanroom agent with the shared agent cache (CLI, real sandboxes, an n
     expect(pinned.exitCode, pinned.stderr).to.equal(0)
     expect(pinned.stdout).to.equal('fake-agent 1.0.0: p')
     await config(suite.home)
+  })
+
+  it('is one more kind of cache in system df and prune, which never removes an entry a sandbox has mounted', async () => {
+    const json = async <T>(args: string[]): Promise<T> => {
+      const result = await suite.cli([...args, '--json'])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      return JSON.parse(result.stdout) as T
+    }
+    const agents = (await json<DiskUsageReport>(['system', 'df'])).caches.filter((cache) => cache.kind === 'agents')
+    expect(agents.map((cache) => `${cache.holds} ${cache.sandbox_id} ${cache.in_use}`).sort()).to.deep.equal(['fake-agent 1.0.0 null true', 'fake-agent 1.1.0 null true'])
+    expect(agents.every((cache) => cache.bytes > 0 && cache.path.startsWith(join(suite.home, '.cache/cleanroom/agents/entries/')))).to.equal(true)
+    expect((await suite.cli(['system', 'df'])).stdout).to.match(/^agents +\(host\) +\S+ \(fake-agent 1\.1\.0\) /m)
+
+    for (const sandbox of await json<PublicSandbox[]>(['sandbox', 'ls'])) {
+      if (sandbox.agent_package?.version === '1.1.0') await suite.cli(['sandbox', 'rm', sandbox.sandbox_id])
+    }
+    const pruned = await json<PruneReport>(['system', 'prune', '--older-than', '0'])
+    const agentItems = (items: PruneReport['removed']) => items.flatMap((item) => (item.type === 'cache' && item.kind === 'agents' ? [item.path] : []))
+    expect(agentItems(pruned.removed)).to.deep.equal([agents.find((cache) => cache.holds === 'fake-agent 1.1.0')!.path])
+    expect(pruned.kept.filter((item) => item.type === 'cache' && item.kind === 'agents').map((item) => item.reason)).to.deep.equal(['a sandbox has it mounted'])
+
+    const again = await suite.cli(['agent', 'fake', 'q'])
+    expect(again.exitCode, again.stderr).to.equal(0)
+    expect(again.stderr, 'a pruned release is fetched again').to.contain('cleanroom: fake-agent 1.1.0 is in the agent cache now')
+    expect(again.stdout).to.equal('fake-agent 1.1.0: q')
   })
 })

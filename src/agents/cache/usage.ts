@@ -54,18 +54,27 @@ export async function pruneAgentCache(root: string, options: {inUse: ReadonlySet
     report.reclaimed_bytes = report.removed.reduce((sum, entry) => sum + entry.bytes, 0)
     return report
   }
-  const removed = new Set(report.removed.map((entry) => entry.entry))
+  await removeEntries(root, new Set(report.removed.map((entry) => entry.entry)))
+  report.reclaimed_bytes = report.removed.reduce((sum, entry) => sum + entry.bytes, 0)
+  await removeStagingLeftovers(root, now)
+  return report
+}
+
+/** Removes entries with the index records that lead to them (the next start of their agent fetches again). */
+export async function removeEntries(root: string, ids: ReadonlySet<string>): Promise<void> {
+  const layout = cacheLayout(root)
   for (const name of await readdir(layout.index).catch(() => [])) {
     const record = name.endsWith('.json') ? await readIndex(layout, name.slice(0, -'.json'.length)) : undefined
-    if (record && removed.has(record.entry)) await rm(join(layout.index, name), {force: true})
+    if (record && ids.has(record.entry)) await rm(join(layout.index, name), {force: true})
   }
-  for (const entry of report.removed) {
-    await removeEntry(layout, entry.entry)
-    report.reclaimed_bytes += entry.bytes
-  }
+  for (const id of ids) await removeEntry(layout, id)
+}
+
+/** Removes what fetches cut short (their daemon died) left in staging. */
+export async function removeStagingLeftovers(root: string, now: number = Date.now()): Promise<void> {
+  const layout = cacheLayout(root)
   for (const name of await readdir(layout.staging).catch(() => [])) {
     const stats = await lstat(join(layout.staging, name)).catch(() => undefined)
     if (stats && stats.mtimeMs < now - STAGING_LEFTOVER_MS) await removeStaging(join(layout.staging, name))
   }
-  return report
 }
