@@ -81,13 +81,13 @@ describe('real agents: cleanroom agent <name> --version from the shared agent ca
         expect(again.stderr).not.to.contain('agent cache')
         const second = sandboxOf(again.stderr)!
         const inside = await suite.cli(['exec', '--sandbox-id', second, '--', 'sh', '-c', `test ! -e ~/.npm && test -f /cleanroom/agent/node_modules/${agent.packageName}/package.json && ! touch /cleanroom/agent/x 2>/dev/null && echo ok`])
-        expect(inside.stdout, inside.stderr).to.equal('ok\n')
+        expect(inside.stdout, inside.stderr).to.equal('ok')
         for (const id of [first!, second]) await suite.cli(['sandbox', 'rm', id])
         console.log(`      ${agent.name} ${VERSION_LINE.exec(result.stdout)?.[0]}: fetched and run in ${(took / 1000).toFixed(1)} s`)
       })
     }
 
-    it('a check that cannot reach the registry runs the release cached before, with a warning', async () => {
+    it('gemini: a check that cannot reach the registry runs the release cached before, with a warning', async () => {
       await writeFile(join(suite.home, '.config/cleanroom/config.yaml'), NO_REGISTRY_CONFIG)
       const result = await suite.cli(['agent', '--update', 'gemini', '--version'])
       expect(result.exitCode, result.stderr).to.equal(0)
