@@ -32,6 +32,8 @@ const LOCK_TIMEOUT_MS = INSTALL_TIMEOUT_MS + 5 * 60_000
 const OUTPUT_TAIL = 4096
 /** Where the fetch sandbox's npm installs: the sandbox user's home, read out as a tar afterwards. */
 const PREFIX = '/home/cleanroom/agent'
+/** Replaces each file with more than one name under "$1" by a copy of its own (cp -p, then rename over it). */
+const UNLINK_HARD_LINKS = 'find "$1" -type f -links +1 -exec sh -c \'for f; do cp -p -- "$f" "$f.cleanroom-copy" && mv -f -- "$f.cleanroom-copy" "$f" || exit 1; done\' sh {} +'
 
 /** POST /v1/agent-packages: make sure a package@wanted is in the shared cache, and say which entry holds it. */
 export interface AgentPackageRequest extends PackageWanted {
@@ -183,6 +185,8 @@ export class AgentPackages {
   private async fetch(sandboxId: string, request: AgentPackageRequest, version: string): Promise<string> {
     const spec = `${request.package}@${version}`
     await this.npm(sandboxId, request, ['install', '--prefix', PREFIX, '--no-audit', '--no-fund', '--no-save', spec], INSTALL_TIMEOUT_MS)
+    // Install scripts hard-link platform binaries into place (opencode-ai); the unpacker makes no hard links: copies instead.
+    await this.inSandbox(sandboxId, request, ['sh', '-c', UNLINK_HARD_LINKS, 'sh', PREFIX], VIEW_TIMEOUT_MS, 'copying hard-linked files')
     await mkdir(this.layout.staging, {recursive: true, mode: 0o700})
     const staging = join(this.layout.staging, randomBytes(8).toString('hex'))
     try {
@@ -199,15 +203,19 @@ export class AgentPackages {
 
   /** Runs npm in the sandbox; a failure is agent_install_failed with the end of npm's output. */
   private async npm(sandboxId: string, request: AgentPackageRequest, args: string[], timeoutMs: number): Promise<{stdout: string}> {
+    return this.inSandbox(sandboxId, request, ['npm', ...args], timeoutMs, `npm ${args[0]}`)
+  }
+
+  private async inSandbox(sandboxId: string, request: AgentPackageRequest, argv: string[], timeoutMs: number, what: string): Promise<{stdout: string}> {
     const env = {...request.npmConfig, ...QUIET_NPM_ENV}
-    const process = await this.manager.run(sandboxId, {argv: ['npm', ...args], env, tty: false, cwd: '/home/cleanroom'})
+    const process = await this.manager.run(sandboxId, {argv, env, tty: false, cwd: '/home/cleanroom'})
     process.stdin.end()
     const timer = setTimeout(() => process.signal('SIGKILL'), timeoutMs)
     try {
       const [stdout, stderr, status] = await Promise.all([tail(process.stdout), process.stderr ? tail(process.stderr) : Promise.resolve(''), process.exited])
       if (status.exit_code === 0) return {stdout}
       const why = status.signal === 'SIGKILL' ? `was stopped after ${Math.round(timeoutMs / 1000)} s` : `exited with ${status.exit_code}`
-      throw new CleanroomError('agent_install_failed', `npm ${args[0]} of ${request.package} ${why} in the agent cache's fetch sandbox:\n${visibleText(stderr.trim())}`, {
+      throw new CleanroomError('agent_install_failed', `${what} of ${request.package} ${why} in the agent cache's fetch sandbox:\n${visibleText(stderr.trim())}`, {
         suggestions: [
           `The fetch may reach only the agent's network hosts (${request.network.map((rule) => `${rule.host}:${rule.ports.join(',')}`).join(', ') || 'none'}); the npm registry must be one of them`,
         ],

@@ -48,6 +48,7 @@ describe('cleanroom agent with the shared agent cache (CLI, real sandboxes, an n
     expect(again.exitCode, again.stderr).to.equal(0)
     expect(again.stdout).to.equal('fake-agent 1.0.0: x')
     expect(again.stderr).not.to.contain('agent cache')
+    expect(again.stderr, 'the cached package runs, not npm in the sandbox').not.to.contain('installing')
     expect(registry.requests.length, 'the registry is not asked again the same day').to.equal(requests)
     const inspect = await suite.cli(['sandbox', 'inspect', sandboxOf(again.stderr)!])
     expect(inspect.stdout).to.match(/^agent: +fake-agent 1\.0\.0 at \/cleanroom\/agent, read-only \(agent cache entry [0-9a-f]{12}\)$/m)

@@ -75,6 +75,9 @@ describe('the shared agent cache (daemon, real sandboxes, an npm registry on loo
     expect((await lstat(script)).mode & 0o777).to.equal(0o555)
     expect((await lstat(join(entry, 'node_modules/fake-agent/package.json'))).mode & 0o777).to.equal(0o444)
     expect((await lstat(join(entry, 'node_modules/.bin/fake-agent'))).isSymbolicLink()).to.equal(true)
+    // The install script hard-linked the program over the bin: the entry has it as a file of its own.
+    expect(await readFile(script, 'utf8')).to.contain('echo "fake-agent 1.0.0:"')
+    expect((await lstat(script)).nlink).to.equal(1)
     expect(JSON.parse(await readFile(`${entry}.json`, 'utf8'))).to.deep.include({package: 'fake-agent', version: '1.0.0'})
   })
 

@@ -5,6 +5,8 @@ import {gzipSync} from 'node:zlib'
 import {pack} from 'tar-stream'
 import {buffer} from 'node:stream/consumers'
 
+const INSTALL_SCRIPT = 'ln -f lib/program.sh bin/fake-agent.sh'
+
 /** A release of the fake agent package: its bin prints its version and arguments. */
 interface Release {
   version: string
@@ -54,9 +56,11 @@ export class FakeNpmRegistry {
 
   async publish(version: string): Promise<void> {
     const archive = pack()
-    const packageJson = JSON.stringify({name: 'fake-agent', version, bin: {'fake-agent': 'bin/fake-agent.sh'}})
+    // As opencode-ai does: the bin is a placeholder that the install script replaces with a hard link to the real program.
+    const packageJson = JSON.stringify({name: 'fake-agent', version, bin: {'fake-agent': 'bin/fake-agent.sh'}, scripts: {postinstall: INSTALL_SCRIPT}})
     archive.entry({name: 'package/package.json', mode: 0o644}, packageJson)
-    archive.entry({name: 'package/bin/fake-agent.sh', mode: 0o755}, `#!/bin/sh\necho "fake-agent ${version}:" "$@"\n`)
+    archive.entry({name: 'package/bin/fake-agent.sh', mode: 0o755}, '#!/bin/sh\necho "the install script did not run" >&2\nexit 3\n')
+    archive.entry({name: 'package/lib/program.sh', mode: 0o755}, `#!/bin/sh\necho "fake-agent ${version}:" "$@"\n`)
     archive.finalize()
     this.releases.set(version, {version, tarball: gzipSync(await buffer(archive))})
     this.latest = version
@@ -94,6 +98,8 @@ export class FakeNpmRegistry {
           name: 'fake-agent',
           version: release.version,
           bin: {'fake-agent': 'bin/fake-agent.sh'},
+          scripts: {postinstall: INSTALL_SCRIPT},
+          hasInstallScript: true,
           dist: {
             tarball: `${this.url}fake-agent/-/fake-agent-${release.version}.tgz`,
             integrity: `sha512-${createHash('sha512').update(release.tarball).digest('base64')}`,
