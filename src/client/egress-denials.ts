@@ -1,10 +1,9 @@
 import type {AuditEvent} from '../egress/audit.js'
-import type {EgressReason} from '../egress/decide.js'
 import {visibleName} from '../util/visible.js'
 import type {DaemonClient} from './client.js'
 
 /** The refusals a user can act on, and what to do about each. */
-const ACTIONABLE: Partial<Record<EgressReason, string>> = {
+const ACTIONABLE: Partial<Record<AuditEvent['reason'], string>> = {
   host_not_allowed: 'not in the policy',
   port_not_allowed: 'that port is not in the policy',
   denied_by_rule: "a deny rule of the sandbox's policy",
@@ -15,7 +14,7 @@ const ACTIONABLE: Partial<Record<EgressReason, string>> = {
 interface Denial {
   /** `host:port`, terminal-safe. */
   destination: string
-  reason: EgressReason
+  reason: AuditEvent['reason']
 }
 
 export interface DenialWatch {

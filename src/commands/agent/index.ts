@@ -12,7 +12,7 @@ import {pasteable} from '../../util/pasteable.js'
 
 export default class Agent extends DaemonCommand {
   static override summary = 'Run a coding agent in a sandbox of this repository'
-  static override description = `Creates a sandbox from the repository's policy plus the hosts the agent needs (printed first), copies the agent's credential files in, and runs the agent there with your terminal. cleanroom's flags go before the agent's name; everything after the name goes to the agent as typed, in order (a single leading -- is dropped), so "cleanroom agent codex --help" shows Codex's help and "cleanroom agent --help" this one. The sandbox is kept afterwards and its id printed (sandbox_id=…): pass it to --sandbox-id to continue in it. An agent that comes from npm runs from the agent cache shared by this machine's sandboxes (mounted read-only; @latest checked once a day, --update to check now). Without a name, lists the agents.`
+  static override description = `Creates a sandbox from the repository's policy plus the hosts the agent needs (printed first), gives the agent its credentials through the sandbox's credential gateway (the sandbox holds phantom tokens only; credentials: copy in the runtime config copies the files in instead), and runs the agent there with your terminal. cleanroom's flags go before the agent's name; everything after the name goes to the agent as typed, in order (a single leading -- is dropped), so "cleanroom agent codex --help" shows Codex's help and "cleanroom agent --help" this one. The sandbox is kept afterwards and its id printed (sandbox_id=…): pass it to --sandbox-id to continue in it. An agent that comes from npm runs from the agent cache shared by this machine's sandboxes (mounted read-only; @latest checked once a day, --update to check now). Without a name, lists the agents.`
   static override usageTail = 'NAME [AGENT ARGS...]'
   static override examples = [
     '<%= config.bin %> agent claude',
@@ -58,6 +58,7 @@ export default class Agent extends DaemonCommand {
       allowAll: flags['dangerously-allow-all'],
       update: flags.update,
       terminal: {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
+      trustedGateway: agent.sources.every((source) => source.kind !== 'plugin'),
     })
     process.exitCode = outcome.exitCode
   }
