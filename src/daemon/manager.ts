@@ -112,7 +112,7 @@ export class SandboxManager {
     requireCapabilities(backend.name, request.policy, backend.capabilities())
     const record = newRecord(request, backend.name)
     const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
-    const built = buildSandbox(context, backend, record)
+    const built = buildSandbox(context, backend, record, request)
     this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
       await built

@@ -18,6 +18,15 @@ export interface ProvisionRequest {
   resources?: ResourceRequest
   /** Where the backend says what the daemon's log should show (e.g. limits it cannot enforce). */
   log?: (message: string) => void
+  /** Host directories to show read-only at `target` (the shared agent cache's entry); a backend that cannot must refuse. */
+  readOnlyMounts?: ReadOnlyMount[]
+}
+
+export interface ReadOnlyMount {
+  /** A host directory the daemon vouches for (never a path a client named). */
+  source: string
+  /** An absolute path inside the sandbox, outside what the root filesystem already holds. */
+  target: string
 }
 
 /** What a backend needs to find a sandbox again, stored in the sandbox record. */

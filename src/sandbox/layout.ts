@@ -28,6 +28,8 @@ export const STATE_LAYOUT = {
   emptyWorkspace: 'empty',
   whiteouts: 'whiteouts',
   log: 'sandbox.log',
+  /** Mount points of the read-only mounts (nsinit --ro-bind): `ro-0`, `ro-1`, … */
+  readOnlyMountPrefix: 'ro-',
 } as const
 
 /** One mount of the sandbox's root filesystem, in the order bwrap applies them. */

@@ -1,4 +1,5 @@
-import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, WORKSPACE, type RootfsMount} from '../../layout.js'
+import type {ReadOnlyMount} from '../../backend.js'
+import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, STATE_LAYOUT, WORKSPACE, type RootfsMount} from '../../layout.js'
 
 /** The argv contract of nsinit.c (see the comment at its top), and of the bwrap it execs. */
 
@@ -27,6 +28,8 @@ export interface CreatePlan {
   cgroupDirs?: string[]
   bwrap: string
   rootfs: RootfsMount[]
+  /** Host directories shown read-only in the sandbox (nsinit --ro-bind, then bwrap --ro-bind from the state view). */
+  readOnlyMounts?: readonly ReadOnlyMount[]
 }
 
 /** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
@@ -36,7 +39,10 @@ export function createArgv(plan: CreatePlan): string[] {
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
   if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
-  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, plan.rootfs)]
+  const extra = (plan.readOnlyMounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
+  for (const mount of extra) argv.push('--ro-bind', mount.source, mount.name)
+  const rootfs = [...plan.rootfs, ...extra.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${plan.stateView}/${mount.name}`, target: mount.target}))]
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, rootfs)]
 }
 
 function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {

@@ -56,6 +56,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
       rootfs,
+      ...(request.readOnlyMounts ? {readOnlyMounts: request.readOnlyMounts} : {}),
       ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
     })
     const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
