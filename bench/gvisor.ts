@@ -64,11 +64,11 @@ export async function gvisorComparisons(options: GvisorBenchOptions): Promise<Gv
   const sandboxes: string[] = []
   const removeBare = async (id: string) => {
     await command([runsc, ...flags, 'delete', '-force', id])().catch(() => undefined)
-    bare.splice(bare.indexOf(id), 1)
+    if (bare.includes(id)) bare.splice(bare.indexOf(id), 1)
   }
   const remove = async (id: string) => {
     await client.removeSandbox(id).catch(() => undefined)
-    sandboxes.splice(sandboxes.indexOf(id), 1)
+    if (sandboxes.includes(id)) sandboxes.splice(sandboxes.indexOf(id), 1)
   }
   const create = async () => {
     const id = (await client.createSandbox({repository: repo, backend: 'gvisor'})).sandbox_id
