@@ -1,7 +1,8 @@
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
+import type {ImageService} from '../images/service.js'
 import type {CompiledPolicy} from '../policy/schema.js'
-import type {SandboxBackend} from '../sandbox/backend.js'
+import type {ProvisionImage, SandboxBackend} from '../sandbox/backend.js'
 import {newSandboxId} from '../sandbox/ids.js'
 import {requestedResources} from '../sandbox/resources.js'
 import type {SandboxRecord} from '../sandbox/types.js'
@@ -30,8 +31,25 @@ export interface BuildContext {
   removalRequested(id: string): boolean
 }
 
-/** The record of a sandbox about to be created. */
-export function newRecord(request: CreateSandboxRequest, backend: BackendName): SandboxRecord {
+/**
+ * The cached image the policy names, or image_not_pulled (with the reference in its
+ * details: the CLI pulls it, with the user's registry credentials, and asks again).
+ */
+export async function findSandboxImage(images: ImageService | undefined, policy: CompiledPolicy): Promise<ProvisionImage | undefined> {
+  const ref = policy.image_ref
+  if (ref === undefined || policy.image_digest === undefined) return undefined
+  const image = images === undefined ? undefined : await images.store.find(policy.image_digest)
+  if (image === undefined) {
+    throw new CleanroomError('image_not_pulled', `image ${ref} is not in the image cache`, {
+      details: {ref},
+      suggestions: [`Pull it with: cleanroom image pull ${ref}`],
+    })
+  }
+  return {ref, id: image.id, rootfs: image.rootfs, config: image.config}
+}
+
+/** The record of a sandbox about to be created; one on an image names it from the start, so the image is never removed under it. */
+export function newRecord(request: CreateSandboxRequest, backend: BackendName, image?: ProvisionImage): SandboxRecord {
   const now = new Date().toISOString()
   return {
     sandbox_id: newSandboxId(),
@@ -42,6 +60,7 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName): 
     policy_source: request.policySource,
     allow_all: request.allowAll,
     workspace_source: request.workspaceSource,
+    ...(image ? {image_ref: image.ref, image_digest: request.policy.image_digest, image_id: image.id} : {}),
     created_at: now,
     updated_at: now,
     ...(request.ephemeral ? {ephemeral: true} : {}),
@@ -54,7 +73,7 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName): 
  * is left; a removal asked for meanwhile does the cleaning itself. Logs how long
  * each part took.
  */
-export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord): Promise<void> {
+export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord, image?: ProvisionImage): Promise<void> {
   const {store, records, egress, log} = context
   const id = record.sandbox_id
   const refuseIfRemoved = () => {
@@ -77,6 +96,7 @@ export async function buildSandbox(context: BuildContext, backend: SandboxBacken
       stateDir: store.sandboxDir(id),
       resources: requestedResources(record.policy),
       log,
+      ...(image ? {image} : {}),
     })
     record.resources = backend.resourcesOf?.(record.runtime)
     times.push(performance.now())

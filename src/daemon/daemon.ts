@@ -58,15 +58,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       })
     }
     const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
+    const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => manager?.list(true) ?? [])
     manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
+      images,
       ...(options.resolver ? {resolver: options.resolver} : {}),
       egressAuditFailure: options.config.egress.audit_failure,
       maxConnectionsPerSandbox: options.config.egress.max_connections_per_sandbox,
       ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
     })
     await manager.adopt()
-    const sandboxes = manager
-    const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => sandboxes.list(true))
     const api = createApiServer({
       manager,
       backends,

@@ -7,10 +7,11 @@ import {newExecId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
+import type {ImageService} from '../images/service.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
 import {ExecActivity} from './activity.js'
 import {ConnectionBudget} from './connection-limits.js'
-import {buildSandbox, type CreateSandboxRequest, newRecord} from './create.js'
+import {buildSandbox, type CreateSandboxRequest, findSandboxImage, newRecord} from './create.js'
 import {auditPath, caEnv, proxyEnv} from './egress.js'
 import {type EgressState, EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
@@ -38,6 +39,8 @@ export interface ManagerOptions {
   ephemeralAttachMs?: number
   /** How often an egress listener that could not be made is tried again. */
   egressRetryMs?: number
+  /** The image cache, where sandboxes on an image find its root filesystem. */
+  images?: ImageService
 }
 
 export const EPHEMERAL_ATTACH_MS = 10_000
@@ -101,9 +104,10 @@ export class SandboxManager {
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
     const backend = this.backend(request.backend)
     requireCapabilities(backend.name, request.policy, backend.capabilities())
-    const record = newRecord(request, backend.name)
+    const image = await findSandboxImage(this.options.images, request.policy)
+    const record = newRecord(request, backend.name, image)
     const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
-    const built = buildSandbox(context, backend, record)
+    const built = buildSandbox(context, backend, record, image)
     this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
       await built
@@ -207,8 +211,8 @@ export class SandboxManager {
    * The first execution of an ephemeral sandbox owns it (see ExecActivity).
    */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
-    // The request's own variables win; the proxy settings are only defaults.
-    const env = {...proxyEnv(), ...caEnv(), ...request.env}
+    // The request's own variables win; the proxy settings are only defaults. The host's CA files are not in an image.
+    const env = {...proxyEnv(), ...(this.get(sandboxId).image_ref === undefined ? caEnv() : {}), ...request.env}
     const process = await this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
     const record = this.get(sandboxId)
     record.last_used_at = new Date().toISOString()

@@ -1,7 +1,7 @@
 import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
-import {recompilePolicy, withAdditionalAllow} from '../policy/compile.js'
+import {recompilePolicy, withAdditionalAllow, withImage} from '../policy/compile.js'
 import {loadPolicy} from '../policy/load.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest} from '../sandbox/types.js'
@@ -69,7 +69,8 @@ export interface SandboxSource {
  * `repository` (an absolute directory: the policy is found and compiled here,
  * from that directory up to its git root, and the git root becomes the
  * workspace), or `policy` (compiled, re-checked here) with `workspace_source`.
- * `extra_allow` adds allow rules to either (an agent's network needs).
+ * `extra_allow` adds allow rules to either (an agent's network needs); `image`
+ * (digest-pinned: the CLI resolves a tag first) replaces the policy's image.
  */
 export async function parseSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
   const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow)
@@ -83,6 +84,10 @@ export async function parseSandboxSource(body: Record<string, unknown>): Promise
     const workspace = body.workspace_source
     if (workspace !== undefined && workspace !== null) absolutePath('workspace_source', workspace)
     source = {policy: recompilePolicy(body.policy), policySource: null, workspaceSource: (workspace as string | null | undefined) ?? null}
+  }
+  if (body.image !== undefined) {
+    if (typeof body.image !== 'string') throw badRequest('image must be a digest-pinned image reference (registry/repository@sha256:…)')
+    source = {...source, policy: withImage(source.policy, body.image)}
   }
   return extra.length > 0 ? {...source, policy: withAdditionalAllow(source.policy, extra)} : source
 }

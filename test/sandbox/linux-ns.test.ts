@@ -315,11 +315,11 @@ describe('the linux-ns backend', function () {
     expect(failure).to.be.instanceOf(CleanroomError).and.have.property('code', 'backend_unavailable')
   })
 
-  it('refuses a policy naming an image rather than running the host rootfs', async () => {
+  it('refuses a policy naming an image when given no image, rather than running the host rootfs', async () => {
     const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
     const policy = {...POLICY, image_ref: 'ghcr.io/acme/img@sha256:' + '0'.repeat(64)}
     const failure = await backend.provision({sandboxId, policy, workspaceSource: null, stateDir}).catch((error: unknown) => error)
-    expect(failure).to.be.instanceOf(CleanroomError).and.have.property('code', 'backend_capability_mismatch')
+    expect(failure).to.be.instanceOf(CleanroomError).and.have.property('code', 'image_not_pulled')
   })
 
   it('works for a non-root daemon (uid 1234, unprivileged user namespace)', async () => {

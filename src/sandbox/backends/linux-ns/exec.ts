@@ -4,7 +4,7 @@ import type {ExecRequest} from '../../types.js'
 import {execArgv, NSINIT_SETUP_FAILED} from './nsinit.js'
 import {spawnOnTerminal, spawnWithPipes, type StartedProcess} from './process.js'
 import {SANDBOX_PATH, SANDBOX_USER, WORKSPACE} from './rootfs.js'
-import {execTarget, isSandboxAlive, type LinuxNsRuntime} from './runtime.js'
+import {execTarget, type ImageWorkload, isSandboxAlive, type LinuxNsRuntime} from './runtime.js'
 
 const DEFAULT_SIZE = {cols: 80, rows: 24}
 
@@ -12,9 +12,9 @@ const DEFAULT_SIZE = {cols: 80, rows: 24}
 export async function startExec(nsinit: string, runtime: LinuxNsRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
   if (!(await isSandboxAlive(runtime))) throw initGone()
-  const cwd = request.cwd ?? WORKSPACE
+  const cwd = request.cwd ?? runtime.image?.cwd ?? WORKSPACE
   const args = execArgv(execTarget(runtime), cwd, request.argv)
-  const env = workloadEnv(request)
+  const env = workloadEnv(request, runtime.image)
   let started: StartedProcess
   try {
     started = request.tty
@@ -43,15 +43,20 @@ export async function startExec(nsinit: string, runtime: LinuxNsRuntime, request
   }
 }
 
-/** The workload's environment: a login-like base, TERM on a terminal, then the request's own (which wins). */
-export function workloadEnv(request: ExecRequest): Record<string, string> {
+/**
+ * The workload's environment: a login-like base, an image's own Env over it, TERM on a
+ * terminal, then the request's own (which wins: the daemon's proxy settings are in it).
+ */
+export function workloadEnv(request: ExecRequest, image?: ImageWorkload): Record<string, string> {
+  const user = image?.user ?? SANDBOX_USER.name
   return {
     PATH: SANDBOX_PATH,
     HOME: SANDBOX_USER.home,
-    USER: SANDBOX_USER.name,
-    LOGNAME: SANDBOX_USER.name,
+    USER: user,
+    LOGNAME: user,
     SHELL: SANDBOX_USER.shell,
     LANG: 'C.UTF-8',
+    ...image?.env,
     ...(request.tty ? {TERM: request.env.TERM ?? 'xterm-256color'} : {}),
     ...request.env,
   }

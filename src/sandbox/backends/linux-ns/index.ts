@@ -54,7 +54,7 @@ export class LinuxNsBackend implements SandboxBackend {
       'exec.tty': true,
       'files.copy': true,
       'dns_control_or_equivalent': true,
-      'images.oci': false,
+      'images.oci': true,
       'resources.cpu': limits,
       'resources.memory': limits,
       'resources.disk': limits,
