@@ -8,6 +8,7 @@ import type {BackendName} from '../config/schema.js'
 import type {DaemonClient} from './client.js'
 import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
 import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
+import {agentMissingFromImage} from './image.js'
 
 export interface AgentRunOptions {
   agent: AgentSpec
@@ -58,7 +59,10 @@ export async function runAgent(client: DaemonClient, options: AgentRunOptions): 
   if (tty) env.TERM = process.env.TERM ?? 'xterm-256color'
   const request = {argv: ['sh', '-lc', buildAgentScript(agent, options.args)], env, tty, ...(tty ? {cols: terminal.stdout.columns, rows: terminal.stdout.rows} : {})}
   try {
-    return {...(await runInSandbox(client, sandboxId, request, terminal)), sandboxId}
+    const outcome = await runInSandbox(client, sandboxId, request, terminal)
+    const missing = outcome.exitCode === 127 ? await agentMissingFromImage(client, sandboxId, agent.name) : undefined
+    if (missing !== undefined) say(missing)
+    return {...outcome, sandboxId}
   } finally {
     if (options.sandboxId === undefined) terminal.stderr.write(`sandbox_id=${sandboxId}\n`)
   }

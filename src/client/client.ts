@@ -29,7 +29,7 @@ export interface BackendInfo {
 }
 
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; image?: string} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )
