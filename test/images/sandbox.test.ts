@@ -5,8 +5,11 @@ import {existsSync} from 'node:fs'
 import {lstat, readdir, readFile, readlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {DaemonClient} from '../../src/client/client.js'
+import {socketPathOf} from '../../src/client/connect.js'
+import {DEFAULT_POLICY, withImage} from '../../src/policy/compile.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
-import {mountsMentioning} from '../helpers/daemon.js'
+import {mountsMentioning, sandboxesOf} from '../helpers/daemon.js'
 import {busyboxLayer, ociImage, pushImage, tarOf} from './images.js'
 import {startRegistry, type TestRegistry} from './registry.js'
 
@@ -66,6 +69,15 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
     expect(again.stderr).not.to.contain('pulling image')
     expect(again.exitCode).to.equal(0)
     expect(again.stdout).not.to.contain('evil')
+
+    // With no workspace (an API client's choice), commands start in the image's WorkingDir.
+    const client = new DaemonClient(socketPathOf(undefined, context.env))
+    const bare = await client.createSandbox({policy: withImage(DEFAULT_POLICY, ref('app', appDigest)), workspace_source: null})
+    try {
+      expect(await client.run(bare.sandbox_id, {argv: ['sh', '-c', 'pwd'], env: {}})).to.deep.include({exit_code: 0, stdout: '/app\n'})
+    } finally {
+      await client.removeSandbox(bare.sandbox_id)
+    }
   })
 
   it('refuses a tag-only image in a policy, and takes a tag with --image, resolved and shown', async () => {
@@ -95,6 +107,13 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
     expect(inspected.image_id).to.match(/^sha256:[a-f0-9]{64}$/)
     expect((await context.cli(['sandbox', 'inspect', id])).stdout).to.contain(`image:     ${ref('root', rootDigest)}`)
 
+    // Root inside is an unprivileged uid of the sandbox's own on the host.
+    const processes = await sandboxesOf(new Set(), context.home)
+    expect(processes).to.have.length.of.at.least(1)
+    for (const pid of processes) {
+      const uids = /^Uid:\s+(.*)$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]!.split(/\s+/)
+      expect(uids.map(Number).every((uid) => uid > 0), `uids of ${pid}: ${uids.join(' ')}`).to.equal(true)
+    }
     const refused = await context.cli(['image', 'rm', ref('root', rootDigest)])
     expect(refused.exitCode).to.equal(1)
     expect(refused.stderr).to.contain(id)
