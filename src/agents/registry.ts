@@ -1,3 +1,4 @@
+import {CleanroomError} from '../errors/index.js'
 import {isRecord, formatPath} from '../util/yaml-file.js'
 import type {RuntimeConfig} from '../config/schema.js'
 import type {AgentSpec, AgentSpecInput} from './spec.js'
@@ -86,15 +87,34 @@ export function buildAgentRegistry(plugins: readonly PluginInfo[], config?: {pat
 }
 
 function pluginLayer(plugin: PluginInfo, warnings: string[]): Layer | undefined {
-  const block = plugin.pjson.cleanroom
-  if (block === undefined) return undefined
+  if (plugin.pjson.cleanroom === undefined) return undefined
+  const checked = validatePluginAgent(plugin)
+  if (checked instanceof CleanroomError) {
+    warnings.push(checked.message)
+    return undefined
+  }
   const source: AgentSource =
     plugin.type === 'core'
       ? {kind: 'builtin', plugin: plugin.name, version: plugin.version}
       : {kind: 'plugin', plugin: plugin.name, version: plugin.version, linked: plugin.type === 'link'}
+  return {source, ...checked}
+}
 
-  const problems: string[] = []
-  const report = (path: (number | string)[], message: string) => problems.push(`${formatPath(path)}: ${message}`)
+/** At most this many problems of one plugin are listed; a broken plugin must not flood the terminal. */
+const MAX_PLUGIN_PROBLEMS = 10
+
+/**
+ * The agent a plugin's package.json declares in its `cleanroom.agent` block,
+ * or agent_spec_invalid naming the plugin and each field that is wrong.
+ */
+export function validatePluginAgent(plugin: PluginInfo): {name: string; input: AgentSpecInput} | CleanroomError {
+  const block = plugin.pjson.cleanroom
+  const issues: {path: string; message: string}[] = []
+  let more = 0
+  const report = (path: (number | string)[], message: string) => {
+    if (issues.length < MAX_PLUGIN_PROBLEMS) issues.push({path: formatPath(path), message})
+    else more++
+  }
   let name: string | undefined
   let input: AgentSpecInput | undefined
 
@@ -110,15 +130,18 @@ function pluginLayer(plugin: PluginInfo, warnings: string[]): Layer | undefined 
       else name = declared
     }
     const unknownTop = Object.keys(block).filter((key) => key !== 'agent')
-    for (const key of unknownTop) report(['cleanroom', key], 'unknown key (expected: agent)')
+    for (const key of unknownTop.slice(0, MAX_PLUGIN_PROBLEMS)) report(['cleanroom', key], 'unknown key (expected: agent)')
+    more += Math.max(0, unknownTop.length - MAX_PLUGIN_PROBLEMS)
     input = parseAgentInput(block.agent, ['cleanroom', 'agent'], report)
   }
 
-  if (problems.length > 0 || name === undefined || input === undefined) {
-    warnings.push(`plugin ${plugin.name}@${plugin.version} declares an invalid agent and is skipped: ${problems.join('; ')}`)
-    return undefined
-  }
-  return {source, name, input}
+  if (issues.length === 0 && name !== undefined && input !== undefined) return {name, input}
+  const listed = issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')
+  const label = `${String(plugin.name).slice(0, 214)}@${String(plugin.version).slice(0, 64)}`
+  return new CleanroomError('agent_spec_invalid', `plugin ${label} declares an invalid agent and is skipped: ${listed}${more > 0 ? ` (and ${more} more)` : ''}`, {
+    details: {plugin: plugin.name, version: plugin.version, issues},
+    suggestions: [`Fix the cleanroom.agent block of ${plugin.name}'s package.json, or remove the plugin: cleanroom plugins uninstall ${plugin.name}`],
+  })
 }
 
 export function describeSource(source: AgentSource): string {

@@ -51,6 +51,24 @@ export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
 
 export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env'] as const
 
+/**
+ * How much one agent declaration may hold (docs/agents.md, "Limits"). A
+ * plugin's package.json is read by every command that lists agents, so a
+ * hostile one must cost little and fail with a message naming the field.
+ */
+export const AGENT_SPEC_LIMITS = {
+  /** command, test, install, description, and each env value. */
+  maxText: 16_384,
+  /** credential sources and targets. */
+  maxPath: 4096,
+  maxCredentials: 64,
+  maxNetwork: 256,
+  maxPorts: 64,
+  maxEnv: 256,
+  /** npm's own limit on a package name. */
+  maxPackage: 214,
+} as const
+
 /** An npm package name, unscoped or scoped, without a version: what `package` accepts. */
 export const NPM_PACKAGE_PATTERN = /^(?:@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/
 

@@ -7,6 +7,7 @@ import {defaultTest} from './script.js'
 import {
   AGENT_NAME_PATTERN,
   AGENT_SPEC_KEYS,
+  AGENT_SPEC_LIMITS,
   type AgentSpec,
   type AgentSpecInput,
   CREDENTIAL_TRANSFORMS,
@@ -21,8 +22,20 @@ import {
 const CREDENTIAL_KEYS = ['source', 'target', 'transform']
 const NETWORK_KEYS = ['host', 'ports', 'reason']
 
+/** NUL and the control characters other than tab and line breaks: nothing an agent's fields need, and a way to hide text on a terminal. */
+const CONTROL_CHARACTER = /[\0-\x08\v\f\x0E-\x1F\x7F-\x9F]/
+
+/** Why `text` cannot be a text field of at most `max` characters, or undefined. */
+export function textProblem(text: string, max: number = AGENT_SPEC_LIMITS.maxText): string | undefined {
+  if (text.length > max) return `is ${text.length} characters long: at most ${max} are allowed`
+  const control = CONTROL_CHARACTER.exec(text)
+  if (control) return `contains the control character U+${control[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}: remove it`
+  return undefined
+}
+
 /** Why `name` cannot name an agent, or undefined when it can. */
 export function agentNameProblem(name: string): string | undefined {
+  if (name.length > 64) return `is ${name.length} characters long: an agent name has at most 64`
   if (!AGENT_NAME_PATTERN.test(name)) return `"${name}" is not a valid agent name (lower-case letters, digits and -, starting with a letter)`
   if (RESERVED_AGENT_NAMES.includes(name)) return `"${name}" is reserved by the cleanroom agent command`
   return undefined
@@ -46,6 +59,11 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
     return undefined
   }
 
+  const keys = Object.keys(value)
+  if (keys.length > AGENT_SPEC_KEYS.length * 4) {
+    fail(path, `has ${keys.length} fields: an agent has at most these: ${AGENT_SPEC_KEYS.join(', ')}`)
+    return undefined
+  }
   const input: AgentSpecInput = {}
   for (const [key, field] of Object.entries(value)) {
     const at = [...path, key]
@@ -58,15 +76,16 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
       case 'command':
       case 'test':
       case 'install': {
-        if (typeof field !== 'string') {
-          fail(at, 'must be a string')
-        } else if (field.trim() !== '') {
-          input[key] = field.trim()
+        const problem = typeof field === 'string' ? textProblem(field) : 'must be a string'
+        if (problem) {
+          fail(at, problem)
+        } else if ((field as string).trim() !== '') {
+          input[key] = (field as string).trim()
         }
         break
       }
       case 'package': {
-        if (typeof field !== 'string' || !NPM_PACKAGE_PATTERN.test(field.trim())) {
+        if (typeof field !== 'string' || field.length > AGENT_SPEC_LIMITS.maxPackage || !NPM_PACKAGE_PATTERN.test(field.trim())) {
           fail(at, 'must be an npm package name without a version, e.g. @google/gemini-cli')
         } else {
           input.package = field.trim()
@@ -102,6 +121,7 @@ function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue
     fail(path, 'must be a list of {source, target} mappings')
     return undefined
   }
+  if (!withinLimit(value, AGENT_SPEC_LIMITS.maxCredentials, path, fail)) return undefined
   const mappings: CredentialMapping[] = []
   for (const [i, entry] of value.entries()) {
     const at = [...path, i]
@@ -115,6 +135,11 @@ function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue
     const {source, target, transform} = entry
     if (typeof source !== 'string' || source.trim() === '') {
       fail([...at, 'source'], 'is required: the host path to copy (e.g. ~/.codex/auth.json)')
+      continue
+    }
+    const pathProblem = textProblem(source, AGENT_SPEC_LIMITS.maxPath) ?? (typeof target === 'string' ? textProblem(target, AGENT_SPEC_LIMITS.maxPath) : undefined)
+    if (pathProblem) {
+      fail([...at, textProblem(source, AGENT_SPEC_LIMITS.maxPath) ? 'source' : 'target'], pathProblem)
       continue
     }
     const sourceProblem = validateCredentialSource(source.trim())
@@ -150,6 +175,7 @@ function parseNetwork(value: unknown, path: PathSegment[], fail: ReportIssue): N
     fail(path, 'must be a list of {host, ports, reason} entries')
     return undefined
   }
+  if (!withinLimit(value, AGENT_SPEC_LIMITS.maxNetwork, path, fail)) return undefined
   const needs: NetworkNeed[] = []
   for (const [i, entry] of value.entries()) {
     const at = [...path, i]
@@ -172,7 +198,8 @@ function parseNetwork(value: unknown, path: PathSegment[], fail: ReportIssue): N
       fail([...at, 'host'], 'is required: the host name the agent must reach')
     }
     const ports = parsePorts(entry.ports, [...at, 'ports'], fail)
-    if (entry.reason !== undefined && typeof entry.reason !== 'string') fail([...at, 'reason'], 'must be a string')
+    const reasonProblem = entry.reason === undefined ? undefined : typeof entry.reason === 'string' ? textProblem(entry.reason, 1024) : 'must be a string'
+    if (reasonProblem) fail([...at, 'reason'], reasonProblem)
     if (host === undefined || ports === undefined) continue
     const need: NetworkNeed = {host, ports}
     if (typeof entry.reason === 'string' && entry.reason.trim() !== '') need.reason = entry.reason.trim()
@@ -186,6 +213,7 @@ function parsePorts(value: unknown, path: PathSegment[], fail: ReportIssue): num
     fail(path, 'must be a non-empty list of ports (1-65535)')
     return undefined
   }
+  if (!withinLimit(value, AGENT_SPEC_LIMITS.maxPorts, path, fail)) return undefined
   const ports: number[] = []
   for (const [i, port] of value.entries()) {
     if (isPort(port)) ports.push(port)
@@ -199,14 +227,26 @@ function parseEnv(value: unknown, path: PathSegment[], fail: ReportIssue): Recor
     fail(path, 'must be a mapping of variable names to string values')
     return undefined
   }
+  const names = Object.keys(value)
+  if (names.length > AGENT_SPEC_LIMITS.maxEnv) {
+    fail(path, `has ${names.length} variables: at most ${AGENT_SPEC_LIMITS.maxEnv} are allowed`)
+    return undefined
+  }
   const env: Record<string, string> = {}
   for (const [name, envValue] of Object.entries(value)) {
-    if (!isEnvName(name)) fail([...path, name], 'is not a valid environment variable name', 'key')
+    if (name.length > 256 || !isEnvName(name)) fail([...path, name.slice(0, 256)], 'is not a valid environment variable name', 'key')
     else if (typeof envValue !== 'string') fail([...path, name], 'must be a string (quote numbers and booleans)')
     else if (envValue.includes('\0')) fail([...path, name], 'must not contain NUL')
+    else if (envValue.length > AGENT_SPEC_LIMITS.maxText) fail([...path, name], textProblem(envValue)!)
     else env[name] = envValue
   }
   return env
+}
+
+function withinLimit(value: readonly unknown[], max: number, path: PathSegment[], fail: ReportIssue): boolean {
+  if (value.length <= max) return true
+  fail(path, `has ${value.length} entries: at most ${max} are allowed`)
+  return false
 }
 
 /** Layers `override` on `base`: every field `override` sets replaces the base's, lists and env included. */

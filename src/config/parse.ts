@@ -1,7 +1,8 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
 import {CleanroomError} from '../errors/index.js'
 import {isEnvName} from '../util/env-name.js'
-import {displayPath, formatIssue, isRecord, reportUnknownKeys, YamlFile} from '../util/yaml-file.js'
+import {FILE_LIMITS} from '../util/yaml-bounds.js'
+import {describeValue, displayPath, isRecord, reportUnknownKeys, YamlFile, type YamlLimits} from '../util/yaml-file.js'
 import {parseResources} from './parse-resources.js'
 import {
   BACKENDS,
@@ -181,19 +182,29 @@ function binaryPath(file: YamlFile, path: string[], value: unknown): string | un
 
 function oneOf(file: YamlFile, path: string[], value: unknown, allowed: readonly string[]): string | undefined {
   if (typeof value === 'string' && allowed.includes(value.trim())) return value.trim()
-  file.report(path, `unsupported value ${JSON.stringify(value)} (expected ${allowed.join(' or ')})`)
+  file.report(path, `unsupported value ${describeValue(value)} (expected ${allowed.join(' or ')})`)
   return undefined
 }
 
+/** The limits a runtime config is parsed with (the same as a policy's). */
+export const CONFIG_FILE_LIMITS: YamlLimits = {what: 'a runtime config', ...FILE_LIMITS}
+
 /** Validates config text that came from `path`; throws config_invalid listing every problem. */
 export function parseRuntimeConfigText(path: string, text: string): RuntimeConfig {
-  const file = new YamlFile(displayPath(path), text)
+  return validated(path, new YamlFile(displayPath(path), text, CONFIG_FILE_LIMITS))
+}
+
+/** Like parseRuntimeConfigText, from the file's bytes (or its size, when it was too large to read). */
+export function parseRuntimeConfigBytes(path: string, bytes: Uint8Array | number): RuntimeConfig {
+  const display = displayPath(path)
+  return validated(path, typeof bytes === 'number' ? YamlFile.tooLarge(display, bytes, CONFIG_FILE_LIMITS) : YamlFile.fromBytes(display, bytes, CONFIG_FILE_LIMITS))
+}
+
+function validated(path: string, file: YamlFile): RuntimeConfig {
   const config = file.ok ? parseRuntimeConfig(file) : DEFAULT_RUNTIME_CONFIG
   if (!file.ok) {
-    const issues = file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)
-    const lines = issues.map((issue) => formatIssue(issue))
-    throw new CleanroomError('config_invalid', `runtime config invalid:\n${lines.join('\n')}`, {
-      details: {path, issues},
+    throw new CleanroomError('config_invalid', `runtime config invalid:\n${file.issueLines().join('\n')}`, {
+      details: {path, issues: file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)},
       suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
     })
   }

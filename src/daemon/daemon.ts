@@ -13,6 +13,7 @@ import {socketAnswers} from '../util/socket.js'
 import {StateLock} from './lock.js'
 import type {Logger} from './log.js'
 import {SandboxManager} from './manager.js'
+import {startPolicyWorker} from './requests.js'
 import {createApiServer} from './server.js'
 import {StateStore} from './state.js'
 
@@ -59,6 +60,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
     const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
     const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => manager?.list(true) ?? [])
+    startPolicyWorker()
     manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
       images,
       ...(options.resolver ? {resolver: options.resolver} : {}),

@@ -51,8 +51,13 @@ export function statusOf(error: CleanroomError): number {
   return STATUS[error.code] ?? 500
 }
 
+/** Objects and arrays inside one another in a request: far more than any request needs. */
+const MAX_JSON_DEPTH = 64
+
 /** A JSON object from bytes a client sent; anything else is bad_request. */
 export function parseJsonObject(bytes: Buffer): Record<string, unknown> {
+  // Deep nesting is slow to parse and breaks anything that walks the value recursively (structuredClone, JSON.stringify).
+  if (nestsDeeperThan(bytes, MAX_JSON_DEPTH)) throw badRequest(`request nests objects and arrays more than ${MAX_JSON_DEPTH} deep`)
   let value: unknown
   try {
     value = JSON.parse(bytes.toString('utf8'))
@@ -61,6 +66,26 @@ export function parseJsonObject(bytes: Buffer): Record<string, unknown> {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest('request must be a JSON object')
   return value as Record<string, unknown>
+}
+
+/** Whether JSON text nests objects and arrays more than `max` deep (brackets inside strings do not count). */
+function nestsDeeperThan(bytes: Uint8Array, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]
+    if (inString) {
+      if (byte === 0x5c) i++
+      else if (byte === 0x22) inString = false
+    } else if (byte === 0x22) {
+      inString = true
+    } else if (byte === 0x5b || byte === 0x7b) {
+      if (++depth > max) return true
+    } else if (byte === 0x5d || byte === 0x7d) {
+      depth--
+    }
+  }
+  return false
 }
 
 export function badRequest(message: string): CleanroomError {

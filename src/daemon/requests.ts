@@ -1,10 +1,13 @@
 import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
-import {recompilePolicy, withAdditionalAllow, withImage} from '../policy/compile.js'
+import {CleanroomError} from '../errors/index.js'
+import {DEFAULT_POLICY, withImage} from '../policy/compile.js'
 import {loadPolicy} from '../policy/load.js'
+import {policyWorker} from '../policy/policy-worker.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
 import type {ExecRequest} from '../sandbox/types.js'
+import {FILE_LIMITS} from '../util/file-limits.js'
 import {findGitRoot} from '../util/repo.js'
 import {isEnvName} from '../util/env-name.js'
 import {badRequest} from './http.js'
@@ -70,26 +73,53 @@ export interface SandboxSource {
  * from that directory up to its git root, and the git root becomes the
  * workspace), or `policy` (compiled, re-checked here) with `workspace_source`.
  * `extra_allow` adds allow rules to either (an agent's network needs); `image`
- * (digest-pinned: the CLI resolves a tag first) replaces the policy's image.
+ * (digest-pinned: the CLI resolves a tag first) replaces the policy's image. The
+ * files are found and read here; parsing and compiling happen in the policy
+ * worker, so no policy, however large or hostile, holds up the event loop.
  */
 export async function parseSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
+  const source = await readSandboxSource(body)
+  if (body.image === undefined) return source
+  if (typeof body.image !== 'string') throw badRequest('image must be a digest-pinned image reference (registry/repository@sha256:…)')
+  return {...source, policy: withImage(source.policy, body.image)}
+}
+
+async function readSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
   const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow)
-  let source: SandboxSource
   if (body.repository !== undefined) {
     if (body.policy !== undefined || body.workspace_source !== undefined) throw badRequest('give either repository, or policy and workspace_source')
     const dir = absolutePath('repository', body.repository)
-    const {source: policySource, policy} = await loadPolicy(dir)
-    source = {policy, policySource, workspaceSource: (await findGitRoot(dir)) ?? dir}
-  } else {
-    const workspace = body.workspace_source
-    if (workspace !== undefined && workspace !== null) absolutePath('workspace_source', workspace)
-    source = {policy: recompilePolicy(body.policy), policySource: null, workspaceSource: (workspace as string | null | undefined) ?? null}
+    const [loaded, gitRoot] = await Promise.all([loadPolicy(dir, (display, bytes) => policyWorker.compileFile(display, bytes, extra)), findGitRoot(dir)])
+    // No policy file: the default, which the worker only needs to see when rules are added to it.
+    const policy = loaded.source === null && extra.length > 0 ? await policyWorker.recompile(DEFAULT_POLICY, extra) : loaded.policy
+    return {policy, policySource: loaded.source, workspaceSource: gitRoot ?? dir}
   }
-  if (body.image !== undefined) {
-    if (typeof body.image !== 'string') throw badRequest('image must be a digest-pinned image reference (registry/repository@sha256:…)')
-    source = {...source, policy: withImage(source.policy, body.image)}
+  const workspace = body.workspace_source
+  if (workspace !== undefined && workspace !== null) absolutePath('workspace_source', workspace)
+  // Handing a value to the worker copies it on the event loop: a compiled policy gets the values limit of a policy file first.
+  if (holdsMoreThan(body.policy, FILE_LIMITS.maxValues)) {
+    throw new CleanroomError('policy_invalid', `policy holds more than ${FILE_LIMITS.maxValues} values: a policy may have at most ${FILE_LIMITS.maxValues}`)
   }
-  return extra.length > 0 ? {...source, policy: withAdditionalAllow(source.policy, extra)} : source
+  return {policy: await policyWorker.recompile(body.policy, extra), policySource: null, workspaceSource: (workspace as string | null | undefined) ?? null}
+}
+
+/** Whether a JSON value holds more than `max` values (objects, arrays and scalars); walks at most `max` of them. */
+function holdsMoreThan(value: unknown, max: number): boolean {
+  const pending: unknown[] = [value]
+  let seen = 0
+  while (pending.length > 0) {
+    const next = pending.pop()
+    seen++
+    const children = Array.isArray(next) ? next : typeof next === 'object' && next !== null ? Object.values(next) : []
+    if (seen + pending.length + children.length > max) return true
+    for (const child of children) pending.push(child)
+  }
+  return false
+}
+
+/** Starts the policy worker before the first create needs it. */
+export function startPolicyWorker(): void {
+  policyWorker.start()
 }
 
 function absolutePath(name: string, value: unknown): string {
@@ -97,12 +127,15 @@ function absolutePath(name: string, value: unknown): string {
   return value
 }
 
+/** How many rules `extra_allow` may add: an agent declares at most 256 (AGENT_SPEC_LIMITS). */
+const MAX_EXTRA_ALLOW = 256
+
 function parseAllowRules(value: unknown): AllowRuleInput[] {
   const valid = (rule: unknown): rule is AllowRuleInput => {
     if (typeof rule !== 'object' || rule === null) return false
     const {host, ports, reason} = rule as Record<string, unknown>
-    return typeof host === 'string' && Array.isArray(ports) && ports.every((port) => typeof port === 'number') && (reason === undefined || typeof reason === 'string')
+    return typeof host === 'string' && Array.isArray(ports) && ports.length <= 64 && ports.every((port) => typeof port === 'number') && (reason === undefined || typeof reason === 'string')
   }
-  if (!Array.isArray(value) || !value.every(valid)) throw badRequest('extra_allow must be an array of {host, ports, reason?}')
+  if (!Array.isArray(value) || value.length > MAX_EXTRA_ALLOW || !value.every(valid)) throw badRequest(`extra_allow must be an array of at most ${MAX_EXTRA_ALLOW} {host, ports (at most 64), reason?}`)
   return value
 }

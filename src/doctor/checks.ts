@@ -13,7 +13,7 @@ import type {CompiledPolicy} from '../policy/schema.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {probeCgroups} from '../sandbox/backends/linux-ns/cgroup-host.js'
 import {defaultLimits, describeResources} from '../sandbox/resources.js'
-import {capabilityFixes, capabilityMismatch, missingCapabilities} from '../sandbox/capabilities.js'
+import {capabilityFixes, capabilityMismatch, missingCapabilities, neededCapabilities} from '../sandbox/capabilities.js'
 import {checkIgnoredFiles} from './ignored.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -75,7 +75,7 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
         checks.push({
           name: 'policy vs backend',
           status: 'fail',
-          detail: `${capabilityMismatch(backend.name, missing)}: sandboxes would be refused`,
+          detail: `${capabilityMismatch(backend.name, missing, policy ? neededCapabilities(policy) : [])}: sandboxes would be refused`,
           fix: capabilityFixes(missing).join('; '),
         })
       }

@@ -1,12 +1,13 @@
 import {execa} from 'execa'
 import {createReadStream} from 'node:fs'
-import {open, readFile, stat} from 'node:fs/promises'
+import {open, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {createGunzip} from 'node:zlib'
 import {extract} from 'tar-stream'
 
+import {describeSize, readBoundedFile} from '../util/bounded-file.js'
 import {isRecord} from '../util/yaml-file.js'
 
 /** What `plugins install` was asked to install, as oclif's `plugins:preinstall` hook receives it. */
@@ -18,6 +19,9 @@ export type PluginManifestRead = {manifest: Record<string, unknown>} | {unreadab
 const NPM_VIEW_TIMEOUT_MS = 20_000
 /** A package.json is small; anything bigger is not one worth parsing. */
 const MAX_PACKAGE_JSON_BYTES = 1 << 20
+/** How far into a tarball package.json is looked for: npm pack puts it first, GitHub tarballs near the start. */
+const MAX_TARBALL_ENTRIES = 10_000
+const MAX_TARBALL_SKIPPED_BYTES = 256 << 20
 
 /**
  * Reads the package.json of a plugin about to be installed, without running any
@@ -29,7 +33,7 @@ export async function readPluginManifest(target: PluginInstallTarget): Promise<P
     if (target.type === 'npm') return await viewOnRegistry(`${target.name}@${target.tag}`)
     if (!target.url.startsWith('file:')) return {unreadable: 'only file: and npm sources can be read before npm fetches them'}
     const path = target.url.startsWith('file://') ? fileURLToPath(target.url) : target.url.slice('file:'.length)
-    if ((await stat(path)).isDirectory()) return {manifest: parseManifest(await readFile(join(path, 'package.json'), 'utf8'))}
+    if ((await stat(path)).isDirectory()) return {manifest: parseManifest(await readPackageJson(join(path, 'package.json')))}
     return {manifest: parseManifest(await packageJsonFromTarball(path))}
   } catch (error) {
     return {unreadable: error instanceof Error ? error.message : String(error)}
@@ -43,6 +47,15 @@ export async function readPluginManifest(target: PluginInstallTarget): Promise<P
 export function parsePackageJsonBytes(bytes: Buffer): Record<string, unknown> {
   if (bytes.length > MAX_PACKAGE_JSON_BYTES) throw new Error(`package.json is ${bytes.length} bytes, more than the ${MAX_PACKAGE_JSON_BYTES} a plugin's may have`)
   return parseManifest(bytes.toString('utf8'))
+}
+
+/** A directory's package.json, read only if it is a regular file of at most MAX_PACKAGE_JSON_BYTES. */
+async function readPackageJson(path: string): Promise<string> {
+  const read = await readBoundedFile(path, MAX_PACKAGE_JSON_BYTES)
+  if (read.kind === 'missing') throw new Error(`${path} does not exist`)
+  if (read.kind === 'not-a-file') throw new Error(`${path} is ${read.type}, not a file`)
+  if (read.kind === 'too-large') throw new Error(`${path} is ${describeSize(read.size)}: a package.json may be at most ${describeSize(MAX_PACKAGE_JSON_BYTES)}`)
+  return read.bytes.toString('utf8')
 }
 
 function parseManifest(text: string): Record<string, unknown> {
@@ -65,7 +78,14 @@ async function packageJsonFromTarball(path: string): Promise<string> {
   const archive = extract()
   source.on('error', (error) => archive.destroy(error))
   source.pipe(archive)
+  let entries = 0
+  let skipped = 0
   for await (const entry of archive) {
+    if (++entries > MAX_TARBALL_ENTRIES || skipped > MAX_TARBALL_SKIPPED_BYTES) {
+      source.destroy()
+      throw new Error(`${path} has no <dir>/package.json in its first ${entries - 1} entries (${describeSize(skipped)})`)
+    }
+    skipped += entry.header.size ?? 0
     const segments = entry.header.name.replace(/^\.\//, '').split('/')
     if (entry.header.type === 'file' && segments.length === 2 && segments[1] === 'package.json' && (entry.header.size ?? 0) <= MAX_PACKAGE_JSON_BYTES) {
       const chunks: Buffer[] = []
@@ -80,7 +100,8 @@ async function packageJsonFromTarball(path: string): Promise<string> {
 
 /** Only the fields the preview needs, through the host's npm (its registry and auth settings apply). */
 async function viewOnRegistry(spec: string): Promise<PluginManifestRead> {
-  const result = await execa('npm', ['view', spec, 'name', 'version', 'cleanroom', '--json'], {reject: false, timeout: NPM_VIEW_TIMEOUT_MS})
+  const result = await execa('npm', ['view', spec, 'name', 'version', 'cleanroom', '--json'], {reject: false, timeout: NPM_VIEW_TIMEOUT_MS, maxBuffer: MAX_PACKAGE_JSON_BYTES})
+  if (result.isMaxBuffer) return {unreadable: `npm view ${spec} printed more than ${describeSize(MAX_PACKAGE_JSON_BYTES)}`}
   if (result.exitCode !== 0) return {unreadable: `npm view ${spec} failed: ${npmErrorOf(result.stderr) ?? (result.timedOut ? 'timed out' : `exit ${result.exitCode}`)}`}
   // One field prints its value, several an object; the spec may also match several versions (an array).
   const parsed: unknown = result.stdout.trim() === '' ? {} : JSON.parse(result.stdout)

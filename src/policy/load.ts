@@ -1,13 +1,11 @@
-import {cosmiconfig, type PublicExplorer} from 'cosmiconfig'
-import {mkdtempSync, rmdirSync} from 'node:fs'
 import {stat} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
+import {readBoundedFile} from '../util/bounded-file.js'
 import {dirsUpToGitRoot} from '../util/repo.js'
 import {displayPath, YamlFile} from '../util/yaml-file.js'
-import {compilePolicy, DEFAULT_POLICY} from './compile.js'
+import {compilePolicyBytes, DEFAULT_POLICY, invalidPolicy, POLICY_FILE_LIMITS} from './compile.js'
 import type {CompiledPolicy} from './schema.js'
 
 /** Where a repository's policy may live, in order: the root one wins when both exist. */
@@ -20,6 +18,13 @@ export interface LoadedPolicy {
 }
 
 /**
+ * Compiles a policy file's bytes; `display` names the file in messages. The
+ * daemon passes one that runs in its policy worker (see worker.ts), so a
+ * hostile file never holds up its event loop.
+ */
+export type PolicyCompiler = (display: string, bytes: Uint8Array) => CompiledPolicy | Promise<CompiledPolicy>
+
+/**
  * The policy file for `dir`: the first of POLICY_SEARCH_PLACES in `dir`, then
  * in each parent up to the git root (the nearest directory with a `.git`).
  * Outside a git repository only `dir` itself is searched.
@@ -29,10 +34,10 @@ export async function findPolicyFile(dir: string): Promise<string | undefined> {
 }
 
 /** Finds and compiles the policy for `dir`; no file means DEFAULT_POLICY, invalid means policy_invalid. */
-export async function loadPolicy(dir: string): Promise<LoadedPolicy> {
+export async function loadPolicy(dir: string, compile: PolicyCompiler = compilePolicyBytes): Promise<LoadedPolicy> {
   const found = await searchPolicy(dir)
   if (found === undefined) return {source: null, policy: DEFAULT_POLICY}
-  return {source: found.source, policy: compilePolicy(found.file)}
+  return {source: found.source, policy: await compile(displayPath(found.source), found.bytes)}
 }
 
 /** The policy file in `dir` itself, parents not searched. */
@@ -42,7 +47,7 @@ export async function policyFileIn(dir: string): Promise<string | undefined> {
 
 interface FoundPolicy {
   source: string
-  file: YamlFile
+  bytes: Uint8Array
 }
 
 async function searchPolicy(dir: string): Promise<FoundPolicy | undefined> {
@@ -53,13 +58,24 @@ async function searchPolicy(dir: string): Promise<FoundPolicy | undefined> {
   return undefined
 }
 
-/** searchStrategy 'none' looks in `dir` only; the walk up is ours, so it stops at the git root. */
+/**
+ * The first policy file in `dir`. Each is read with a size limit and only if it
+ * is a regular file: a policy that is too large, a fifo or a device is refused
+ * here, before any of it is parsed. A directory by a policy's name is skipped.
+ * Nothing of the repository is run or imported: the file is read as YAML only.
+ */
 async function searchIn(dir: string): Promise<FoundPolicy | undefined> {
-  const result = await policyExplorer().search(dir)
-  if (!result) return undefined
-  // cosmiconfig does not call the loader for an empty file; that is still the policy, and an invalid one.
-  const file = result.config instanceof YamlFile ? result.config : new YamlFile(displayPath(result.filepath), '')
-  return {source: result.filepath, file}
+  for (const place of POLICY_SEARCH_PLACES) {
+    const source = join(dir, place)
+    const read = await readBoundedFile(source, POLICY_FILE_LIMITS.maxBytes).catch((error: NodeJS.ErrnoException) => {
+      throw new CleanroomError('policy_invalid', `cannot read the policy ${displayPath(source)}: ${error.message}`, {cause: error})
+    })
+    if (read.kind === 'missing' || (read.kind === 'not-a-file' && read.type === 'a directory')) continue
+    if (read.kind === 'bytes') return {source, bytes: read.bytes}
+    const refused = read.kind === 'too-large' ? YamlFile.tooLarge(displayPath(source), read.size, POLICY_FILE_LIMITS) : YamlFile.refused(displayPath(source), `is ${read.type}, not a regular file: a policy is a YAML file`, POLICY_FILE_LIMITS)
+    throw invalidPolicy(refused)
+  }
+  return undefined
 }
 
 /** `dir` made absolute; a typo must not quietly give the default policy. */
@@ -68,35 +84,4 @@ async function directory(dir: string): Promise<string> {
   const stats = await stat(path).catch(() => undefined)
   if (!stats?.isDirectory()) throw new CleanroomError('usage', `cannot look for a policy in ${path}: not a directory`)
   return path
-}
-
-let explorer: PublicExplorer | undefined
-
-/**
- * cosmiconfig, when an explorer is made, reads "meta config" from the process's
- * working directory: package.json's `cosmiconfig` key and .config/config.{json,yaml,js,ts,…}.
- * It would run a repository's .config/config.js on the host and take a `cleanroom:`
- * key in it as the policy. No option turns that off, so the explorer is made in
- * an empty directory of our own.
- */
-function policyExplorer(): PublicExplorer {
-  if (explorer) return explorer
-  const cwd = process.cwd()
-  const empty = mkdtempSync(join(tmpdir(), 'cleanroom-policy-'))
-  try {
-    process.chdir(empty)
-    explorer = cosmiconfig('cleanroom', {
-      searchPlaces: [...POLICY_SEARCH_PLACES],
-      searchStrategy: 'none',
-      // The loader hands back a YamlFile: parsed by `yaml` with positions kept for error
-      // messages, and not a plain object, so cosmiconfig never follows a `$import` key in it.
-      loaders: {'.yaml': (filepath: string, content: string) => new YamlFile(displayPath(filepath), content)},
-      ignoreEmptySearchPlaces: false,
-      cache: false,
-    })
-    return explorer
-  } finally {
-    process.chdir(cwd)
-    rmdirSync(empty)
-  }
 }

@@ -1,25 +1,10 @@
-import {isRecord, reportUnknownKeys, type PathSegment, type YamlFile} from '../util/yaml-file.js'
-import {HostPatternError, normalizeHostPattern} from './host.js'
+import {describeValue, isRecord, readSection, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
 import {ImageRefError, parsePinnedImageRef, type PinnedImageRef} from './image-ref.js'
-import {allowRule, denyRule, isPort, mergeAllowRules, mergeDenyRules, notAPort, sortedPorts} from './rules.js'
-import {
-  IMAGE_KEYS,
-  NETWORK_KEYS,
-  POLICY_KEYS,
-  POLICY_VERSION,
-  type PolicyContent,
-  RULE_KEYS,
-  SANDBOX_KEYS,
-} from './schema.js'
-
-type RuleList = 'allow' | 'deny'
-
-/** A rule as read from the file; `ports` undefined means every port (deny only). */
-interface RuleEntry {
-  host: string
-  ports?: number[]
-  reason?: string
-}
+import {checkOutputOverlaps, readBlocks, type ReadBlocks} from './read-blocks.js'
+import {DEFAULT_REPOSITORY_PATH, readDocker, readExpose, readNetworkStages, readRepository, readResources, readRunBefore} from './read-go-keys.js'
+import {readRules, ruleBudget} from './read-rules.js'
+import {allowRule, denyRule, mergeAllowRules, mergeDenyRules} from './rules.js'
+import {IMAGE_KEYS, NETWORK_KEYS, POLICY_KEYS, POLICY_VERSION, type PolicyContent, SANDBOX_KEYS} from './schema.js'
 
 /**
  * Reads a policy strictly: every unknown key, wrong type and bad value is
@@ -27,40 +12,70 @@ interface RuleEntry {
  * run shows every problem. The result is only meaningful when `file.ok`.
  */
 export function readPolicy(file: YamlFile): PolicyContent {
-  const policy: PolicyContent = {version: POLICY_VERSION, network_default: 'deny', allow: [], deny: []}
+  const empty: PolicyContent = {version: POLICY_VERSION, network_default: 'deny', allow: [], deny: []}
   const root = file.toJS()
   if (root === undefined || root === null) {
     file.report([], 'the policy is empty: it needs at least "version: 1"')
-    return policy
+    return empty
   }
   if (!isRecord(root)) {
     file.report([], 'the policy must be a mapping (e.g. version: 1)')
-    return policy
+    return empty
   }
   reportUnknownKeys(file, [], root, POLICY_KEYS)
   readVersion(file, root.version)
 
-  const sandbox = readSection(file, ['sandbox'], root.sandbox, SANDBOX_KEYS)
-  if (sandbox === undefined) return policy
+  const budget = ruleBudget()
+  const repository = readRepository(file, root.repository)
+  const expose = readExpose(file, root.expose)
+  const sandbox = readSection(file, ['sandbox'], root.sandbox, SANDBOX_KEYS) ?? {}
   const image = readImage(file, sandbox.image)
   const network = readSection(file, ['sandbox', 'network'], sandbox.network, NETWORK_KEYS)
   readNetworkDefault(file, network?.default)
-  const allow = readRules(file, 'allow', network?.allow).map((rule) => allowRule(rule.host, rule.ports ?? [], rule.reason))
-  const deny = readRules(file, 'deny', network?.deny).map((rule) => denyRule(rule.host, rule.ports, rule.reason))
+  const allow = mergeAllowRules(readRules(file, 'allow', ['sandbox', 'network', 'allow'], network?.allow, budget).map((rule) => allowRule(rule.host, rule.ports ?? [], rule.reason)))
+  const deny = mergeDenyRules(readRules(file, 'deny', ['sandbox', 'network', 'deny'], network?.deny, budget).map((rule) => denyRule(rule.host, rule.ports, rule.reason)))
+  const stages = readNetworkStages(file, network, repository.network, budget)
+  if (stages !== undefined && allow.length > 0) {
+    file.report(['sandbox', 'network', 'allow'], 'cannot be combined with stage-local network blocks: move its rules to sandbox.network.execution.allow (and the other stages that need them)')
+  }
+
+  const workspace = repository.checkout?.enabled ? repository.checkout.path : DEFAULT_REPOSITORY_PATH
+  const services = sandbox.services
+  const serviceBlocks = Array.isArray(services) ? readBlocks(file, ['sandbox', 'services'], services, workspace) : undefined
+  // The Go tool's first schema: sandbox.services was a mapping holding docker.
+  const servicesDocker = isRecord(services) ? readSection(file, ['sandbox', 'services'], services, ['docker'])?.docker : undefined
+  if (services !== undefined && services !== null && !Array.isArray(services) && !isRecord(services)) {
+    file.report(['sandbox', 'services'], 'must be a list of blocks, or a mapping with docker')
+  }
+  const docker = readDocker(file, sandbox.docker, servicesDocker)
+  const dependencies = readDependencies(file, sandbox.dependencies, workspace)
+  if (dependencies?.blocks && serviceBlocks) {
+    const stage = (name: string, read: ReadBlocks) => read.outputs.map((output) => ({...output, block: `${name}.${output.block}`}))
+    checkOutputOverlaps(file, [...stage('dependencies', dependencies.blocks), ...stage('services', serviceBlocks)])
+  }
+  const resources = readResources(file, sandbox.resources)
+  const run = readRunBefore(file, sandbox.run)
 
   return {
     version: POLICY_VERSION,
     ...(image && {image_ref: image.ref, image_digest: image.digest}),
     network_default: 'deny',
-    allow: mergeAllowRules(allow),
-    deny: mergeDenyRules(deny),
+    allow,
+    deny,
+    ...(resources && {resources}),
+    ...((docker || serviceBlocks) && {services: {...(docker && {docker}), ...(serviceBlocks && {blocks: serviceBlocks.blocks})}}),
+    ...(dependencies?.blocks && {dependencies: {...(dependencies.reuse && {reuse: dependencies.reuse}), blocks: dependencies.blocks.blocks}}),
+    ...(run && {run}),
+    ...(stages && {network_stages: stages}),
+    ...(repository.checkout && {repository: repository.checkout}),
+    ...(expose && {expose}),
   }
 }
 
 function readVersion(file: YamlFile, value: unknown): void {
   if (value === undefined) file.report(['version'], `is required: add "version: ${POLICY_VERSION}" at the top`)
   else if (value !== POLICY_VERSION) {
-    file.report(['version'], `unsupported version ${JSON.stringify(value)}: only version ${POLICY_VERSION} is supported`)
+    file.report(['version'], `unsupported version ${describeValue(value)}: only version ${POLICY_VERSION} is supported`)
   }
 }
 
@@ -86,147 +101,28 @@ function readNetworkDefault(file: YamlFile, value: unknown): void {
   if (value === undefined || value === null) return
   const mode = typeof value === 'string' ? value.trim().toLowerCase() : value
   if (mode === '' || mode === 'deny') return
-  file.report(['sandbox', 'network', 'default'], `unsupported value ${JSON.stringify(value)}: cleanroom requires deny-by-default`)
+  file.report(['sandbox', 'network', 'default'], `unsupported value ${describeValue(value)}: cleanroom requires deny-by-default`)
 }
 
-function readRules(file: YamlFile, list: RuleList, value: unknown): RuleEntry[] {
-  const path = ['sandbox', 'network', list]
-  if (value === undefined || value === null) return []
-  // The Go cleanroom's shorthand: a single "host:port" string is a one-rule list.
-  if (typeof value === 'string') return compact([readRule(file, list, path, value)])
-  if (!Array.isArray(value)) {
-    file.report(path, `must be a list of rules: {host, ports} or "${hostPortExample(list)}"`)
-    return []
-  }
-  return compact(value.map((entry, i) => readRule(file, list, [...path, i], entry)))
-}
-
-function readRule(file: YamlFile, list: RuleList, path: PathSegment[], entry: unknown): RuleEntry | undefined {
-  if (typeof entry === 'string') return readHostPortRule(file, list, path, entry)
-  if (!isRecord(entry)) {
-    file.report(path, `must be {host, ports} or "${hostPortExample(list)}"`)
-    return undefined
-  }
-  reportUnknownKeys(file, path, entry, RULE_KEYS)
-  const host = readHost(file, list, [...path, 'host'], entry.host)
-  const everyPort = list === 'deny' && (entry.ports === undefined || entry.ports === null)
-  const ports = everyPort ? undefined : readPorts(file, list, [...path, 'ports'], entry.ports)
-  const reason = readReason(file, [...path, 'reason'], entry.reason)
-  if (host === undefined || (ports === undefined && !everyPort)) return undefined
-  return {host, ...(ports && {ports}), ...(reason !== undefined && {reason})}
-}
-
-function readHost(file: YamlFile, list: RuleList, path: PathSegment[], value: unknown): string | undefined {
-  if (value === undefined || value === null) {
-    file.report(path, `is required: the host to ${list} (a name, *.domain, IP address or CIDR)`)
-    return undefined
-  }
-  if (typeof value !== 'string') {
-    file.report(path, 'must be a string: a name, *.domain, IP address or CIDR')
-    return undefined
-  }
-  return hostPattern(file, path, value)
-}
-
-function hostPattern(file: YamlFile, path: PathSegment[], text: string): string | undefined {
-  try {
-    return normalizeHostPattern(text)
-  } catch (error) {
-    if (!(error instanceof HostPatternError)) throw error
-    file.report(path, error.message)
-    return undefined
-  }
-}
-
-function readPorts(file: YamlFile, list: RuleList, path: PathSegment[], value: unknown): number[] | undefined {
-  if (value === undefined || value === null) {
-    file.report(path, 'is required: the ports to allow (e.g. [443])')
-    return undefined
-  }
-  if (!Array.isArray(value)) {
-    file.report(path, 'must be a list of ports (e.g. [443])')
-    return undefined
-  }
-  if (value.length === 0) {
-    const fix = list === 'deny' ? '; leave ports out to deny every port' : ''
-    file.report(path, `must list at least one port (1-65535)${fix}`)
-    return undefined
-  }
-  const ports: number[] = []
-  for (const [i, port] of value.entries()) {
-    if (isPort(port)) ports.push(port)
-    else file.report([...path, i], notAPort(port))
-  }
-  return ports.length === value.length ? sortedPorts(ports) : undefined
-}
-
-function readReason(file: YamlFile, path: PathSegment[], value: unknown): string | undefined {
+/** `sandbox.dependencies`: a list of blocks, or `{reuse, blocks}`. */
+function readDependencies(file: YamlFile, value: unknown, workspace: string): {reuse?: 'portable'; blocks?: ReadBlocks} | undefined {
   if (value === undefined || value === null) return undefined
-  if (typeof value !== 'string') {
-    file.report(path, 'must be a string')
-    return undefined
+  if (Array.isArray(value)) return {blocks: readBlocks(file, ['sandbox', 'dependencies'], value, workspace)}
+  const section = readSection(file, ['sandbox', 'dependencies'], value, ['reuse', 'blocks'])
+  if (section === undefined) return undefined
+  const blocks = readBlocks(file, ['sandbox', 'dependencies', 'blocks'], section.blocks, workspace)
+  const reuse = section.reuse
+  if (reuse === undefined || reuse === null) return {blocks}
+  const mode = typeof reuse === 'string' ? reuse.trim().toLowerCase() : undefined
+  if (mode === '' || mode === 'exact') return {blocks}
+  if (mode !== 'portable') {
+    file.report(['sandbox', 'dependencies', 'reuse'], `unsupported value ${describeValue(reuse)}: expected "portable" (or "exact", the default)`)
+    return {blocks}
   }
-  return value.trim() === '' ? undefined : value.trim()
-}
-
-/**
- * `host:port`, `[ipv6]:port` or, in deny, a host alone (every port). IPv6
- * addresses need the brackets, or the port could not be told apart.
- */
-function readHostPortRule(file: YamlFile, list: RuleList, path: PathSegment[], raw: string): RuleEntry | undefined {
-  const text = raw.trim()
-  const split = splitHostPort(text)
-  if (typeof split === 'string') {
-    file.report(path, split)
-    return undefined
+  // Every valid block has input files, so only a stage without blocks has none to key its reuse on.
+  const declared = section.blocks
+  if (declared === undefined || declared === null || (Array.isArray(declared) && declared.length === 0)) {
+    file.report(['sandbox', 'dependencies', 'reuse'], 'portable requires key files: blocks with inputs.files')
   }
-  if (split.port === undefined && list === 'allow') {
-    file.report(path, `${JSON.stringify(text)} has no port: write "${split.host}:443" or {host: ${split.host}, ports: [443]}`)
-    return undefined
-  }
-  const host = hostPattern(file, path, split.host)
-  if (split.port === undefined) return host === undefined ? undefined : {host}
-  const port = /^\d+$/.test(split.port) ? Number(split.port) : split.port
-  if (!isPort(port)) {
-    file.report(path, notAPort(port))
-    return undefined
-  }
-  return host === undefined ? undefined : {host, ports: [port]}
-}
-
-/** The host and port text of a `host:port` string, or why it cannot be split. */
-function splitHostPort(text: string): string | {host: string; port?: string} {
-  if (text.includes('://')) return `${JSON.stringify(text)} is a URL: write host:port (e.g. "github.com:443")`
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']')
-    if (close < 0) return `${JSON.stringify(text)} is missing its closing "]"`
-    const host = text.slice(0, close + 1)
-    const rest = text.slice(close + 1)
-    if (rest === '') return {host}
-    if (!rest.startsWith(':')) return `${JSON.stringify(text)}: expected "[address]:port" (e.g. "[2001:db8::1]:443")`
-    return {host, port: rest.slice(1)}
-  }
-  const parts = text.split(':')
-  if (parts.length > 2) return `${JSON.stringify(text)}: put an IPv6 address in brackets (e.g. "[2001:db8::1]:443")`
-  const [host = '', port] = parts
-  return port === undefined ? {host} : {host, port}
-}
-
-/** An optional mapping whose keys are checked; absent or empty (null) means undefined. */
-function readSection(file: YamlFile, path: PathSegment[], value: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
-  if (value === undefined || value === null) return undefined
-  if (!isRecord(value)) {
-    file.report(path, `must be a mapping with ${keys.join(', ')}`)
-    return undefined
-  }
-  reportUnknownKeys(file, path, value, keys)
-  return value
-}
-
-function hostPortExample(list: RuleList): string {
-  return list === 'allow' ? 'host:port' : 'host[:port]'
-}
-
-function compact<T>(values: readonly (T | undefined)[]): T[] {
-  return values.filter((value): value is T => value !== undefined)
+  return {reuse: 'portable', blocks}
 }

@@ -1,3 +1,4 @@
+import {describeValue} from '../util/describe-value.js'
 import type {AllowRule, DenyRule} from './schema.js'
 
 const MAX_PORT = 65_535
@@ -7,7 +8,7 @@ export function isPort(value: unknown): value is number {
 }
 
 export function notAPort(value: unknown): string {
-  return `${JSON.stringify(value)} is not a port (1-${MAX_PORT})`
+  return `${describeValue(value)} is not a port (1-${MAX_PORT})`
 }
 
 export function sortedPorts(ports: Iterable<number>): number[] {

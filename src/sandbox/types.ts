@@ -22,6 +22,16 @@ export interface Capabilities {
   'resources.memory': boolean
   /** Enforces a limit on what the sandbox writes (`sandbox.resources.disk`). */
   'resources.disk': boolean
+  /** Starts a Docker daemon inside (`sandbox.docker.required`). */
+  'services.docker': boolean
+  /** Runs `sandbox.dependencies` and `sandbox.services` blocks, caching their outputs, and scopes egress by stage. */
+  'policy.stages': boolean
+  /** Runs `sandbox.run.before` before every execution. */
+  'policy.run_before': boolean
+  /** Checks the repository out as a `repository:` block says (remote, path, submodules, or none). */
+  'repository.checkout': boolean
+  /** Serves `expose.https` routes into the sandbox. */
+  'expose.https': boolean
 }
 
 export type CapabilityName = keyof Capabilities

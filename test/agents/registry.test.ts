@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 
-import {buildAgentRegistry, type PluginInfo} from '../../src/agents/registry.js'
+import {buildAgentRegistry, type PluginInfo, validatePluginAgent} from '../../src/agents/registry.js'
+import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
 
 function plugin(name: string, type: string, agent: unknown, version = '1.0.0'): PluginInfo {
@@ -112,6 +113,50 @@ describe('agent registry', () => {
     const {agents, warnings} = buildAgentRegistry([first, second])
     expect(agents.get('twin')?.spec.command).to.equal('two')
     expect(warnings).to.deep.equal(['agent twin is declared by both installed plugin one@1.0.0 and installed plugin two@1.0.0; using installed plugin two@1.0.0'])
+  })
+
+  describe('limits of a plugin\'s agent', () => {
+    /** The typed error of a plugin that must be refused, found in well under a second whatever its size. */
+    function refusal(agent: unknown): CleanroomError {
+      const start = process.cpuUsage()
+      const checked = validatePluginAgent(plugin('big-agent', 'user', agent))
+      const used = process.cpuUsage(start)
+      expect((used.user + used.system) / 1000).to.be.below(500)
+      expect(checked).to.be.instanceOf(CleanroomError)
+      return checked as CleanroomError
+    }
+
+    it('refuses texts, lists and env beyond their limits, naming the plugin and the field', () => {
+      const cases: [unknown, string][] = [
+        [{name: 'big', command: 'x'.repeat(16_385)}, 'cleanroom.agent.command: is 16385 characters long: at most 16384 are allowed'],
+        [{name: 'big', command: 'run[2Jclear'}, 'cleanroom.agent.command: contains the control character U+001B: remove it'],
+        [{name: 'big', network: Array.from({length: 100_000}, () => ({host: 'a.example', ports: [443]}))}, 'cleanroom.agent.network: has 100000 entries: at most 256 are allowed'],
+        [{name: 'big', network: [{host: 'a.example', ports: Array.from({length: 65}, (_, i) => i + 1)}]}, 'cleanroom.agent.network[0].ports: has 65 entries: at most 64 are allowed'],
+        [{name: 'big', credentials: Array.from({length: 65}, () => ({source: '~/.a'}))}, 'cleanroom.agent.credentials: has 65 entries: at most 64 are allowed'],
+        [{name: 'big', credentials: [{source: `~/${'a'.repeat(5000)}`}]}, 'cleanroom.agent.credentials[0].source: is 5002 characters long: at most 4096 are allowed'],
+        [{name: 'big', env: Object.fromEntries(Array.from({length: 257}, (_, i) => [`V${i}`, 'x']))}, 'cleanroom.agent.env: has 257 variables: at most 256 are allowed'],
+        [{name: 'big', ...Object.fromEntries(Array.from({length: 5000}, (_, i) => [`k${i}`, i]))}, 'cleanroom.agent: has 5001 fields: an agent has at most these: name, description'],
+        [{name: 'x'.repeat(100)}, 'cleanroom.agent.name: is 100 characters long: an agent name has at most 64'],
+      ]
+      for (const [agent, expected] of cases) {
+        const error = refusal(agent)
+        expect(error.code).to.equal('agent_spec_invalid')
+        expect(error.message).to.match(/^plugin big-agent@1\.0\.0 declares an invalid agent and is skipped: /)
+        expect(error.message).to.contain(expected)
+        expect(error.details).to.deep.include({plugin: 'big-agent', version: '1.0.0'})
+      }
+    })
+
+    it('lists at most 10 problems of one plugin and counts the rest', () => {
+      const error = refusal({name: 'big', network: Array.from({length: 200}, () => ({host: 'a b', ports: [0]}))})
+      expect((error.details as {issues: unknown[]}).issues).to.have.length(10)
+      expect(error.message).to.match(/ \(and 390 more\)$/)
+    })
+
+    it('describes a value of any depth without walking it', () => {
+      const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown
+      expect(refusal({name: 'big', network: [{host: 'a.example', ports: [deep]}]}).message).to.contain('cleanroom.agent.network[0].ports[0]: a list is not a port (1-65535)')
+    })
   })
 
   it('lists agents sorted by name', () => {

@@ -52,6 +52,39 @@ describe('policy commands', () => {
       expect(lines.at(-1)).to.match(/^policy hash: [\da-f]{64}$/)
     })
 
+    it("shows the Go cleanroom's later keys and the capabilities a backend needs for them", async () => {
+      const spec = await readFile(new URL('../fixtures/policy/valid/go-spec-stages.yaml', import.meta.url), 'utf8')
+      const {root, env} = await repo(spec)
+      const result = await runCli(['policy', 'validate'], {cwd: root, env})
+      expect(result.exitCode).to.equal(0)
+      const lines = result.stdout.split('\n')
+      const from = (heading: string) => lines.slice(lines.indexOf(heading))
+      expect(from('network stages (each stage reaches only its own allow list):').slice(0, 9)).to.deep.equal([
+        'network stages (each stage reaches only its own allow list):',
+        '  workspace:',
+        '    github.com        443',
+        '  dependencies:',
+        '    proxy.golang.org  443',
+        '    sum.golang.org    443',
+        '  services:',
+        '    ghcr.io           443',
+        '  execution: (none)',
+      ])
+      expect(lines).to.include.members([
+        'resources: at least 4 vCPUs, 8 GiB memory, 16 GiB disk',
+        'docker:  required',
+        '  go-modules: mise exec -- go mod download',
+        '    env:     GOMODCACHE=${HOME}/go/pkg/mod',
+        'run before: mise exec -- go test ./...',
+        'repository: checkout of origin at /workspace, submodules off',
+        '  resources.memory     sandbox.resources.memory',
+        '  policy.run_before    sandbox.run.before',
+        '  repository.checkout  repository',
+      ])
+      const json = JSON.parse((await runCli(['policy', 'validate', '--json'], {cwd: root, env})).stdout) as {policy: {resources: unknown}}
+      expect(json.policy.resources).to.deep.equal({vcpus: 4, memory_bytes: 8_589_934_592, disk_bytes: 17_179_869_184})
+    })
+
     it('finds the policy from a subdirectory and prints {source, policy} with --json', async () => {
       const {root, env} = await repo(POLICY)
       const result = await runCli(['policy', 'validate', '--json'], {cwd: join(root, 'sub'), env})

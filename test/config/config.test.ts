@@ -1,5 +1,6 @@
 import {expect} from 'chai'
-import {mkdir, readFile} from 'node:fs/promises'
+import {execa} from 'execa'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {completeAgentSpec} from '../../src/agents/validate.js'
@@ -152,6 +153,22 @@ describe('runtime config', () => {
       const error = await loadRuntimeConfig(dir).catch((error_: unknown) => error_)
       expect((error as CleanroomError).code).to.equal('config_invalid')
       expect((error as CleanroomError).message).to.contain('is a directory')
+    })
+
+    it('refuses a fifo or a file over 1 MiB before reading it, and names the line of an alias bomb', async () => {
+      const dir = await dirs.make()
+      const fifo = join(dir, 'fifo.yaml')
+      await execa('mkfifo', [fifo])
+      const notAFile = (await loadRuntimeConfig(fifo).catch((error_: unknown) => error_)) as CleanroomError
+      expect(notAFile).to.deep.include({code: 'config_invalid', message: `runtime config ${fifo} is a fifo, not a file`})
+      const big = join(dir, 'big.yaml')
+      await execa('truncate', ['-s', '2G', big])
+      const tooLarge = (await loadRuntimeConfig(big).catch((error_: unknown) => error_)) as CleanroomError
+      expect(tooLarge.message).to.equal(`runtime config invalid:\n${big}:1:1 is 2.0 GiB (2147483648 bytes): a runtime config may be at most 1.0 MiB (1048576 bytes)`)
+      const bomb = join(dir, 'bomb.yaml')
+      await writeFile(bomb, ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({length: 6}, (_, i) => `${'bcdefg'[i]}: &${'bcdefg'[i]} [${Array.from({length: 10}, () => `*${'abcdef'[i]}`).join(', ')}]`)].join('\n'))
+      const expanded = (await loadRuntimeConfig(bomb).catch((error_: unknown) => error_)) as CleanroomError
+      expect(expanded.message).to.match(new RegExp(`^runtime config invalid:\\n${bomb}:5:8 has more than 20000 keys and values once its aliases are expanded`))
     })
   })
 

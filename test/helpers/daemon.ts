@@ -1,4 +1,5 @@
 import {readFile} from 'node:fs/promises'
+import {request as httpRequest} from 'node:http'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -100,4 +101,23 @@ export async function stopCliDaemon(socketPath: string): Promise<void> {
     await sleep(25)
   }
   process.kill(pid, 'SIGKILL')
+}
+
+/** An API answer as a client sees it: the HTTP status and the JSON body. */
+export interface ApiAnswer<T = Record<string, unknown>> {
+  status: number
+  body: T & {error?: {code: string; message: string; details?: unknown}}
+}
+
+/** One request to the daemon's API over its socket, without the client library: for tests that check statuses. */
+export function apiRequest<T = Record<string, unknown>>(socketPath: string, method: string, path: string, body?: string): Promise<ApiAnswer<T>> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({socketPath, method, path, headers: {'content-type': 'application/json'}}, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || '{}') as ApiAnswer<T>['body']}))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
 }

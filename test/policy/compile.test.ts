@@ -65,7 +65,7 @@ describe('policy compilation', () => {
 
     it('points at an unknown key itself', () => {
       expect(issues('version: 1\nsandbox:\n  netwrok: {}\n')).to.deep.equal([
-        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, network)',
+        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, resources, docker, services, dependencies, run, network)',
       ])
     })
 
@@ -108,7 +108,7 @@ describe('policy compilation', () => {
         expect(invalid.message.split('\n').slice(1)).to.deep.equal([
           'cleanroom.yaml:1:1 version: is required: add "version: 1" at the top',
           'cleanroom.yaml:3:14 sandbox.network.default: unsupported value "allow": cleanroom requires deny-by-default',
-          'cleanroom.yaml:4:1 extra: unknown key (expected one of: version, sandbox)',
+          'cleanroom.yaml:4:1 extra: unknown key (expected one of: version, repository, sandbox, expose)',
         ])
         expect(invalid.suggestions).to.deep.equal(['Fix the lines above in cleanroom.yaml, then check again with: cleanroom policy validate'])
         expect((invalid.details as {issues: unknown[]}).issues).to.have.length(3)

@@ -1,5 +1,4 @@
 import {expect} from 'chai'
-import {cosmiconfig} from 'cosmiconfig'
 import {execa} from 'execa'
 import {existsSync} from 'node:fs'
 import {mkdir, writeFile} from 'node:fs/promises'
@@ -120,7 +119,7 @@ describe('policy loading', () => {
       }
     })
 
-    it('is never searched, although cosmiconfig\'s global strategy would pick a file from it', async () => {
+    it('is never searched, even with a policy under every name a config loader might look for', async () => {
       const home = await dirs.make()
       process.env.HOME = home
       process.env.XDG_CONFIG_HOME = join(home, 'xdg')
@@ -132,9 +131,6 @@ describe('policy loading', () => {
       const root = join(home, 'src', 'app')
       await mkdir(join(root, '.git'), {recursive: true})
 
-      const global = cosmiconfig('cleanroom', {searchPlaces: [...POLICY_SEARCH_PLACES], searchStrategy: 'global', stopDir: root, cache: false})
-      expect((await global.search(root))?.filepath, 'the trap this guards against').to.equal(join(home, 'xdg', 'cleanroom', 'config'))
-
       expect(await findPolicyFile(root)).to.equal(undefined)
       expect(await findPolicyFile(home)).to.equal(undefined)
       expect((await loadPolicy(root)).source).to.equal(null)
@@ -142,7 +138,7 @@ describe('policy loading', () => {
   })
 
   describe('files that must not be trusted', () => {
-    it('never runs a .config/config.js of the working directory (cosmiconfig meta config)', async () => {
+    it('never runs a .config/config.js of the working directory (a config loader\'s meta config)', async () => {
       const root = await repo()
       const marker = join(root, 'meta-config-ran')
       await put(join(root, 'cleanroom.yaml'), policyAllowing('repo.example'))
@@ -166,7 +162,7 @@ describe('policy loading', () => {
       await put(join(root, 'cleanroom.yaml'), '$import: evil.js\nversion: 1\n')
       const error = await loadPolicy(root).catch((error: unknown) => error)
       expect(error).to.be.instanceOf(CleanroomError)
-      expect((error as CleanroomError).message).to.contain('cleanroom.yaml:1:1 $import: unknown key (expected one of: version, sandbox)')
+      expect((error as CleanroomError).message).to.contain('cleanroom.yaml:1:1 $import: unknown key (expected one of: version, repository, sandbox, expose)')
       expect(existsSync(marker), 'evil.js was executed').to.equal(false)
     })
   })
@@ -208,5 +204,47 @@ describe('policy loading', () => {
         'no cleanroom.yaml found in /src/app or its parents up to the git root; using the built-in default policy (no network egress, host rootfs). Create one with: cleanroom policy init',
       )
     })
+  })
+})
+
+describe('policy files that are not what they seem', () => {
+  const dirs = tempDirs('cleanroom-policy-files-')
+  afterEach(() => dirs.cleanup())
+
+  async function refusal(dir: string): Promise<CleanroomError> {
+    const start = process.cpuUsage()
+    const error = await loadPolicy(dir).then(
+      () => expect.fail('expected the policy to be refused'),
+      (error_: unknown) => error_ as CleanroomError,
+    )
+    const used = process.cpuUsage(start)
+    expect((used.user + used.system) / 1000, 'CPU time: refused at once').to.be.below(200)
+    expect(error).to.be.instanceOf(CleanroomError).with.property('code', 'policy_invalid')
+    return error
+  }
+
+  it('refuses a fifo named cleanroom.yaml at once, without waiting for a writer', async () => {
+    const dir = await dirs.make()
+    await execa('mkfifo', [join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.equal(`policy invalid:\n${join(dir, 'cleanroom.yaml')}:1:1 is a fifo, not a regular file: a policy is a YAML file`)
+  })
+
+  it('refuses a cleanroom.yaml that links to /dev/zero', async () => {
+    const dir = await dirs.make()
+    await execa('ln', ['-s', '/dev/zero', join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.match(/cleanroom\.yaml:1:1 is a device, not a regular file: a policy is a YAML file$/)
+  })
+
+  it('refuses a 4 GiB file from its size, without reading it', async () => {
+    const dir = await dirs.make()
+    await execa('truncate', ['-s', '4G', join(dir, 'cleanroom.yaml')])
+    expect((await refusal(dir)).message).to.match(/cleanroom\.yaml:1:1 is 4\.0 GiB \(4294967296 bytes\): a policy may be at most 1\.0 MiB \(1048576 bytes\)$/)
+  })
+
+  it('skips a directory named cleanroom.yaml and reads .buildkite/cleanroom.yaml', async () => {
+    const dir = await dirs.make()
+    await mkdir(join(dir, 'cleanroom.yaml'))
+    await put(join(dir, '.buildkite', 'cleanroom.yaml'), policyAllowing('buildkite.example'))
+    expect((await loadPolicy(dir)).policy.allow[0]?.host).to.equal('buildkite.example')
   })
 })

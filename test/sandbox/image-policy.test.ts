@@ -40,6 +40,6 @@ describe("a sandbox's image in its policy", () => {
     const without: Capabilities = {...capabilities, 'images.oci': false}
     const error = caught(() => requireCapabilities('other', policy, without))
     expect(error.code).to.equal('backend_capability_mismatch')
-    expect(error.message).to.equal('backend other cannot enforce this policy: it lacks images.oci')
+    expect(error.message).to.equal('backend other cannot enforce this policy: it lacks images.oci (sandbox.image.ref)')
   })
 })

@@ -58,6 +58,11 @@ export class LinuxNsBackend implements SandboxBackend {
       'resources.cpu': limits,
       'resources.memory': limits,
       'resources.disk': limits,
+      'services.docker': false,
+      'policy.stages': false,
+      'policy.run_before': false,
+      'repository.checkout': false,
+      'expose.https': false,
     }
   }
 
