@@ -141,6 +141,19 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
     expect((await context.cli(['sandbox', 'rm', id])).exitCode).to.equal(0)
   })
 
+  it('an agent in an image without it or node stops with 127, naming the image and the fix', async () => {
+    await usePolicy(ref('app', appDigest))
+    const ran = await context.cli(['agent', 'codex'])
+    const id = /^sandbox_id=(\S+)$/m.exec(ran.stderr)?.[1]
+    try {
+      expect(ran.exitCode, ran.stderr).to.equal(127)
+      expect(ran.stderr).to.contain('cleanroom: agent command not found: codex')
+      expect(ran.stderr).to.contain(`cleanroom: image ${ref('app', appDigest)} has no codex and nothing to install it with: an agent needs sh and either itself or node and npm in the image (docs/images.md#an-image-for-agents)`)
+    } finally {
+      if (id !== undefined) await context.cli(['sandbox', 'rm', id])
+    }
+  })
+
   it("never writes the image's root filesystem in the cache, whatever a root workload does", async () => {
     await usePolicy(ref('root', rootDigest))
     const pulled = JSON.parse((await context.cli(['image', 'pull', ref('root', rootDigest), '--json'])).stdout) as {image: {rootfs: string}}
