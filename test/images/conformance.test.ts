@@ -5,6 +5,8 @@ import {copyFile, mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
+import {Readable} from 'node:stream'
+import {extract} from 'tar-stream'
 
 import {recompilePolicy, withImage} from '../../src/policy/compile.js'
 import type {CompiledPolicy} from '../../src/policy/schema.js'
@@ -14,6 +16,7 @@ import {direct, expectRefusal, getHead, proxyAnswer, SandboxUnderTest, via} from
 import {AbstractSocketTarget, RecordingTarget, UdpTarget} from '../conformance/targets.js'
 import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
+import {tarOf} from './images.js'
 import {importNodeImage} from './node-image.js'
 
 const PROBE_SOURCE = fileURLToPath(new URL('../conformance/sandbox-probe.mjs', import.meta.url))
@@ -160,6 +163,21 @@ describe('conformance on an image root filesystem (linux-ns)', function () {
       if (process === '1 bwrap') expect(above2.map(([, target]) => target), process).to.satisfy((targets: string[]) => targets.every((target) => target === 'anon_inode:[eventfd]'))
       else expect(above2, process).to.deep.equal([])
     }
+  })
+
+  it("copies files in and out with the image's own mkdir, stat and tar (busybox's)", async () => {
+    const archive = await tarOf([{name: 'in/', type: 'directory'}, {name: 'in/note.txt', content: 'copied in\n'}])
+    await test!.client.putArchive(sandbox.id, '/tmp/deep/dir', Readable.from([archive]))
+    expect((await sandbox.sh('cat /tmp/deep/dir/in/note.txt')).stdout).to.equal('copied in\n')
+    const out = await test!.client.getArchive(sandbox.id, '/tmp/deep/dir/in')
+    const names: string[] = []
+    const entries = extract()
+    out.pipe(entries)
+    for await (const entry of entries) {
+      names.push(entry.header.name)
+      entry.resume()
+    }
+    expect(names.map((name) => name.replace(/\/$/, ''))).to.include.members(['in', 'in/note.txt'])
   })
 
   it('the generated /etc files win over the image\'s and cannot be changed', async () => {

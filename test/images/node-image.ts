@@ -8,7 +8,7 @@ import {importThroughDaemon} from '../../src/images/client.js'
 import {type LayerEntry, tarOf} from './images.js'
 
 /** The busybox applets the image sandbox tests call by name outside a shell (a shell finds every applet itself). */
-const APPLETS = ['sh', 'env', 'cat', 'ls', 'id', 'grep', 'unshare', 'true']
+const APPLETS = ['sh', 'env', 'cat', 'ls', 'id', 'grep', 'unshare', 'true', 'mkdir', 'stat', 'tar']
 
 /**
  * A root filesystem of busybox-static and the host's node with the libraries it
