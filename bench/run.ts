@@ -15,6 +15,7 @@ import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
 import {egressComparisons} from './egress.js'
+import {gatewayComparisons} from './gateway.js'
 import {imageComparison} from './images.js'
 import {imageSandboxComparisons} from './image-sandbox.js'
 import {seccompComparisons} from './seccomp.js'
@@ -199,6 +200,22 @@ async function main(): Promise<void> {
         relay_cpu_system_ms: egress.relayCpu.system_ms,
       },
       goal: {description: `added latency <= 1.5 ms (measured ${added.toFixed(2)} ms) and throughput >= 0.8x direct (measured ${ratio.toFixed(2)}x)`, met: added <= 1.5 && ratio >= 0.8},
+    })
+
+    const gateway = await gatewayComparisons(RUNS)
+    report(gateway.firstByte)
+    report(gateway.throughput)
+    const addedFirstByte = gateway.firstByte.results[1]!.stats.median - gateway.firstByte.results[0]!.stats.median
+    const streamRatio = gateway.throughput.results[0]!.stats.median / gateway.throughput.results[1]!.stats.median
+    measurements.push({
+      title: 'credential gateway',
+      values: {
+        added_first_byte_ms: addedFirstByte,
+        direct_mib_per_s: 256 / (gateway.throughput.results[0]!.stats.median / 1000),
+        gateway_mib_per_s: 256 / (gateway.throughput.results[1]!.stats.median / 1000),
+        throughput_ratio: streamRatio,
+      },
+      goal: {description: `added time to first byte <= 2 ms (measured ${addedFirstByte.toFixed(2)} ms) and streaming throughput >= 0.9x direct (measured ${streamRatio.toFixed(2)}x)`, met: addedFirstByte <= 2 && streamRatio >= 0.9},
     })
 
     const seccomp = await seccompComparisons(RUNS)

@@ -1,5 +1,5 @@
 /**
- * What the npm package must hold, and all it may hold: what `cleanroom` runs
+ * What the npm package must hold, and all it may hold: its licence, what `cleanroom` runs
  * (bin/run.js, the compiled dist/, the oclif manifest, the prebuilt helpers, the
  * built-in agent plugins bundled in node_modules/) and the C sources of the helper
  * for `npm run build:nsinit` on other platforms. No tests, benchmarks, TypeScript
@@ -16,6 +16,7 @@ export const BUILT_IN_AGENT_PLUGINS = ['@cleanroom/agent-claude', '@cleanroom/ag
 const REQUIRED = [
   'package.json',
   'README.md',
+  'LICENSE',
   'bin/run.js',
   'oclif.manifest.json',
   'dist/fast/index.js',
@@ -25,7 +26,7 @@ const REQUIRED = [
 ]
 
 const ALLOWED: RegExp[] = [
-  /^(package\.json|README\.md|bin\/run\.js|oclif\.manifest\.json)$/,
+  /^(package\.json|README\.md|LICENSE|bin\/run\.js|oclif\.manifest\.json)$/,
   // dist/launch/ is bundled into dist/fast/ and never loaded itself.
   /^dist\/(?!launch\/)[\w/-]+\.js$/,
   new RegExp(`^dist/libexec/(${PREBUILT_TARGETS.map((target) => target.platform).join('|')})/cleanroom-nsinit$`),

@@ -105,7 +105,7 @@ type PlannedEntry = {
       /** Absent for the parents made so a target's path exists. */
       hostPath?: string
     }
-  | {kind: 'file'; hostPath: string; transform?: CredentialTransform}
+  | {kind: 'file'; hostPath: string; transform?: CredentialTransform; omit?: readonly string[]}
 )
 
 type EntryHeader = Partial<Header> & Pick<Header, 'name'>
@@ -188,7 +188,7 @@ class ArchivePlanner {
     if (found.stats.isDirectory()) {
       await this.addTree(hostPath, target, found.stats, new Set(), mapping.transform)
     } else {
-      this.addNode(hostPath, target, found.stats, mapping.transform)
+      this.addNode(hostPath, target, found.stats, mapping.transform, mapping.omit)
     }
   }
 
@@ -205,7 +205,24 @@ class ArchivePlanner {
       }
       throw unreadable(hostPath, error)
     }
-    return entry.transform === undefined ? content : TRANSFORMS[entry.transform].apply(content)
+    const transformed = entry.transform === undefined ? content : TRANSFORMS[entry.transform].apply(content)
+    return entry.omit === undefined ? transformed : this.withoutKeys(entry, transformed)
+  }
+
+  /** A JSON file without the keys its mapping omits; a file that is not a JSON object is left out rather than copied whole. */
+  private withoutKeys(entry: PlannedEntry & {kind: 'file'}, content: Buffer): Buffer | undefined {
+    let value: unknown
+    try {
+      value = JSON.parse(content.toString('utf8'))
+    } catch {
+      value = undefined
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.warnings.push(`skipped ${this.display(entry.hostPath)}: not a JSON object, so ${entry.omit!.join(', ')} could not be left out`)
+      return undefined
+    }
+    const kept = Object.fromEntries(Object.entries(value).filter(([key]) => !entry.omit!.includes(key)))
+    return Buffer.from(`${JSON.stringify(kept, null, 2)}\n`)
   }
 
   /** `lstat`, then `stat` through a link; `missing` says why there is nothing to pack. */
@@ -261,11 +278,11 @@ class ArchivePlanner {
     }
   }
 
-  private addNode(hostPath: string, name: string, stats: Stats, transform?: CredentialTransform): void {
+  private addNode(hostPath: string, name: string, stats: Stats, transform?: CredentialTransform, omit?: readonly string[]): void {
     if (stats.isDirectory()) {
       this.plan({name, kind: 'directory', mode: stats.mode, mtime: stats.mtime, hostPath})
     } else if (stats.isFile()) {
-      this.plan({name, kind: 'file', mode: stats.mode, mtime: stats.mtime, hostPath, transform})
+      this.plan({name, kind: 'file', mode: stats.mode, mtime: stats.mtime, hostPath, transform, ...(omit && {omit})})
     } else {
       this.warnings.push(`skipped ${this.display(hostPath)}: a ${fileKind(stats)}, not a regular file or directory`)
     }

@@ -1,5 +1,6 @@
 import {homedir} from 'node:os'
 
+import {describeGateway} from '../credentials/spec.js'
 import {type AgentRegistry, type AgentSource, describeSource, type RegisteredAgent, sourceLabel} from './registry.js'
 import type {AgentSpec} from './spec.js'
 import {agentWarnings, missingCredentialSources} from './warnings.js'
@@ -41,10 +42,17 @@ function renderAgent(entry: AgentListEntry): string {
   const lines = [`${entry.name}  (${entry.source_detail})`]
   if (entry.description) lines.push(`  ${entry.description}`)
   lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
+  const mode = entry.credential_mode ?? (entry.gateway ? 'gateway' : 'copy')
   const missing = new Set(entry.missing_credentials)
-  const credentials = entry.credentials.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}${missing.has(c.source) ? '  (not on this host)' : ''}`)
-  if (credentials.length > 0 && missing.size === entry.credentials.length) credentials.push('none of these is on this host: log in inside the sandbox (docs/agents.md)')
-  lines.push(field('credentials', credentials))
+  const copied = entry.credentials.filter((c) => mode === 'copy' || c.secret === false)
+  const credentials = copied.map((c) => `${c.source} -> ${c.target}${c.transform ? ` (${c.transform})` : ''}${missing.has(c.source) ? '  (not on this host)' : ''}`)
+  if (mode === 'copy' && credentials.length > 0 && missing.size === entry.credentials.length) credentials.push('none of these is on this host: log in inside the sandbox (docs/agents.md)')
+  lines.push(field(mode === 'gateway' ? 'copies' : 'credentials', credentials))
+  if (mode === 'gateway' && entry.gateway) {
+    lines.push(field('gateway', describeGateway(entry.gateway)))
+  } else if (mode === 'none') {
+    lines.push(field('gateway', ['none (credentials: none)']))
+  }
   const destinations = entry.network.map((need) => `${need.host}:${need.ports.join(',')}`)
   const width = Math.max(0, ...destinations.map((destination) => destination.length))
   const network = entry.network.map((need, i) => (need.reason ? `${destinations[i]!.padEnd(width)}  ${need.reason}` : destinations[i]!))

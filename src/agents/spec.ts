@@ -1,3 +1,4 @@
+import type {CredentialMode, GatewaySpec} from '../credentials/spec.js'
 import type {PathSegment} from '../util/yaml-file.js'
 
 /** Where a credential file goes: copied from `source` on the host to `target` in the sandbox home. */
@@ -8,6 +9,13 @@ export interface CredentialMapping {
   target: string
   /** A rewrite applied to the file's bytes while packing (see credentials.ts). */
   transform?: CredentialTransform
+  /**
+   * False for a file that holds no secret (settings, account state): it is
+   * copied in gateway mode too. Every other file is copied only in copy mode.
+   */
+  secret?: boolean
+  /** Top-level keys of a JSON file left out of the copy (a key a settings file may hold). */
+  omit?: string[]
 }
 
 export const CREDENTIAL_TRANSFORMS = ['codex-trust'] as const
@@ -39,6 +47,10 @@ export interface AgentSpec {
   credentials: CredentialMapping[]
   network: NetworkNeed[]
   env: Record<string, string>
+  /** Routes and logins the credential gateway serves for the agent (docs/credentials.md). */
+  gateway?: GatewaySpec
+  /** How credentials reach the agent; default: gateway when it declares one, else copy. */
+  credential_mode?: CredentialMode
 }
 
 /** An agent as one source declares it: any field may be left to an earlier source. */
@@ -49,7 +61,7 @@ export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
 /** Names taken by subcommands of `cleanroom agent`. */
 export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
 
-export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env'] as const
+export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env', 'gateway'] as const
 
 /**
  * How much one agent declaration may hold (docs/agents.md, "Limits"). A

@@ -1,3 +1,5 @@
+import {CREDENTIAL_MODES, type CredentialMode} from '../credentials/spec.js'
+import {type GatewayTrust, parseGateway} from '../credentials/validate.js'
 import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
 import {isPort, notAPort, sortedPorts} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
@@ -19,7 +21,7 @@ import {
   RESERVED_AGENT_NAMES,
 } from './spec.js'
 
-const CREDENTIAL_KEYS = ['source', 'target', 'transform']
+const CREDENTIAL_KEYS = ['source', 'target', 'transform', 'secret', 'omit']
 const NETWORK_KEYS = ['host', 'ports', 'reason']
 
 /** NUL and the control characters other than tab and line breaks: nothing an agent's fields need, and a way to hide text on a terminal. */
@@ -47,7 +49,7 @@ export function agentNameProblem(name: string): string | undefined {
  * fields it sets. Every problem goes to `report`; the result is undefined when
  * there was any, so a half-valid spec is never used.
  */
-export function parseAgentInput(value: unknown, path: PathSegment[], report: ReportIssue): AgentSpecInput | undefined {
+export function parseAgentInput(value: unknown, path: PathSegment[], report: ReportIssue, trust: GatewayTrust = {runtimeConfig: false}): AgentSpecInput | undefined {
   let problems = 0
   const fail: ReportIssue = (p, message, at) => {
     problems++
@@ -93,8 +95,18 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
         break
       }
       case 'credentials': {
+        if (typeof field === 'string') {
+          const mode = parseCredentialMode(field, at, fail)
+          if (mode) input.credential_mode = mode
+          break
+        }
         const credentials = parseCredentials(field, at, fail)
         if (credentials) input.credentials = credentials
+        break
+      }
+      case 'gateway': {
+        const gateway = parseGateway(field, at, fail, trust)
+        if (gateway) input.gateway = gateway
         break
       }
       case 'network': {
@@ -116,9 +128,16 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
   return problems === 0 ? input : undefined
 }
 
+/** `credentials: gateway | copy | none` chooses the mode and keeps the files an earlier source listed. */
+function parseCredentialMode(value: string, path: PathSegment[], fail: ReportIssue): CredentialMode | undefined {
+  if ((CREDENTIAL_MODES as readonly string[]).includes(value.trim())) return value.trim() as CredentialMode
+  fail(path, `must be a list of {source, target} mappings, or one of: ${CREDENTIAL_MODES.join(', ')}`)
+  return undefined
+}
+
 function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue): CredentialMapping[] | undefined {
   if (!Array.isArray(value)) {
-    fail(path, 'must be a list of {source, target} mappings')
+    fail(path, `must be a list of {source, target} mappings, or one of: ${CREDENTIAL_MODES.join(', ')}`)
     return undefined
   }
   if (!withinLimit(value, AGENT_SPEC_LIMITS.maxCredentials, path, fail)) return undefined
@@ -132,7 +151,7 @@ function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue
     for (const key of Object.keys(entry)) {
       if (!CREDENTIAL_KEYS.includes(key)) fail([...at, key], `unknown key (expected one of: ${CREDENTIAL_KEYS.join(', ')})`, 'key')
     }
-    const {source, target, transform} = entry
+    const {source, target, transform, secret, omit} = entry
     if (typeof source !== 'string' || source.trim() === '') {
       fail([...at, 'source'], 'is required: the host path to copy (e.g. ~/.codex/auth.json)')
       continue
@@ -164,6 +183,14 @@ function parseCredentials(value: unknown, path: PathSegment[], fail: ReportIssue
       } else {
         fail([...at, 'transform'], `must be one of: ${CREDENTIAL_TRANSFORMS.join(', ')}`)
       }
+    }
+    if (secret !== undefined) {
+      if (typeof secret === 'boolean') mapping.secret = secret
+      else fail([...at, 'secret'], 'must be true or false')
+    }
+    if (omit !== undefined) {
+      if (Array.isArray(omit) && omit.every((key) => typeof key === 'string' && key !== '')) mapping.omit = omit as string[]
+      else fail([...at, 'omit'], 'must be a list of top-level JSON keys')
     }
     mappings.push(mapping)
   }
@@ -268,5 +295,7 @@ export function completeAgentSpec(name: string, input: AgentSpecInput): AgentSpe
   if (input.description !== undefined) spec.description = input.description
   if (input.install !== undefined) spec.install = input.install
   if (input.package !== undefined) spec.package = input.package
+  if (input.gateway !== undefined) spec.gateway = input.gateway
+  if (input.credential_mode !== undefined) spec.credential_mode = input.credential_mode
   return spec
 }

@@ -4,7 +4,9 @@ import {Readable} from 'node:stream'
 import {packCredentials, SANDBOX_HOME} from '../agents/credentials.js'
 import {buildAgentScript} from '../agents/script.js'
 import type {AgentSpec} from '../agents/spec.js'
+import {loadRuntimeConfig} from '../config/load.js'
 import type {BackendName} from '../config/schema.js'
+import {planAgentCredentials, renderGrant} from '../credentials/grant.js'
 import type {DaemonClient} from './client.js'
 import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
 import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
@@ -22,12 +24,20 @@ export interface AgentRunOptions {
   terminal: Terminal
   /** Where `~` in a credential source points (the user's home). */
   hostHome?: string
+  /**
+   * The agent's gateway comes only from built-in plugins and the runtime
+   * config; an installed plugin's routes and logins need credentials.grant.
+   */
+  trustedGateway: boolean
+  /** Where `env` secret sources are read: the environment of this command. */
+  env?: NodeJS.ProcessEnv
 }
 
 /**
  * `cleanroom agent <name>`: a new sandbox from the repository's policy plus the
  * agent's network needs (or an existing one, whose policy is left alone), the
- * agent's credentials copied in, then the agent run with the user's arguments.
+ * agent's credentials given through the sandbox's credential gateway (or its
+ * files copied in, in copy mode), then the agent run with the user's arguments.
  * A new sandbox is kept, and its id printed, so the session can be picked up again.
  */
 export async function runAgent(client: DaemonClient, options: AgentRunOptions): Promise<ExecOutcome & {sandboxId: string}> {
@@ -49,15 +59,27 @@ export async function runAgent(client: DaemonClient, options: AgentRunOptions): 
     sandboxId = sandbox.sandbox_id
   }
 
-  // Copied on every start: the host's tokens may have been refreshed since the last one.
-  const archive = await packCredentials(agent.credentials, {hostHome: options.hostHome ?? homedir(), uid: 1000, gid: 1000, sandboxHome: SANDBOX_HOME})
+  const hostHome = options.hostHome ?? homedir()
+  const {config} = await loadRuntimeConfig()
+  const plan = planAgentCredentials(agent, {settings: config.credentials, env: options.env ?? process.env, hostHome, trusted: options.trustedGateway})
+  for (const notice of plan.notices) say(notice)
+  // Copied on every start: the host's files may have changed since the last one.
+  const archive = await packCredentials(plan.copy, {hostHome, uid: 1000, gid: 1000, sandboxHome: SANDBOX_HOME})
   for (const warning of archive.warnings) say(`warning: ${warning}`)
   if (archive.files.length > 0) await client.putArchive(sandboxId, SANDBOX_HOME, Readable.from([archive.tar]))
+  // Granted on every start too: keys in this environment may be new, and the host login may have changed.
+  let args = options.args
+  if (plan.grant) {
+    const summary = await client.grantCredentials(sandboxId, plan.grant)
+    for (const line of renderGrant(agent.name, summary)) say(line)
+    // The routes' arguments go first; the one leading `--` the script drops stays in front of them.
+    if (summary.args.length > 0) args = args[0] === '--' ? ['--', ...summary.args, ...args.slice(1)] : [...summary.args, ...args]
+  }
 
   const tty = terminal.stdin.isTTY === true && terminal.stdout.isTTY === true
   const env: Record<string, string> = {...agent.env}
   if (tty) env.TERM = process.env.TERM ?? 'xterm-256color'
-  const request = {argv: ['sh', '-lc', buildAgentScript(agent, options.args)], env, tty, ...(tty ? {cols: terminal.stdout.columns, rows: terminal.stdout.rows} : {})}
+  const request = {argv: ['sh', '-lc', buildAgentScript(agent, args)], env, tty, ...(tty ? {cols: terminal.stdout.columns, rows: terminal.stdout.rows} : {})}
   try {
     const outcome = await runInSandbox(client, sandboxId, request, terminal)
     const missing = outcome.exitCode === 127 ? await agentMissingFromImage(client, sandboxId, agent.name) : undefined

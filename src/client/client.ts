@@ -2,6 +2,7 @@ import type {IncomingMessage} from 'node:http'
 import type {Socket} from 'node:net'
 import {PassThrough, type Readable} from 'node:stream'
 
+import type {GrantRequest, GrantSummary} from '../credentials/wire.js'
 import type {EgressState} from '../daemon/egress-supervisor.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
 import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
@@ -106,6 +107,11 @@ export class DaemonClient {
 
   run(id: string, request: Omit<ExecRequest, 'tty'> & {stdin?: string}): Promise<ExitStatus & {stdout: string; stderr: string}> {
     return this.json('POST', `/v1/sandboxes/${encodeURIComponent(id)}/run`, request)
+  }
+
+  /** Grants the sandbox credentials through its gateway (docs/api.md#credentials). */
+  grantCredentials(id: string, grant: GrantRequest): Promise<GrantSummary> {
+    return this.json('POST', `/v1/sandboxes/${encodeURIComponent(id)}/credentials`, grant)
   }
 
   /** Sends a tar stream to be unpacked at `path` inside the sandbox. */

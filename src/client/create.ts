@@ -1,6 +1,9 @@
 import {resolve} from 'node:path'
 
+import {homedir} from 'node:os'
+
 import {loadRuntimeConfig} from '../config/load.js'
+import {planRequestedCredentials, renderGrant} from '../credentials/grant.js'
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
 import {noPolicyNotice} from '../policy/notice.js'
@@ -49,7 +52,16 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
   }
   const sandbox = await createPullingImage(client, () => client.createSandbox(body), options.progress ?? process.stderr)
   if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
+  if (sandbox.policy.credentials !== undefined) await grantRequested(client, sandbox, options.notice)
   return sandbox
+}
+
+/** The credential routes the repository's policy asks for, given when the runtime config grants them. */
+async function grantRequested(client: DaemonClient, sandbox: PublicSandbox, notice: (message: string) => void): Promise<void> {
+  const {config} = await loadRuntimeConfig()
+  const {grant, refused} = planRequestedCredentials(sandbox.policy.credentials ?? [], {settings: config.credentials, env: process.env, hostHome: homedir()})
+  for (const name of refused) notice(`cleanroom.yaml asks for credential route ${name}: not given (add it to credentials.grant in config.yaml, and define it under credentials.routes)`)
+  if (grant) for (const line of renderGrant('the sandbox', await client.grantCredentials(sandbox.sandbox_id, grant))) notice(line)
 }
 
 /** The flags that only make sense for a new sandbox are refused with an existing one. */

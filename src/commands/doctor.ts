@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import {loadAgentRegistry} from '../agents/load.js'
 import {BaseCommand} from '../base-command.js'
 import {type DoctorReport, runDoctor} from '../doctor/checks.js'
 import {policyDirFlag} from '../policy/flags.js'
@@ -17,7 +18,9 @@ export default class Doctor extends BaseCommand {
 
   async run(): Promise<DoctorReport> {
     const {flags} = await this.parse(Doctor)
-    const report = await runDoctor({dir: flags.chdir ?? process.cwd(), host: flags.host, version: this.config.version})
+    // A broken runtime config is the runtime config check's to report; agents are then left out.
+    const agents = await loadAgentRegistry(this.config).catch(() => undefined)
+    const report = await runDoctor({dir: flags.chdir ?? process.cwd(), host: flags.host, version: this.config.version, ...(agents && {agents})})
     for (const check of report.checks) {
       this.log(`${MARK[check.status]}  ${check.name}: ${check.detail}`)
       if (check.fix && check.status !== 'pass') this.log(`      fix: ${check.fix}`)

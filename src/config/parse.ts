@@ -1,4 +1,5 @@
 import {agentNameProblem, parseAgentInput} from '../agents/validate.js'
+import {parseCredentialSettings} from '../credentials/settings.js'
 import {CleanroomError} from '../errors/index.js'
 import {isEnvName} from '../util/env-name.js'
 import {FILE_LIMITS} from '../util/yaml-bounds.js'
@@ -16,7 +17,7 @@ import {
   type RuntimeConfig,
 } from './schema.js'
 
-const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents', 'registries']
+const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents', 'registries', 'credentials']
 const EGRESS_KEYS = ['max_connections_per_sandbox', 'audit_failure']
 const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
 const LINUX_NS_KEYS = ['bwrap_path', 'resources']
@@ -68,7 +69,7 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
         if (isRecord(value) && value.name !== undefined && value.name !== name) {
           file.report(['agents', name, 'name'], `must be "${name}" (the key names the agent) or be left out`)
         }
-        const input = parseAgentInput(value ?? {}, ['agents', name], (path, message, at) => file.report(path, message, at))
+        const input = parseAgentInput(value ?? {}, ['agents', name], (path, message, at) => file.report(path, message, at), {runtimeConfig: true})
         if (input) config.agents[name] = input
       }
     } else {
@@ -77,6 +78,7 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
   }
 
   parseRegistries(file, root.registries, config)
+  config.credentials = parseCredentialSettings(file, root.credentials)
   return config
 }
 

@@ -1,4 +1,5 @@
 import type {AgentSpecInput} from '../agents/spec.js'
+import {type CredentialSettings, DEFAULT_CREDENTIAL_SETTINGS} from '../credentials/settings.js'
 import {DEFAULT_RESOURCES, type ResourceSettings} from './resources.js'
 
 export const BACKENDS = ['linux-ns', 'gvisor'] as const
@@ -47,6 +48,8 @@ export interface RuntimeConfig {
   egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
+  /** What the credential gateway may use, and how (docs/credentials.md). */
+  credentials: CredentialSettings
   /** Image registries by host (`ghcr.io`, `registry.internal:5000`). */
   registries: Record<string, RegistrySettings>
 }
@@ -66,5 +69,6 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   },
   egress: {max_connections_per_sandbox: 1024, audit_failure: 'deny'},
   agents: {},
+  credentials: DEFAULT_CREDENTIAL_SETTINGS,
   registries: {},
 }

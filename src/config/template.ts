@@ -17,6 +17,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
       backends: {...backends, 'linux-ns': {...backends['linux-ns'], resources: resourcesForTemplate()}},
       egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
+      credentials: {write_back: DEFAULT_RUNTIME_CONFIG.credentials.write_back, grant: null, routes: null},
       registries: null,
       agents: null,
     },
@@ -70,7 +71,26 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
       '',
       ' Agents: custom agents and overrides of plugin agents, by name.',
       ' A field set here replaces the plugin\'s field (credentials, network and env as a whole).',
+      ' credentials: copy copies an agent\'s credential files into its sandboxes instead of using the',
+      ' credential gateway (credentials: gateway, the default), with a warning each run.',
       ' The built-in agents\' defaults are shown below; uncomment a field to override it.',
+    ].join('\n'),
+  )
+
+  commentKey(doc, ['credentials'], ' Credentials: how agents use your keys and logins without them entering a sandbox (docs/credentials.md).')
+  commentKey(doc, ['credentials', 'write_back'], ' Refreshed OAuth tokens are written back to the host\'s auth file (~/.codex/auth.json, …), so the agent\'s own CLI on the host stays logged in.')
+  commentKey(doc, ['credentials', 'grant'], ' Routes a repository\'s cleanroom.yaml (sandbox.credentials) or an installed agent plugin may use, by name.')
+  commentKey(doc,
+    ['credentials', 'routes'],
+    [
+      ' Routes defined here, and changes to an agent\'s route of the same name (e.g. anthropic: {upstream: https://llm-gateway.example}).',
+      ' For example, GitHub\'s API with the token of your gh login, fetched when first used and kept 15 minutes:',
+      '   github:',
+      '     upstream: https://api.github.com',
+      '     header: authorization',
+      '     format: Bearer {}',
+      '     secret: {command: [gh, auth, token], ttl_seconds: 900}',
+      '     env: {GH_TOKEN: "{phantom}", GH_HOST: github.com}',
     ].join('\n'),
   )
 

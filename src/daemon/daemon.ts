@@ -29,6 +29,8 @@ export interface DaemonOptions {
   ephemeralAttachMs?: number
   /** The image cache; default $XDG_CACHE_HOME/cleanroom/images. */
   imageCacheDir?: string
+  /** More roots the credential gateway trusts upstream; tests add their own TLS servers' CA. */
+  upstreamCa?: readonly string[]
 }
 
 export interface RunningDaemon {
@@ -67,6 +69,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       egressAuditFailure: options.config.egress.audit_failure,
       maxConnectionsPerSandbox: options.config.egress.max_connections_per_sandbox,
       ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
+      ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
     })
     await manager.adopt()
     const api = createApiServer({

@@ -26,6 +26,10 @@ export interface EgressSupervisorOptions {
   log: Logger
   /** How long to wait before trying a listener that could not be made again. */
   retryMs: number
+  /** Called with each egress opened, before it is served; an error closes it (and a start fails, a retry tries again). */
+  opened?: (record: SandboxRecord, egress: SandboxEgress) => Promise<void>
+  /** Called when a sandbox's egress stops being served. */
+  stopped?: (id: string) => void
 }
 
 interface Entry {
@@ -59,6 +63,16 @@ export class EgressSupervisor {
     await this.attempt(record, this.fresh(record.sandbox_id))
   }
 
+  /** The sandbox's egress while it is served. */
+  get(id: string): SandboxEgress | undefined {
+    return this.entries.get(id)?.egress
+  }
+
+  /** The variables the sandbox's egress services give its processes. */
+  env(id: string): Record<string, string> {
+    return this.get(id)?.env() ?? {}
+  }
+
   state(id: string): EgressState {
     const entry = this.entries.get(id)
     const state: EgressState = {listening: entry?.egress !== undefined}
@@ -74,6 +88,7 @@ export class EgressSupervisor {
     this.entries.delete(id)
     entry.stopped = true
     clearTimeout(entry.retry)
+    this.options.stopped?.(id)
     const {egress} = entry
     entry.egress = undefined
     await egress?.close().catch((error: unknown) => this.options.log(`sandbox ${id}: closing its egress proxy: ${messageOf(error)}`))
@@ -112,7 +127,18 @@ export class EgressSupervisor {
     }
   }
 
-  private open(record: SandboxRecord, entry: Entry): Promise<SandboxEgress> {
+  private async open(record: SandboxRecord, entry: Entry): Promise<SandboxEgress> {
+    const egress = await this.listen(record, entry)
+    try {
+      await this.options.opened?.(record, egress)
+    } catch (error) {
+      await egress.close().catch(() => undefined)
+      throw error
+    }
+    return egress
+  }
+
+  private listen(record: SandboxRecord, entry: Entry): Promise<SandboxEgress> {
     const id = record.sandbox_id
     const required = this.options.auditFailure === 'deny'
     const onFailure = (failure: string | undefined) => {

@@ -2,8 +2,9 @@ import type {Server} from 'node:net'
 import {join} from 'node:path'
 
 import type {Resolver} from '../egress/addresses.js'
-import {type AuditEvent, AuditLog} from '../egress/audit.js'
+import {type AuditEvent, AuditLog, type AuditSink} from '../egress/audit.js'
 import {EgressProxy} from '../egress/proxy.js'
+import type {EgressService} from '../egress/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import {capConnections, type ConnectionBudget, type LimitReached} from './connection-limits.js'
@@ -25,10 +26,15 @@ export interface EgressLimits {
 
 /** A sandbox's egress: the proxy, the listener inside the sandbox it serves, its audit log. */
 export class SandboxEgress {
+  private readonly services: {service: EgressService; server?: Server}[] = []
+
   private constructor(
     private readonly server: Server,
     private readonly proxy: EgressProxy,
     private readonly audit: AuditLog,
+    private readonly limits: EgressLimits,
+    private readonly sandboxId: string,
+    private readonly requireAudit: boolean,
   ) {}
 
   /**
@@ -64,7 +70,7 @@ export class SandboxEgress {
       ...(resolver ? {resolver} : {}),
     })
     capConnections(server, options.limits, (socket) => proxy.handle(socket), (reached) => audit.record(limitEvent(record.sandbox_id, reached)))
-    return new SandboxEgress(server, proxy, audit)
+    return new SandboxEgress(server, proxy, audit, options.limits, record.sandbox_id, options.audit.required)
   }
 
   /** Why the audit log cannot be written now, or undefined. */
@@ -72,9 +78,44 @@ export class SandboxEgress {
     return this.audit.failure()
   }
 
+  /** Why its services must refuse to send anything now (egress.audit_failure: deny, and the audit log cannot be written), or undefined. */
+  async auditRefusal(): Promise<string | undefined> {
+    return this.requireAudit ? this.audit.unavailable() : undefined
+  }
+
+  /** Where this sandbox's egress attempts are recorded; its services record theirs there too. */
+  get auditSink(): AuditSink {
+    return this.audit
+  }
+
+  /**
+   * Adds a service to this sandbox's egress: its listener on the sandbox's
+   * loopback (made inside the sandbox like the proxy's, its connections
+   * capped like the proxy's), the tunnels it takes over, and its variables for
+   * the processes started from now on.
+   */
+  async addService(backend: SandboxBackend, runtime: Record<string, unknown>, service: EgressService): Promise<void> {
+    let server: Server | undefined
+    if (service.port !== undefined && service.handle !== undefined) {
+      const handle = service.handle.bind(service)
+      server = await backend.listenInside(runtime, service.port)
+      ;(server as Server & {allowHalfOpen: boolean}).allowHalfOpen = true
+      capConnections(server, this.limits, handle, (reached) => this.audit.record(limitEvent(this.sandboxId, reached)))
+    }
+    if (service.interceptor) this.proxy.interceptWith(service.interceptor)
+    this.services.push({service, ...(server && {server})})
+  }
+
+  /** The variables the services give every process in the sandbox. */
+  env(): Record<string, string> {
+    return Object.assign({}, ...this.services.map(({service}) => service.env())) as Record<string, string>
+  }
+
   async close(): Promise<void> {
     this.server.close()
+    for (const {server} of this.services) server?.close()
     await this.proxy.close()
+    for (const {service} of this.services.splice(0)) await service.close()
     await this.audit.close()
   }
 }

@@ -7,6 +7,8 @@ import {newExecId} from '../sandbox/ids.js'
 import {requireCapabilities} from '../sandbox/capabilities.js'
 import type {ExecRequest, SandboxRecord} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
+import {CredentialGateways} from '../credentials/gateways.js'
+import type {GrantRequest, GrantSummary} from '../credentials/wire.js'
 import type {ImageService} from '../images/service.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
 import {ExecActivity} from './activity.js'
@@ -39,6 +41,8 @@ export interface ManagerOptions {
   ephemeralAttachMs?: number
   /** How often an egress listener that could not be made is tried again. */
   egressRetryMs?: number
+  /** More roots the credential gateway trusts upstream; tests add their own TLS servers' CA. */
+  upstreamCa?: readonly string[]
   /** The image cache, where sandboxes on an image find its root filesystem. */
   images?: ImageService
 }
@@ -60,6 +64,7 @@ export class SandboxManager {
   private readonly watches = new Map<string, () => void>()
   private readonly egress: EgressSupervisor
   private readonly activity: ExecActivity
+  private readonly credentials: CredentialGateways
 
   constructor(
     readonly store: StateStore,
@@ -68,6 +73,7 @@ export class SandboxManager {
     private readonly options: ManagerOptions = {},
   ) {
     this.records = new SandboxRecords(store, log)
+    this.credentials = new CredentialGateways({stateRoot: store.root, ...(options.resolver && {resolver: options.resolver}), ...(options.upstreamCa && {upstreamCa: options.upstreamCa})})
     this.egress = new EgressSupervisor({
       backend: (record) => this.backend(record.backend),
       sandboxDir: (id) => store.sandboxDir(id),
@@ -76,6 +82,9 @@ export class SandboxManager {
       limits: {perSandbox: options.maxConnectionsPerSandbox ?? DEFAULT_RUNTIME_CONFIG.egress.max_connections_per_sandbox, budget: new ConnectionBudget()},
       log,
       retryMs: options.egressRetryMs ?? EGRESS_RETRY_MS,
+      // A sandbox granted credentials has its gateway served again whenever its egress is (a restarted daemon, a retried listener).
+      opened: (record, egress) => this.credentials.attach({record, sandboxDir: store.sandboxDir(record.sandbox_id), egress, backend: this.backend(record.backend), runtime: record.runtime ?? {}}),
+      stopped: (id) => this.credentials.detach(id),
     })
     this.activity = new ExecActivity((id, why) => {
       log(`sandbox ${id}: removing it (it was for one command): ${why}`)
@@ -211,8 +220,9 @@ export class SandboxManager {
    * The first execution of an ephemeral sandbox owns it (see ExecActivity).
    */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
-    // The request's own variables win; the proxy settings are only defaults. The host's CA files are not in an image.
-    const env = {...proxyEnv(), ...(this.get(sandboxId).image_ref === undefined ? caEnv() : {}), ...request.env}
+    // The request's own variables win over the proxy defaults; egress services' (the gateway's trust bundle) replace the host's CA settings, which an image has no files for.
+    const hostCa = this.get(sandboxId).image_ref === undefined ? caEnv() : {}
+    const env = {...proxyEnv(), ...hostCa, ...this.egress.env(sandboxId), ...request.env}
     const process = await this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
     const record = this.get(sandboxId)
     record.last_used_at = new Date().toISOString()
@@ -265,6 +275,21 @@ export class SandboxManager {
     const {backend, runtime} = this.reach(record)
     const {upper, hidden, provided, base} = await backend.workspaceLayers(runtime)
     return WorkspaceChangeSet.read({upper, lower: record.workspace_source, hidden, provided, createdAt: Date.parse(record.created_at), ...(base ? {base} : {})})
+  }
+
+  /**
+   * Grants a sandbox credentials through its gateway (POST …/credentials): the
+   * routes and logins it may use, served from now on and after a daemon restart.
+   */
+  async grantCredentials(sandboxId: string, request: GrantRequest): Promise<GrantSummary> {
+    const record = this.get(sandboxId)
+    requireReady(record)
+    const {backend, runtime} = this.reach(record)
+    const egress = this.egress.get(sandboxId)
+    if (egress === undefined) {
+      throw new CleanroomError('sandbox_not_ready', `sandbox ${sandboxId} has no egress listener now (${this.egress.state(sandboxId).listen_error ?? 'not started'}): try again in a moment`)
+    }
+    return this.credentials.grant({record, sandboxDir: this.store.sandboxDir(sandboxId), egress, backend, runtime}, request)
   }
 
   /** Where the sandbox's egress audit log is. */

@@ -3,6 +3,7 @@ import type {Duplex} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import type {BackendName} from '../config/schema.js'
+import {parseGrantRequest} from '../credentials/wire.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {errorJson} from '../errors/render.js'
 import {auditCounts, readAudit} from '../egress/audit.js'
@@ -73,6 +74,9 @@ export function createApiServer(context: DaemonContext): ApiServer {
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/diff$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'patch')],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/changes$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'json')],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/archive$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'archive')],
+    ['POST', /^\/v1\/sandboxes\/([^/]+)\/credentials$/, async (req, res, [id]) => {
+      sendJson(res, 200, await context.manager.grantCredentials(id!, parseGrantRequest(await readJson(req))))
+    }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
       const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
       res.writeHead(200, {'content-type': 'application/x-tar'})

@@ -1,12 +1,14 @@
 import {access, constants, mkdir, readFile} from 'node:fs/promises'
-import {release} from 'node:os'
+import {homedir, release} from 'node:os'
 import {dirname} from 'node:path'
 
 import {socketPathOf} from '../client/connect.js'
 import {DaemonClient} from '../client/client.js'
+import type {AgentRegistry} from '../agents/registry.js'
 import {requireTrustedDirectory, requireTrustedSocket} from '../client/socket-trust.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import type {RuntimeConfig} from '../config/schema.js'
+import {checkAgentCredentials} from '../credentials/doctor.js'
 import {isCleanroomError, messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
 import type {CompiledPolicy} from '../policy/schema.js'
@@ -35,7 +37,7 @@ export interface DoctorReport {
 const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup']
 
 /** Everything cleanroom needs from this machine, checked without changing anything. */
-export async function runDoctor(options: {dir: string; host?: string; version?: string}): Promise<DoctorReport> {
+export async function runDoctor(options: {dir: string; host?: string; version?: string; agents?: AgentRegistry}): Promise<DoctorReport> {
   const checks: Check[] = []
   checks.push(await checkOs(), checkNode(), await checkNamespaces(), await checkOverlay())
 
@@ -86,6 +88,12 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
   checks.push(await checkSocket(options.host, options.version))
   const sandboxes = await new DaemonClient(socketPathOf(options.host)).listSandboxes(false).catch(() => [])
   checks.push(await checkIgnoredFiles(options.dir, sandboxes))
+  if (config && options.agents) {
+    for (const agent of options.agents.agents.values()) {
+      const trusted = agent.sources.every((source) => source.kind !== 'plugin')
+      checks.push(await checkAgentCredentials(agent.spec, {settings: config.credentials, env: process.env, hostHome: homedir(), trusted}))
+    }
+  }
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
 }
 

@@ -4,8 +4,26 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {EgressAction, EgressReason} from './decide.js'
 
-/** How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP request, or SOCKS5. */
-export type EgressProtocol = 'connect' | 'http' | 'socks5'
+/**
+ * How the sandbox asked: an HTTP CONNECT tunnel, a forwarded absolute-form HTTP
+ * request, SOCKS5, SOCKS4(a) (always refused), or a request the credential
+ * gateway served (one of its routes, or a request inside an intercepted tunnel).
+ */
+export type EgressProtocol = 'connect' | 'gateway' | 'http' | 'socks4' | 'socks5'
+
+/** What the credential gateway did with a request (docs/credentials.md#the-audit-log). */
+export type CredentialReason =
+  | 'credential_injected'
+  | 'credential_unavailable'
+  | 'login_expired'
+  | 'not_swapped'
+  | 'phantom_invalid'
+  | 'token_captured'
+  | 'token_refreshed'
+  | 'token_response_invalid'
+  | 'token_served'
+  | 'unknown_route'
+  | 'upstream_failed'
 
 /** One connection attempt through a sandbox's egress proxy: one line of its audit log. */
 export interface AuditEvent {
@@ -18,7 +36,7 @@ export interface AuditEvent {
   /** The address dialled, or the one refused; null when none was looked at. */
   readonly resolved_ip: string | null
   readonly action: EgressAction
-  readonly reason: EgressReason
+  readonly reason: CredentialReason | EgressReason
   /** The host pattern of the policy rule that decided, when one did. */
   readonly rule?: string
   /** Why an allowed connection failed or a refused address was refused (`ECONNREFUSED`, `loopback`). */
@@ -29,6 +47,14 @@ export interface AuditEvent {
   readonly bytes_down: number
   readonly duration_ms: number
   readonly protocol: EgressProtocol
+  /** A tunnel the credential gateway took over: its requests have lines of their own (protocol gateway). */
+  readonly intercepted?: true
+  /** Gateway requests: the route or login whose credential was involved. */
+  readonly credential?: string
+  /** Gateway requests: the method, the path without its query, and the status answered. */
+  readonly method?: string
+  readonly path?: string
+  readonly status?: number
 }
 
 /** Where the proxy records attempts. */

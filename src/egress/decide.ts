@@ -10,12 +10,14 @@ export type EgressReason =
   | 'allowed_by_cidr'
   | 'allowed_by_rule'
   | 'allowed_by_wildcard'
+  | 'ambiguous_body_length'
   | 'audit_unavailable'
   | 'connection_limit'
   | 'denied_by_rule'
   | 'forbidden_address'
   | 'head_timeout'
   | 'head_too_large'
+  | 'header_too_large'
   | 'host_mismatch'
   | 'host_not_allowed'
   | 'invalid_host'
@@ -24,6 +26,7 @@ export type EgressReason =
   | 'port_not_allowed'
   | 'resolve_failed'
   | 'resolves_to_forbidden_address'
+  | 'too_many_headers'
   | 'unsupported_request'
 
 export interface EgressDecision {

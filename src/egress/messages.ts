@@ -77,15 +77,14 @@ export function refusalMessage(shown: RefusalDetail): string {
       case 'upstream_failed': {
         return `could not connect to ${target} at ${address} (${why})`
       }
-      case 'head_too_large': {
-        return 'the request head is larger than 64 KiB'
-      }
-      case 'head_timeout': {
-        return 'the request head was not complete within 30 s'
-      }
+      case 'ambiguous_body_length':
       case 'connection_limit':
+      case 'head_timeout':
+      case 'head_too_large':
+      case 'header_too_large':
       case 'host_mismatch':
       case 'malformed_request':
+      case 'too_many_headers':
       case 'unsupported_request': {
         return why
       }
@@ -114,7 +113,9 @@ export function refusalStatus(reason: RefusalReason): number {
     case 'head_timeout': {
       return 408
     }
-    case 'head_too_large': {
+    case 'head_too_large':
+    case 'header_too_large':
+    case 'too_many_headers': {
       return 431
     }
     case 'resolve_failed':

@@ -1,14 +1,19 @@
 import {connect, type NetConnectOpts, type Server, type Socket} from 'node:net'
-import {performance} from 'node:perf_hooks'
 
 import type {CompiledPolicy} from '../policy/schema.js'
 import {chooseDialAddress, type Resolver} from './addresses.js'
-import type {AuditEvent, AuditSink, EgressProtocol} from './audit.js'
-import {decide, type EgressDecision, parseDestination} from './decide.js'
+import {EgressAttempt} from './attempt.js'
+import type {AuditSink} from './audit.js'
+import {decide, parseDestination} from './decide.js'
 import {ClientGone, HeadReader, ProtocolError} from './head-reader.js'
-import {type Authority, checkHostHeader, forwardedHead, HEAD_END, parseAbsoluteTarget, parseAuthority, parseRequestHead} from './http-head.js'
-import {errorCode, type RefusalDetail, type RefusalReason, refusalMessage, refusalStatus, shownReason} from './messages.js'
-import {readSocksRequest, SOCKS_VERSION, SocksReply, socksReply} from './socks5.js'
+import {type Authority, bodyFraming, checkHostHeader, forwardedHead, HEAD_END, parseAbsoluteTarget, parseAuthority, parseRequestHead} from './http-head.js'
+import {errorCode, type RefusalDetail} from './messages.js'
+import {httpRefusal, socksReplyFor, startsHttpRequest} from './refusal.js'
+import {forwardRequest, splice} from './relay.js'
+import {RequestBody} from './request-body.js'
+import type {ConnectInterceptor} from './service.js'
+import {readSocks4Request, SOCKS4_REJECTED, SOCKS4_VERSION} from './socks4.js'
+import {readSocksRequest, SOCKS_CONNECT, SOCKS_VERSION, SocksReply, socksReply, unsupportedCommand} from './socks5.js'
 
 /** Opens a TCP connection to an IP address (never a name: the proxy has already resolved and checked it). */
 export type Dialer = (address: string, port: number) => Socket
@@ -25,22 +30,15 @@ export interface EgressProxyOptions {
   readonly connect?: Dialer
   /** The host's own addresses; `os.networkInterfaces()` by default. */
   readonly localAddresses?: () => readonly string[]
+  /** How long a client may take to send its whole request head; DEFAULT_HEAD_TIMEOUT_MS unless given. */
+  readonly headTimeoutMs?: number
 }
 
 const MAX_HEAD_BYTES = 64 * 1024
-const HEAD_TIMEOUT_MS = 30_000
+export const DEFAULT_HEAD_TIMEOUT_MS = 30_000
 const CONNECT_TIMEOUT_MS = 30_000
 /** How long a refused client may take to read the answer and hang up before it is cut off. */
 const REFUSAL_LINGER_MS = 2000
-const MAX_AUDITED_HOST_LENGTH = 255
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway',
-}
 
 // Bigger reads from the destination halve the per-chunk cost of relaying large downloads
 // (the option reaches the socket's stream; Node 20's typings do not list it).
@@ -50,15 +48,17 @@ const dialDirect: Dialer = (address, port) => connect({host: address, port, high
  * One sandbox's egress proxy. It serves connections accepted by any
  * `net.Server` (the daemon hands it a listener made inside the sandbox's
  * network namespace) and speaks, on the same port, SOCKS5 (first byte 0x05)
- * and HTTP/1.1 forward proxying (CONNECT and absolute-form http:// requests).
- * Every destination is decided by name and port, resolved once, checked by
- * address and dialled by that address; every attempt is audited.
+ * and HTTP/1.1 forward proxying (CONNECT and absolute-form http:// requests,
+ * one per connection). Every destination is decided by name and port,
+ * resolved once, checked by address and dialled by that address; every
+ * attempt is audited. SOCKS4 and anything else are refused without a dial.
  */
 export class EgressProxy {
   private readonly attempts = new Map<EgressAttempt, Promise<void>>()
   private readonly servers = new Set<Server>()
   private closing = false
   private readonly dialer: Dialer
+  private interceptor: ConnectInterceptor | undefined
 
   constructor(private readonly options: EgressProxyOptions) {
     this.dialer = options.connect ?? dialDirect
@@ -85,6 +85,11 @@ export class EgressProxy {
     this.servers.add(server)
   }
 
+  /** From now on, tunnels that `interceptor` takes are handed to it once the policy allows them. */
+  interceptWith(interceptor: ConnectInterceptor | undefined): void {
+    this.interceptor = interceptor
+  }
+
   /** Stops serving new connections and destroys every open one; resolves when all are audited. */
   async close(): Promise<void> {
     this.closing = true
@@ -100,10 +105,13 @@ export class EgressProxy {
   }
 
   private async serve(attempt: EgressAttempt): Promise<void> {
-    const reader = new HeadReader(attempt.client, MAX_HEAD_BYTES, HEAD_TIMEOUT_MS)
+    const reader = new HeadReader(attempt.client, MAX_HEAD_BYTES, this.options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS)
     try {
-      if ((await reader.peek()) === SOCKS_VERSION) await this.serveSocks(attempt, reader)
-      else await this.serveHttp(attempt, reader)
+      const first = await reader.peek()
+      if (first === SOCKS_VERSION) await this.serveSocks(attempt, reader)
+      else if (first === SOCKS4_VERSION) await this.refuseSocks4(attempt, reader)
+      else if (startsHttpRequest(first)) await this.serveHttp(attempt, reader)
+      else throw new ProtocolError('malformed_request', `the connection starts with the byte 0x${first.toString(16).padStart(2, '0')}: neither an HTTP request nor a SOCKS5 greeting`)
     } catch (error) {
       this.fail(attempt, reader, error)
     }
@@ -116,28 +124,45 @@ export class EgressProxy {
     const rest = reader.detach()
     if (request.method === 'CONNECT') {
       attempt.protocol = 'connect'
-      const upstream = await this.open(attempt, parseAuthority(request.target))
+      const authority = parseAuthority(request.target)
+      if (this.intercept(attempt, authority, rest, 'HTTP/1.1 200 Connection Established\r\n\r\n')) return
+      const upstream = await this.open(attempt, authority)
       if (upstream === undefined) return
       attempt.client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      this.splice(attempt, upstream, rest)
+      splice(attempt, upstream, rest)
       return
     }
     const target = parseAbsoluteTarget(request.target)
     checkHostHeader(request, target)
+    // Decided before the destination is: a request whose body could be read two ways is never sent anywhere.
+    const framing = bodyFraming(request)
     const upstream = await this.open(attempt, target.authority)
     if (upstream === undefined) return
-    upstream.write(Buffer.from(forwardedHead(request, target), 'latin1'))
-    this.splice(attempt, upstream, rest)
+    forwardRequest(attempt, upstream, Buffer.from(forwardedHead(request, target, framing), 'latin1'), new RequestBody(framing), rest)
   }
 
   private async serveSocks(attempt: EgressAttempt, reader: HeadReader): Promise<void> {
     attempt.protocol = 'socks5'
-    const authority = await readSocksRequest(reader, attempt.client)
+    const {command, authority} = await readSocksRequest(reader, attempt.client)
     const rest = reader.detach()
+    if (command !== SOCKS_CONNECT) {
+      attempt.aim(authority)
+      throw unsupportedCommand(command)
+    }
+    if (this.intercept(attempt, authority, rest, socksReply(SocksReply.succeeded))) return
     const upstream = await this.open(attempt, authority)
     if (upstream === undefined) return
     attempt.client.write(socksReply(SocksReply.succeeded))
-    this.splice(attempt, upstream, rest)
+    splice(attempt, upstream, rest)
+  }
+
+  /** Reads a SOCKS4(a) request only to audit what it asked for, and refuses it. */
+  private async refuseSocks4(attempt: EgressAttempt, reader: HeadReader): Promise<void> {
+    attempt.protocol = 'socks4'
+    const request = await readSocks4Request(reader)
+    reader.detach()
+    attempt.aim(request.authority)
+    throw new ProtocolError('unsupported_request', `${request.variant} ${request.command} is not supported: the proxy speaks SOCKS5 (ALL_PROXY names it)`)
   }
 
   /**
@@ -146,9 +171,7 @@ export class EgressProxy {
    */
   private async open(attempt: EgressAttempt, {host, port}: Authority): Promise<Socket | undefined> {
     const {policy, allowAll} = this.options
-    const destination = parseDestination(host)
-    attempt.host = destination?.host ?? host.slice(0, MAX_AUDITED_HOST_LENGTH)
-    attempt.port = port
+    const destination = attempt.aim({host, port})
     const auditFailure = this.options.requireAudit ? await this.options.audit.unavailable?.() : undefined
     if (auditFailure !== undefined) {
       // Refused before any decision: the refusal's own audit line is the write that finds the log working again.
@@ -186,6 +209,25 @@ export class EgressProxy {
     }
   }
 
+  /**
+   * Hands a tunnel the policy allows to the interceptor, answering the client
+   * with `established`; false when the interceptor does not take it (then
+   * `open` decides and dials as for any tunnel, refusals included).
+   */
+  private intercept(attempt: EgressAttempt, {host, port}: Authority, rest: Buffer, established: Buffer | string): boolean {
+    const destination = parseDestination(host)
+    if (this.interceptor === undefined || destination === undefined || !this.interceptor.intercepts(destination.host, port)) return false
+    const decision = decide(this.options.policy, host, port, {allowAll: this.options.allowAll})
+    if (decision.action === 'deny') return false
+    attempt.host = destination.host
+    attempt.port = port
+    attempt.decision = decision
+    attempt.intercepted = true
+    attempt.client.write(established)
+    this.interceptor.take(attempt.client, destination.host, port, rest)
+    return true
+  }
+
   private dial(attempt: EgressAttempt, address: string, port: number): Promise<Socket> {
     const upstream = this.dialer(address, port)
     attempt.upstream = upstream
@@ -219,29 +261,27 @@ export class EgressProxy {
     })
   }
 
-  /** Relays both ways; when one side closes, the other follows (at once if it broke, after flushing if not). */
-  private splice(attempt: EgressAttempt, upstream: Socket, rest: Buffer): void {
-    const {client} = attempt
-    client.setNoDelay(true)
-    upstream.setNoDelay(true)
-    if (rest.length > 0) upstream.write(rest)
-    client.pipe(upstream)
-    upstream.pipe(client)
-    client.once('close', () => upstream.destroy())
-    upstream.once('close', (hadError) => {
-      if (hadError) client.resetAndDestroy()
-      else client.end(() => client.destroy())
-    })
-  }
-
   /** Answers a refused attempt (403/400/502, or a SOCKS reply), audits it now, and hangs up. */
   private refuse(attempt: EgressAttempt, detail: RefusalDetail): void {
-    if (attempt.protocol === 'socks5') this.refuseSocks(attempt, socksReplyFor(detail))
-    else this.hangUp(attempt, httpRefusal(detail))
+    this.answer(attempt, detail, socksReplyFor(detail))
   }
 
-  private refuseSocks(attempt: EgressAttempt, reply: number | undefined): void {
-    this.hangUp(attempt, reply === undefined ? undefined : socksReply(reply))
+  /** Answers in the attempt's protocol: an HTTP refusal, SOCKS4's rejection, or the SOCKS5 reply given (none: just close). */
+  private answer(attempt: EgressAttempt, detail: RefusalDetail, socksReplyCode: number | undefined): void {
+    switch (attempt.protocol) {
+      case 'socks5': {
+        this.hangUp(attempt, socksReplyCode === undefined ? undefined : socksReply(socksReplyCode))
+        break
+      }
+      case 'socks4': {
+        this.hangUp(attempt, SOCKS4_REJECTED)
+        break
+      }
+      case 'connect':
+      case 'http': {
+        this.hangUp(attempt, httpRefusal(detail))
+      }
+    }
   }
 
   private hangUp(attempt: EgressAttempt, answer: Buffer | string | undefined): void {
@@ -267,11 +307,9 @@ export class EgressProxy {
     if (error instanceof ClientGone) {
       this.record(attempt)
       attempt.destroy()
-    } else if (attempt.protocol === 'socks5') {
-      // A SOCKS error carries its own reply, or none when the protocol has already answered.
-      this.refuseSocks(attempt, error.socksReply)
     } else {
-      this.hangUp(attempt, httpRefusal({reason: error.reason, host: attempt.host, port: attempt.port, why: error.message}))
+      // A SOCKS5 error carries its own reply, or none when the protocol has already answered.
+      this.answer(attempt, {reason: error.reason, host: attempt.host, port: attempt.port, why: error.message}, error.socksReply)
     }
   }
 
@@ -279,98 +317,4 @@ export class EgressProxy {
     const event = attempt.auditEvent(this.options.sandboxId)
     if (event !== undefined) this.options.audit.record(event)
   }
-}
-
-/** One client connection through the proxy and what became of it. */
-class EgressAttempt {
-  protocol: EgressProtocol = 'http'
-  host = ''
-  port = 0
-  resolvedIp: string | null = null
-  decision: EgressDecision | undefined
-  error: string | undefined
-  upstream: Socket | undefined
-  private readonly time = new Date().toISOString()
-  private readonly start = performance.now()
-  private recorded = false
-  private readonly gone: Promise<void>
-
-  constructor(readonly client: Socket) {
-    client.on('error', (error) => {
-      this.error ??= errorCode(error)
-    })
-    this.gone = closedOf(client)
-  }
-
-  /** `work`'s result, or undefined if the client hangs up first. */
-  async unlessGone<T>(work: Promise<T>): Promise<T | undefined> {
-    return Promise.race([work, this.gone.then(() => undefined)])
-  }
-
-  async closed(): Promise<void> {
-    await this.gone
-    if (this.upstream) await closedOf(this.upstream)
-  }
-
-  destroy(): void {
-    this.client.destroy()
-    this.upstream?.destroy()
-  }
-
-  /** The audit line, once: undefined when already recorded, or when the client never asked for anything. */
-  auditEvent(sandboxId: string): AuditEvent | undefined {
-    if (this.recorded || this.decision === undefined) return undefined
-    this.recorded = true
-    return {
-      time: this.time,
-      sandbox_id: sandboxId,
-      host: this.host,
-      port: this.port,
-      resolved_ip: this.resolvedIp,
-      action: this.decision.action,
-      reason: this.decision.reason,
-      ...(this.decision.rule !== undefined && {rule: this.decision.rule}),
-      ...(this.error !== undefined && {error: this.error}),
-      bytes_up: this.upstream?.bytesWritten ?? 0,
-      bytes_down: this.upstream?.bytesRead ?? 0,
-      duration_ms: Math.round(performance.now() - this.start),
-      protocol: this.protocol,
-    }
-  }
-}
-
-function httpRefusal(detail: RefusalDetail): string {
-  const status = refusalStatus(detail.reason)
-  const body = refusalMessage(detail)
-  const head = [
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
-    'Content-Type: text/plain; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    `X-Cleanroom-Reason: ${shownReason(detail.reason)}`,
-    'Connection: close',
-  ]
-  return `${head.join('\r\n')}${HEAD_END}${body}`
-}
-
-/** The SOCKS5 reply for a refusal: "not allowed by ruleset" for the policy, the network's own answer for a failed dial. */
-function socksReplyFor({reason, why}: {reason: RefusalReason; why?: string}): number | undefined {
-  switch (reason) {
-    case 'resolve_failed': {
-      return SocksReply.hostUnreachable
-    }
-    case 'upstream_failed': {
-      if (why === 'ECONNREFUSED') return SocksReply.connectionRefused
-      if (why === 'ENETUNREACH') return SocksReply.networkUnreachable
-      if (why === 'EHOSTUNREACH' || why === 'ETIMEDOUT') return SocksReply.hostUnreachable
-      return SocksReply.generalFailure
-    }
-    default: {
-      return SocksReply.notAllowedByRuleset
-    }
-  }
-}
-
-function closedOf(socket: Socket): Promise<void> {
-  if (socket.closed) return Promise.resolve()
-  return new Promise((resolve) => socket.once('close', () => resolve()))
 }

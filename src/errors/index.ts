@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'image_not_pulled'
   | 'image_ref_invalid'
   | 'image_unsupported'
+  | 'interrupted'
   | 'path_escapes_root'
   | 'plugin_install_failed'
   | 'plugin_invalid'
@@ -58,6 +59,7 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   bad_request: 2,
   config_invalid: 2,
   image_ref_invalid: 2,
+  interrupted: 130,
   plugin_invalid: 2,
   plugin_runs_code: 2,
   policy_invalid: 2,

@@ -1,4 +1,5 @@
 import type {AgentSpec} from '../agents/spec.js'
+import {describeGateway} from '../credentials/spec.js'
 import type {InspectedPlugin} from './admit.js'
 
 /**
@@ -18,13 +19,23 @@ export function renderPreview(plugin: InspectedPlugin): string[] {
   return lines
 }
 
-/** The lines shown for one agent: what it may reach and which host files it copies in. */
+/**
+ * The lines shown for one agent: what it may reach, which host files it copies
+ * in (with a gateway, those holding a secret only in copy mode), and its
+ * gateway's routes and logins, which an installed plugin gets only once granted.
+ */
 export function describeNeeds(plugin: string, spec: AgentSpec): string[] {
   const reach = spec.network.map((need) => `${need.host}:${need.ports.join(',')}${need.reason ? ` (${need.reason})` : ''}`)
-  const copies = spec.credentials.map((mapping) => `${mapping.source} -> ${mapping.target}`)
-  return [
+  const mapped = (mappings: AgentSpec['credentials']) => mappings.map((mapping) => `${mapping.source} -> ${mapping.target}`)
+  const copies = mapped(spec.gateway ? spec.credentials.filter((mapping) => mapping.secret === false) : spec.credentials)
+  const lines = [
     `plugin ${plugin} adds agent "${spec.name}"`,
     `  ${spec.name} may reach: ${reach.length > 0 ? reach.join(', ') : 'nothing beyond the policy'}`,
     `  ${spec.name} copies into its sandbox: ${copies.length > 0 ? copies.join(', ') : 'nothing'}`,
   ]
+  if (spec.gateway === undefined) return lines
+  const secrets = mapped(spec.credentials.filter((mapping) => mapping.secret !== false))
+  if (secrets.length > 0) lines.push(`  ${spec.name} copies only in copy mode (credentials: copy in config.yaml): ${secrets.join(', ')}`)
+  for (const line of describeGateway(spec.gateway)) lines.push(`  ${spec.name} gateway ${line}, used once its name is in credentials.grant of config.yaml`)
+  return lines
 }

@@ -40,7 +40,7 @@ export function invalidPolicy(file: YamlFile): CleanroomError {
 }
 
 /** Every field of a compiled policy; anything else a client sends is refused, never dropped. */
-const COMPILED_KEYS = ['version', 'image_ref', 'image_digest', 'network_default', 'allow', 'deny', 'resources', 'services', 'dependencies', 'run', 'network_stages', 'repository', 'expose', 'hash']
+const COMPILED_KEYS = ['version', 'image_ref', 'image_digest', 'network_default', 'allow', 'deny', 'resources', 'services', 'dependencies', 'run', 'network_stages', 'repository', 'expose', 'credentials', 'hash']
 
 /**
  * Re-validates a compiled policy that arrived from elsewhere (a client of the
@@ -73,6 +73,7 @@ export function recompilePolicy(value: unknown): CompiledPolicy {
     if (stages.workspace !== undefined) document.repository = {...(isRecord(document.repository) ? document.repository : {}), network: stages.workspace}
   }
   if (policy.expose !== undefined) document.expose = policy.expose
+  if (policy.credentials !== undefined) sandbox.credentials = policy.credentials
   const compiled = compilePolicy(new YamlFile('policy', JSON.stringify(document), POLICY_FILE_LIMITS))
   if (policy.image_digest !== undefined && policy.image_digest !== compiled.image_digest) {
     throw invalid(`policy image_digest ${String(policy.image_digest)} does not match image_ref ${compiled.image_ref ?? '(none)'}`)
@@ -173,6 +174,8 @@ export function policyHash(policy: PolicyContent): string {
     network_stages: stages,
     repository: policy.repository,
     expose: policy.expose,
+    // Requests are part of what a policy asks for; absent, the hash is what it always was.
+    credentials: policy.credentials,
   }
   return createHash('sha256').update(canonicalJson(granted)).digest('hex')
 }

@@ -4,7 +4,7 @@ import {checkOutputOverlaps, readBlocks, type ReadBlocks} from './read-blocks.js
 import {DEFAULT_REPOSITORY_PATH, readDocker, readExpose, readNetworkStages, readRepository, readResources, readRunBefore} from './read-go-keys.js'
 import {readRules, ruleBudget} from './read-rules.js'
 import {allowRule, denyRule, mergeAllowRules, mergeDenyRules} from './rules.js'
-import {IMAGE_KEYS, NETWORK_KEYS, POLICY_KEYS, POLICY_VERSION, type PolicyContent, SANDBOX_KEYS} from './schema.js'
+import {IMAGE_KEYS, NETWORK_KEYS, POLICY_KEYS, POLICY_LIMITS, POLICY_VERSION, type PolicyContent, SANDBOX_KEYS} from './schema.js'
 
 /**
  * Reads a policy strictly: every unknown key, wrong type and bad value is
@@ -55,6 +55,7 @@ export function readPolicy(file: YamlFile): PolicyContent {
   }
   const resources = readResources(file, sandbox.resources)
   const run = readRunBefore(file, sandbox.run)
+  const credentials = readCredentialRequests(file, sandbox.credentials)
 
   return {
     version: POLICY_VERSION,
@@ -69,7 +70,28 @@ export function readPolicy(file: YamlFile): PolicyContent {
     ...(stages && {network_stages: stages}),
     ...(repository.checkout && {repository: repository.checkout}),
     ...(expose && {expose}),
+    ...(credentials.length > 0 && {credentials}),
   }
+}
+
+/** `sandbox.credentials`: names of credential routes the repository asks for (docs/credentials.md). */
+function readCredentialRequests(file: YamlFile, value: unknown): string[] {
+  if (value === undefined || value === null) return []
+  const path = ['sandbox', 'credentials']
+  if (!Array.isArray(value)) {
+    file.report(path, 'must be a list of credential route names (e.g. [github]); the runtime config grants them')
+    return []
+  }
+  if (value.length > POLICY_LIMITS.maxCredentialRequests) {
+    file.report(path, `asks for ${value.length} credential routes; at most ${POLICY_LIMITS.maxCredentialRequests}`)
+    return []
+  }
+  const names: string[] = []
+  for (const [i, name] of value.entries()) {
+    if (typeof name === 'string' && name.length <= 64 && /^[a-z][a-z0-9-]*$/.test(name)) names.push(name)
+    else file.report([...path, i], 'must be a route name (lower-case letters, digits and -, starting with a letter; at most 64)')
+  }
+  return [...new Set(names)].sort()
 }
 
 function readVersion(file: YamlFile, value: unknown): void {

@@ -40,6 +40,7 @@ export function renderPolicy(policy: CompiledPolicy): string {
     ...networkStageLines(policy, (rule) => ruleLine(rule, '    ')),
     ...goKeyLines(policy),
     ...needsLines(extra),
+    ...(policy.credentials ? [`credentials: ${policy.credentials.join(', ')} (requested; the runtime config's credentials.grant decides)`] : []),
     `policy hash: ${policy.hash}`,
   ].join('\n')
 }

@@ -83,6 +83,8 @@ export interface CompiledPolicy {
   readonly network_stages?: Partial<Record<NetworkStageName, NetworkStage>>
   readonly repository?: RepositoryCheckout
   readonly expose?: {readonly https: {readonly base?: string; readonly routes: readonly ExposeHttpsRoute[]}}
+  /** Credential routes the repository asks for (`sandbox.credentials`); the runtime config grants them or not. Sorted; absent when none. */
+  readonly credentials?: readonly string[]
   /** SHA-256 hex of the canonical JSON of everything above except reasons. */
   readonly hash: string
 }
@@ -99,7 +101,7 @@ export interface AllowRuleInput {
 
 export const POLICY_VERSION = 1
 export const POLICY_KEYS = ['version', 'repository', 'sandbox', 'expose'] as const
-export const SANDBOX_KEYS = ['image', 'resources', 'docker', 'services', 'dependencies', 'run', 'network'] as const
+export const SANDBOX_KEYS = ['image', 'resources', 'docker', 'services', 'dependencies', 'run', 'network', 'credentials'] as const
 export const IMAGE_KEYS = ['ref'] as const
 export const NETWORK_KEYS = ['default', 'allow', 'deny', 'dependencies', 'services', 'execution'] as const
 export const RULE_KEYS = ['host', 'ports', 'reason'] as const
@@ -113,4 +115,6 @@ export const POLICY_LIMITS = {
   maxBlockEntries: 256,
   maxRoutes: 64,
   maxRouteHosts: 64,
+  /** sandbox.credentials: route names the repository asks for. */
+  maxCredentialRequests: 64,
 } as const

@@ -1,8 +1,9 @@
-import {execFile, type ExecFileException} from 'node:child_process'
+import type {ExecFileException} from 'node:child_process'
 import {lstat, readFile, stat} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
+import {type GitConfigScope, runGit} from '../util/git.js'
 
 const GIT_TIMEOUT_MS = 30_000
 /** Repositories inside repositories inside…: deeper than this, a repository is hidden whole. */
@@ -104,29 +105,20 @@ function isRelativeInside(path: string): boolean {
 
 /**
  * Runs git as the workspace's owner when this process is root (git honours the
- * repository's own config, which must never run anything as root), with a minimal
- * environment: where the owner's global ignore rules are, and nothing else.
+ * repository's own config, which must never run anything as root), with the
+ * owner's global and system config (where their global ignore rules are), and
+ * the rest of the environment left out.
  */
 async function gitAs(owner: {uid: number; gid: number}, env: NodeJS.ProcessEnv): Promise<Git> {
-  const root = process.getuid?.() === 0
-  const asOwner = root && owner.uid !== 0
-  const gitEnv: NodeJS.ProcessEnv = {PATH: env.PATH ?? '/usr/bin:/bin', LANG: 'C'}
-  if (asOwner) {
-    const home = await homeOf(owner.uid)
-    if (home !== undefined) gitEnv.HOME = home
-  } else {
-    if (env.HOME && isAbsolute(env.HOME)) gitEnv.HOME = env.HOME
-    if (env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME)) gitEnv.XDG_CONFIG_HOME = env.XDG_CONFIG_HOME
+  const asOwner = process.getuid?.() === 0 && owner.uid !== 0
+  const config: GitConfigScope = asOwner
+    ? {scope: 'user', home: await homeOf(owner.uid)}
+    : {scope: 'user', ...(env.HOME && isAbsolute(env.HOME) ? {home: env.HOME} : {}), ...(env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME) ? {xdgConfigHome: env.XDG_CONFIG_HOME} : {})}
+  return async (cwd, args) => {
+    const result = await runGit(cwd, args, {config, timeoutMs: GIT_TIMEOUT_MS, ...(asOwner ? {user: {uid: owner.uid, gid: owner.gid}} : {})})
+    if (result.code !== 0) throw Object.assign(new Error(`git ${args[0]} exited with ${result.code ?? 'a signal'}`), {stderr: result.stderr})
+    return result.stdout.toString('utf8')
   }
-  return (cwd, args) =>
-    new Promise((resolve, reject) => {
-      execFile(
-        'git',
-        ['-c', 'core.fsmonitor=false', '-C', cwd, ...args],
-        {env: gitEnv, timeout: GIT_TIMEOUT_MS, maxBuffer: 256 * 1024 * 1024, ...(asOwner ? {uid: owner.uid, gid: owner.gid} : {})},
-        (error, stdout, stderr) => (error ? reject(Object.assign(error, {stderr})) : resolve(stdout)),
-      )
-    })
 }
 
 /** A user's home directory from /etc/passwd (the daemon's view; NSS-only accounts have none here). */

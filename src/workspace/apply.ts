@@ -1,9 +1,11 @@
 import {CleanroomError} from '../errors/index.js'
 import {DirectoryHandle} from '../util/dir-handle.js'
+import {withStopSignalsHeld} from '../util/signal-hold.js'
 import {visibleName} from '../util/visible.js'
 import type {ArchivedContent, ChangesManifest} from './archive.js'
 import type {ChangeRecord} from './changes.js'
 import {sameEntry, TreeReader} from './entry.js'
+import {assessRisks, riskInput} from './risky.js'
 import {WriteBack} from './write-back.js'
 
 /** What applying a sandbox's changes to a directory would do, decided by content. */
@@ -34,6 +36,7 @@ export async function checkAgainstHost(target: string, manifest: ChangesManifest
       else if (record.base !== 'unknown' && sameEntry(host, record.base)) check.toWrite.push(record)
       else check.conflicts.push(`${visibleName(record.path)} (${conflictReason(record, host === null)})`)
     }
+    await reassessRisks(reader, check.toWrite)
     const deleted = new Set(check.toWrite.filter((record) => record.sandbox === null).map((record) => record.path))
     for (const record of check.toWrite) {
       if (record.sandbox === null) continue
@@ -44,6 +47,22 @@ export async function checkAgainstHost(target: string, manifest: ChangesManifest
     await reader.close()
   }
   return check
+}
+
+/**
+ * The risks as they are in the directory written to: the daemon judged them
+ * against the sandbox's workspace source, and a symlink that stays inside that
+ * tree may lead out of another (`--directory`) or of the same one changed since.
+ * A path is only ever added to the risky ones here, never taken off.
+ */
+async function reassessRisks(reader: TreeReader, records: ChangeRecord[]): Promise<void> {
+  const risks = await assessRisks(records.map(riskInput), (path) => reader.entry(path))
+  for (const record of records) {
+    const risk = risks.get(record.path)
+    if (record.risky || risk === undefined) continue
+    record.risky = true
+    record.risk = risk
+  }
 }
 
 function conflictReason(record: ChangeRecord, absent: boolean): string {
@@ -97,22 +116,31 @@ export function riskyRefusal(sandboxId: string, records: readonly ChangeRecord[]
  */
 export async function writeChanges(target: string, manifest: ChangesManifest, toWrite: readonly ChangeRecord[], contents: AsyncIterable<ArchivedContent>): Promise<void> {
   const wanted = new Map(toWrite.filter((record) => record.sandbox !== null).map((record) => [record.path, record]))
-  const writeBack = await WriteBack.begin(target, manifest.object_format)
-  try {
-    let staged = 0
-    for await (const entry of contents) {
-      const record = wanted.get(entry.path)
-      if (!record) continue
-      if ((entry.type === 'symlink') !== (record.sandbox!.mode === '120000')) throw incomplete(`${visibleName(entry.path)} is not the kind of entry the list of changes says`)
-      if (entry.type === 'symlink') await writeBack.stageSymlink(record, entry.linkname ?? '')
-      else await writeBack.stageFile(record, entry.content)
-      staged++
+  // Ctrl-C while staging stops before anything is written; once the commit starts, it ends (whole, or rolled back) first.
+  await withStopSignalsHeld(async (received) => {
+    const stopIfAsked = () => {
+      const signal = received()
+      if (signal) throw new CleanroomError('interrupted', `interrupted by ${signal}: nothing was applied`)
     }
-    if (staged !== wanted.size) throw incomplete('some files are missing from it')
-    await writeBack.commit(toWrite)
-  } finally {
-    await writeBack.finish()
-  }
+    const writeBack = await WriteBack.begin(target, manifest.object_format)
+    try {
+      let staged = 0
+      for await (const entry of contents) {
+        stopIfAsked()
+        const record = wanted.get(entry.path)
+        if (!record) continue
+        if ((entry.type === 'symlink') !== (record.sandbox!.mode === '120000')) throw incomplete(`${visibleName(entry.path)} is not the kind of entry the list of changes says`)
+        if (entry.type === 'symlink') await writeBack.stageSymlink(record, entry.linkname ?? '')
+        else await writeBack.stageFile(record, entry.content)
+        staged++
+      }
+      stopIfAsked()
+      if (staged !== wanted.size) throw incomplete('some files are missing from it')
+      await writeBack.commit(toWrite)
+    } finally {
+      await writeBack.finish()
+    }
+  })
 }
 
 function incomplete(why: string): CleanroomError {

@@ -2,7 +2,7 @@ import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {EntryState, GitMode, ObjectFormat} from './entry.js'
-import {type GitUser, ownerToRunAs, runGit} from './git.js'
+import {type GitUser, ownerToRunAs, runGit} from '../util/git.js'
 
 /**
  * What a sandbox's workspace started from, noted when the sandbox is created:

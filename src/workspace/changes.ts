@@ -2,13 +2,12 @@ import {Readable} from 'node:stream'
 
 import {CleanroomError} from '../errors/index.js'
 import {DirectoryHandle} from '../util/dir-handle.js'
-import type {TreeEntry} from '../util/link-target.js'
 import {CommittedBase, dirtyAtCreate, type WorkspaceBase} from './base.js'
 import {type EntryState, type ObjectFormat, sameEntry, TreeReader} from './entry.js'
-import {ownerToRunAs, runGit} from './git.js'
+import {ownerToRunAs, runGit} from '../util/git.js'
 import {scanOverlay} from './overlay.js'
 import {patchOfPath} from './patch-writer.js'
-import {assessRisks} from './risky.js'
+import {assessRisks, riskInput} from './risky.js'
 import {changesArchive} from './archive.js'
 
 export type ChangeKind = 'added' | 'modified' | 'deleted' | 'mode'
@@ -106,8 +105,8 @@ export class WorkspaceChangeSet {
       // A path the sandbox holds as it started is the host's change alone: not the sandbox's to bring back.
       const changed = records.filter((record) => record.base === 'unknown' || !sameEntry(record.base, record.sandbox))
       const risks = await assessRisks(
-        changed.map((record) => ({path: record.path, sandbox: record.sandbox ? {...(record.link === undefined ? {} : {link: record.link})} : null})),
-        (path) => hostEntry(lower, path),
+        changed.map(riskInput),
+        (path) => lower.entry(path),
       )
       for (const record of changed) {
         record.conflict = record.base === 'unknown' || !sameEntry(record.host, record.base)
@@ -156,13 +155,6 @@ function changeKind(host: EntryState | null, sandbox: EntryState | null): Change
   if (!host) return 'added'
   if (!sandbox) return 'deleted'
   return host.oid === sandbox.oid ? 'mode' : 'modified'
-}
-
-async function hostEntry(lower: TreeReader, path: string): Promise<TreeEntry> {
-  const found = await lower.kind(path)
-  if (!found) return undefined
-  if (found.kind === 'symlink') return {symlink: (await lower.linkTarget(path)) ?? ''}
-  return found.kind === 'directory' ? 'directory' : 'other'
 }
 
 /** Which of `paths` the host repository's ignore rules cover; none when it is not a git repository. */

@@ -4,6 +4,7 @@ import {posix} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
 import {DirectoryHandle, openDirectory} from '../util/dir-handle.js'
+import type {TreeEntry} from '../util/link-target.js'
 import {visibleName} from '../util/visible.js'
 
 /** git's modes for what a workspace change can hold. */
@@ -62,6 +63,14 @@ export class TreeReader {
     if (!stats) return undefined
     const kind: PathKind = stats.isFile() ? 'file' : stats.isSymbolicLink() ? 'symlink' : stats.isDirectory() ? 'directory' : 'other'
     return {kind, stats}
+  }
+
+  /** What `path` is as the symlink checks walk a tree (src/util/link-target.ts). */
+  async entry(path: string): Promise<TreeEntry> {
+    const found = await this.kind(path)
+    if (!found) return undefined
+    if (found.kind === 'symlink') return {symlink: (await this.linkTarget(path)) ?? ''}
+    return found.kind === 'directory' ? 'directory' : 'other'
   }
 
   /** A symlink's target; undefined when `path` is not a symlink. */

@@ -113,6 +113,11 @@ export interface RiskInput {
   sandbox: {link?: string} | null
 }
 
+/** A change as the risk check reads it. */
+export function riskInput(change: {path: string; sandbox: unknown; link?: string}): RiskInput {
+  return {path: change.path, sandbox: change.sandbox ? {...(change.link === undefined ? {} : {link: change.link})} : null}
+}
+
 /** What the host has at a path now, without following symlinks. */
 export type HostLookup = (path: string) => Promise<TreeEntry>
 

@@ -79,4 +79,21 @@ describe('cleanroom doctor', () => {
     const {report} = await doctor(undefined, 'version: 1\nsandbox:\n  netwrk: {}\n')
     expect(report.checks.find((check) => check.name === 'policy')?.detail).to.contain('cleanroom.yaml:3:3 sandbox.netwrk: unknown key')
   })
+
+  it('says per agent which credential mode its runs use and what this host has for it', async () => {
+    const home = await dirs.make()
+    await mkdir(join(home, '.codex'))
+    await writeFile(join(home, '.codex/auth.json'), JSON.stringify({tokens: {access_token: 'a', refresh_token: 'r', id_token: 'i'}}))
+    await mkdir(join(home, '.config/cleanroom'), {recursive: true})
+    await writeFile(join(home, '.config/cleanroom/config.yaml'), 'agents:\n  opencode:\n    credentials: copy\n')
+    const env = {...isolatedEnv(home), ANTHROPIC_API_KEY: 'sk-ant-test'}
+    const result = await runCli(['doctor', '--json', '-c', home], {env})
+    const report = JSON.parse(result.stdout) as Report
+    const agent = (name: string) => report.checks.find((check) => check.name === `agent ${name} credentials`)
+    expect(agent('claude')).to.deep.include({status: 'pass', detail: 'gateway: route anthropic (ANTHROPIC_API_KEY from your environment)'})
+    expect(agent('codex')).to.deep.include({status: 'pass', detail: `gateway: login chatgpt (~/.codex/auth.json: present)`})
+    expect(agent('gemini')).to.deep.include({status: 'warn', fix: 'set GEMINI_API_KEY or GOOGLE_API_KEY, or run `gemini` on the host'})
+    expect(agent('opencode')).to.deep.include({status: 'warn', detail: 'copy mode: ~/.local/share/opencode/auth.json copied into the sandbox'})
+    expect(report.ok, 'a missing login is a warning, not a failure').to.equal(true)
+  })
 })

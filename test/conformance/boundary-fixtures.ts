@@ -7,6 +7,7 @@ import {PROJECT_ROOT} from '../helpers/cli.js'
 
 const PRIVATE_MOUNTS = fileURLToPath(new URL('private-mounts.ts', import.meta.url))
 const SYSCALL_PROBE = fileURLToPath(new URL('syscall-probe.c', import.meta.url))
+const FD_TAKEOVER = fileURLToPath(new URL('fd-takeover.c', import.meta.url))
 
 /** What the seccomp filter answers (syscall-probe.c): refused with EPERM, unavailable (ENOSYS), other ABIs killed. */
 export const FILTERED: Record<string, string> = {
@@ -91,6 +92,15 @@ export async function buildSyscallProbe(dir: string): Promise<string> {
   const binary = join(dir, 'syscall-probe')
   await execa('cc', ['-O2', '-o', binary, SYSCALL_PROBE]).catch((error: unknown) => {
     throw new Error(`could not compile the syscall probe (the boundary tests need a C compiler: apt-get install -y gcc libc6-dev): ${String(error)}`)
+  })
+  return binary
+}
+
+/** Compiles fd-takeover.c into `dir`. */
+export async function buildFdTakeover(dir: string): Promise<string> {
+  const binary = join(dir, 'fd-takeover')
+  await execa('cc', ['-O2', '-o', binary, FD_TAKEOVER]).catch((error: unknown) => {
+    throw new Error(`could not compile the fd takeover probe (the boundary tests need a C compiler: apt-get install -y gcc libc6-dev): ${String(error)}`)
   })
   return binary
 }

@@ -16,7 +16,10 @@ const modes = {
     return converse(net.connect({host, port}), timeoutMs, send === undefined ? [] : [{send}])
   },
 
-  /** A raw conversation with the sandbox's proxy: steps of {send} and {until: text}; then reads until it closes. */
+  /**
+   * A raw conversation with the sandbox's proxy: steps of {send}, {send, times} (the text that many times),
+   * {until: text} and {waitMs}; then reads until it closes.
+   */
   async proxy({steps, timeoutMs = 5000}) {
     return converse(net.connect(PROXY), timeoutMs, steps)
   },
@@ -173,7 +176,9 @@ function converse(socket, timeoutMs, steps, readyEvent = 'connect') {
     socket.once(readyEvent, async () => {
       connected = true
       for (const step of steps) {
-        if (step.send !== undefined) socket.write(Buffer.from(step.send, 'latin1'))
+        if (socket.destroyed) return
+        if (step.send !== undefined) socket.write(Buffer.from(step.send.repeat(step.times ?? 1), 'latin1'))
+        if (step.waitMs !== undefined) await sleep(step.waitMs)
         if (step.until !== undefined) {
           while (!received.toString('latin1').includes(step.until) && !socket.destroyed) await new Promise((wake) => (waiting = wake))
         }

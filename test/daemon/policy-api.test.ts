@@ -78,10 +78,10 @@ describe('the daemon API and repository policies', function () {
     }
 
     it('refuses a compiled policy a client sends with those keys the same way', async () => {
-      const policy = {...JSON.parse(JSON.stringify(DEFAULT_POLICY)), resources: {memory_bytes: 1 << 30}, services: {docker: {required: true}}}
+      const policy = {...JSON.parse(JSON.stringify(DEFAULT_POLICY)), services: {docker: {required: true}}, run: {before: ['sh', '-lc', 'make deps']}}
       const answer = await create({policy, workspace_source: null})
       expect(answer.status).to.equal(422)
-      expect(answer.body.error?.message).to.equal('backend linux-ns cannot enforce this policy: it lacks resources.memory (sandbox.resources.memory), services.docker (sandbox.docker.required)')
+      expect(answer.body.error?.message).to.equal('backend linux-ns cannot enforce this policy: it lacks services.docker (sandbox.docker.required), policy.run_before (sandbox.run.before)')
     })
   })
 

@@ -1,7 +1,10 @@
 import {createServer, type IncomingHttpHeaders, type Server as HttpServer} from 'node:http'
-import {connect, type Socket} from 'node:net'
+import {type AddressInfo, connect, createServer as createNetServer, type Server as NetServer, type Socket} from 'node:net'
+import {join} from 'node:path'
 
 import type {Resolver} from '../../src/egress/addresses.js'
+import {type AuditEvent, AuditLog, readAudit} from '../../src/egress/audit.js'
+import {EgressProxy, type EgressProxyOptions} from '../../src/egress/proxy.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import type {CompiledPolicy} from '../../src/policy/schema.js'
 
@@ -149,4 +152,59 @@ export function parseResponse(text: string): {status: number; headers: Map<strin
   const [statusLine = '', ...lines] = text.slice(0, split).split('\r\n')
   const headers = new Map(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]))
   return {status: Number(statusLine.split(' ')[1]), headers, body: text.slice(split + 4)}
+}
+
+/** A proxy on 127.0.0.1 with its audit log in `dir`, recording every address it dials. */
+export class ProxyUnderTest {
+  private readonly clients: WireClient[] = []
+
+  private constructor(
+    readonly proxy: EgressProxy,
+    private readonly listener: NetServer,
+    private readonly audit: AuditLog,
+    readonly port: number,
+    /** `address:port` of every connection the proxy opened. */
+    readonly dials: string[],
+  ) {}
+
+  static async start(dir: string, options: Omit<EgressProxyOptions, 'audit' | 'connect' | 'sandboxId'>): Promise<ProxyUnderTest> {
+    const audit = await AuditLog.open(join(dir, 'egress.jsonl'))
+    const dials: string[] = []
+    const proxy = new EgressProxy({
+      sandboxId: 'sbx-test',
+      audit,
+      localAddresses: () => [],
+      ...options,
+      connect: (address, port) => {
+        dials.push(`${address}:${port}`)
+        return connect({host: address, port})
+      },
+    })
+    const listener = createNetServer({allowHalfOpen: true})
+    proxy.listen(listener)
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+    return new ProxyUnderTest(proxy, listener, audit, (listener.address() as AddressInfo).port, dials)
+  }
+
+  async client(): Promise<WireClient> {
+    const wire = await WireClient.connect(this.port)
+    this.clients.push(wire)
+    return wire
+  }
+
+  /** Every audit line, once every attempt has ended (the proxy is closed). */
+  async events(): Promise<AuditEvent[]> {
+    await this.proxy.close()
+    await this.audit.flush()
+    const events: AuditEvent[] = []
+    for await (const event of readAudit(this.audit.path)) events.push(event)
+    return events
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.clients.splice(0)) client.close()
+    await this.proxy.close()
+    await new Promise<void>((resolve) => this.listener.close(() => resolve()))
+    await this.audit.close()
+  }
 }

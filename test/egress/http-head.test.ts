@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {ProtocolError} from '../../src/egress/head-reader.js'
-import {checkHostHeader, forwardedHead, parseAbsoluteTarget, parseAuthority, parseRequestHead} from '../../src/egress/http-head.js'
+import {bodyFraming, checkHostHeader, forwardedHead, MAX_HEADER_COUNT, parseAbsoluteTarget, parseAuthority, parseRequestHead} from '../../src/egress/http-head.js'
 
 function head(text: string): Buffer {
   return Buffer.from(text, 'latin1')
@@ -65,6 +65,69 @@ describe('HTTP request heads', () => {
     const request = parseRequestHead(
       head('GET http://a.example/x?y HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n'),
     )
-    expect(forwardedHead(request, parseAbsoluteTarget(request.target))).to.equal('GET /x?y HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nConnection: close\r\n\r\n')
+    expect(forwardedHead(request, parseAbsoluteTarget(request.target), bodyFraming(request))).to.equal('GET /x?y HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nConnection: close\r\n\r\n')
+  })
+
+  it('refuses NUL in the request line, a header name, a header value and the Host', () => {
+    for (const bad of [
+      'GET http://a.example/\u0000 HTTP/1.1\r\n\r\n',
+      'GET\u0000 http://a.example/ HTTP/1.1\r\n\r\n',
+      'CONNECT a.example\u0000.b.example:443 HTTP/1.1\r\n\r\n',
+      'GET http://a.example/ HTTP/1.1\r\nX-\u0000: 1\r\n\r\n',
+      'GET http://a.example/ HTTP/1.1\r\nHost: a.example\u0000.evil.example\r\n\r\n',
+    ]) {
+      expect(refusal(() => parseRequestHead(head(bad))).reason, JSON.stringify(bad)).to.equal('malformed_request')
+    }
+  })
+
+  it('refuses more header lines than it takes, and a header line over 16 KiB, each with its own reason', () => {
+    const many = `GET http://a.example/ HTTP/1.1\r\n${'a:1\r\n'.repeat(MAX_HEADER_COUNT + 1)}\r\n`
+    expect(refusal(() => parseRequestHead(head(many))).reason).to.equal('too_many_headers')
+    expect(() => parseRequestHead(head(`GET http://a.example/ HTTP/1.1\r\n${'a:1\r\n'.repeat(MAX_HEADER_COUNT)}\r\n`))).to.not.throw()
+    const long = refusal(() => parseRequestHead(head(`GET http://a.example/ HTTP/1.1\r\nX-Long: ${'x'.repeat(16 * 1024)}\r\n\r\n`)))
+    expect([long.reason, long.message]).to.deep.equal(['header_too_large', `the header line "X-Long: ${'x'.repeat(56)}" is ${16 * 1024 + 8} bytes long; the proxy takes header lines up to 16 KiB`])
+  })
+
+  it('frames a body by Content-Length or chunked, and refuses every head that could be read two ways', () => {
+    const framing = (headers: string, version = 'HTTP/1.1') => bodyFraming(parseRequestHead(head(`POST http://a.example/ ${version}\r\n${headers}\r\n`)))
+    expect(framing('')).to.deep.equal({kind: 'length', length: 0})
+    expect(framing('Content-Length: 12\r\n')).to.deep.equal({kind: 'length', length: 12})
+    expect(framing('Transfer-Encoding: chunked\r\n')).to.deep.equal({kind: 'chunked'})
+    expect(framing('transfer-encoding:   CHUNKED  \r\n')).to.deep.equal({kind: 'chunked'})
+    for (const ambiguous of [
+      'Content-Length: 4\r\nTransfer-Encoding: chunked\r\n',
+      'Transfer-Encoding: chunked\r\nContent-Length: 4\r\n',
+      'Content-Length: 0\r\nContent-Length: 60\r\n',
+      'Content-Length: 5\r\nContent-Length: 5\r\n',
+      'Content-Length: 5, 5\r\n',
+      'Content-Length: +5\r\n',
+      'Content-Length: 0x5\r\n',
+      'Transfer-Encoding: chunked, identity\r\n',
+      'Transfer-Encoding: identity, chunked\r\n',
+      'Transfer-Encoding: xchunked\r\n',
+      'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n',
+      'Transfer-Encoding: gzip\r\n',
+      'Transfer_Encoding: chunked\r\n',
+      'Content_Length: 5\r\n',
+    ]) {
+      expect(refusal(() => framing(ambiguous)).reason, JSON.stringify(ambiguous)).to.equal('ambiguous_body_length')
+    }
+    expect(refusal(() => framing('Transfer-Encoding: chunked\r\n', 'HTTP/1.0')).reason).to.equal('ambiguous_body_length')
+    for (const malformed of ['Transfer-Encoding : chunked\r\n', 'X: 1\r\n Transfer-Encoding: chunked\r\n', 'Transfer-Encoding:\u0000chunked\r\n']) {
+      expect(refusal(() => framing(malformed)).reason, JSON.stringify(malformed)).to.equal('malformed_request')
+    }
+  })
+
+  it('sends the origin the framing the proxy reads, never the client\'s own framing headers', () => {
+    const forwarded = (text: string) => {
+      const request = parseRequestHead(head(text))
+      return forwardedHead(request, parseAbsoluteTarget(request.target), bodyFraming(request))
+    }
+    expect(forwarded('POST http://a.example/ HTTP/1.1\r\ncontent-length: 3\r\nConnection: Content-Length\r\n\r\n')).to.equal(
+      'POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\nConnection: close\r\n\r\n',
+    )
+    expect(forwarded('POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding:  chunked\r\nConnection: transfer-encoding\r\n\r\n')).to.equal(
+      'POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+    )
   })
 })

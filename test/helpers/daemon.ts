@@ -18,12 +18,13 @@ export interface TestDaemon {
 
 /**
  * A daemon in this process on a socket and state dir under `dir`; `resolver` answers its egress proxies' lookups.
- * `options` change the runtime config, the state dir, or how long an ephemeral sandbox waits for its command.
+ * `options` change the runtime config, the state dir, how long an ephemeral sandbox waits for its command,
+ * or add roots the credential gateway trusts upstream (the test's own TLS servers).
  */
 export async function startTestDaemon(
   dir: string,
   resolver?: Resolver,
-  options: {config?: Partial<RuntimeConfig>; stateDir?: string; ephemeralAttachMs?: number} = {},
+  options: {config?: Partial<RuntimeConfig>; stateDir?: string; ephemeralAttachMs?: number; upstreamCa?: readonly string[]} = {},
 ): Promise<TestDaemon> {
   const socketPath = join(dir, 'd.sock')
   const stateDir = options.stateDir ?? join(dir, 'state')
@@ -37,6 +38,7 @@ export async function startTestDaemon(
     log: (line) => logs.push(line),
     ...(resolver && {resolver}),
     ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
+    ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
   })
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }

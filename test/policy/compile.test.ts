@@ -65,7 +65,15 @@ describe('policy compilation', () => {
 
     it('points at an unknown key itself', () => {
       expect(issues('version: 1\nsandbox:\n  netwrok: {}\n')).to.deep.equal([
-        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, resources, docker, services, dependencies, run, network)',
+        'cleanroom.yaml:3:3 sandbox.netwrok: unknown key (expected one of: image, resources, docker, services, dependencies, run, network, credentials)',
+      ])
+    })
+
+    it('refuses more than 64 credential requests, and a route name over 64 characters', () => {
+      const many = Array.from({length: 65}, (_, i) => `r${i}`).join(', ')
+      expect(issues(`version: 1\nsandbox:\n  credentials: [${many}]\n`)).to.deep.equal(['cleanroom.yaml:3:16 sandbox.credentials: asks for 65 credential routes; at most 64'])
+      expect(issues(`version: 1\nsandbox:\n  credentials: [${'a'.repeat(65)}]\n`)).to.deep.equal([
+        'cleanroom.yaml:3:17 sandbox.credentials[0]: must be a route name (lower-case letters, digits and -, starting with a letter; at most 64)',
       ])
     })
 

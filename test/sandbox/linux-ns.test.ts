@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {access, chmod, mkdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {access, chmod, copyFile, mkdir, readFile, readlink, realpath, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:net'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -135,9 +135,15 @@ describe('the linux-ns backend', function () {
     it("runs on the host as the sandbox's own uid, never root", async () => {
       expect(sandbox.host_uid).to.be.within(HOST_UID_RANGE.first, HOST_UID_RANGE.last)
       const sleeping = await backend.exec(sandbox, {argv: ['sleep', '31.4159'], env: {}, tty: false})
+      // Found by this sandbox's pid namespace (its init's): a parallel run of this suite has a sleep of its own.
+      const pidNamespace = async (pid: number) => readlink(`/proc/${pid}/ns/pid`).catch(() => undefined)
+      const ours = await pidNamespace(sandbox.init_pid)
+      expect(ours, 'the sandbox init\'s pid namespace').to.match(/^pid:\[\d+\]$/)
       let workload: {pid: number} | undefined
       await waitFor('the workload on the host', async () => {
-        workload = (await hostProcesses()).find((process) => process.cmdline.join(' ') === 'sleep 31.4159')
+        for (const process of await hostProcesses()) {
+          if (process.cmdline.join(' ') === 'sleep 31.4159' && (await pidNamespace(process.pid)) === ours) workload = process
+        }
         return workload !== undefined
       })
       const status = await readFile(`/proc/${workload!.pid}/status`, 'utf8')
@@ -313,6 +319,36 @@ describe('the linux-ns backend', function () {
     const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
     const failure = await missing.provision({sandboxId, policy: POLICY, workspaceSource: null, stateDir}).catch((error: unknown) => error)
     expect(failure).to.be.instanceOf(CleanroomError).and.have.property('code', 'backend_unavailable')
+  })
+
+  it('follows a bwrap_path link in a dir only root can search, and says what to fix when bwrap itself is in one', async () => {
+    const privateDir = await dirs.make()
+    const system = await realpath((await exec('sh', ['-c', 'command -v bwrap'])).stdout.trim())
+    await symlink(system, join(privateDir, 'bwrap-link'))
+    await copyFile(system, join(privateDir, 'bwrap-copy'))
+    await chmod(join(privateDir, 'bwrap-copy'), 0o755)
+
+    const linked = new LinuxNsBackend({bwrap_path: join(privateDir, 'bwrap-link')})
+    expect(await linked.availability()).to.deep.include({ok: true})
+    const linkedSandbox = await newStateDir(sandboxesDir)
+    const runtime = (await linked.provision({...linkedSandbox, policy: POLICY, workspaceSource: null})) as LinuxNsRuntime & BackendRuntime
+    everySandbox.push(runtime)
+    try {
+      expect(await sh(linked, runtime, 'echo through the link')).to.equal('through the link\n')
+    } finally {
+      await linked.terminate(runtime)
+    }
+
+    const copied = new LinuxNsBackend({bwrap_path: join(privateDir, 'bwrap-copy')})
+    const problem = `${join(privateDir, 'bwrap-copy')} cannot be run by the sandboxes' own uids: ${privateDir} is not searchable by other users`
+    expect(await copied.availability()).to.deep.equal({
+      ok: false,
+      problem,
+      fix: `chmod o+x ${privateDir}, or point backends.linux-ns.bwrap_path in config.yaml at a bwrap every user can run (apt-get install -y bubblewrap puts one in /usr/bin)`,
+    })
+    const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
+    const failure = await copied.provision({sandboxId, policy: POLICY, workspaceSource: null, stateDir}).catch((error: unknown) => error)
+    expect(failure).to.be.instanceOf(CleanroomError).and.deep.include({code: 'backend_unavailable', message: `the linux-ns backend cannot run on this machine: ${problem}`})
   })
 
   it('refuses a policy naming an image when given no image, rather than running the host rootfs', async () => {

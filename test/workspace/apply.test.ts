@@ -78,6 +78,20 @@ describe('workspace apply: decided by content, written all or nothing', function
     expect(check.conflicts).to.deep.equal(['lib/x.js (lib is a symlink on the host)'])
   })
 
+  it('judges a symlink by the directory it is written to: one that leads out through a link there is risky', async () => {
+    const target = await dirs.make()
+    const outside = await dirs.make()
+    // In the sandbox's workspace `up` was a plain directory; in this target it is a link out of it.
+    await symlink(outside, join(target, 'up'))
+    const {manifest} = manifestOf(target, [{path: 'key', base: null, sandbox: 'x'}])
+    manifest.changes[0]!.sandbox = {mode: '120000', oid: blobOid('sha1', Buffer.from('up/id_rsa')), size: 9}
+    manifest.changes[0]!.link = 'up/id_rsa'
+    const plain = manifestOf(target, [{path: 'notes.txt', base: null, sandbox: 'x'}]).manifest
+    const [check, plainCheck] = [await checkAgainstHost(target, manifest), await checkAgainstHost(target, plain)]
+    expect(check.toWrite.map((record) => [record.path, record.risky, record.risk])).to.deep.equal([['key', true, 'a symlink leading outside the repository (-> up/id_rsa)']])
+    expect(plainCheck.toWrite.map((record) => record.risky)).to.deep.equal([false])
+  })
+
   it('writes files with 644 or 755 only, deletes, and removes directories a deletion emptied', async () => {
     const repo = await dirs.make()
     await mkdir(join(repo, 'old/deep'), {recursive: true})
@@ -133,5 +147,35 @@ describe('workspace apply: decided by content, written all or nothing', function
     const error = await writeChanges(repo, manifest, manifest.changes, swapped()).catch((error_: unknown) => error_)
     expect(isCleanroomError(error) && error.code).to.equal('workspace_changed')
     expect(await snapshotTree(repo)).to.deep.equal({})
+  })
+
+  it('stops before writing anything on Ctrl-C while the files arrive, and passes the signal on once it has', async () => {
+    const repo = await dirs.make()
+    await writeFile(join(repo, 'a.txt'), 'base\n')
+    const before = await snapshotTree(repo)
+    const {manifest} = manifestOf(repo, [
+      {path: 'a.txt', base: 'base\n', sandbox: 'sandbox\n'},
+      {path: 'b.txt', base: null, sandbox: 'b\n'},
+    ])
+    // This listener stands in for the default action (the process ending), so mocha lives to see the signal come again.
+    let seen = 0
+    const onSignal = () => seen++
+    process.on('SIGINT', onSignal)
+    try {
+      async function* interrupted(): AsyncGenerator<ArchivedContent> {
+        yield {path: 'a.txt', type: 'file', content: [Buffer.from('sandbox\n')] as unknown as AsyncIterable<Buffer>}
+        process.kill(process.pid, 'SIGINT')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        yield {path: 'b.txt', type: 'file', content: [Buffer.from('b\n')] as unknown as AsyncIterable<Buffer>}
+      }
+      const error = await writeChanges(repo, manifest, manifest.changes, interrupted()).catch((error_: unknown) => error_)
+      expect(isCleanroomError(error) && [error.code, error.message, error.exitCode], String(error)).to.deep.equal(['interrupted', 'interrupted by SIGINT: nothing was applied', 130])
+      expect(await snapshotTree(repo)).to.deep.equal(before)
+      const deadline = Date.now() + 5000
+      while (seen < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(seen, 'the first SIGINT, then the one raised again after the write').to.equal(2)
+    } finally {
+      process.off('SIGINT', onSignal)
+    }
   })
 })

@@ -11,7 +11,7 @@ import {policyDirFlag} from '../../policy/flags.js'
 
 export default class Agent extends DaemonCommand {
   static override summary = 'Run a coding agent in a sandbox of this repository'
-  static override description = `Creates a sandbox from the repository's policy plus the hosts the agent needs (printed first), copies the agent's credential files in, and runs the agent there with your terminal; arguments after -- go to the agent untouched. The sandbox is kept afterwards and its id printed (sandbox_id=…): pass it to --sandbox-id to continue in it. When the agent's binary is not in the sandbox it is run with npm exec through the egress proxy. Without a name, lists the agents.`
+  static override description = `Creates a sandbox from the repository's policy plus the hosts the agent needs (printed first), gives the agent its credentials through the sandbox's credential gateway (the sandbox holds phantom tokens only; credentials: copy in the runtime config copies the files in instead), and runs the agent there with your terminal; arguments after -- go to the agent untouched. The sandbox is kept afterwards and its id printed (sandbox_id=…): pass it to --sandbox-id to continue in it. When the agent's binary is not in the sandbox it is run with npm exec through the egress proxy. Without a name, lists the agents.`
   static override strict = false
   static override examples = [
     '<%= config.bin %> agent claude',
@@ -51,6 +51,7 @@ export default class Agent extends DaemonCommand {
       backend: flags.backend as BackendName | undefined,
       allowAll: flags['dangerously-allow-all'],
       terminal: {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
+      trustedGateway: agent.sources.every((source) => source.kind !== 'plugin'),
     })
     process.exitCode = outcome.exitCode
   }

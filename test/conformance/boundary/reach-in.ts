@@ -11,7 +11,7 @@ import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
 import {isolatedEnv} from '../../helpers/cli.js'
 import {bwrapPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
 import {tempDirs} from '../../helpers/tmp.js'
-import {buildSyscallProbe, copyOfEtc, FILTERED, git, inPrivateMounts, repositoryWithSecrets, TOKEN} from '../boundary-fixtures.js'
+import {buildFdTakeover, buildSyscallProbe, copyOfEtc, FILTERED, git, inPrivateMounts, repositoryWithSecrets, TOKEN} from '../boundary-fixtures.js'
 import {connectHead, expectRefusal, SandboxUnderTest, until} from '../sandbox.js'
 
 const RUN = fileURLToPath(new URL('../../../bin/run.js', import.meta.url))
@@ -42,6 +42,7 @@ export function reachingIn(backend: string): void {
       dir = await dirs.make()
       repo = await repositoryWithSecrets(dir)
       await buildSyscallProbe(repo)
+      await buildFdTakeover(repo)
       test = await startTestDaemon(join(dir, 'daemon'))
       const created = await test.client.createSandbox({backend, policy: DEFAULT_POLICY, workspace_source: repo, allow_all: false})
       sandbox = new SandboxUnderTest(() => test!.client, created.sandbox_id)
@@ -76,6 +77,21 @@ export function reachingIn(backend: string): void {
         if (process === '1 bwrap') expect(above2.map(([, target]) => target), process).to.satisfy((targets: string[]) => targets.every((target) => target === 'anon_inode:[eventfd]'))
         else expect(above2, process).to.deep.equal([])
       }
+    })
+
+    it('holds no host file open in the init or the held command: the sandbox log cannot be written from inside', async () => {
+      const log = join(test!.stateDir, 'sandboxes', sandbox.id, 'sandbox.log')
+      const before = await readFile(log, 'latin1')
+      // Every fd of pid 1 and 2: what it is, then two ways to write through it (see fd-takeover.c).
+      const ran = await test!.client.run(sandbox.id, {argv: ['/workspace/fd-takeover', '1', '2'], env: {}})
+      expect(ran.exit_code, ran.stderr).to.equal(0)
+      const seen = JSON.parse(ran.stdout) as Record<string, {target: string; reopened: string; pidfd_getfd: string}>
+      expect(Object.keys(seen), 'the fds looked at').to.include.members(['/proc/1/fd/2', '/proc/2/fd/2'])
+      // The attempts work where they can (/dev/null takes the bytes), so an unchanged log means something.
+      expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.include('wrote')
+      // /dev/null, pipes, sockets and anonymous inodes only: nothing that names a file of the host.
+      for (const [path, {target}] of Object.entries(seen)) expect(target, path).to.match(/^(?:\/dev\/null|pipe:\[\d+\]|socket:\[\d+\]|anon_inode:\[\w+\])$/)
+      expect(await readFile(log, 'latin1'), 'the host\'s sandbox log').to.equal(before)
     })
 
     it('cannot create a user namespace: unshare -Ur fails with EPERM', async () => {

@@ -1,6 +1,6 @@
 import {execFile} from 'node:child_process'
 import {constants} from 'node:fs'
-import {access, readFile, stat} from 'node:fs/promises'
+import {access, readFile, realpath, stat} from 'node:fs/promises'
 import {delimiter, isAbsolute, join} from 'node:path'
 import {promisify} from 'node:util'
 
@@ -24,12 +24,23 @@ export const STATE_MOUNT_POINT = '/mnt'
 
 /** Whether this machine can build linux-ns sandboxes, and with what. */
 export async function probeMachine(settings: Pick<LinuxNsSettings, 'bwrap_path'>): Promise<Probe> {
-  const bwrap = await findExecutable(settings.bwrap_path)
-  if (!bwrap) {
+  const found = await findExecutable(settings.bwrap_path)
+  if (!found) {
     return {
       ok: false,
       problem: `bubblewrap (${settings.bwrap_path}) was not found${isAbsolute(settings.bwrap_path) ? '' : ' on PATH'}`,
       fix: 'apt-get install -y bubblewrap (or set backends.linux-ns.bwrap_path in config.yaml)',
+    }
+  }
+  // nsinit runs bwrap after it has become the sandbox's uid: the path it gets must be one that uid can follow.
+  const bwrap = await realpath(found)
+  const blocked = process.getuid?.() === 0 ? await closedToOthers(bwrap) : undefined
+  if (blocked) {
+    const via = found === bwrap ? '' : ` (${found} leads there)`
+    return {
+      ok: false,
+      problem: `${bwrap}${via} cannot be run by the sandboxes' own uids: ${blocked} is not ${blocked === bwrap ? 'executable' : 'searchable'} by other users`,
+      fix: `chmod o+x ${blocked}, or point backends.linux-ns.bwrap_path in config.yaml at a bwrap every user can run (apt-get install -y bubblewrap puts one in /usr/bin)`,
     }
   }
   const bwrapVersion = await versionOf(bwrap)
@@ -82,6 +93,17 @@ async function findExecutable(name: string): Promise<string | undefined> {
     if (!isAbsolute(dir)) continue
     const candidate = join(dir, name)
     if (await isExecutable(candidate)) return candidate
+  }
+  return undefined
+}
+
+/** The first of `path`'s directories that others cannot search, or `path` itself if others cannot execute it. */
+async function closedToOthers(path: string): Promise<string | undefined> {
+  const parts = path.split('/').filter(Boolean)
+  for (let depth = 0; depth <= parts.length; depth++) {
+    const prefix = `/${parts.slice(0, depth).join('/')}`
+    const mode = (await stat(prefix)).mode
+    if ((mode & constants.S_IXOTH) === 0) return prefix
   }
   return undefined
 }

@@ -6,6 +6,7 @@ import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
+import {LaunchLog} from './launch-log.js'
 import {READY_FD, STATUS_FD} from './nsinit.js'
 import {SANDBOX_PATH} from './rootfs.js'
 import {mountNamespace, processFacts, processStatSync} from './runtime.js'
@@ -38,18 +39,22 @@ export interface LaunchedInit {
 
 /**
  * Starts `nsinit create … -- bwrap …` detached (a daemon restart must not touch it,
- * so no --die-with-parent), stderr to `logPath`, records its process group in
+ * so no --die-with-parent), its stderr copied to `logPath` until ready, records its process group in
  * `stateDir` and waits until the held command inside writes "ready". On any failure
  * everything started is killed and the error carries the helper's stderr.
  */
 export async function launchInit(nsinit: string, argv: string[], logPath: string, stateDir: string): Promise<LaunchedInit> {
-  const log = await open(logPath, 'a', 0o600)
+  // The launch's stderr is a pipe the daemon copies into the log and closes once the sandbox is ready:
+  // bwrap's init and the held command keep it, and a host file they held could be written from inside.
+  const file = await open(logPath, 'a', 0o600)
   let child: ChildProcess
   try {
-    child = spawn(nsinit, argv, {detached: true, stdio: ['ignore', 'ignore', log.fd, 'pipe', 'pipe'], env: {PATH: SANDBOX_PATH}})
-  } finally {
-    await log.close()
+    child = spawn(nsinit, argv, {detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], env: {PATH: SANDBOX_PATH}})
+  } catch (error) {
+    await file.close()
+    throw error
   }
+  const log = new LaunchLog(file, child.stderr!)
   const spawnFailure = new Promise<never>((_, reject) => child.once('error', reject))
   spawnFailure.catch(() => undefined)
 
@@ -70,12 +75,14 @@ export async function launchInit(nsinit: string, argv: string[], logPath: string
     if (!init || mntNs === undefined || !bwrap || child.pid === undefined) throw new Error('the sandbox exited right after it was ready')
     status.destroy()
     ready.destroy()
+    await log.close()
     child.unref()
     return {child, initPid, initStartTime: init.startTime, mntNs, bwrapPid: child.pid, bwrapStartTime: bwrap.startTime}
   } catch (error) {
     status.destroy()
     ready.destroy()
     await killLaunch(child)
+    await log.close(KILL_WAIT_MS)
     const helperSaid = await logTail(logPath)
     const why = error instanceof Error ? error.message : String(error)
     throw new CleanroomError('backend_failed', `could not start the sandbox: ${why}${helperSaid ? `\n${helperSaid}` : ''}`, {

@@ -16,10 +16,19 @@ export interface GitResult {
 const GIT_TIMEOUT_MS = 120_000
 
 /**
+ * Whose git configuration applies besides the repository's own: none (the
+ * default: a repository a sandbox wrote to, read by the host) or the user's
+ * global and system config, for reading the user's own repository as git
+ * would (its global excludes), with that user's HOME and XDG_CONFIG_HOME.
+ */
+export type GitConfigScope = {scope: 'repository'} | {scope: 'user'; home?: string; xdgConfigHome?: string}
+
+/**
  * Settings that keep git from running anything but itself: no fsmonitor, no
  * hooks, no pager, no external diff, no credential or askpass helper, no
- * transport. The environment drops the user's and the system's config and
- * attributes, LFS smudging, replace refs and lazy fetches of missing objects.
+ * transport. The environment drops LFS smudging, replace refs and lazy fetches
+ * of missing objects, and (unless GitConfigScope says otherwise) the user's and
+ * the system's config and attributes.
  * Commands that take pathspecs from a sandbox pass --literal-pathspecs.
  */
 const HARDENING = [
@@ -32,23 +41,32 @@ const HARDENING = [
   '-c', 'protocol.allow=never',
 ]
 
+export interface GitOptions {
+  input?: string
+  /** Run as this uid and gid. */
+  user?: GitUser
+  /** Default: the repository's own config only. */
+  config?: GitConfigScope
+  timeoutMs?: number
+}
+
 /**
- * Runs git in `repo` for the workspace code, the one place it is spawned here:
- * with the hardening above, and as `user` when given
- * (a root daemon reads a user's repository as its owner: git refuses another
- * owner's repository, and its config must never run anything as root).
+ * Runs git in `repo`, the one place cleanroom spawns it: with the hardening
+ * above, and as `user` when given (a root daemon reads a user's repository as
+ * its owner: git refuses another owner's repository, and its config must never
+ * run anything as root).
  */
-export function runGit(repo: string, args: readonly string[], options: {input?: string; user?: GitUser} = {}): Promise<GitResult> {
+export function runGit(repo: string, args: readonly string[], options: GitOptions = {}): Promise<GitResult> {
+  const config = options.config ?? {scope: 'repository'}
   const child = spawn('git', [...HARDENING, ...args], {
     cwd: repo,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       LANG: 'C',
       LC_ALL: 'C',
-      HOME: '/nonexistent',
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_CONFIG_GLOBAL: '/dev/null',
-      GIT_ATTR_NOSYSTEM: '1',
+      ...(config.scope === 'user'
+        ? {...(config.home ? {HOME: config.home} : {}), ...(config.xdgConfigHome ? {XDG_CONFIG_HOME: config.xdgConfigHome} : {})}
+        : {HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_ATTR_NOSYSTEM: '1'}),
       GIT_OPTIONAL_LOCKS: '0',
       GIT_TERMINAL_PROMPT: '0',
       GIT_LFS_SKIP_SMUDGE: '1',
@@ -56,7 +74,7 @@ export function runGit(repo: string, args: readonly string[], options: {input?: 
       GIT_NO_LAZY_FETCH: '1',
     },
     stdio: ['pipe', 'pipe', 'pipe'],
-    timeout: GIT_TIMEOUT_MS,
+    timeout: options.timeoutMs ?? GIT_TIMEOUT_MS,
     ...(options.user ? {uid: options.user.uid, gid: options.user.gid} : {}),
   })
   const stdout: Buffer[] = []
