@@ -44,6 +44,8 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
       {name: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\napp:x:4321:4321:app:/home/app:/bin/sh\n'},
       {name: 'etc/group', content: 'root:x:0:\napp:x:4321:\n'},
       {name: 'app/', type: 'directory'},
+      // What copying files in and out runs (an agent's files are copied in), as a busybox image links them.
+      ...['mkdir', 'stat', 'tar'].map((name) => ({name: `bin/${name}`, type: 'symlink' as const, linkname: 'busybox'})),
     ])
     const config = {Env: ['PATH=/bin', 'GREETING=from the image', 'HOME=/nowhere'], WorkingDir: '/app', User: 'app', Cmd: ['/bin/sh']}
     appDigest = await pushImage(registry, 'test/app', 'v1', ociImage([{tar: busybox}, {tar: accounts}], {config}))
