@@ -14,6 +14,7 @@ import {fileURLToPath} from 'node:url'
 import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
 import {agentComparison} from './agent.js'
+import {backendComparisons} from './backends.js'
 import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
 import {imageComparison} from './images.js'
@@ -230,6 +231,11 @@ async function main(): Promise<void> {
       },
       goal: {description: `installing it <= 1 ms (measured ${(seccomp.cost.median_us / 1000).toFixed(3)} ms)`, met: seccomp.cost.median_us <= 1000},
     })
+
+    const backends = await backendComparisons({client, repo, runs: Math.min(RUNS, 20), cli})
+    for (const comparison of [backends.create, backends.exec, backends.execApi]) report(comparison)
+    measurements.push({title: 'backends: RSS per idle sandbox (MiB)', values: Object.fromEntries(Object.entries(backends.rssPerSandboxKib).map(([name, kib]) => [name, kib / 1024]))})
+    for (const [name, problem] of Object.entries(backends.unavailable)) console.log(`backend ${name} left out: ${problem}`)
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
     report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))

@@ -1,13 +1,43 @@
 import {formatByteSize, parseByteSize} from '../util/byte-size.js'
-import {isRecord, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
-import type {ResourceSettings} from './resources.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
+import type {PathSegment, YamlFile} from '../util/yaml-file.js'
+import {DEFAULT_RESOURCES, resourcesForTemplate, type ResourceSettings} from './resources.js'
+import type {Setting} from './settings.js'
 
 const KEYS = ['pids', 'memory', 'cpu_weight', 'vcpus', 'disk', 'max']
 const MAX_KEYS = ['memory', 'vcpus', 'disk']
 const SIZE_EXAMPLE = 'a size like 512MiB, 8GiB or 1073741824'
 
+/** `backends.<name>.resources`: every sandbox's limits, and the most a policy may raise them to. */
+export function resourcesSetting(): Setting<ResourceSettings> {
+  return {
+    default: DEFAULT_RESOURCES,
+    description: [
+      'Limits of every sandbox, set with cgroups (v2 where its controllers are available, else v1).',
+      'Only a root daemon can set them; otherwise sandboxes run without them and the daemon warns once.',
+      "A policy's sandbox.resources (vcpus, memory, disk) raises memory, vcpus and disk for its",
+      'sandboxes, up to max below; asking for more is refused when the sandbox is created.',
+      'Sizes: 512MiB, 8GiB, 2G, or bytes; "unlimited" turns a limit off.',
+    ].join('\n'),
+    notes: {
+      pids: 'Processes and threads in one sandbox: a fork bomb stops here (fork fails with EAGAIN).',
+      memory: 'Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137).',
+      cpu_weight: 'CPU share when CPUs are busy, 1-10000: 100 is the same share as any other process group.',
+      vcpus: 'A hard CPU quota in CPUs, e.g. 2 or 0.5.',
+      disk: 'What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, its processes are stopped and it is marked failed.',
+      max: "The most a policy may ask for; machine: this machine's memory, CPUs, or the size of the state filesystem.",
+    },
+    shown: resourcesForTemplate,
+    parse(file, path, value) {
+      const target = structuredClone(DEFAULT_RESOURCES)
+      parseResources(file, path, value, target)
+      return target
+    },
+  }
+}
+
 /** Validates `backends.linux-ns.resources` into `target`, reporting each problem where it is. */
-export function parseResources(file: YamlFile, path: string[], value: unknown, target: ResourceSettings): void {
+export function parseResources(file: YamlFile, path: PathSegment[], value: unknown, target: ResourceSettings): void {
   if (value === undefined || value === null) return
   if (!isRecord(value)) {
     file.report(path, 'must be a mapping of limits (pids, memory, cpu_weight, vcpus, disk, max)')

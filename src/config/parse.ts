@@ -3,25 +3,21 @@ import {parseCredentialSettings} from '../credentials/settings.js'
 import {CleanroomError} from '../errors/index.js'
 import {isEnvName} from '../util/env-name.js'
 import {FILE_LIMITS} from '../util/yaml-bounds.js'
-import {describeValue, displayPath, isRecord, reportUnknownKeys, YamlFile, type YamlLimits} from '../util/yaml-file.js'
-import {parseResources} from './parse-resources.js'
+import {displayPath, isRecord, reportUnknownKeys, YamlFile, type YamlLimits} from '../util/yaml-file.js'
+import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
 import {
   BACKENDS,
-  type BackendName,
   DEFAULT_RUNTIME_CONFIG,
   EGRESS_AUDIT_FAILURE_MODES,
   type EgressAuditFailureMode,
-  type GvisorPlatform,
-  GVISOR_PLATFORMS,
   type RegistrySettings,
   type RuntimeConfig,
 } from './schema.js'
+import {oneOf, parseSettings, type SettingsSchema} from './settings.js'
 
 const TOP_KEYS = ['default_backend', 'backends', 'egress', 'agents', 'registries', 'credentials']
 const EGRESS_KEYS = ['max_connections_per_sandbox', 'audit_failure']
 const MAX_CONNECTIONS_PER_SANDBOX = 1_000_000
-const LINUX_NS_KEYS = ['bwrap_path', 'resources']
-const GVISOR_KEYS = ['runsc_path', 'platform']
 const REGISTRY_KEYS = ['username', 'password_env', 'token_env', 'insecure']
 const REGISTRY_HOST = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/
 
@@ -41,15 +37,14 @@ export function parseRuntimeConfig(file: YamlFile): RuntimeConfig {
 
   if (root.default_backend !== undefined) {
     const backend = oneOf(file, ['default_backend'], root.default_backend, BACKENDS)
-    if (backend) config.default_backend = backend as BackendName
+    if (backend) config.default_backend = backend
   }
 
   const {backends} = root
   if (backends !== undefined && backends !== null) {
     if (isRecord(backends)) {
       reportUnknownKeys(file, ['backends'], backends, BACKENDS)
-      parseLinuxNs(file, backends['linux-ns'], config)
-      parseGvisor(file, backends.gvisor, config)
+      for (const name of BACKENDS) parseBackend(file, name, backends[name], BACKEND_DESCRIPTORS[name].settings, config.backends[name])
     } else {
       file.report(['backends'], 'must be a mapping of backend name to settings')
     }
@@ -119,17 +114,16 @@ function parseRegistries(file: YamlFile, value: unknown, config: RuntimeConfig):
   }
 }
 
-function parseLinuxNs(file: YamlFile, value: unknown, config: RuntimeConfig): void {
+/** `backends.<name>`: the settings its backend declares (src/sandbox/backends/<name>/descriptor.ts). */
+function parseBackend(file: YamlFile, name: string, value: unknown, schema: SettingsSchema, target: object): void {
   if (value === undefined || value === null) return
-  const path = ['backends', 'linux-ns']
+  const path = ['backends', name]
   if (!isRecord(value)) {
     file.report(path, 'must be a mapping of settings')
     return
   }
-  reportUnknownKeys(file, path, value, LINUX_NS_KEYS)
-  const bwrap = binaryPath(file, [...path, 'bwrap_path'], value.bwrap_path)
-  if (bwrap) config.backends['linux-ns'].bwrap_path = bwrap
-  parseResources(file, [...path, 'resources'], value.resources, config.backends['linux-ns'].resources)
+  reportUnknownKeys(file, path, value, Object.keys(schema))
+  parseSettings(file, path, value, schema, target as Record<string, unknown>)
 }
 
 function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): void {
@@ -150,42 +144,6 @@ function parseEgress(file: YamlFile, value: unknown, config: RuntimeConfig): voi
     return
   }
   config.egress.max_connections_per_sandbox = max
-}
-
-function parseGvisor(file: YamlFile, value: unknown, config: RuntimeConfig): void {
-  if (value === undefined || value === null) return
-  const path = ['backends', 'gvisor']
-  if (!isRecord(value)) {
-    file.report(path, 'must be a mapping of settings')
-    return
-  }
-  reportUnknownKeys(file, path, value, GVISOR_KEYS)
-  const runsc = binaryPath(file, [...path, 'runsc_path'], value.runsc_path)
-  if (runsc) config.backends.gvisor.runsc_path = runsc
-  if (value.platform !== undefined) {
-    const platform = oneOf(file, [...path, 'platform'], value.platform, GVISOR_PLATFORMS)
-    if (platform) config.backends.gvisor.platform = platform as GvisorPlatform
-  }
-}
-
-function binaryPath(file: YamlFile, path: string[], value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined
-  if (typeof value !== 'string' || value.trim() === '' || value.includes('\0')) {
-    file.report(path, 'must be a program name or an absolute path')
-    return undefined
-  }
-  const trimmed = value.trim()
-  if (trimmed.includes('/') && !trimmed.startsWith('/')) {
-    file.report(path, `"${trimmed}" must be a program name looked up on PATH or an absolute path`)
-    return undefined
-  }
-  return trimmed
-}
-
-function oneOf(file: YamlFile, path: string[], value: unknown, allowed: readonly string[]): string | undefined {
-  if (typeof value === 'string' && allowed.includes(value.trim())) return value.trim()
-  file.report(path, `unsupported value ${describeValue(value)} (expected ${allowed.join(' or ')})`)
-  return undefined
 }
 
 /** The limits a runtime config is parsed with (the same as a policy's). */

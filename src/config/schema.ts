@@ -1,26 +1,15 @@
 import type {AgentSpecInput} from '../agents/spec.js'
 import {type CredentialSettings, DEFAULT_CREDENTIAL_SETTINGS} from '../credentials/settings.js'
-import {DEFAULT_RESOURCES, type ResourceSettings} from './resources.js'
+import {type BackendName, type BackendSettings, BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
+import {defaultsOf} from './settings.js'
 
-export const BACKENDS = ['linux-ns', 'gvisor'] as const
-export type BackendName = (typeof BACKENDS)[number]
+export type {BackendName} from '../sandbox/backends/descriptors.js'
+export {GVISOR_PLATFORMS, type GvisorPlatform} from '../sandbox/backends/gvisor/descriptor.js'
 
-export const GVISOR_PLATFORMS = ['systrap', 'ptrace'] as const
-export type GvisorPlatform = (typeof GVISOR_PLATFORMS)[number]
+export const BACKENDS = Object.keys(BACKEND_DESCRIPTORS) as readonly BackendName[]
 
-export interface LinuxNsSettings {
-  /** The bubblewrap binary: a name looked up on PATH, or an absolute path. */
-  bwrap_path: string
-  /** Per-sandbox limits (cgroups) and the most a policy may ask for. */
-  resources: ResourceSettings
-}
-
-export interface GvisorSettings {
-  /** The runsc binary: a name looked up on PATH, or an absolute path. */
-  runsc_path: string
-  /** How runsc intercepts system calls; systrap works without KVM. */
-  platform: GvisorPlatform
-}
+export type LinuxNsSettings = BackendSettings<'linux-ns'>
+export type GvisorSettings = BackendSettings<'gvisor'>
 
 /** What egress does while a sandbox's audit log cannot be written (a full disk): refuse connections, or let them through unlogged. */
 export const EGRESS_AUDIT_FAILURE_MODES = ['deny', 'allow'] as const
@@ -41,10 +30,7 @@ export interface RegistrySettings {
 /** The runtime config (`config.yaml`): the machine's settings, not the repository's. */
 export interface RuntimeConfig {
   default_backend: BackendName
-  backends: {
-    'linux-ns': LinuxNsSettings
-    gvisor: GvisorSettings
-  }
+  backends: {[N in BackendName]: BackendSettings<N>}
   egress: EgressSettings
   /** Custom agents and overrides of plugin agents, by name. */
   agents: Record<string, AgentSpecInput>
@@ -64,8 +50,8 @@ export interface EgressSettings {
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   default_backend: 'linux-ns',
   backends: {
-    'linux-ns': {bwrap_path: 'bwrap', resources: DEFAULT_RESOURCES},
-    gvisor: {runsc_path: 'runsc', platform: 'systrap'},
+    'linux-ns': defaultsOf(BACKEND_DESCRIPTORS['linux-ns'].settings),
+    gvisor: defaultsOf(BACKEND_DESCRIPTORS.gvisor.settings),
   },
   egress: {max_connections_per_sandbox: 1024, audit_failure: 'deny'},
   agents: {},

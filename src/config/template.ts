@@ -1,9 +1,10 @@
 import {Document, stringify} from 'yaml'
 
 import type {AgentSpec} from '../agents/spec.js'
+import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
 import {commentKey} from '../util/yaml-file.js'
-import {resourcesForTemplate} from './resources.js'
-import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import {BACKENDS, DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import type {Setting} from './settings.js'
 
 /**
  * The commented `config.yaml` that `cleanroom config init` writes. Built with
@@ -11,11 +12,10 @@ import {DEFAULT_RUNTIME_CONFIG} from './schema.js'
  * the built-in agents are shown commented out, ready to copy and edit.
  */
 export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): string {
-  const backends = structuredClone(DEFAULT_RUNTIME_CONFIG.backends)
   const doc = new Document(
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
-      backends: {...backends, 'linux-ns': {...backends['linux-ns'], resources: resourcesForTemplate()}},
+      backends: Object.fromEntries(BACKENDS.map((name) => [name, settingsAsShown(BACKEND_DESCRIPTORS[name].settings, DEFAULT_RUNTIME_CONFIG.backends[name])])),
       egress: structuredClone(DEFAULT_RUNTIME_CONFIG.egress),
       credentials: {write_back: DEFAULT_RUNTIME_CONFIG.credentials.write_back, grant: null, routes: null},
       registries: null,
@@ -29,7 +29,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     ' Check this file with: cleanroom config validate',
   ].join('\n')
 
-  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation).')
+  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation: docs/backends.md).')
   commentKey(
     doc,
     ['egress', 'audit_failure'],
@@ -40,12 +40,14 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
     ].join('\n'),
   )
   commentKey(doc, ['backends'], ' Settings of each backend.')
-  commentKey(doc, ['backends', 'linux-ns'], ' Linux namespaces through bubblewrap (Debian package: bubblewrap).')
-  commentKey(doc, ['backends', 'linux-ns', 'bwrap_path'], ' bwrap binary: a name looked up on PATH or an absolute path.')
-  commentResources(doc, ['backends', 'linux-ns', 'resources'])
-  commentKey(doc, ['backends', 'gvisor'], ' gVisor user-space kernel (Debian package: runsc).')
-  commentKey(doc, ['backends', 'gvisor', 'runsc_path'], ' runsc binary: a name looked up on PATH or an absolute path.')
-  commentKey(doc, ['backends', 'gvisor', 'platform'], ' systrap (works without KVM) or ptrace.')
+  for (const name of BACKENDS) {
+    const {summary, settings} = BACKEND_DESCRIPTORS[name]
+    commentKey(doc, ['backends', name], ` ${summary}`)
+    for (const [key, setting] of Object.entries(settings) as [string, Setting<unknown>][]) {
+      commentKey(doc, ['backends', name, key], commentText(setting.description))
+      for (const [inner, note] of Object.entries(setting.notes ?? {})) commentKey(doc, ['backends', name, key, inner], commentText(note))
+    }
+  }
   commentKey(doc, ['egress'], ' The egress proxy each sandbox reaches the network through.')
   commentKey(
     doc,
@@ -99,24 +101,17 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): strin
   return doc.toString({lineWidth: 0, nullStr: ''})
 }
 
-/** The comments of `backends.linux-ns.resources`. */
-function commentResources(doc: Document, path: string[]): void {
-  const notes: [string, string][] = [
-    ['', [
-      ' Limits of every sandbox, set with cgroups (v2 where its controllers are available, else v1).',
-      ' Only a root daemon can set them; otherwise sandboxes run without them and the daemon warns once.',
-      " A policy's sandbox.resources (vcpus, memory, disk) raises memory, vcpus and disk for its",
-      ' sandboxes, up to max below; asking for more is refused when the sandbox is created.',
-      ' Sizes: 512MiB, 8GiB, 2G, or bytes; "unlimited" turns a limit off.',
-    ].join('\n')],
-    ['pids', ' Processes and threads in one sandbox: a fork bomb stops here (fork fails with EAGAIN).'],
-    ['memory', ' Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137).'],
-    ['cpu_weight', ' CPU share when CPUs are busy, 1-10000: 100 is the same share as any other process group.'],
-    ['vcpus', ' A hard CPU quota in CPUs, e.g. 2 or 0.5.'],
-    ['disk', ' What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, its processes are stopped and it is marked failed.'],
-    ['max', " The most a policy may ask for; machine: this machine's memory, CPUs, or the size of the state filesystem."],
-  ]
-  for (const [key, text] of notes) commentKey(doc, key === '' ? path : [...path, key], text)
+/** A backend's settings as config.yaml writes them. */
+function settingsAsShown(schema: Record<string, Setting<unknown>>, values: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(values as Record<string, unknown>).map(([key, value]) => [key, schema[key]?.shown?.(value) ?? structuredClone(value)]))
+}
+
+/** A comment of one or more lines, each led by a space after the `#`. */
+function commentText(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => ` ${line}`)
+    .join('\n')
 }
 
 /** One agent's fields as YAML indented under `agents:`, each line ready to uncomment; empty fields left out. */

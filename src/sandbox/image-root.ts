@@ -5,7 +5,7 @@ import {isAbsolute, join, posix} from 'node:path'
 import {CleanroomError} from '../errors/index.js'
 import {isEnvName} from '../util/env-name.js'
 import type {ProvisionImage} from './backend.js'
-import {SANDBOX_USER, WORKSPACE} from './backends/linux-ns/rootfs.js'
+import {SANDBOX_USER, WORKSPACE} from './layout.js'
 import {type ImageUser, parseGroup, parsePasswd, resolveImageUser, sandboxAccounts} from './image-user.js'
 
 /** What a sandbox on an image runs with, read from the image's root filesystem and config (docs/images.md#running-sandboxes-on-an-image). */

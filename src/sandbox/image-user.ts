@@ -1,5 +1,5 @@
 import {CleanroomError} from '../errors/index.js'
-import {SANDBOX_USER} from './backends/linux-ns/rootfs.js'
+import {SANDBOX_USER} from './layout.js'
 
 /** One line of an /etc/passwd. */
 export interface PasswdEntry {

@@ -2,7 +2,7 @@ import {relative, isAbsolute} from 'node:path'
 import {Document, isMap, isScalar, isSeq, LineCounter, type Node, type Pair} from 'yaml'
 
 import {describeSize} from './bounded-file.js'
-import {isRecord} from './record.js'
+import {isRecord, reportUnknownKeys} from './record.js'
 import {checkTree, FILE_LIMITS, parseBounded, type SourceProblem, type YamlLimits} from './yaml-bounds.js'
 
 export {describeValue} from './describe-value.js'
@@ -246,21 +246,7 @@ function firstLine(message: string): string {
   return message.split('\n')[0] ?? message
 }
 
-export {isRecord} from './record.js'
-
-/** Reports every key of `value` not in `allowed` as unknown, pointing at the key. */
-export function reportUnknownKeys(
-  file: YamlFile,
-  path: readonly PathSegment[],
-  value: Record<string, unknown>,
-  allowed: readonly string[],
-): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) {
-      file.report([...path, key], `unknown key (expected one of: ${allowed.join(', ')})`, 'key')
-    }
-  }
-}
+export {isRecord, reportUnknownKeys} from './record.js'
 
 /** An optional mapping whose keys are checked; absent or empty (null) means undefined. */
 export function readSection(file: YamlFile, path: readonly PathSegment[], value: unknown, keys: readonly string[]): Record<string, unknown> | undefined {

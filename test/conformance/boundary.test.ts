@@ -1,19 +1,17 @@
 import {comingOut} from './boundary/out.js'
 import {agentPlugins} from './boundary/plugins.js'
 import {reachingIn} from './boundary/reach-in.js'
+import {BACKENDS, requireBackend} from './backends.js'
 
 /**
  * The boundary conformance suite: everything that crosses a sandbox's boundary
  * other than the network, attacked as a hostile workload (or plugin) would,
  * each case asserting the host saw nothing. Sections live in ./boundary/.
  */
-
-/** The backends this suite runs against; the gVisor backend joins this list. */
-const BACKENDS = ['linux-ns'] as const
-
 for (const backend of BACKENDS) {
   describe(`boundary conformance (${backend})`, function () {
     this.timeout(60_000)
+    before(() => requireBackend(backend))
     comingOut(backend)
     reachingIn(backend)
   })

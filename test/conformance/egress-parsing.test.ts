@@ -8,8 +8,9 @@ import type {AuditEvent} from '../../src/egress/audit.js'
 import {DEFAULT_HEAD_TIMEOUT_MS} from '../../src/egress/proxy.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {mapResolver, type RuleInput} from '../egress/fixtures.js'
-import {bwrapPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
+import {BACKENDS, requireBackend} from './backends.js'
 import {connectHead, expectRefusal, leftoverSandboxes, type Probe, type ProbeResult, proxyAnswer, SandboxUnderTest, via} from './sandbox.js'
 import {RecordingTarget, UdpTarget} from './targets.js'
 
@@ -22,9 +23,6 @@ import {RecordingTarget, UdpTarget} from './targets.js'
  */
 
 const PROBE_SOURCE = fileURLToPath(new URL('sandbox-probe.mjs', import.meta.url))
-
-/** The backends this suite runs against; the gVisor backend joins this list. */
-const BACKENDS = ['linux-ns'] as const
 
 /** The proxy's head timeout: the slow-head attack lasts that long. */
 const HEAD_TIMEOUT_S = DEFAULT_HEAD_TIMEOUT_MS / 1000
@@ -127,7 +125,8 @@ for (const backend of BACKENDS) {
 
     before(async function () {
       this.timeout(30_000)
-      bwrapBefore = await bwrapPids()
+      await requireBackend(backend)
+      bwrapBefore = await sandboxPids()
       dir = await dirs.make()
       const workspace = join(dir, 'workspace')
       await mkdir(workspace)

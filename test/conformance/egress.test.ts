@@ -11,10 +11,11 @@ import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
 import type {AuditEvent} from '../../src/egress/audit.js'
+import type {BackendName} from '../../src/config/schema.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import type {CompiledPolicy} from '../../src/policy/schema.js'
 import {mapResolver, type RuleInput} from '../egress/fixtures.js'
-import {bwrapPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {OtherHost} from './other-host.js'
 import {
@@ -32,13 +33,12 @@ import {
   until,
   via,
 } from './sandbox.js'
+import {BACKENDS, requireBackend} from './backends.js'
 import {AbstractSocketTarget, RecordingTarget, UdpTarget} from './targets.js'
 
 const run = promisify(execFile)
 const PROBE_SOURCE = fileURLToPath(new URL('sandbox-probe.mjs', import.meta.url))
 
-/** The backends this suite runs against; the gVisor backend joins this list. */
-const BACKENDS = ['linux-ns'] as const
 
 /** The other host's ports: HTTP, and a DNS server on TCP and UDP 53. */
 const OTHER_HTTP = 8080
@@ -58,8 +58,17 @@ function hostAddresses(): string[] {
 
 const isLinkLocal = (address: string): boolean => /^fe[89ab]/i.test(address)
 const isLoopback = (address: string): boolean => address === '::1' || address.startsWith('127.')
-/** What the sandbox's kernel answers for an address outside it: no route (a link-local one without a zone cannot be dialled at all). */
-const unroutable = (address: string): string => (isLinkLocal(address) ? 'EINVAL' : 'ENETUNREACH')
+/**
+ * What the sandbox's kernel answers for an address outside it: there is no route. Linux
+ * says so with ENETUNREACH, gVisor's network stack with EHOSTUNREACH (errno 113, not 101).
+ */
+const NO_ROUTE = {
+  'linux-ns': {code: 'ENETUNREACH', errno: '101', linkLocal: 'EINVAL'},
+  gvisor: {code: 'EHOSTUNREACH', errno: '113', linkLocal: 'ENETUNREACH'},
+} as const
+
+/** The answer for an address outside the sandbox (Linux cannot dial a link-local one without a zone at all: EINVAL). */
+const unroutable = (backend: BackendName, address: string): string => (isLinkLocal(address) ? NO_ROUTE[backend].linkLocal : NO_ROUTE[backend].code)
 
 /** A DNS query (A record) with the two-byte length prefix of DNS over TCP, as latin1 text for the probe. */
 function dnsOverTcpQuery(name: string): string {
@@ -102,7 +111,7 @@ for (const backend of BACKENDS) {
     this.timeout(SUITE_BUDGET_MS)
     const dirs = tempDirs('cleanroom-conf-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
     let other: OtherHost | undefined
     const targets: Array<{close(): Promise<void>}> = []
@@ -143,7 +152,8 @@ for (const backend of BACKENDS) {
 
     before(async function () {
       this.timeout(30_000)
-      bwrapBefore = await bwrapPids()
+      await requireBackend(backend)
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       const workspace = join(dir, 'workspace')
       await mkdir(workspace)
@@ -212,7 +222,7 @@ for (const backend of BACKENDS) {
       await attempt(async () => test?.daemon.close({shutdownSandboxes: true}))
       for (const target of targets.splice(0)) await attempt(() => target.close())
       await attempt(async () => other?.destroy())
-      await attempt(async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'bwrap processes of this suite still running').to.deep.equal([]))
+      await attempt(async () => expect(await leftoverSandboxes(sandboxesBefore, dir), 'bwrap processes of this suite still running').to.deep.equal([]))
       await attempt(() => dirs.cleanup())
       if (failures.length > 0) throw failures[0]
     })
@@ -244,7 +254,7 @@ for (const backend of BACKENDS) {
       for (const target of [allowedWeb, deniedWeb, unlistedWeb, gitTls]) expect(target.connections, target.name).to.have.length(1)
       expect(other!.since(otherMark).map((event) => `${event.kind}:${event.port}`).sort()).to.deep.equal(['tcp:53', `tcp:${OTHER_HTTP}`, 'udp:53'])
       // And the leak check at the end sees this suite's sandboxes.
-      expect(await sandboxesOf(bwrapBefore, dir)).to.have.length.of.at.least(4)
+      expect(await sandboxesOf(sandboxesBefore, dir)).to.have.length.of.at.least(4)
     })
 
     describe('bypass attempts: nothing reaches the target', () => {
@@ -265,7 +275,7 @@ for (const backend of BACKENDS) {
         const results = await main.probe([direct(other!.address, OTHER_HTTP), ...outside.map((address) => direct(address, P))])
         const targetsTried = [other!.address, ...outside]
         for (const [i, result] of results.entries()) {
-          expect(result, targetsTried[i]).to.deep.include({connected: false, error: unroutable(targetsTried[i]!)})
+          expect(result, targetsTried[i]).to.deep.include({connected: false, error: unroutable(backend, targetsTried[i]!)})
         }
         if (await main.has('curl')) {
           const curl = await main.sh(`curl -sS --noproxy '*' -m 5 http://${other!.address}:${OTHER_HTTP}/`)
@@ -279,11 +289,11 @@ for (const backend of BACKENDS) {
         const [name, loopback, remote] = await main.probe([{mode: 'lookup', args: {name: 'allowed.test'}}, direct('127.0.0.1', A), direct(other!.address, OTHER_HTTP)], {clearEnv: true})
         expect(name!.error).to.be.oneOf(['ENOTFOUND', 'EAI_AGAIN'])
         expect(loopback).to.deep.include({connected: false, error: 'ECONNREFUSED'})
-        expect(remote).to.deep.include({connected: false, error: 'ENETUNREACH'})
+        expect(remote).to.deep.include({connected: false, error: NO_ROUTE[backend].code})
         if (await main.has('python3')) {
           const script = `import socket\ns = socket.socket()\ntry:\n    s.connect(('${other!.address}', ${OTHER_HTTP}))\n    print('connected')\nexcept OSError as e:\n    print(e.errno)`
           const python = await main.sh(`env -i python3 -c "${script}"`)
-          expect(python.stdout.trim(), python.stderr).to.equal('101') // ENETUNREACH
+          expect(python.stdout.trim(), python.stderr).to.equal(NO_ROUTE[backend].errno)
         }
         await expectUntouched(allowedWeb, other!)
       })
@@ -302,7 +312,7 @@ for (const backend of BACKENDS) {
           expect(loopback, JSON.stringify(loopback)).to.deep.include({sent: 'sent'})
           expect(loopback!.errors, JSON.stringify(loopback)).to.include('ECONNREFUSED')
         }
-        for (const result of away) expect(result.sent, JSON.stringify(result)).to.equal('ENETUNREACH')
+        for (const result of away) expect(result.sent, JSON.stringify(result)).to.equal(NO_ROUTE[backend].code)
         await expectUntouched(udp, other!)
       })
 
@@ -316,7 +326,7 @@ for (const backend of BACKENDS) {
         for (const result of results.slice(0, servers.length)) expect(result, JSON.stringify(result)).to.have.property('error').that.is.a('string')
         for (const [i, result] of results.slice(servers.length, 2 * servers.length).entries()) {
           // A resolver on loopback (systemd-resolved's 127.0.0.53) would be the sandbox's own loopback: nobody there.
-          expect(result.sent, servers[i]).to.equal(isLoopback(servers[i]!) ? 'sent' : unroutable(servers[i]!))
+          expect(result.sent, servers[i]).to.equal(isLoopback(servers[i]!) ? 'sent' : unroutable(backend, servers[i]!))
         }
         expect(results.at(-1), 'a resolver on the sandbox\'s loopback').to.have.property('error').that.is.a('string')
         await expectUntouched(other!)
@@ -327,7 +337,7 @@ for (const backend of BACKENDS) {
         const servers = [...(await hostNameservers()), '8.8.8.8', other!.address]
         const results = await main.probe([...servers.map((server) => direct(server, DNS, query)), direct('127.0.0.1', DNS, query)])
         for (const [i, result] of results.slice(0, -1).entries()) {
-          expect(result, servers[i]).to.deep.include({connected: false, error: isLoopback(servers[i]!) ? 'ECONNREFUSED' : unroutable(servers[i]!)})
+          expect(result, servers[i]).to.deep.include({connected: false, error: isLoopback(servers[i]!) ? 'ECONNREFUSED' : unroutable(backend, servers[i]!)})
         }
         expect(results.at(-1)).to.deep.include({connected: false, error: 'ECONNREFUSED'})
         await expectUntouched(other!)
@@ -637,20 +647,26 @@ for (const backend of BACKENDS) {
 
       it('26 raw sockets and ICMP are not available', async () => {
         const status = await main.sh("grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status")
-        expect(status.stdout.trim().split('\n').map((line) => line.split(/\s+/)[1])).to.deep.equal(['0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000'])
+        // Every set the kernel shows is empty (gVisor's /proc has no CapAmb line).
+        const sets = status.stdout.trim().split('\n').map((line) => line.split(/\s+/))
+        expect(sets.map(([name]) => name)).to.include.members(['CapEff:', 'CapPrm:', 'CapBnd:'])
+        expect(sets.map(([, value]) => value)).to.satisfy((values: string[]) => values.every((value) => value === '0000000000000000'))
         if (await main.has('python3')) {
           const script = [
             'import socket',
             'for family, kind, proto in [(socket.AF_INET, socket.SOCK_RAW, 1), (socket.AF_INET6, socket.SOCK_RAW, 58), (socket.AF_INET, socket.SOCK_DGRAM, 1), (socket.AF_PACKET, socket.SOCK_RAW, 0)]:',
             '    try:',
-            '        socket.socket(family, kind, proto)',
-            "        print('opened')",
+            '        s = socket.socket(family, kind, proto)',
+            `        s.sendto(b'\\x08\\x00\\xf7\\xff\\x00\\x00\\x00\\x00', ('${other!.address}', 0))`,
+            "        print('sent')",
             '    except OSError as e:',
             '        print(e.errno)',
           ].join('\n')
           const python = await main.sh(`python3 -c "${script}"`)
-          // EPERM for raw and packet sockets; EACCES for unprivileged ICMP (ping_group_range).
-          expect(python.stdout.trim().split('\n'), python.stderr).to.deep.equal(['1', '1', '13', '1'])
+          // EPERM for raw and packet sockets. An ICMP echo socket: Linux refuses to open it (EACCES,
+          // ping_group_range); gVisor opens it, and its echo has no route to go.
+          const icmp = backend === 'gvisor' ? NO_ROUTE.gvisor.errno : '13'
+          expect(python.stdout.trim().split('\n'), python.stderr).to.deep.equal(['1', '1', icmp, '1'])
         }
         if (await main.has('ping')) {
           const ping = await main.sh(`ping -c 1 -W 1 ${other!.address}`)
@@ -663,10 +679,14 @@ for (const backend of BACKENDS) {
         for (const command of ['ip link add dummy0 type dummy', 'ip route add default dev lo', `ip addr add ${other!.hostAddress}/30 dev lo`, 'ip link set lo down']) {
           const result = await main.sh(command)
           expect(result.exit_code, command).not.to.equal(0)
-          expect(result.stderr, command).to.match(/Operation not permitted/)
+          // EPERM from Linux, EACCES from gVisor's netlink: refused either way.
+          expect(result.stderr, command).to.match(/Operation not permitted|Permission denied/)
         }
-        const routes = await main.sh('ip route; ip -6 route; ip -o link')
-        expect(routes.stdout.trim().split('\n').map((line) => line.split(':')[1]?.trim())).to.deep.equal(['lo'])
+        // Routes only through loopback (Linux keeps those in its local table, gVisor lists them here), and no link but lo.
+        const routes = await main.sh('ip route; ip -6 route')
+        expect(routes.stdout.trim().split('\n').filter(Boolean).filter((line) => !/ dev lo( |$)/.test(line)), routes.stdout).to.deep.equal([])
+        const links = await main.sh('ip -o link')
+        expect(links.stdout.trim().split('\n').map((line) => line.split(':')[1]?.trim())).to.deep.equal(['lo'])
       })
 
       it('28 SOCKS5 to denied destinations gets "not allowed by ruleset" (0x02)', async () => {
@@ -845,9 +865,9 @@ for (const backend of BACKENDS) {
           direct('127.0.0.1', A),
           {mode: 'udp', args: {host: other!.address, port: DNS}},
         ])
-        expect(remote).to.deep.include({connected: false, error: 'ENETUNREACH'})
+        expect(remote).to.deep.include({connected: false, error: NO_ROUTE[backend].code})
         expect(loopback).to.deep.include({connected: false, error: 'ECONNREFUSED'})
-        expect(datagram).to.deep.include({sent: 'ENETUNREACH'})
+        expect(datagram).to.deep.include({sent: NO_ROUTE[backend].code})
         const getent = await open.sh('getent hosts unlisted.test')
         expect(getent.exit_code).to.equal(2)
         await expectUntouched(other!, allowedWeb)
@@ -899,11 +919,12 @@ for (const backend of BACKENDS) {
     this.timeout(SUITE_BUDGET_MS)
     const dirs = tempDirs('cleanroom-conf-npm-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
 
     before(async () => {
-      bwrapBefore = await bwrapPids()
+      await requireBackend(backend)
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       // The system resolver: the real registry, through the proxy like any allowed host.
       test = await startTestDaemon(dir)
@@ -912,7 +933,7 @@ for (const backend of BACKENDS) {
     after(async () => {
       try {
         await test?.daemon.close({shutdownSandboxes: true})
-        expect(await leftoverSandboxes(bwrapBefore, dir), 'bwrap processes of this suite still running').to.deep.equal([])
+        expect(await leftoverSandboxes(sandboxesBefore, dir), 'bwrap processes of this suite still running').to.deep.equal([])
       } finally {
         await dirs.cleanup()
       }

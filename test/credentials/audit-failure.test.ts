@@ -7,7 +7,7 @@ import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schem
 import type {GrantRequest} from '../../src/credentials/wire.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {eventually} from '../helpers/daemon-process.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {FAKE_COMPLETION, FakeModelApi} from './fake-apis.js'
 
@@ -37,7 +37,7 @@ describe('credential gateway: a sandbox whose egress audit log cannot be written
   let bwrapBefore: Set<number>
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     stateDir = join(dir, 'state')
     filler = join(stateDir, 'filler')

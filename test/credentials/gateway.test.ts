@@ -8,7 +8,7 @@ import type {GrantRequest} from '../../src/credentials/wire.js'
 import type {AuditEvent} from '../../src/egress/audit.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {RecordingServer} from '../egress/fixtures.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {FAKE_COMPLETION, FakeModelApi} from './fake-apis.js'
 
@@ -49,7 +49,7 @@ describe('credential gateway: routes on the sandbox loopback (API keys, no TLS i
   }
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     api = await FakeModelApi.start()
     other = await RecordingServer.start('other')

@@ -8,7 +8,7 @@ import {withLoginLock} from '../../src/credentials/logins.js'
 import type {GrantedLogin} from '../../src/credentials/wire.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {mapResolver} from '../egress/fixtures.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {testTls} from './fake-apis.js'
 import {FakeOAuth} from './fake-oauth.js'
@@ -78,7 +78,7 @@ describe('credential gateway: OAuth logins through selective TLS interception (f
   const sandboxAuth = async (id: string): Promise<AuthFile> => JSON.parse((await sh(id, 'cat ~/.fake/auth.json')).stdout) as AuthFile
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     tls = testTls(['auth.test', 'api.test', 'other.test'])
     fake = await FakeOAuth.start(tls)

@@ -10,7 +10,7 @@ import {runSession} from '../../src/client/session.js'
 import {EXEC_UPGRADE, encodeFrame, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {eventually, sandboxDirs, scaled} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {captureTerminal} from '../helpers/terminal.js'
@@ -43,17 +43,17 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
   const dirs = tempDirs('cleanroom-daemon-')
   let dir: string
   let test: TestDaemon
-  let bwrapBefore: Set<number>
+  let sandboxesBefore: Set<number>
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    sandboxesBefore = await sandboxPids()
     dir = await dirs.make()
     test = await startTestDaemon(dir)
   })
 
   afterEach(async () => {
     await test.daemon.close({shutdownSandboxes: true})
-    expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
+    expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
     expect(await mountsMentioning(dir)).to.deep.equal([])
     await dirs.cleanup()
   })
@@ -254,7 +254,7 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
       runs.forEach((run, i) => expect(run).to.deep.equal({exitCode: i % 5, stdout: `new-${i}\n`}))
       expect(await test.client.listSandboxes(false)).to.deep.equal([])
       expect(await sandboxDirs(test.stateDir)).to.deep.equal([])
-      expect(await leftoverSandboxes(bwrapBefore, dir)).to.deep.equal([])
+      expect(await leftoverSandboxes(sandboxesBefore, dir)).to.deep.equal([])
     })
 
     it('answers 10 removals of one sandbox at once with 200, never 500, and removes it once', async () => {

@@ -7,7 +7,7 @@ import type {DaemonClient} from '../../src/client/client.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_RUNTIME_CONFIG} from '../../src/config/schema.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {eventually, sandboxDirs} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -27,7 +27,7 @@ describe('the daemon on a full disk', function () {
   let bwrapBefore: Set<number>
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     stateDir = join(dir, 'state')
     filler = join(stateDir, 'filler')

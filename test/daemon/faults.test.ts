@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {RUN_SCRIPT} from '../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning, sandboxesOf, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, mountsMentioning, sandboxesOf, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {eventually, removeEverything, sandboxDirs, spawnDaemon} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -19,7 +19,7 @@ describe('the daemon under faults', function () {
   let spawned = false
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     spawned = false
   })

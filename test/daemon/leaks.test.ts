@@ -3,7 +3,7 @@ import {readdir, readFile} from 'node:fs/promises'
 
 import {runInSandbox} from '../../src/client/exec.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {bwrapPids, leftoverSandboxes, mountsMentioning} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, mountsMentioning} from '../helpers/daemon.js'
 import {daemonHomeSuite, type DaemonProcess, fdCount, rssKiB, sandboxDirs, scaled, spawnDaemon} from '../helpers/daemon-process.js'
 import {captureTerminal} from '../helpers/terminal.js'
 
@@ -20,7 +20,7 @@ describe('create, exec and remove, over and over', function () {
 
   it('leaves no process, mount, namespace, state entry, uid claim or daemon fd behind, and the daemon no bigger', async () => {
     const count = scaled(50, 1000)
-    const bwrapBefore = await bwrapPids()
+    const bwrapBefore = await sandboxPids()
     const daemon = await spawnDaemon(suite.home)
     // The warm-up runs as many at once as the measured cycles: four creates in flight need more heap than one.
     await cycles(daemon, 0, WARM_UP)

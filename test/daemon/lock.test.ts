@@ -6,7 +6,7 @@ import {type DaemonOwner, StateLock} from '../../src/daemon/lock.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {runCli} from '../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes} from '../helpers/daemon.js'
 import {type DaemonProcess, removeEverything, sandboxDirs, spawnDaemon} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -29,7 +29,7 @@ describe('one daemon per state dir', function () {
   let recordsBefore: string[]
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     home = await dirs.make()
     daemon = await spawnDaemon(home)
     for (let i = 0; i < 3; i++) await daemon.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})

@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {apiRequest, bwrapPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {apiRequest, sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 const VALID = fileURLToPath(new URL('../fixtures/policy/valid/', import.meta.url))
@@ -32,7 +32,7 @@ describe('the daemon API and repository policies', function () {
   let bwrapBefore: Set<number>
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     test = await startTestDaemon(dir)
   })

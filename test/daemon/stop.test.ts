@@ -9,7 +9,7 @@ import type {StopResult} from '../../src/client/stop-daemon.js'
 import {EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../../src/daemon/protocol.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes} from '../helpers/daemon.js'
 import {eventually, fdCount, removeEverything, spawnDaemon} from '../helpers/daemon-process.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -23,7 +23,7 @@ describe('stopping the daemon', function () {
   const opened: Socket[] = []
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     home = await dirs.make()
   })
 

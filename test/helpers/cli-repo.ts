@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {socketPathOf} from '../../src/client/connect.js'
 import {type CliResult, isolatedEnv, runCli} from './cli.js'
-import {bwrapPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
+import {sandboxPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
 import {tempDirs} from './tmp.js'
 
 export interface CliRepo {
@@ -24,7 +24,7 @@ export interface CliRepo {
  */
 export function cliRepoSuite(prefix: string, prepare: (context: CliRepo) => Promise<void> = async () => undefined): CliRepo {
   const dirs = tempDirs(prefix)
-  let bwrapBefore = new Set<number>()
+  let sandboxesBefore = new Set<number>()
   const context: CliRepo = {
     home: '',
     repo: '',
@@ -33,7 +33,7 @@ export function cliRepoSuite(prefix: string, prepare: (context: CliRepo) => Prom
   }
 
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    sandboxesBefore = await sandboxPids()
     context.home = await dirs.make()
     context.env = isolatedEnv(context.home)
     context.repo = join(context.home, 'repo')
@@ -44,7 +44,7 @@ export function cliRepoSuite(prefix: string, prepare: (context: CliRepo) => Prom
 
   after(async () => {
     await stopCliDaemon(socketPathOf(undefined, context.env))
-    expect(await leftoverSandboxes(bwrapBefore, context.home), 'sandboxes of this suite still running').to.deep.equal([])
+    expect(await leftoverSandboxes(sandboxesBefore, context.home), 'sandboxes of this suite still running').to.deep.equal([])
     await dirs.cleanup()
   })
 

@@ -9,7 +9,7 @@ import {stateDir as stateDirOf} from '../../src/paths.js'
 import {isolatedEnv, PROJECT_ROOT, RUN_SCRIPT} from './cli.js'
 import {expect} from 'chai'
 
-import {bwrapPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
+import {sandboxPids, leftoverSandboxes, stopCliDaemon} from './daemon.js'
 import {tempDirs} from './tmp.js'
 
 /** A `cleanroom serve` of its own process, which a test may kill like a user would. */
@@ -106,7 +106,7 @@ export function daemonHomeSuite(prefix: string): {home: string} {
   const context = {home: ''}
   let bwrapBefore = new Set<number>()
   before(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     context.home = await dirs.make()
   })
   after(async () => {

@@ -1,6 +1,6 @@
 import {readFile} from 'node:fs/promises'
 import {request as httpRequest} from 'node:http'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DaemonClient} from '../../src/client/client.js'
@@ -43,32 +43,39 @@ export async function startTestDaemon(
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
 }
 
-/** Pids of every bwrap process on the machine. */
-export async function bwrapPids(): Promise<Set<number>> {
+/** The programs a sandbox's host processes run: bwrap (linux-ns), runsc and what it starts (gvisor). */
+const SANDBOX_PROGRAMS = new Set(['bwrap', 'runsc', 'runsc-gofer', 'runsc-sandbox'])
+
+/** Pids of every sandbox process on the machine (bwrap, runsc), whoever started it. */
+export async function sandboxPids(): Promise<Set<number>> {
   const {readdir} = await import('node:fs/promises')
   const pids = new Set<number>()
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
-    if ((cmdline.split('\0')[0] ?? '').endsWith('bwrap')) pids.add(Number(entry))
+    if (SANDBOX_PROGRAMS.has(basename(cmdline.split('\0')[0] ?? ''))) pids.add(Number(entry))
   }
   return pids
 }
 
-/** bwrap processes started since `before` that belong to sandboxes under `dir` (their mount table names it). */
+/**
+ * Sandbox processes started since `before` that belong to sandboxes under `dir`: their
+ * mount table names it (bwrap's, and the mount namespace `runsc run` runs in), or their
+ * command line does.
+ */
 export async function sandboxesOf(before: ReadonlySet<number>, dir: string): Promise<number[]> {
   const ours: number[] = []
-  for (const pid of await bwrapPids()) {
+  for (const pid of await sandboxPids()) {
     if (before.has(pid)) continue
-    const mounts = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')
-    if (mounts.includes(dir)) ours.push(pid)
+    const [mounts, cmdline] = await Promise.all([readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => ''), readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')])
+    if (mounts.includes(dir) || cmdline.includes(dir)) ours.push(pid)
   }
   return ours
 }
 
 /**
  * Like `sandboxesOf`, after giving killed sandboxes a moment to be reaped.
- * Other bwrap processes on the machine (other test runs, other users) are not ours to judge.
+ * Other sandbox processes on the machine (other test runs, other users) are not ours to judge.
  */
 export async function leftoverSandboxes(before: ReadonlySet<number>, dir: string): Promise<number[]> {
   for (let attempt = 0; ; attempt++) {

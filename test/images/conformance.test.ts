@@ -14,7 +14,7 @@ import {mapResolver, type RuleInput} from '../egress/fixtures.js'
 import {FILTERED} from '../conformance/boundary-fixtures.js'
 import {direct, expectRefusal, getHead, proxyAnswer, SandboxUnderTest, via} from '../conformance/sandbox.js'
 import {AbstractSocketTarget, RecordingTarget, UdpTarget} from '../conformance/targets.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {tarOf} from './images.js'
 import {importNodeImage} from './node-image.js'
@@ -36,7 +36,7 @@ describe('conformance on an image root filesystem (linux-ns)', function () {
   this.timeout(120_000)
   const dirs = tempDirs('cleanroom-image-conf-')
   let dir = ''
-  let bwrapBefore = new Set<number>()
+  let pidsBefore = new Set<number>()
   let test: TestDaemon | undefined
   let allowed: RecordingTarget
   let denied: RecordingTarget
@@ -47,7 +47,7 @@ describe('conformance on an image root filesystem (linux-ns)', function () {
 
   before(async function () {
     this.timeout(120_000)
-    bwrapBefore = await bwrapPids()
+    pidsBefore = await sandboxPids()
     dir = await dirs.make()
     const workspace = join(dir, 'workspace')
     await mkdir(workspace)
@@ -71,7 +71,7 @@ describe('conformance on an image root filesystem (linux-ns)', function () {
     const attempt = async (step: () => Promise<unknown>) => step().catch((error: unknown) => failures.push(error))
     await attempt(async () => test?.daemon.close({shutdownSandboxes: true}))
     for (const target of [allowed, denied, udp, abstract]) await attempt(async () => target?.close())
-    await attempt(async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]))
+    await attempt(async () => expect(await leftoverSandboxes(pidsBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]))
     await attempt(() => dirs.cleanup())
     if (failures.length > 0) throw failures[0]
   })

@@ -6,7 +6,7 @@ import {delimiter, join} from 'node:path'
 import {BUILT_IN_AGENT_PLUGINS, manifestCommandFiles, packageContentProblems, packProject} from '../../scripts/package-contents.js'
 import {compilerFor, PREBUILT_TARGETS, prebuiltFile, prebuiltProblems} from '../../scripts/prebuilt.js'
 import {socketPathOf} from '../../src/client/connect.js'
-import {bwrapPids, leftoverSandboxes, stopCliDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, stopCliDaemon} from '../helpers/daemon.js'
 import {isolatedEnv, PROJECT_ROOT} from '../helpers/cli.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -30,7 +30,7 @@ describe('the npm package: npm pack, npm install -g of the tarball, cleanroom fr
   /** npm run as a user would: the machine's npm cache and registry, none of the settings of the npm running these tests. */
   const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
   let files: string[]
-  let bwrapBefore: Set<number>
+  let sandboxesBefore: Set<number>
 
   before(async () => {
     for (const target of PREBUILT_TARGETS) {
@@ -39,7 +39,7 @@ describe('the npm package: npm pack, npm install -g of the tarball, cleanroom fr
         throw new Error(`${prebuiltFile(target)} was not built: npm run build compiles it with ${compiler.command} (apt-get install -y ${compiler.packages.join(' ')})`)
       })
     }
-    bwrapBefore = await bwrapPids()
+    sandboxesBefore = await sandboxPids()
     work = await realpath(await dirs.make())
     const pack = await packProject({destination: work})
     files = pack.files.map((file) => file.path)
@@ -60,7 +60,7 @@ describe('the npm package: npm pack, npm install -g of the tarball, cleanroom fr
 
   after(async () => {
     if (env) await stopCliDaemon(socketPathOf(undefined, env))
-    const leftover = work ? await leftoverSandboxes(bwrapBefore, work) : []
+    const leftover = work ? await leftoverSandboxes(sandboxesBefore, work) : []
     await dirs.cleanup()
     expect(leftover, 'sandboxes of the installed cleanroom still running').to.deep.equal([])
   })

@@ -7,7 +7,7 @@ import type {GrantedLogin} from '../../src/credentials/wire.js'
 import {systemResolver} from '../../src/egress/addresses.js'
 import {recompilePolicy} from '../../src/policy/compile.js'
 import {FAKE_COMPLETION, FakeModelApi, testTls} from '../credentials/fake-apis.js'
-import {bwrapPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 const CLAUDE = JSON.parse(await readFile(new URL('../../plugins/agent-claude/package.json', import.meta.url), 'utf8')) as {
@@ -35,7 +35,7 @@ describe('real claude through the credential gateway: a subscription login on th
 
   before(async () => {
     expect(process.getuid?.(), 'this test listens on port 443 and must run as root').to.equal(0)
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
     const tls = testTls(['api.anthropic.com', 'platform.claude.com'])
     api = await FakeModelApi.start(tls, {host: address, port: 443})

@@ -18,7 +18,7 @@ import {type CgroupHost, probeCgroups} from '../../src/sandbox/backends/linux-ns
 import {cgroupDirs, cgroupProcesses, createSandboxCgroup, removeSandboxCgroup, sweepSandboxCgroups} from '../../src/sandbox/backends/linux-ns/cgroups.js'
 import type {LinuxNsRuntime} from '../../src/sandbox/backends/linux-ns/runtime.js'
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {waitFor} from './helpers.js'
 
@@ -51,7 +51,7 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
   })
 
   beforeEach(async () => {
-    bwrapBefore = await bwrapPids()
+    bwrapBefore = await sandboxPids()
     dir = await dirs.make()
   })
 

@@ -14,7 +14,7 @@ import {claimHostUid, HOST_UID_RANGE, reclaimStaleUids, releaseHostUid, UID_REGI
 import {newSandboxId} from '../../src/sandbox/ids.js'
 import type {SandboxRecord} from '../../src/sandbox/types.js'
 import {isolatedEnv, PROJECT_ROOT} from '../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes} from '../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {waitFor} from './helpers.js'
 
@@ -143,7 +143,7 @@ describe('host uids claimed machine-wide', function () {
     let base: string
 
     beforeEach(async () => {
-      bwrapBefore = await bwrapPids()
+      bwrapBefore = await sandboxPids()
       base = await dirs.make()
     })
 

@@ -6,6 +6,7 @@ import {chmod, lstat, mkdir, readFile, stat, symlink, writeFile} from 'node:fs/p
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import type {BackendName} from '../../../src/config/schema.js'
 import {cliRepoSuite} from '../../helpers/cli-repo.js'
 import {PROJECT_ROOT} from '../../helpers/cli.js'
 import {snapshotTree} from '../../helpers/snapshot.js'
@@ -25,7 +26,7 @@ function expectNoRawSequences(output: string, label: string): void {
 }
 
 /** What comes out of a sandbox of `backend`: copies, workspace changes, and names printed on the host. */
-export function comingOut(backend: string): void {
+export function comingOut(backend: BackendName): void {
   describe('what comes out', function () {
     this.timeout(120_000)
     const suite = cliRepoSuite('cleanroom-boundary-')

@@ -7,9 +7,10 @@ import {fileURLToPath} from 'node:url'
 import {DaemonClient} from '../../../src/client/client.js'
 import {socketPathOf} from '../../../src/client/connect.js'
 import type {AuditEvent} from '../../../src/egress/audit.js'
+import type {BackendName} from '../../../src/config/schema.js'
 import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
 import {isolatedEnv} from '../../helpers/cli.js'
-import {bwrapPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
+import {sandboxPids, leftoverSandboxes, sandboxesOf, startTestDaemon, stopCliDaemon, type TestDaemon} from '../../helpers/daemon.js'
 import {tempDirs} from '../../helpers/tmp.js'
 import {buildFdTakeover, buildSyscallProbe, copyOfEtc, FILTERED, git, inPrivateMounts, repositoryWithSecrets, TOKEN} from '../boundary-fixtures.js'
 import {connectHead, expectRefusal, SandboxUnderTest, until} from '../sandbox.js'
@@ -25,20 +26,35 @@ async function allOf(steps: Array<() => Promise<unknown>>): Promise<void> {
   if (failures.length > 0) throw failures[0]
 }
 
+/**
+ * Cleanroom's own processes inside a sandbox, which may hold fds above 2. linux-ns: bwrap
+ * as pid 1 keeps an event fd; the held `sleep` is pid 2. gvisor: `nsinit init` (pid 1) holds
+ * none; the forwarder holds its listening and relayed sockets and its epoll fd, and each
+ * exec's `nsinit run` its status and control sockets to the daemon, a signalfd, and a
+ * terminal's master and slave. Sockets, epoll and signal fds cannot be opened through /proc.
+ */
+const OWN_PROCESSES: Record<BackendName, {expected: string[]; names: string[]; init: RegExp; helpers: RegExp}> = {
+  'linux-ns': {expected: ['1 bwrap', '2 sleep'], names: ['bwrap'], init: /^anon_inode:\[eventfd\]$/, helpers: /^$/},
+  gvisor: {expected: ['1 cleanroom-nsini'], names: ['cleanroom-nsini'], init: /^$/, helpers: /^(socket:\[\d+\]|host:\[\d+\]|anon_inode:\[(eventpoll|signalfd)\]|\/dev\/pts\/(ptmx|\d+))$/},
+}
+
+/** The processes a sandbox always runs, by pid: linux-ns's init (bwrap) and held command; gVisor's init (nsinit init) alone. */
+const LONG_LIVED: Record<BackendName, string[]> = {'linux-ns': ['1', '2'], gvisor: ['1']}
+
 /** What reaches into a sandbox of `backend`, and what a sandbox can do to the daemon and the host. */
-export function reachingIn(backend: string): void {
+export function reachingIn(backend: BackendName): void {
 
   describe('what reaches in', () => {
     const dirs = tempDirs('cleanroom-reach-in-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
     let repo = ''
     let sandbox: SandboxUnderTest
 
     before(async function () {
       this.timeout(60_000)
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       repo = await repositoryWithSecrets(dir)
       await buildSyscallProbe(repo)
@@ -52,30 +68,41 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         async () => test?.daemon.close({shutdownSandboxes: true}),
-        async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })
 
-    it('no process inside holds an fd above 2 but bwrap\'s own event fd in its init', async () => {
-      // Every process but the looking one (node's own fds are its event loop's): pid, name, and each fd's target.
+    it('no process inside holds an fd above 2, but cleanroom\'s own processes there, whose fds the workload cannot open', async () => {
+      // Every process but the looking one (node's own fds are its event loop's): pid, name, each fd's
+      // target, and whether the workload could open it through /proc.
       const script = `const fs = require('fs'); const seen = {}
         for (const pid of fs.readdirSync('/proc').filter((name) => /^\\d+$/.test(name) && Number(name) !== process.pid)) {
           try {
             const fds = {}
-            for (const fd of fs.readdirSync('/proc/' + pid + '/fd')) fds[fd] = fs.readlinkSync('/proc/' + pid + '/fd/' + fd)
+            for (const fd of fs.readdirSync('/proc/' + pid + '/fd')) {
+              let opened = false
+              try { fs.closeSync(fs.openSync('/proc/' + pid + '/fd/' + fd, 'r')); opened = true } catch {}
+              fds[fd] = {target: fs.readlinkSync('/proc/' + pid + '/fd/' + fd), opened}
+            }
             seen[pid + ' ' + fs.readFileSync('/proc/' + pid + '/comm', 'utf8').trim()] = fds
           } catch {}
         }
         console.log(JSON.stringify(seen))`
       const ran = await test!.client.run(sandbox.id, {argv: ['node', '-e', script], env: {}})
       expect(ran.exit_code, ran.stderr).to.equal(0)
-      const seen = JSON.parse(ran.stdout) as Record<string, Record<string, string>>
-      expect(Object.keys(seen), 'the processes looked at').to.include.members(['1 bwrap', '2 sleep'])
+      const seen = JSON.parse(ran.stdout) as Record<string, Record<string, {target: string; opened: boolean}>>
+      const own = OWN_PROCESSES[backend]
+      expect(Object.keys(seen), 'the processes looked at').to.include.members(own.expected)
       for (const [process, fds] of Object.entries(seen)) {
         const above2 = Object.entries(fds).filter(([fd]) => Number(fd) > 2)
-        if (process === '1 bwrap') expect(above2.map(([, target]) => target), process).to.satisfy((targets: string[]) => targets.every((target) => target === 'anon_inode:[eventfd]'))
-        else expect(above2, process).to.deep.equal([])
+        if (!own.names.includes(process.replace(/^\d+ /, ''))) {
+          expect(above2, process).to.deep.equal([])
+          continue
+        }
+        if (process.startsWith('1 ')) expect(above2.map(([, fd]) => fd.target), process).to.satisfy((targets: string[]) => targets.every((target) => own.init.test(target)))
+        else for (const [fd, {target}] of above2) expect(target, `${process} fd ${fd}`).to.match(own.helpers)
+        expect(above2.filter(([, fd]) => fd.opened), `${process}: fds the workload opened`).to.deep.equal([])
       }
     })
 
@@ -83,12 +110,18 @@ export function reachingIn(backend: string): void {
       const log = join(test!.stateDir, 'sandboxes', sandbox.id, 'sandbox.log')
       const before = await readFile(log, 'latin1')
       // Every fd of pid 1 and 2: what it is, then two ways to write through it (see fd-takeover.c).
-      const ran = await test!.client.run(sandbox.id, {argv: ['/workspace/fd-takeover', '1', '2'], env: {}})
+      const ran = await test!.client.run(sandbox.id, {argv: ['/workspace/fd-takeover', ...LONG_LIVED[backend]], env: {}})
       expect(ran.exit_code, ran.stderr).to.equal(0)
       const seen = JSON.parse(ran.stdout) as Record<string, {target: string; reopened: string; pidfd_getfd: string}>
-      expect(Object.keys(seen), 'the fds looked at').to.include.members(['/proc/1/fd/2', '/proc/2/fd/2'])
+      expect(Object.keys(seen), 'the fds looked at').to.include.members(LONG_LIVED[backend].map((pid) => `/proc/${pid}/fd/2`))
       // The attempts work where they can (/dev/null takes the bytes), so an unchanged log means something.
-      expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.include('wrote')
+      if (backend === 'gvisor') {
+        // gVisor's kernel has no pidfd_getfd (ENOSYS): reopening through /proc is the attempt that works.
+        expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.satisfy((all: string[]) => all.every((outcome) => outcome === 'Function not implemented'))
+        expect(Object.values(seen).map((outcome) => outcome.reopened), JSON.stringify(seen)).to.include('wrote')
+      } else {
+        expect(Object.values(seen).map((outcome) => outcome.pidfd_getfd), JSON.stringify(seen)).to.include('wrote')
+      }
       // /dev/null, pipes, sockets and anonymous inodes only: nothing that names a file of the host.
       for (const [path, {target}] of Object.entries(seen)) expect(target, path).to.match(/^(?:\/dev\/null|pipe:\[\d+\]|socket:\[\d+\]|anon_inode:\[\w+\])$/)
       expect(await readFile(log, 'latin1'), 'the host\'s sandbox log').to.equal(before)
@@ -183,7 +216,7 @@ export function reachingIn(backend: string): void {
     let home = ''
     let repo = ''
     let env: Record<string, string> = {}
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
 
     /** The CLI as a user runs it, from a shell that has `fd` open on `openDir` when given. */
     const cli = async (args: string[], openDir?: string) => {
@@ -198,7 +231,7 @@ export function reachingIn(backend: string): void {
     }
 
     before(async () => {
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       home = await dirs.make()
       // XDG_CONFIG_HOME away from ~/.config: git must be told where it is.
       env = {...isolatedEnv(home), XDG_CONFIG_HOME: join(home, 'xdg-config'), PATH: process.env.PATH ?? '/usr/bin:/bin'}
@@ -212,7 +245,7 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         () => stopCliDaemon(socketPathOf(undefined, env)),
-        async () => expect(await leftoverSandboxes(bwrapBefore, home), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, home), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })
@@ -221,7 +254,7 @@ export function reachingIn(backend: string): void {
       const secretDir = join(home, 'secret-dir')
       await mkdir(secretDir)
       await writeFile(join(secretDir, 'host-secret'), 'HOST\n')
-      const created = await cli(['sandbox', 'create', '--json'], secretDir)
+      const created = await cli(['sandbox', 'create', '--backend', backend, '--json'], secretDir)
       expect(created.exitCode, created.stderr).to.equal(0)
       const id = (JSON.parse(created.stdout) as {sandbox_id: string}).sandbox_id
 
@@ -230,7 +263,7 @@ export function reachingIn(backend: string): void {
       expect(inside.stderr).to.include('/proc/self/fd/200/host-secret: No such file or directory')
 
       const {pid: daemonPid} = await new DaemonClient(socketPathOf(undefined, env)).ping()
-      const sandboxes = await sandboxesOf(bwrapBefore, home)
+      const sandboxes = await sandboxesOf(sandboxesBefore, home)
       expect(sandboxes, 'the sandbox\'s bwrap processes').to.have.length.of.at.least(1)
       for (const pid of await withDescendants([daemonPid, ...sandboxes])) {
         const targets = await Promise.all((await readdir(`/proc/${pid}/fd`).catch(() => [])).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')))
@@ -245,7 +278,7 @@ export function reachingIn(backend: string): void {
       await mkdir(xdgGit, {recursive: true})
       for (const name of ['by-xdg-ignore.txt', 'by-xdg-config.txt', 'by-home-config.txt']) await writeFile(join(repo, name), 'S\n')
       const seen = async () => {
-        const ran = await cli(['exec', '--', 'ls', '-A'])
+        const ran = await cli(['exec', '--backend', backend, '--', 'ls', '-A'])
         expect(ran.exitCode, ran.stderr).to.equal(0)
         return ran.stdout.split('\n')
       }
@@ -263,7 +296,7 @@ export function reachingIn(backend: string): void {
   describe('the daemon and the host: connections to the egress proxy', () => {
     const dirs = tempDirs('cleanroom-reach-conn-')
     let dir = ''
-    let bwrapBefore = new Set<number>()
+    let sandboxesBefore = new Set<number>()
     let test: TestDaemon | undefined
     let flooder: SandboxUnderTest
     let neighbour: SandboxUnderTest
@@ -271,7 +304,7 @@ export function reachingIn(backend: string): void {
 
     before(async function () {
       this.timeout(30_000)
-      bwrapBefore = await bwrapPids()
+      sandboxesBefore = await sandboxPids()
       dir = await dirs.make()
       const workspace = join(dir, 'workspace')
       await mkdir(workspace)
@@ -290,7 +323,7 @@ export function reachingIn(backend: string): void {
       this.timeout(30_000)
       await allOf([
         async () => test?.daemon.close({shutdownSandboxes: true}),
-        async () => expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
+        async () => expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([]),
         () => dirs.cleanup(),
       ])
     })
@@ -312,7 +345,15 @@ export function reachingIn(backend: string): void {
       const ran = await flood
       expect(ran.exit_code, ran.stderr).to.equal(0)
       const counts = JSON.parse(ran.stdout) as {opened: number; stillOpen: number; closedByProxy: number}
-      expect(counts).to.deep.include({opened: 3000, stillOpen: CAP, closedByProxy: 3000 - CAP})
+      if (backend === 'gvisor') {
+        // A burst this size on a loaded machine can also see a few connections refused at connect inside
+        // gVisor (before the proxy sees them): still refused, and the cap holds for the ones that open.
+        const {opened, failed} = counts as typeof counts & {failed: number}
+        expect(opened + failed).to.equal(3000)
+        expect(counts).to.deep.include({stillOpen: CAP, closedByProxy: opened - CAP})
+      } else {
+        expect(counts).to.deep.include({opened: 3000, stillOpen: CAP, closedByProxy: 3000 - CAP})
+      }
       const noted = await limitLines()
       expect(noted, JSON.stringify(noted)).to.have.length(1)
       expect(noted[0]!.error).to.include(`limit of ${CAP} open connections`)

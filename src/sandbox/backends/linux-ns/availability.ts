@@ -1,10 +1,11 @@
 import {execFile} from 'node:child_process'
 import {constants} from 'node:fs'
-import {access, readFile, realpath, stat} from 'node:fs/promises'
-import {delimiter, isAbsolute, join} from 'node:path'
+import {realpath, stat} from 'node:fs/promises'
+import {isAbsolute} from 'node:path'
 import {promisify} from 'node:util'
 
 import type {LinuxNsSettings} from '../../../config/schema.js'
+import {findExecutable, readSysctl} from '../../../util/executable.js'
 import {findNsinit, type NsinitBinary} from './nsinit-binary.js'
 
 /** The programs a linux-ns sandbox is built with, found on this machine. */
@@ -80,23 +81,6 @@ async function userNamespaceProblem(): Promise<{problem: string; fix: string} | 
   return undefined
 }
 
-async function readSysctl(name: string): Promise<number | undefined> {
-  const text = await readFile(`/proc/sys/${name}`, 'utf8').catch(() => undefined)
-  if (text === undefined) return undefined
-  const value = Number.parseInt(text.trim(), 10)
-  return Number.isNaN(value) ? undefined : value
-}
-
-async function findExecutable(name: string): Promise<string | undefined> {
-  if (name.includes('/')) return (await isExecutable(name)) ? name : undefined
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
-    if (!isAbsolute(dir)) continue
-    const candidate = join(dir, name)
-    if (await isExecutable(candidate)) return candidate
-  }
-  return undefined
-}
-
 /** The first of `path`'s directories that others cannot search, or `path` itself if others cannot execute it. */
 async function closedToOthers(path: string): Promise<string | undefined> {
   const parts = path.split('/').filter(Boolean)
@@ -106,13 +90,6 @@ async function closedToOthers(path: string): Promise<string | undefined> {
     if ((mode & constants.S_IXOTH) === 0) return prefix
   }
   return undefined
-}
-
-async function isExecutable(path: string): Promise<boolean> {
-  return access(path, constants.X_OK).then(
-    () => true,
-    () => false,
-  )
 }
 
 async function versionOf(bwrap: string): Promise<string | undefined> {

@@ -3,8 +3,8 @@ import type {SandboxProcess} from '../../backend.js'
 import type {ExecRequest} from '../../types.js'
 import {execArgv, NSINIT_SETUP_FAILED} from './nsinit.js'
 import {spawnOnTerminal, spawnWithPipes, type StartedProcess} from './process.js'
-import {SANDBOX_PATH, SANDBOX_USER, WORKSPACE} from './rootfs.js'
-import {execTarget, type ImageWorkload, isSandboxAlive, type LinuxNsRuntime} from './runtime.js'
+import {WORKSPACE, workloadEnv} from '../../layout.js'
+import {execTarget, isSandboxAlive, type LinuxNsRuntime} from './runtime.js'
 
 const DEFAULT_SIZE = {cols: 80, rows: 24}
 
@@ -40,25 +40,6 @@ export async function startExec(nsinit: string, runtime: LinuxNsRuntime, request
         throw new CleanroomError('backend_failed', `could not run ${nsinit}: ${messageOf(error)}`, {cause: error})
       },
     ),
-  }
-}
-
-/**
- * The workload's environment: a login-like base, an image's own Env over it, TERM on a
- * terminal, then the request's own (which wins: the daemon's proxy settings are in it).
- */
-export function workloadEnv(request: ExecRequest, image?: ImageWorkload): Record<string, string> {
-  const user = image?.user ?? SANDBOX_USER.name
-  return {
-    PATH: SANDBOX_PATH,
-    HOME: SANDBOX_USER.home,
-    USER: user,
-    LOGNAME: user,
-    SHELL: SANDBOX_USER.shell,
-    LANG: 'C.UTF-8',
-    ...image?.env,
-    ...(request.tty ? {TERM: request.env.TERM ?? 'xterm-256color'} : {}),
-    ...request.env,
   }
 }
 

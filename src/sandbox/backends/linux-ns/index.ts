@@ -1,7 +1,5 @@
 import type {ChildProcess} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
 import type {Server} from 'node:net'
-import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import {DEFAULT_RESOURCES} from '../../../config/resources.js'
@@ -11,16 +9,15 @@ import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, San
 import type {SandboxResources} from '../../resources.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
-import {GIT_CONFIG_PATH, gitConfigHolds} from '../../git-config.js'
-import {readWorkspaceBase} from '../../../workspace/base.js'
-import {extractArchive, readArchive} from './archive.js'
+import {readWorkspaceLayers} from '../../workspace-view.js'
+import {extractArchive, readArchive} from '../../archive.js'
 import {probeMachine, type Toolchain} from './availability.js'
+import {LINUX_NS} from './descriptor.js'
 import {startExec} from './exec.js'
 import {releaseHostResources} from './host-resources.js'
 import {LinuxNsLimits} from './limits.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
-import {STATE_LAYOUT} from './rootfs.js'
 import {isRunning, isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
 import {killLaunchGroup, killSandbox, makeRemovable} from './terminate.js'
 import {hasWorkload, InitPoller} from './watch.js'
@@ -47,23 +44,7 @@ export class LinuxNsBackend implements SandboxBackend {
 
   capabilities(): Capabilities {
     const limits = this.limits.cgroups().ok
-    return {
-      'network.default_deny': true,
-      'network.allowlist_egress': true,
-      'sandbox.persistent': true,
-      'exec.tty': true,
-      'files.copy': true,
-      'dns_control_or_equivalent': true,
-      'images.oci': true,
-      'resources.cpu': limits,
-      'resources.memory': limits,
-      'resources.disk': limits,
-      'services.docker': false,
-      'policy.stages': false,
-      'policy.run_before': false,
-      'repository.checkout': false,
-      'expose.https': false,
-    }
+    return {...LINUX_NS.capabilities, 'resources.cpu': limits, 'resources.memory': limits, 'resources.disk': limits}
   }
 
   async availability(): Promise<Availability> {
@@ -98,16 +79,7 @@ export class LinuxNsBackend implements SandboxBackend {
   }
 
   async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
-    const state = parseRuntime(runtime).state_dir
-    // `upper` is the overlay's upper layer, made by cleanroom-nsinit.
-    const upper = join(state, 'upper')
-    const [hidden, gitConfig, base] = await Promise.all([
-      readFile(join(state, STATE_LAYOUT.whiteouts), 'utf8').then((text) => text.split('\0').filter(Boolean), () => []),
-      readFile(join(state, STATE_LAYOUT.gitConfig)).catch(() => undefined),
-      readWorkspaceBase(state),
-    ])
-    const untouched = gitConfig !== undefined && (await gitConfigHolds(upper, gitConfig))
-    return {upper, hidden, provided: untouched ? [GIT_CONFIG_PATH] : [], ...(base ? {base} : {})}
+    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
   }
 
   async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {

@@ -8,7 +8,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {CleanroomError} from '../../../errors/index.js'
 import {LaunchLog} from './launch-log.js'
 import {READY_FD, STATUS_FD} from './nsinit.js'
-import {SANDBOX_PATH} from './rootfs.js'
+import {SANDBOX_PATH} from '../../layout.js'
 import {mountNamespace, processFacts, processStatSync} from './runtime.js'
 
 const READY_TIMEOUT_MS = 10_000

@@ -1,18 +1,20 @@
 /*
- * cleanroom-nsinit: the launch helper of cleanroom's linux-ns sandbox backend.
+ * cleanroom-nsinit: the launch helper of cleanroom's linux-ns sandbox backend, also the
+ * gvisor backend's (create --keep-root) and the helper inside its sandboxes (guest.h).
  *
  *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
  *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
- *                  [--etc] [--git-config FILE] [--rootfs DIR] [--self-fd N] [--keep-fd N]...
- *                  [--seccomp-fd N] [--cgroup DIR]... -- PROGRAM [ARGS...]
+ *                  [--etc] [--git-config FILE] [--rootfs DIR] [--self-fd N] [--keep-root]
+ *                  [--keep-fd N]... [--seccomp-fd N] [--cgroup DIR]... -- PROGRAM [ARGS...]
  *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
  *                  [--uid 1000 --gid 1000] [--cwd DIR] [--cgroup DIR]... -- CMD [ARGS...]
  *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
  *   nsinit seccomp -- CMD [ARGS...]
  *   nsinit hold    READY_FD
+ *   nsinit init | run ... | forward ...    inside a gVisor sandbox: see guest.h
  *
  * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
- * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit nsinit.c seccomp.c   (glibc >= 2.36 for the mount API)
+ * Build: cc -O2 -Wall -Werror -o cleanroom-nsinit *.c   (glibc >= 2.36 for the mount API)
  *
  * Every mode first closes each fd above 2 it was not told to keep (create: --keep-fd;
  * listen: NODE_CHANNEL_FD): a descriptor the caller inherited from whoever started it
@@ -72,6 +74,10 @@
  *                       an image sandbox holds as its init's command (`/proc/self/fd/N hold`),
  *                       since an image may have no shell.  A copy, so that nothing in the
  *                       sandbox can reach the file on the host (as /proc/<pid>/exe would).
+ *   --keep-root         root mode: exec PROGRAM as root, without the drop to U:G (runsc,
+ *                       which starts the gVisor sandbox as U itself: a user namespace in
+ *                       its OCI spec maps the sandbox's root to U).  U:G still owns upper,
+ *                       home and tmp and is what the idmapped lower shows.
  *   --keep-fd N         leave fd N open for PROGRAM (bwrap's status fd, the ready fd).
  *   --seccomp-fd N      put the sandbox's seccomp program (seccomp.c) on fd N, for
  *                       `bwrap --seccomp N`.
@@ -136,11 +142,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "guest.h"
 #include "seccomp.h"
 
-#define SETUP_FAILED 125
-
-static void die(const char *step, ...) {
+void die(const char *step, ...) {
     int e = errno;
     va_list ap;
     fputs("nsinit: ", stderr);
@@ -152,7 +157,7 @@ static void die(const char *step, ...) {
 }
 
 /* A usage error: the caller (the daemon) passed something nsinit cannot use. */
-static void fail(const char *fmt, ...) {
+void fail(const char *fmt, ...) {
     va_list ap;
     fputs("nsinit: ", stderr);
     va_start(ap, fmt);
@@ -162,7 +167,7 @@ static void fail(const char *fmt, ...) {
     exit(SETUP_FAILED);
 }
 
-static long parse_number(const char *option, const char *value) {
+long parse_number(const char *option, const char *value) {
     char *end;
     errno = 0;
     long n = strtol(value, &end, 10);
@@ -197,6 +202,7 @@ static void make_state_dir(const char *state, const char *name, uid_t uid, gid_t
 }
 
 static void close_fds_between(unsigned first, unsigned last) {
+    if (last > INT_MAX) last = INT_MAX;                 /* no fd is higher; gVisor refuses a last above it */
     if (first > last) return;
     if (close_range(first, last, 0) == 0) return;
     if (errno != ENOSYS) die("close_range %u-%u", first, last);
@@ -211,7 +217,7 @@ static int compare_fds(const void *a, const void *b) {
 }
 
 /* Closes every fd above 2 but those in keep (which it sorts). */
-static void close_inherited_fds(int *keep, int count) {
+void close_inherited_fds(int *keep, int count) {
     unsigned next = 3;
     if (count > 0) qsort(keep, (size_t)count, sizeof *keep, compare_fds);
     for (int k = 0; k < count; k++) {
@@ -239,7 +245,7 @@ static void join_cgroups(const char **dirs, int count) {
 struct create_options {
     const char *repo, *state, *bind_state, *whiteout_file, *git_config, *rootfs;
     long uid, gid, map_uid, map_gid, self_fd;
-    int userns, etc;
+    int userns, etc, keep_root;
     const char **whiteouts;
     int whiteout_count;
     int *keep_fds;
@@ -562,6 +568,7 @@ static void create_root_mode(const struct create_options *o) {
     mount_etc(o);
     unmount_rootfs_lower(o);
     bind_state(o);
+    if (o->keep_root) return;
 
     if (setgroups(0, NULL) < 0) die("setgroups");
     if (setresgid(gid, gid, gid) < 0) die("setresgid %u", gid);
@@ -613,6 +620,7 @@ static int create_main(int argc, char **argv) {
         if (!strcmp(a, "--")) { i++; break; }
         if (!strcmp(a, "--userns")) { o.userns = 1; continue; }
         if (!strcmp(a, "--etc")) { o.etc = 1; continue; }
+        if (!strcmp(a, "--keep-root")) { o.keep_root = 1; continue; }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--repo")) o.repo = v;
@@ -752,7 +760,7 @@ static int outer_userns(int userfd, int *nested) {
 }
 
 /* The child was killed by sig: die of the same signal so the caller sees it (no core). */
-static int exit_like(int status) {
+int exit_like(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     int sig = WTERMSIG(status);
     struct rlimit no_core = {0, 0};
@@ -1023,6 +1031,9 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "hold")) return hold_main(argc - 1, argv + 1);
-    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ... | hold ...  (see the comment at the top of nsinit.c)\n", stderr);
+    if (argc >= 2 && !strcmp(argv[1], "init")) return guest_init_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "run")) return guest_run_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "forward")) return guest_forward_main(argc - 1, argv + 1);
+    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ... | hold ... | init | run ... | forward ...  (see nsinit.c and guest.h)\n", stderr);
     return SETUP_FAILED;
 }

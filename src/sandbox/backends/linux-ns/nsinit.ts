@@ -1,4 +1,4 @@
-import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, WORKSPACE, type RootfsMount} from './rootfs.js'
+import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, WORKSPACE, type RootfsMount} from '../../layout.js'
 
 /** The argv contract of nsinit.c (see the comment at its top), and of the bwrap it execs. */
 

@@ -1,10 +1,9 @@
 import type {ChildProcess} from 'node:child_process'
-import {mkdir, stat, writeFile} from 'node:fs/promises'
-import {isAbsolute, join} from 'node:path'
+import {mkdir} from 'node:fs/promises'
+import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
-import {redactedGitConfigOf} from '../../git-config.js'
 import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
 import {cgroupDirs} from './cgroups.js'
@@ -12,10 +11,11 @@ import {acquireHostResources, type LimitPlan, releaseHostResources} from './host
 import {launchInit} from './launch.js'
 import {planImage} from './image.js'
 import {createArgv} from './nsinit.js'
-import {imageRootfs, sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from './rootfs.js'
+import {imageRootfs, sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
+import {emptyWorkspace, requireDirectory, settleAll, writeRedactedGitConfig, writeWhiteouts} from '../../workspace-view.js'
 
 export interface ProvisionedSandbox {
   runtime: LinuxNsRuntime
@@ -89,43 +89,4 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     if (!root) await makeRemovable(state)
     throw error
   }
-}
-
-async function requireDirectory(path: string): Promise<void> {
-  const stats = isAbsolute(path) ? await stat(path).catch(() => undefined) : undefined
-  if (!stats?.isDirectory()) throw new CleanroomError('bad_request', `${path}: the workspace must be an existing directory given by its absolute path`)
-}
-
-async function emptyWorkspace(state: string): Promise<string> {
-  const dir = join(state, STATE_LAYOUT.emptyWorkspace)
-  await mkdir(dir, {mode: 0o755})
-  return dir
-}
-
-/** Writes the paths to hide, NUL-separated, for nsinit's --whiteout-file; none: no file. */
-async function writeWhiteouts(state: string, paths: string[]): Promise<string | undefined> {
-  if (paths.length === 0) return undefined
-  const file = join(state, STATE_LAYOUT.whiteouts)
-  await writeFile(file, paths.map((path) => `${path}\0`).join(''), {mode: 0o600})
-  return file
-}
-
-/** The redacted .git/config for nsinit --git-config, when the workspace's own holds something to redact. */
-async function writeRedactedGitConfig(state: string, workspace: string): Promise<string | undefined> {
-  const redacted = await redactedGitConfigOf(workspace)
-  if (redacted === undefined) return undefined
-  const file = join(state, STATE_LAYOUT.gitConfig)
-  await writeFile(file, redacted, {mode: 0o600})
-  return file
-}
-
-/**
- * Promise.all that waits for every step before rejecting: the caller removes the
- * state dir on failure, and no step may still be writing into it then.
- */
-async function settleAll<T extends readonly unknown[]>(steps: {[K in keyof T]: Promise<T[K]>}): Promise<T> {
-  const results = await Promise.allSettled(steps)
-  const failed = results.find((result) => result.status === 'rejected')
-  if (failed) throw failed.reason
-  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T
 }

@@ -21,7 +21,7 @@ export class InitPoller {
   private readonly watched = new Set<WatchedInit>()
   private timer: NodeJS.Timeout | undefined
 
-  watch(runtime: LinuxNsRuntime, onExit: (why: string) => void): () => void {
+  watch(runtime: Pick<LinuxNsRuntime, 'init_pid' | 'init_start_time'>, onExit: (why: string) => void): () => void {
     const entry: WatchedInit = {pid: runtime.init_pid, startTime: runtime.init_start_time, onExit}
     this.watched.add(entry)
     this.timer ??= setInterval(() => this.tick(), POLL_MS).unref()

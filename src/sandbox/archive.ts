@@ -2,9 +2,9 @@ import {posix} from 'node:path'
 import {PassThrough, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {CleanroomError, messageOf} from '../../../errors/index.js'
-import type {SandboxProcess} from '../../backend.js'
-import type {ExecRequest, ExitStatus} from '../../types.js'
+import {CleanroomError, messageOf} from '../errors/index.js'
+import type {SandboxProcess} from './backend.js'
+import type {ExecRequest, ExitStatus} from './types.js'
 
 /** Starts a process in one sandbox (the backend's exec, bound to its runtime). */
 export type RunInSandbox = (request: ExecRequest) => Promise<SandboxProcess>

@@ -1,6 +1,14 @@
 import {lstat, mkdir, readlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import type {ExecRequest} from './types.js'
+
+/*
+ * What a sandbox looks like from inside, whatever its backend: who runs in it, its
+ * root filesystem, the generated /etc files, the environment of its processes, and
+ * the names the backends use in its state dir.
+ */
+
 /** The unprivileged user every sandboxed process runs as. */
 export const SANDBOX_USER = {name: 'cleanroom', uid: 1000, gid: 1000, home: '/home/cleanroom', shell: '/bin/sh'} as const
 export const SANDBOX_HOSTNAME = 'cleanroom'
@@ -113,4 +121,23 @@ async function hostEntry(path: string): Promise<'directory' | 'symlink' | undefi
   if (!stats) return undefined
   if (stats.isSymbolicLink()) return 'symlink'
   return stats.isDirectory() ? 'directory' : undefined
+}
+
+/**
+ * The workload's environment: a login-like base, an image's own Env (and user) over it, TERM
+ * on a terminal, then the request's own (which wins: the daemon's proxy settings are in it).
+ */
+export function workloadEnv(request: ExecRequest, image?: {user: string; env: Record<string, string>}): Record<string, string> {
+  const user = image?.user ?? SANDBOX_USER.name
+  return {
+    PATH: SANDBOX_PATH,
+    HOME: SANDBOX_USER.home,
+    USER: user,
+    LOGNAME: user,
+    SHELL: SANDBOX_USER.shell,
+    LANG: 'C.UTF-8',
+    ...image?.env,
+    ...(request.tty ? {TERM: request.env.TERM ?? 'xterm-256color'} : {}),
+    ...request.env,
+  }
 }

@@ -1,0 +1,103 @@
+/**
+ * The backends side by side (bench/README.md): for each one the daemon can run here,
+ * a create (API call until ready), `cleanroom exec --sandbox-id ID -- true` into an
+ * existing sandbox, the same exec as an API call, and the RSS of each idle sandbox's
+ * host processes. A backend this machine cannot run is named and left out.
+ */
+import {readdir, readFile} from 'node:fs/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import type {DaemonClient} from '../src/client/client.js'
+import {BACKENDS, type BackendName, DEFAULT_RUNTIME_CONFIG} from '../src/config/schema.js'
+import {createBackends} from '../src/sandbox/backends/index.js'
+import {compare, type Comparison} from './harness.js'
+
+/** Idle sandboxes per backend for the memory figure. */
+const IDLE_SANDBOXES = 10
+
+export interface BackendBench {
+  create: Comparison
+  exec: Comparison
+  execApi: Comparison
+  /** KiB of RSS per idle sandbox, by backend. */
+  rssPerSandboxKib: Record<string, number>
+  /** Backends this machine cannot run, with the reason. */
+  unavailable: Record<string, string>
+}
+
+export async function backendComparisons(options: {client: DaemonClient; repo: string; runs: number; cli: (...args: string[]) => () => Promise<void>}): Promise<BackendBench> {
+  const {client, repo, runs, cli} = options
+  const backends = createBackends(DEFAULT_RUNTIME_CONFIG)
+  const usable: BackendName[] = []
+  const unavailable: Record<string, string> = {}
+  for (const name of BACKENDS) {
+    const availability = await backends.get(name)!.availability()
+    if (availability.ok) usable.push(name)
+    else unavailable[name] = availability.problem ?? 'unavailable'
+  }
+
+  const created: string[] = []
+  const kept = new Map<BackendName, string>()
+  const rssPerSandboxKib: Record<string, number> = {}
+  try {
+    const create = await compare(
+      'backends: create a sandbox (API call until ready)',
+      usable.map((backend) => ({name: `POST /v1/sandboxes, ${backend}`, run: async () => void created.push((await client.createSandbox({repository: repo, backend})).sandbox_id)})),
+      {runs},
+    )
+    for (const id of created.splice(0)) await client.removeSandbox(id)
+
+    for (const backend of usable) kept.set(backend, (await client.createSandbox({repository: repo, backend})).sandbox_id)
+    const exec = await compare(
+      'backends: cleanroom exec --sandbox-id ID -- true into an existing sandbox',
+      usable.map((backend) => ({name: `exec -- true, ${backend}`, run: cli('exec', '--sandbox-id', kept.get(backend)!, '--', 'true')})),
+      {runs},
+    )
+    const execApi = await compare(
+      'backends: exec `true` in an existing sandbox (API call until exit)',
+      usable.map((backend) => ({name: `POST /v1/sandboxes/ID/run, ${backend}`, run: async () => void (await client.run(kept.get(backend)!, {argv: ['true'], env: {}}))})),
+      {runs},
+    )
+
+    for (const backend of usable) {
+      const before = await sandboxRss(backend)
+      const idle: string[] = []
+      for (let i = 0; i < IDLE_SANDBOXES; i++) idle.push((await client.createSandbox({repository: repo, backend})).sandbox_id)
+      await sleep(500)
+      rssPerSandboxKib[backend] = ((await sandboxRss(backend)) - before) / IDLE_SANDBOXES
+      for (const id of idle) await client.removeSandbox(id)
+    }
+    return {create, exec, execApi, rssPerSandboxKib, unavailable}
+  } finally {
+    for (const id of [...created, ...kept.values()]) await client.removeSandbox(id).catch(() => undefined)
+  }
+}
+
+/**
+ * KiB of RSS of every host process a backend's sandboxes run, machine-wide: bwrap and
+ * what runs below it (linux-ns), runsc and its gVisor kernel, gofer and systrap stubs
+ * (gvisor). Measured as a difference, so other sandboxes on the machine cancel out
+ * as long as they stay put while it runs.
+ */
+async function sandboxRss(backend: BackendName): Promise<number> {
+  const parents = new Map<number, number>()
+  const names = new Map<number, string>()
+  const rss = new Map<number, number>()
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    parents.set(Number(entry), Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0))
+    names.set(Number(entry), (cmdline.split('\0')[0] ?? '').split('/').at(-1) ?? '')
+    rss.set(Number(entry), Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0))
+  }
+  const roots = backend === 'gvisor' ? new Set(['runsc']) : new Set(['bwrap'])
+  const isSandbox = (pid: number): boolean => {
+    for (let current: number | undefined = pid; current !== undefined && current > 1; current = parents.get(current)) if (roots.has(names.get(current) ?? '')) return true
+    return false
+  }
+  let total = 0
+  for (const pid of parents.keys()) if (isSandbox(pid)) total += rss.get(pid) ?? 0
+  return total
+}
+

@@ -1,0 +1,115 @@
+import {copyFile, mkdir, symlink, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {type RootfsMount, SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER} from '../../layout.js'
+
+/** Names in the state dir the gvisor backend adds to the shared ones (STATE_LAYOUT). */
+export const GVISOR_STATE = {
+  /** The OCI bundle: config.json. */
+  bundle: 'bundle',
+  /** The sandbox's root: read-only, holding only mount points and the merged-usr symlinks. */
+  rootfs: 'rootfs',
+  /** A copy of cleanroom-nsinit, bound read-only at GUEST.bin. */
+  bin: 'bin',
+} as const
+
+/** Where the sandbox sees cleanroom's own parts. */
+export const GUEST = {
+  bin: '/run/cleanroom/bin',
+  nsinit: '/run/cleanroom/bin/cleanroom-nsinit',
+  /** The daemon's egress sockets (`<port>.sock`), reachable by the sandbox's root only. */
+  egress: '/run/cleanroom/egress',
+} as const
+
+/** The descriptors every process of a sandbox may hold (the daemon's own limit, not the host's). */
+const OPEN_FILES = 65_536
+
+export interface BundlePlan {
+  /** The state dir as runsc and the gofer see it: nsinit binds it there (--bind-state). */
+  stateView: string
+  /** The egress socket directory on the host. */
+  egressDir: string
+  rootfs: RootfsMount[]
+  /** The sandbox's root (its kernel, gofer, init and forwarders) on the host. */
+  hostUid: number
+  /** The sandbox user (1000) on the host: the owner of the workload's files. */
+  filesUid: number
+}
+
+/** A process as an OCI spec (and `runsc exec --process`) says it: no capabilities, no_new_privs. */
+export function processSpec(options: {uid: number; args: string[]; env: Record<string, string>}): Record<string, unknown> {
+  const none: string[] = []
+  return {
+    user: {uid: options.uid, gid: options.uid, additionalGids: []},
+    args: options.args,
+    env: Object.entries(options.env).map(([name, value]) => `${name}=${value}`),
+    cwd: '/',
+    noNewPrivileges: true,
+    capabilities: {bounding: none, effective: none, inheritable: none, permitted: none, ambient: none},
+    rlimits: [{type: 'RLIMIT_NOFILE', hard: OPEN_FILES, soft: OPEN_FILES}],
+  }
+}
+
+/**
+ * Writes `<state>/bundle/config.json`, the sandbox's root dir and its copy of nsinit.
+ * The spec: the init is `nsinit init` as the sandbox's root; the root filesystem is
+ * the shared layout (the host's /usr read-only, the generated /etc, /workspace, home
+ * and /tmp from the state dir); new pid, network (loopback only), ipc, uts, mount and
+ * user namespaces, the user namespace mapping the sandbox's root to `hostUid` and the
+ * sandbox user to `filesUid`, and nothing else: every other host uid shows as nobody.
+ */
+export async function writeBundle(state: string, nsinit: string, plan: BundlePlan): Promise<void> {
+  const root = join(state, GVISOR_STATE.rootfs)
+  await Promise.all([mkdir(join(state, GVISOR_STATE.bundle), {mode: 0o755}), mkdir(root, {mode: 0o755}), mkdir(join(state, GVISOR_STATE.bin), {mode: 0o755})])
+  await copyFile(nsinit, join(state, GVISOR_STATE.bin, 'cleanroom-nsinit'))
+  const mounts: Record<string, unknown>[] = []
+  const mountPoints: string[] = [GUEST.bin, GUEST.egress]
+  for (const mount of plan.rootfs) {
+    if (mount.kind === 'symlink') {
+      await symlink(mount.linkTarget, join(root, mount.target))
+      continue
+    }
+    mountPoints.push(mount.target)
+    mounts.push(ociMount(mount))
+  }
+  await Promise.all(mountPoints.map((point) => mkdir(join(root, point), {recursive: true, mode: 0o755})))
+  mounts.push(
+    {destination: GUEST.bin, type: 'bind', source: `${plan.stateView}/${GVISOR_STATE.bin}`, options: ['rbind', 'ro']},
+    {destination: GUEST.egress, type: 'bind', source: plan.egressDir, options: ['rbind', 'ro']},
+  )
+  const ids = (hostUid: number, filesUid: number) => [
+    {containerID: 0, hostID: hostUid, size: 1},
+    {containerID: SANDBOX_USER.uid, hostID: filesUid, size: 1},
+  ]
+  const spec = {
+    ociVersion: '1.0.2',
+    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init'], env: {PATH: SANDBOX_PATH}}),
+    root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: true},
+    hostname: SANDBOX_HOSTNAME,
+    mounts,
+    linux: {
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({type})),
+      uidMappings: ids(plan.hostUid, plan.filesUid),
+      gidMappings: ids(plan.hostUid, plan.filesUid),
+    },
+  }
+  await writeFile(join(state, GVISOR_STATE.bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, {mode: 0o600})
+}
+
+function ociMount(mount: Exclude<RootfsMount, {kind: 'symlink'}>): Record<string, unknown> {
+  switch (mount.kind) {
+    case 'ro-bind': {
+      return {destination: mount.target, type: 'bind', source: mount.source, options: ['rbind', 'ro']}
+    }
+    case 'bind': {
+      return {destination: mount.target, type: 'bind', source: mount.source, options: ['rbind', 'rw']}
+    }
+    case 'proc': {
+      return {destination: mount.target, type: 'proc', source: 'proc'}
+    }
+    case 'dev': {
+      // gVisor's own /dev: null, zero, full, random, urandom, tty, ptmx and pts.
+      return {destination: mount.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755']}
+    }
+  }
+}

@@ -1,0 +1,145 @@
+import type {ChildProcess} from 'node:child_process'
+import type {Server} from 'node:net'
+import type {Readable} from 'node:stream'
+
+import type {BackendName, GvisorSettings} from '../../../config/schema.js'
+import {CleanroomError} from '../../../errors/index.js'
+import {extractArchive, readArchive} from '../../archive.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
+import type {Capabilities, ExecRequest} from '../../types.js'
+import {readWorkspaceLayers} from '../../workspace-view.js'
+import {probeMachine, type Toolchain} from './availability.js'
+import {GVISOR} from './descriptor.js'
+import {startExec} from './exec.js'
+import {listenInside} from './listen.js'
+import {provisionSandbox} from './provision.js'
+import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
+import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
+import {killSandbox} from './terminate.js'
+import {releaseHostUid} from '../linux-ns/uids.js'
+import {InitPoller} from '../linux-ns/watch.js'
+import {requireCapabilities} from '../../capabilities.js'
+
+export type {GvisorRuntime} from './runtime.js'
+
+/**
+ * Sandboxes with gVisor's user-space kernel between the workload and the host: nsinit
+ * builds the workspace overlay in a private mount namespace and becomes `runsc run`;
+ * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
+ */
+export class GvisorBackend implements SandboxBackend {
+  readonly name: BackendName = 'gvisor'
+  /** The `runsc run` of each sandbox this process started, to reap at terminate. */
+  private readonly children = new Map<string, ChildProcess>()
+  private toolchain?: Promise<Toolchain>
+  private readonly poller = new InitPoller()
+
+  constructor(private readonly settings: GvisorSettings) {}
+
+  capabilities(): Capabilities {
+    return {...GVISOR.capabilities}
+  }
+
+  async availability(): Promise<Availability> {
+    const probe = await probeMachine(this.settings)
+    if (!probe.ok) return {ok: false, problem: probe.problem, fix: probe.fix}
+    return {ok: true, version: `${probe.runscVersion}, platform ${probe.platform}; cleanroom-nsinit ${probe.nsinitOrigin}: ${probe.nsinit}`}
+  }
+
+  async provision(request: ProvisionRequest): Promise<BackendRuntime> {
+    // Also when called without the daemon's check: never run a policy with less than it needs.
+    requireCapabilities(this.name, request.policy, this.capabilities())
+    const {runtime, child} = await provisionSandbox(await this.tools(), request)
+    const key = childKey(runtime)
+    this.children.set(key, child)
+    child.once('exit', () => this.children.delete(key))
+    return {...runtime}
+  }
+
+  async isAlive(runtime: BackendRuntime): Promise<boolean> {
+    return isSandboxAlive(parseRuntime(runtime))
+  }
+
+  async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
+    return startExec((await this.tools()).runsc, parseRuntime(runtime), request)
+  }
+
+  async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
+    return listenInside((await this.tools()).runsc, parseRuntime(runtime), port)
+  }
+
+  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
+    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
+  }
+
+  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
+    await extractArchive((request) => this.exec(runtime, request), archive, destination)
+  }
+
+  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
+    return readArchive((request) => this.exec(runtime, request), path)
+  }
+
+  async terminate(runtime: BackendRuntime): Promise<void> {
+    const sandbox = parseRuntime(runtime)
+    // A sandbox is ended by pid even when runsc itself cannot be found any more.
+    await killSandbox(await this.runsc(), sandbox, this.children.get(childKey(sandbox)))
+    await releaseHostUid(sandbox.host_uid, sandbox.state_dir)
+  }
+
+  async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
+    const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    await reclaimSandbox(await this.runsc(), stateDir, sandbox, sandbox && this.children.get(childKey(sandbox)))
+  }
+
+  /** Our own launches end with `runsc run`, our child: its exit says so at once. Adopted ones are polled. */
+  watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void {
+    const sandbox = parseRuntime(runtime)
+    const child = this.children.get(childKey(sandbox))
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      return this.poller.watch({init_pid: sandbox.launcher_pid, init_start_time: sandbox.launcher_start_time}, onExit)
+    }
+    const listener = (code: number | null, signal: NodeJS.Signals | null) => {
+      onExit(`its init process exited (the sandbox's runsc ended with ${signal ? `signal ${signal}` : `exit code ${code}`})`)
+    }
+    child.once('exit', listener)
+    return () => child.off('exit', listener)
+  }
+
+  /** Run dirs left by sandboxes that are gone; their uids are the registry's sweep (linux-ns, machine-wide). */
+  async reclaimLeftovers(): Promise<void> {
+    await sweepRunDirs(await this.runsc())
+  }
+
+  async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
+    return hasWorkload(await this.runsc(), parseRuntime(runtime))
+  }
+
+  /** A sandbox is ended by pid even when runsc itself cannot be found any more. */
+  private async runsc(): Promise<string> {
+    return (await this.tools().catch(() => undefined))?.runsc ?? this.settings.runsc_path
+  }
+
+  /** The machine's runsc and nsinit, probed once they are found; until then, every call says what is missing. */
+  private async tools(): Promise<Toolchain> {
+    this.toolchain ??= probeMachine(this.settings).then((probe) => {
+      if (probe.ok) return probe
+      this.toolchain = undefined
+      throw new CleanroomError('backend_unavailable', `the gvisor backend cannot run on this machine: ${probe.problem}`, {suggestions: [probe.fix]})
+    })
+    return this.toolchain
+  }
+}
+
+/** A runtime record too broken to use: the launch record in the state dir is then all there is to go on. */
+function parseRuntimeOrUndefined(runtime: BackendRuntime): GvisorRuntime | undefined {
+  try {
+    return parseRuntime(runtime)
+  } catch {
+    return undefined
+  }
+}
+
+function childKey(runtime: GvisorRuntime): string {
+  return `${runtime.launcher_pid}:${runtime.launcher_start_time}`
+}

@@ -1,0 +1,129 @@
+import type {ChildProcess} from 'node:child_process'
+import {writeFileSync} from 'node:fs'
+import {open, readdir, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import type {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {CleanroomError} from '../../../errors/index.js'
+import {LAUNCH_RECORD, type LaunchRecord} from '../linux-ns/launch.js'
+import {processFacts, processStatSync} from '../linux-ns/runtime.js'
+import {spawnRunsc} from './runsc.js'
+
+/** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
+const READY_TIMEOUT_MS = 30_000
+const LOG_LINES_IN_ERRORS = 20
+const KILL_WAIT_MS = 2000
+
+/** `<state>/launch.json` (the record linux-ns writes too) and the run dir: what a later daemon needs to undo a launch it did not see finish. */
+export interface GvisorLaunchRecord extends LaunchRecord {
+  run_dir: string
+}
+
+/** The host processes of a sandbox that said it runs. */
+export interface LaunchedSandbox {
+  /** `runsc run` (nsinit became it): our child, to be reaped at terminate. */
+  child: ChildProcess
+  launcher: {pid: number; startTime: number}
+  sandbox: {pid: number; startTime: number}
+  gofer: {pid: number; startTime: number}
+}
+
+/**
+ * Starts `nsinit create … -- runsc … run` detached (a daemon restart must not touch
+ * it), stderr to `logPath`, and waits for the "ready" line the sandbox's init writes
+ * on its stdout, which runsc run hands it. On any failure the launch's process group
+ * is killed and the error carries what the helper and runsc said.
+ */
+export async function launchSandbox(nsinit: string, argv: string[], logPath: string, stateDir: string, runDir: string): Promise<LaunchedSandbox> {
+  const log = await open(logPath, 'a', 0o600)
+  let child: ChildProcess
+  try {
+    child = spawnRunsc(nsinit, argv, ['ignore', 'pipe', log.fd])
+  } finally {
+    await log.close()
+  }
+  const stdout = child.stdout as Readable
+  try {
+    recordLaunch(stateDir, runDir, child)
+    const said = await firstLine(stdout, child)
+    if (said !== 'ready') throw new Error(said === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${said}`)
+    const launcher = await processFacts(child.pid ?? -1)
+    const started = await runscChildren(child.pid ?? -1)
+    if (!launcher || !started.sandbox || !started.gofer) throw new Error('the sandbox exited right after it was ready')
+    stdout.destroy()
+    child.unref()
+    return {child, launcher: {pid: child.pid!, startTime: launcher.startTime}, sandbox: started.sandbox, gofer: started.gofer}
+  } catch (error) {
+    stdout.destroy()
+    await killLaunch(child)
+    const said = await logTail(logPath)
+    const why = error instanceof Error ? error.message : String(error)
+    throw new CleanroomError('backend_failed', `could not start the gVisor sandbox: ${why}${said ? `\n${said}` : ''}`, {cause: error, details: {log: said}})
+  }
+}
+
+/** Written at once after the spawn, with nothing awaited in between: a daemon killed at any later moment leaves it behind. */
+function recordLaunch(stateDir: string, runDir: string, child: ChildProcess): void {
+  if (child.pid === undefined) return
+  const leader = processStatSync(child.pid)
+  if (leader === undefined) throw new Error('the launch helper is gone right after it was started')
+  const record: GvisorLaunchRecord = {pgid: child.pid, start_time: leader.startTime, run_dir: runDir}
+  writeFileSync(join(stateDir, LAUNCH_RECORD), `${JSON.stringify(record)}\n`, {mode: 0o600})
+}
+
+/** The first line the sandbox writes, within the timeout; undefined when it ends first. */
+function firstLine(stream: Readable, child: ChildProcess): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    let text = ''
+    const timer = setTimeout(() => reject(new Error(`the sandbox was not ready after ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS)
+    const done = (line: string | undefined) => {
+      clearTimeout(timer)
+      stream.off('data', onData)
+      resolve(line)
+    }
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('utf8')
+      const end = text.indexOf('\n')
+      if (end !== -1) done(text.slice(0, end))
+    }
+    stream.on('data', onData)
+    stream.once('end', () => done(undefined))
+    child.once('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
+
+/** runsc run's two children: the gVisor kernel (runsc-sandbox) and the gofer. */
+async function runscChildren(launcher: number): Promise<{sandbox?: {pid: number; startTime: number}; gofer?: {pid: number; startTime: number}}> {
+  const found: {sandbox?: {pid: number; startTime: number}; gofer?: {pid: number; startTime: number}} = {}
+  const tasks = await readdir(`/proc/${launcher}/task`).catch(() => [])
+  const children = (await Promise.all(tasks.map((task) => readFile(`/proc/${launcher}/task/${task}/children`, 'utf8').catch(() => '')))).join(' ')
+  for (const pid of children.split(/\s+/).filter(Boolean).map(Number)) {
+    const [name, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
+    if (!facts) continue
+    if (name === 'runsc-sandbox') found.sandbox = {pid, startTime: facts.startTime}
+    if (name === 'runsc-gofer') found.gofer = {pid, startTime: facts.startTime}
+  }
+  return found
+}
+
+/** Kills the whole launch (its process group: nsinit, then runsc and what it started) and reaps it. */
+async function killLaunch(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined) return
+  const running = child.exitCode === null && child.signalCode === null
+  const exited = running ? new Promise((resolve) => child.once('exit', resolve)) : Promise.resolve()
+  try {
+    process.kill(-child.pid, 'SIGKILL')
+  } catch {
+    // the group is gone already
+  }
+  await Promise.race([exited, sleep(KILL_WAIT_MS)])
+}
+
+async function logTail(logPath: string): Promise<string> {
+  const text = await readFile(logPath, 'utf8').catch(() => '')
+  return text.trim().split('\n').slice(-LOG_LINES_IN_ERRORS).join('\n')
+}

@@ -1,0 +1,107 @@
+import type {ChildProcess} from 'node:child_process'
+import {chmod, chown, mkdir, rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import type {ProvisionRequest} from '../../backend.js'
+import {listIgnored} from '../../ignored.js'
+import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
+import {emptyWorkspace, requireDirectory, settleAll, writeRedactedGitConfig, writeWhiteouts} from '../../workspace-view.js'
+import {recordWorkspaceBase} from '../../../workspace/base.js'
+import {STATE_MOUNT_POINT} from '../linux-ns/availability.js'
+import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
+import type {Toolchain} from './availability.js'
+import {GVISOR_STATE, writeBundle} from './bundle.js'
+import {launchSandbox} from './launch.js'
+import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
+import type {GvisorRuntime} from './runtime.js'
+
+/** Where each sandbox's run dir is made: short, so the unix sockets in it stay within 107 bytes. */
+export const RUN_ROOT = '/run/cleanroom-gvisor'
+
+/**
+ * The workload's files belong to the sandbox's uid plus this: past the range sandbox
+ * uids are claimed from, so no other sandbox's uid is ever the owner of this one's files.
+ */
+export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
+
+export interface ProvisionedSandbox {
+  runtime: GvisorRuntime
+  /** `runsc run`, our child until it exits. */
+  child: ChildProcess
+}
+
+/**
+ * Builds a sandbox: a host uid U of its own, the generated /etc files, the whiteouts
+ * for what git ignores, the OCI bundle, then nsinit create (the workspace overlay, in
+ * a private mount namespace) becoming `runsc run`, which starts the gVisor kernel and
+ * gofer as U and the sandbox's init inside.
+ */
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
+  const workspace = request.workspaceSource
+  if (workspace !== null) await requireDirectory(workspace)
+
+  const state = request.stateDir
+  const runDir = join(RUN_ROOT, request.sandboxId)
+  await mkdir(state, {recursive: true, mode: 0o700})
+  let claimed: number | undefined
+  try {
+    // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
+    // the sandbox sees, the run dir and the root filesystem plan are made.
+    const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
+      claimHostUid(request.sandboxId, state).then((uid) => (claimed = uid)),
+      writeGeneratedEtc(state),
+      workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
+      workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
+      sandboxRootfs(STATE_MOUNT_POINT),
+      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
+      mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => mkdir(join(runDir, 'egress'), {recursive: true, mode: 0o700})),
+    ] as const)
+    const filesUid = hostUid + FILES_UID_OFFSET
+    const egressDir = join(runDir, 'egress')
+    // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
+    await chown(runDir, 0, hostUid)
+    await chmod(runDir, 0o710)
+    await chown(egressDir, hostUid, hostUid)
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid})
+    const lower = workspace ?? (await emptyWorkspace(state))
+    const whiteoutFile = await writeWhiteouts(state, hidden)
+    const argv = [
+      'create', '--repo', lower, '--state', state, '--bind-state', STATE_MOUNT_POINT, '--etc', '--keep-root',
+      '--uid', String(filesUid), '--gid', String(filesUid),
+      ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
+      ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
+      '--', tools.runsc, ...runscFlags(runDir, tools), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
+    ]
+    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
+    return {
+      child: launched.child,
+      runtime: {
+        state_dir: state,
+        run_dir: runDir,
+        host_uid: hostUid,
+        files_uid: filesUid,
+        launcher_pid: launched.launcher.pid,
+        launcher_start_time: launched.launcher.startTime,
+        sandbox_pid: launched.sandbox.pid,
+        sandbox_start_time: launched.sandbox.startTime,
+        gofer_pid: launched.gofer.pid,
+        gofer_start_time: launched.gofer.startTime,
+      },
+    }
+  } catch (error) {
+    // A launch cut short may leave runsc's record of the container; the caller removes the state dir.
+    await runscCommand(tools.runsc, [...rootFlags({run_dir: runDir}), 'delete', '--force', CONTAINER_ID])
+    await rm(runDir, {recursive: true, force: true})
+    if (claimed !== undefined) await releaseHostUid(claimed, state).catch(() => undefined)
+    throw error
+  }
+}
+
+/**
+ * runsc's flags for a sandbox: its own root; no network but loopback, and host unix
+ * sockets it may connect to through its mounts (the egress sockets); the configured
+ * platform; no cgroups of runsc's own; no overlay of runsc's own over the read-only root.
+ */
+function runscFlags(runDir: string, tools: Toolchain): string[] {
+  return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${tools.platform}`, '--ignore-cgroups', '--overlay2=none']
+}

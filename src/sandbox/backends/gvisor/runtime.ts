@@ -1,0 +1,54 @@
+import {CleanroomError} from '../../../errors/index.js'
+import type {BackendRuntime} from '../../backend.js'
+import {isRunning, processFacts} from '../linux-ns/runtime.js'
+
+/** What the daemon records (SandboxRecord.runtime) to reach a gvisor sandbox again, also after a restart. */
+export interface GvisorRuntime {
+  state_dir: string
+  /** `/run/cleanroom-gvisor/<id>`: runsc's root for the sandbox, and the egress sockets. */
+  run_dir: string
+  /** The host uid (= gid) the sandbox's gVisor kernel and gofer run as: the sandbox's root maps to it. */
+  host_uid: number
+  /** The host uid (= gid) of the workload's files: the sandbox user (1000) maps to it. */
+  files_uid: number
+  /** `runsc run` (nsinit became it): it waits for the sandbox and removes its container when it ends. */
+  launcher_pid: number
+  launcher_start_time: number
+  /** runsc-sandbox, the gVisor kernel (Sentry), and runsc-gofer, which serves it the host's files. */
+  sandbox_pid: number
+  sandbox_start_time: number
+  gofer_pid: number
+  gofer_start_time: number
+}
+
+const COUNTS = ['host_uid', 'files_uid', 'launcher_pid', 'launcher_start_time', 'sandbox_pid', 'sandbox_start_time', 'gofer_pid', 'gofer_start_time'] as const
+
+/** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
+export function parseRuntime(record: BackendRuntime): GvisorRuntime {
+  const broken = COUNTS.some((key) => !isCount(record[key])) || typeof record.state_dir !== 'string' || typeof record.run_dir !== 'string'
+  if (broken) throw new CleanroomError('sandbox_failed', 'the gvisor runtime record of this sandbox is incomplete or corrupt')
+  return record as unknown as GvisorRuntime
+}
+
+/** The host processes of a sandbox, as pid and start time (never a recycled pid). */
+export function sandboxProcesses(runtime: GvisorRuntime): Array<{pid: number; startTime: number}> {
+  return [
+    {pid: runtime.sandbox_pid, startTime: runtime.sandbox_start_time},
+    {pid: runtime.gofer_pid, startTime: runtime.gofer_start_time},
+    {pid: runtime.launcher_pid, startTime: runtime.launcher_start_time},
+  ]
+}
+
+/**
+ * The sandbox runs: its launcher and its gVisor kernel are the processes recorded
+ * (same pid, start time, not zombies nor killed), and the kernel runs as the sandbox's uid.
+ */
+export async function isSandboxAlive(runtime: GvisorRuntime): Promise<boolean> {
+  const [kernel, launcherRuns] = await Promise.all([processFacts(runtime.sandbox_pid), isRunning(runtime.launcher_pid, runtime.launcher_start_time)])
+  if (!kernel || !launcherRuns || kernel.state === 'Z' || kernel.dying || kernel.startTime !== runtime.sandbox_start_time) return false
+  return kernel.uid === runtime.host_uid
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}

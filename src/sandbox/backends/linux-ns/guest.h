@@ -1,0 +1,28 @@
+/*
+ * The modes of cleanroom-nsinit that run INSIDE a gVisor sandbox (src/sandbox/backends/gvisor/).
+ * The daemon binds a copy of the static helper into the sandbox and starts each mode with
+ * `runsc exec --process`, whose process spec sets the user, no capabilities and no_new_privs:
+ *
+ *   nsinit init                 the sandbox's pid 1 (guest-init.c)
+ *   nsinit run ...              one command of an exec, on pipes or a terminal (guest-run.c)
+ *   nsinit forward ...          the egress proxy's port on the sandbox's loopback (guest-forward.c)
+ *
+ * They share nsinit.c's error conventions: "nsinit: <step>: <error>" on stderr, exit 125.
+ */
+#ifndef CLEANROOM_GUEST_H
+#define CLEANROOM_GUEST_H
+
+#define SETUP_FAILED 125
+
+/* nsinit.c */
+void die(const char *step, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+long parse_number(const char *option, const char *value);
+void close_inherited_fds(int *keep, int count);
+int exit_like(int status);
+
+int guest_init_main(int argc, char **argv);
+int guest_run_main(int argc, char **argv);
+int guest_forward_main(int argc, char **argv);
+
+#endif
