@@ -13,7 +13,7 @@ import {fileURLToPath} from 'node:url'
 
 import {DaemonClient} from '../src/client/client.js'
 import {DEFAULT_POLICY} from '../src/policy/compile.js'
-import {agentComparison} from './agent.js'
+import {agentComparisons} from './agent.js'
 import {backendComparisons} from './backends.js'
 import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
@@ -238,7 +238,15 @@ async function main(): Promise<void> {
     for (const [name, problem] of Object.entries(backends.unavailable)) console.log(`backend ${name} left out: ${problem}`)
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
-    report(await agentComparison({env, repo, runs: Math.min(RUNS, 10)}))
+    const agent = await agentComparisons({env, repo, runs: Math.min(RUNS, 10)})
+    report(agent.newSandbox)
+    report(agent.keptSandbox)
+    const beyond = (agent.disk.beyond_agent_writes_kib ?? Number.NaN) / 1024
+    measurements.push({
+      title: 'disk of a new agent sandbox after gemini --version (KiB)',
+      values: agent.disk,
+      goal: {description: `< 5 MiB beyond what the agent writes (measured ${beyond.toFixed(2)} MiB)`, met: beyond < 5},
+    })
 
     // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
     report(await imageComparison({runs: Math.min(RUNS, 10)}))

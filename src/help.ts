@@ -1,8 +1,49 @@
-import {Help, type Command, type Interfaces} from '@oclif/core'
+import {type Command, CommandHelp, Help, type Interfaces} from '@oclif/core'
 
 import {loadAgentRegistry} from './agents/load.js'
 import {listEntries, renderAgentSummary} from './agents/render.js'
 import {messageOf} from './errors/index.js'
+
+type HelpCommand = Command.Loadable & {usageTail?: string}
+
+/**
+ * A command's help with two things oclif gets wrong for us: the USAGE line of a
+ * command that passes words on ends with them (`exec … -- CMD...`, `agent … NAME
+ * [AGENT ARGS...]`) instead of listing them before the flags, and help reached
+ * through an alias (`create`) names the command's other names, not itself.
+ */
+class CleanroomCommandHelp extends CommandHelp {
+  protected override defaultUsage(): string {
+    const {usageTail} = this.command as HelpCommand
+    if (usageTail === undefined) return super.defaultUsage()
+    // The flags as oclif writes them, then the words that follow them.
+    const flagsOnly = new CleanroomCommandHelp({...this.command, args: {}, usageTail: undefined} as HelpCommand, this.config, this.opts)
+    return `${flagsOnly.defaultUsage()} ${usageTail}`
+  }
+
+  protected override aliases(aliases: string[] | undefined): string | undefined {
+    const {id} = this.command
+    // oclif lists an alias's command under the alias's own id: name the command it stands for instead.
+    const canonical = this.config.commands.find((command) => command.id !== id && command.aliases.includes(id))
+    const names = [...(canonical ? [canonical.id] : []), ...(aliases ?? []).filter((alias) => alias !== id)]
+    return super.aliases(names.map((name) => name.replaceAll(':', ' ')))
+  }
+}
+
+/**
+ * `--backend` offers every backend a runtime config may name; its help says which
+ * this build cannot run yet, from the backend registry, so the text changes by
+ * itself when a backend is added. Loaded here only: commands do not pay for it.
+ */
+async function withBackendAvailability(command: Command.Loadable): Promise<Command.Loadable> {
+  const backend = command.flags.backend
+  if (backend === undefined) return command
+  const {unimplementedBackends} = await import('./sandbox/backends/implemented.js')
+  const missing = unimplementedBackends()
+  if (missing.length === 0) return command
+  const summary = `${backend.summary ?? ''} (${missing.join(', ')}: not available yet)`.trim()
+  return {...command, flags: {...command.flags, backend: {...backend, summary}}}
+}
 
 /**
  * oclif's help, plus the list of agents under `cleanroom agent --help`: the
@@ -10,8 +51,10 @@ import {messageOf} from './errors/index.js'
  * can name them.
  */
 export default class CleanroomHelp extends Help {
+  protected override CommandHelpClass = CleanroomCommandHelp
+
   override async showCommandHelp(command: Command.Loadable): Promise<void> {
-    await super.showCommandHelp(command)
+    await super.showCommandHelp(await withBackendAvailability(command))
     if (command.id === 'agent') await this.showAgents()
   }
 

@@ -91,6 +91,7 @@ function resolveTarget(target: string, sandboxHome: string): {relative: string} 
 /** How a transform rewrites file bytes, and which file of a directory mapping it rewrites. */
 const TRANSFORMS: Record<CredentialTransform, {apply: (content: Buffer) => Buffer; fileInDirectory: string}> = {
   'codex-trust': {apply: applyCodexTrust, fileInDirectory: 'config.toml'},
+  none: {apply: (content) => content, fileInDirectory: ''},
 }
 
 /** One entry of the archive to be, keyed by its name. */

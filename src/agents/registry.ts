@@ -82,6 +82,7 @@ export function buildAgentRegistry(plugins: readonly PluginInfo[], config?: {pat
   for (const name of [...merged.keys()].sort()) {
     const {input, sources} = merged.get(name)!
     agents.set(name, {spec: completeAgentSpec(name, input), source: sources.at(-1)!, sources})
+    if (input.version !== undefined && input.package === undefined) warnings.push(`agent ${name} sets version ${input.version} but has no package: the version is ignored`)
   }
   return {agents, warnings}
 }

@@ -41,7 +41,7 @@ export function renderAgentList(entries: readonly AgentListEntry[]): string {
 function renderAgent(entry: AgentListEntry): string {
   const lines = [`${entry.name}  (${entry.source_detail})`]
   if (entry.description) lines.push(`  ${entry.description}`)
-  lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package})` : entry.command]))
+  lines.push(field('command', [entry.package ? `${entry.command}  (else npm package ${entry.package}@${entry.version ?? 'latest'})` : entry.command]))
   const mode = entry.credential_mode ?? (entry.gateway ? 'gateway' : 'copy')
   const missing = new Set(entry.missing_credentials)
   const copied = entry.credentials.filter((c) => mode === 'copy' || c.secret === false)

@@ -1,3 +1,4 @@
+import {AGENT_PACKAGE_MOUNT} from './cache/layout.js'
 import type {AgentSpec} from './spec.js'
 
 /** One POSIX shell word, single-quoted so the shell passes it on byte for byte. */
@@ -12,11 +13,11 @@ export function shellQuote(arg: string): string {
  * then `exec` the command with the user's arguments, each single-quoted.
  * One leading `--` in `args` is dropped (the seed's behaviour: `agent codex -- -- x` passes `x`).
  */
-export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | 'name' | 'package' | 'test'>, args: readonly string[]): string {
+export function buildAgentScript(spec: Pick<AgentSpec, 'command' | 'install' | 'name' | 'package' | 'test' | 'version'>, args: readonly string[]): string {
   // The seed's fallbacks, repeated here so a spec completed elsewhere cannot yield `exec` with no command.
   const command = spec.command.trim() === '' ? spec.name : spec.command
   const test = spec.test.trim() === '' ? defaultTest(command, spec.package) : spec.test
-  const run = spec.package === undefined ? command : `sh -c ${shellQuote(npmLauncher(spec.name, spec.package))} sh ${command}`
+  const run = spec.package === undefined ? command : `sh -c ${shellQuote(npmLauncher(spec.name, spec.package, spec.version))} sh ${command}`
   const agentArgs = args[0] === '--' ? args.slice(1) : args
 
   const lines = ['set -e']
@@ -51,6 +52,12 @@ export function defaultTest(command: string, npmPackage?: string): string {
   return npmPackage === undefined ? test : `${test} || command -v npm >/dev/null 2>&1`
 }
 
+/** The program `command` runs, when its first word can be read without running a shell: what is looked up on PATH. */
+export function commandProgram(command: string): string | undefined {
+  const word = firstShellWord(command)
+  return word === undefined || word.expands ? undefined : word.value
+}
+
 /** Checks `command`'s first word: see defaultTest. */
 function commandTest(command: string): string {
   const word = firstShellWord(command)
@@ -60,30 +67,35 @@ function commandTest(command: string): string {
   return `command -v ${operand} >/dev/null 2>&1`
 }
 
-/** How long a cached agent runs without npm asking the registry whether `@latest` moved. */
+/** How long a copy npm fetched into a sandbox runs without npm asking the registry whether `@latest` moved. */
 export const NPM_CHECK_INTERVAL_MINUTES = 24 * 60
 
 /**
  * The `sh -c` text that runs an agent's command ("$@": the command's words, then
  * the user's arguments) from npm package `npmPackage` when its first word is not
- * on PATH. npm's own start-up costs about 0.3 s in a sandbox, so a copy npm
- * already fetched into the sandbox's cache (~/.npm/_npx) runs directly when
- * `@latest` was checked less than a day ago; otherwise npm runs it
- * (`npm exec --yes --package <package>@latest`), fetching a newer release
- * through the egress proxy. The check's time is a stamp file in the sandbox's
- * ~/.cache/cleanroom, set before npm runs, so a failed check (registry not
- * reachable) falls back to the cached copy for a day instead of failing.
+ * on PATH:
+ * - from the shared agent cache's entry mounted read-only at /cleanroom/agent in a
+ *   sandbox `cleanroom agent` created (docs/agents.md#the-shared-agent-cache);
+ * - else (a sandbox made otherwise, or for another agent) through npm in the
+ *   sandbox: a copy npm already fetched into the sandbox's cache (~/.npm/_npx)
+ *   runs directly when `@latest` was checked less than a day ago (npm's own
+ *   start-up costs about 0.3 s); otherwise `npm exec --yes --package
+ *   <package>@<version>` runs it, fetching through the egress proxy. The check's
+ *   time is a stamp file in the sandbox's ~/.cache/cleanroom, set before npm runs,
+ *   so a failed check falls back to the cached copy for a day instead of failing.
  */
-export function npmLauncher(name: string, npmPackage: string): string {
+export function npmLauncher(name: string, npmPackage: string, version = 'latest'): string {
   const stamp = `"$HOME/.cache/cleanroom/npm-latest-checked/${name}"`
+  const shared = `${AGENT_PACKAGE_MOUNT}/node_modules`
   return [
     'if command -v "$1" >/dev/null 2>&1; then exec "$@"; fi',
     'bin="${1##*/}"; shift; cached=',
+    `if [ -f ${shared}/${npmPackage}/package.json ] && [ -x "${shared}/.bin/$bin" ]; then exec "${shared}/.bin/$bin" "$@"; fi`,
     `for dir in "$HOME"/.npm/_npx/*/node_modules/${npmPackage}; do [ -d "$dir" ] && cached="\${dir%/node_modules/${npmPackage}}/node_modules/.bin/$bin"; done`,
     `if [ -x "$cached" ] && [ -n "$(find ${stamp} -mmin -${NPM_CHECK_INTERVAL_MINUTES} 2>/dev/null)" ]; then exec "$cached" "$@"; fi`,
-    `[ -n "$cached" ] || echo "cleanroom: installing ${npmPackage}@latest…" >&2`,
+    `[ -n "$cached" ] || echo "cleanroom: installing ${npmPackage}@${version}…" >&2`,
     `mkdir -p "\${HOME}/.cache/cleanroom/npm-latest-checked" && : > ${stamp}`,
-    `exec npm exec --yes --package ${npmPackage}@latest -- "$bin" "$@"`,
+    `exec npm exec --yes --package ${npmPackage}@${version} -- "$bin" "$@"`,
   ].join('\n')
 }
 

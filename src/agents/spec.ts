@@ -18,7 +18,8 @@ export interface CredentialMapping {
   omit?: string[]
 }
 
-export const CREDENTIAL_TRANSFORMS = ['codex-trust'] as const
+/** `none` says so on purpose: a later source's mapping of the same target otherwise keeps the earlier one's transform. */
+export const CREDENTIAL_TRANSFORMS = ['codex-trust', 'none'] as const
 export type CredentialTransform = (typeof CREDENTIAL_TRANSFORMS)[number]
 
 /** A destination the agent must reach, added to the policy of sandboxes it runs in. */
@@ -44,6 +45,11 @@ export interface AgentSpec {
    * (@latest checked at most once a day; see npmLauncher in script.ts).
    */
   package?: string
+  /**
+   * The release of `package` to run: an exact version (fetched once, never
+   * checked again) or a dist-tag; default `latest`, checked once a day.
+   */
+  version?: string
   credentials: CredentialMapping[]
   network: NetworkNeed[]
   env: Record<string, string>
@@ -61,7 +67,7 @@ export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/
 /** Names taken by subcommands of `cleanroom agent`. */
 export const RESERVED_AGENT_NAMES: readonly string[] = ['list', 'help']
 
-export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'credentials', 'network', 'env', 'gateway'] as const
+export const AGENT_SPEC_KEYS = ['name', 'description', 'command', 'test', 'install', 'package', 'version', 'credentials', 'network', 'env', 'gateway'] as const
 
 /**
  * How much one agent declaration may hold (docs/agents.md, "Limits"). A

@@ -4,6 +4,7 @@ import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
 import {isPort, notAPort, sortedPorts} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
 import {isRecord, type PathSegment} from '../util/yaml-file.js'
+import {DIST_TAG, EXACT_VERSION} from './cache/layout.js'
 import {normalizeCredentialTarget, validateCredentialSource} from './credentials.js'
 import {defaultTest} from './script.js'
 import {
@@ -91,6 +92,15 @@ export function parseAgentInput(value: unknown, path: PathSegment[], report: Rep
           fail(at, 'must be an npm package name without a version, e.g. @google/gemini-cli')
         } else {
           input.package = field.trim()
+        }
+        break
+      }
+      case 'version': {
+        const version = typeof field === 'number' ? undefined : typeof field === 'string' ? field.trim() : undefined
+        if (version === undefined || !(EXACT_VERSION.test(version) || DIST_TAG.test(version))) {
+          fail(at, 'must be an exact version of the package (as a string: "0.61.0") or a dist-tag (latest, next)')
+        } else {
+          input.version = version
         }
         break
       }
@@ -276,9 +286,33 @@ function withinLimit(value: readonly unknown[], max: number, path: PathSegment[]
   return false
 }
 
-/** Layers `override` on `base`: every field `override` sets replaces the base's, lists and env included. */
+/**
+ * Layers `override` on `base`: every field `override` sets replaces the base's,
+ * lists and env included. One exception keeps a replaced list from silently
+ * losing what it did: a credential mapping without a `transform` whose target an
+ * earlier mapping rewrote (Codex's config.toml and its trust edit) keeps that
+ * transform, unless it says `transform: none`.
+ */
 export function mergeAgentInputs(base: AgentSpecInput, override: AgentSpecInput): AgentSpecInput {
-  return {...base, ...override}
+  const merged = {...base, ...override}
+  if (base.credentials && override.credentials) merged.credentials = override.credentials.map((mapping) => keepTransform(mapping, base.credentials!))
+  return merged
+}
+
+function keepTransform(mapping: CredentialMapping, earlier: readonly CredentialMapping[]): CredentialMapping {
+  if (mapping.transform !== undefined) return mapping
+  const target = normalizedTarget(mapping.target)
+  if (target === undefined) return mapping
+  const rewritten = earlier.find((previous) => previous.transform !== undefined && previous.transform !== 'none' && normalizedTarget(previous.target) === target)
+  return rewritten ? {...mapping, transform: rewritten.transform} : mapping
+}
+
+function normalizedTarget(target: string): string | undefined {
+  try {
+    return normalizeCredentialTarget(target)
+  } catch {
+    return undefined
+  }
 }
 
 /** Fills what no source set: command defaults to the name, test to a check of the command's first word. */
@@ -295,6 +329,7 @@ export function completeAgentSpec(name: string, input: AgentSpecInput): AgentSpe
   if (input.description !== undefined) spec.description = input.description
   if (input.install !== undefined) spec.install = input.install
   if (input.package !== undefined) spec.package = input.package
+  if (input.version !== undefined) spec.version = input.version
   if (input.gateway !== undefined) spec.gateway = input.gateway
   if (input.credential_mode !== undefined) spec.credential_mode = input.credential_mode
   return spec

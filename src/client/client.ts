@@ -5,6 +5,7 @@ import {PassThrough, type Readable} from 'node:stream'
 import type {GrantRequest, GrantSummary} from '../credentials/wire.js'
 import type {EgressState} from '../daemon/egress-supervisor.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, encodeJsonFrame, FrameType} from '../daemon/protocol.js'
+import type {AgentPackageAnswer} from '../daemon/agent-packages.js'
 import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
 import type {AuditEvent} from '../egress/audit.js'
 import {CleanroomError, type ErrorCode, messageOf} from '../errors/index.js'
@@ -29,8 +30,18 @@ export interface BackendInfo {
   capabilities: Record<string, boolean>
 }
 
+/** POST /v1/agent-packages (docs/api.md). */
+export interface AgentPackageBody {
+  package: string
+  wanted: string
+  network: readonly AllowRuleInput[]
+  npm_config: Record<string, string>
+  update: boolean
+  backend?: string
+}
+
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; image?: string} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string; image?: string} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )
@@ -81,13 +92,18 @@ export class DaemonClient {
     return this.json('POST', '/v1/sandboxes', body)
   }
 
+  /** Makes sure the shared agent cache holds a package (fetching it in a sandbox of its own when needed): POST /v1/agent-packages. */
+  resolveAgentPackage(body: AgentPackageBody): Promise<AgentPackageAnswer> {
+    return this.json('POST', '/v1/agent-packages', body)
+  }
+
   listSandboxes(all: boolean): Promise<PublicSandbox[]> {
     return this.json('GET', `/v1/sandboxes${all ? '?all=true' : ''}`)
   }
 
-  /** The sandbox's egress audit events as they are written (JSON lines); `follow` keeps the stream open. */
-  async *egressEvents(id: string, follow: boolean): AsyncGenerator<AuditEvent> {
-    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/egress${follow ? '?follow=true' : ''}`)
+  /** The sandbox's egress audit events as they are written (JSON lines); `follow` keeps the stream open until `signal` aborts. */
+  async *egressEvents(id: string, follow: boolean, signal?: AbortSignal): AsyncGenerator<AuditEvent> {
+    const response = await this.send('GET', `/v1/sandboxes/${encodeURIComponent(id)}/egress${follow ? '?follow=true' : ''}`, undefined, signal)
     if (response.statusCode !== 200) check({status: response.statusCode ?? 0, body: await collect(response)})
     let partial = ''
     for await (const chunk of response) {
@@ -209,14 +225,14 @@ export class DaemonClient {
   }
 
   /** A request whose body or answer is a stream (archives, the audit log, image pulls), through Node's http client. */
-  async send(method: string, path: string, body?: Readable): Promise<IncomingMessage> {
+  async send(method: string, path: string, body?: Readable, signal?: AbortSignal): Promise<IncomingMessage> {
     // Loaded on first use: `exec` never needs it.
     const {request: httpRequest} = await import('node:http')
     // A streamed body cannot be sent twice: the daemon is made sure of first.
     if (this.options.start !== undefined) await this.startOnce()
     const socketPath = this.trustedSocketPath()
     return new Promise((resolve, reject) => {
-      const req = httpRequest({socketPath, path, method, headers: this.headers}, resolve)
+      const req = httpRequest({socketPath, path, method, headers: this.headers, ...(signal ? {signal} : {})}, resolve)
       req.on('error', (error) => reject(unreachable(this.socketPath, error)))
       if (body === undefined) req.end()
       else body.pipe(req)

@@ -1,9 +1,11 @@
 import {Flags} from '@oclif/core'
 import {join} from 'node:path'
 
+import {type FlagShape, splitAgentArgv} from '../agents/argv.js'
 import {BaseCommand} from '../base-command.js'
 import {BACKENDS} from '../config/schema.js'
 import {policyDirFlag} from '../policy/flags.js'
+import {pasteable} from '../util/pasteable.js'
 import type {DaemonClient} from './client.js'
 import {type CliInfo, connectDaemon} from './connect.js'
 
@@ -50,4 +52,13 @@ export const sessionFlags = {
   backend: backendFlag,
   image: imageFlag,
   'dangerously-allow-all': allowAllFlag,
+}
+
+/** For exec and console: an unknown flag is most often the command's own, given without `--` before it. */
+export function commandAfterDashDashHint(command: string, argv: readonly string[], flags: Record<string, FlagShape>): string {
+  // The first word that is not one of cleanroom's flags starts the command, as it would after `--`.
+  const line = splitAgentArgv(argv, flags)
+  const ours = line.name === undefined ? line.cleanroom : line.cleanroom.slice(0, -1)
+  const words = line.name === undefined ? ['CMD'] : [line.name, ...line.afterName]
+  return `Put the command after --: ${pasteable(['cleanroom', command, ...ours, '--', ...words])}`
 }

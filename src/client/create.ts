@@ -20,6 +20,8 @@ export interface CreateFromRepoOptions {
   allowAll?: boolean
   /** Allow rules added to the repository's policy (an agent's network needs). */
   extraAllow?: readonly AllowRuleInput[]
+  /** The shared agent cache's entry to mount read-only at /cleanroom/agent. */
+  agentPackage?: string
   /** For one command: the daemon removes it when that command's stream ends or drops (docs/api.md). */
   ephemeral?: boolean
   /** `--image`: what the sandbox runs on instead of the policy's image (a tag is resolved to its digest). */
@@ -43,9 +45,10 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
   if (options.allowAll) options.notice(ALLOW_ALL_WARNING)
   const image = options.image === undefined ? undefined : await pinImage(options.image, options.notice)
   const body = {
-    backend: options.backend ?? (await loadRuntimeConfig()).config.default_backend,
+    backend: options.backend ?? (await defaultBackend()),
     repository: dir,
     ...(options.extraAllow && options.extraAllow.length > 0 ? {extra_allow: options.extraAllow} : {}),
+    ...(options.agentPackage === undefined ? {} : {agent_package: options.agentPackage}),
     ...(image === undefined ? {} : {image}),
     allow_all: options.allowAll === true,
     ...(options.ephemeral ? {ephemeral: true} : {}),
@@ -54,6 +57,11 @@ export async function createSandboxForRepo(client: DaemonClient, options: Create
   if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
   if (sandbox.policy.credentials !== undefined) await grantRequested(client, sandbox, options.notice)
   return sandbox
+}
+
+/** The runtime config's default_backend. */
+export async function defaultBackend(): Promise<BackendName> {
+  return (await loadRuntimeConfig()).config.default_backend
 }
 
 /** The credential routes the repository's policy asks for, given when the runtime config grants them. */
@@ -65,9 +73,10 @@ async function grantRequested(client: DaemonClient, sandbox: PublicSandbox, noti
 }
 
 /** The flags that only make sense for a new sandbox are refused with an existing one. */
-export function refuseNewSandboxFlags(flags: {sandboxId?: string; allowAll?: boolean; dir?: string; keep?: boolean; image?: string}): void {
+export function refuseNewSandboxFlags(flags: {sandboxId?: string; allowAll?: boolean; dir?: string; keep?: boolean; update?: boolean; image?: string}): void {
   if (flags.sandboxId === undefined) return
   if (flags.image !== undefined) throw new CleanroomError('usage', '--image cannot be used with --sandbox-id (an existing sandbox keeps the root filesystem it was created with)')
+  if (flags.update) throw new CleanroomError('usage', '--update cannot be used with --sandbox-id (a sandbox keeps the agent release it was created with)')
   if (flags.keep) throw new CleanroomError('usage', '--keep cannot be used with --sandbox-id (an existing sandbox is never removed)')
   if (flags.allowAll) throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')
   if (flags.dir !== undefined) throw new CleanroomError('usage', '--chdir cannot be used with --sandbox-id (the sandbox already has its workspace)')

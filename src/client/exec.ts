@@ -6,6 +6,7 @@ import {type Frame, FrameDecoder, FrameType, encodeFrame, encodeJsonFrame, frame
 import {stateDir} from '../paths.js'
 import type {ExecRequest, ExitStatus} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
+import {enterRawMode} from './raw-terminal.js'
 
 export interface Terminal {
   stdin: NodeJS.ReadStream
@@ -26,9 +27,20 @@ export interface ExecOutcome {
  * With a TTY the terminal is raw (Ctrl-C reaches the program through the
  * sandbox's terminal), follows resizes, and is restored however the run ends.
  */
-export async function runInSandbox(client: DaemonClient, sandboxId: string, request: ExecRequest, terminal: Terminal): Promise<ExecOutcome> {
+export async function runInSandbox(client: DaemonClient, sandboxId: string, request: ExecRequest, terminal: Terminal, started?: () => void): Promise<ExecOutcome> {
   const socket = await client.startExec(sandboxId, request)
+  started?.()
   return pump(socket, request.tty, terminal, sandboxId)
+}
+
+/**
+ * The terminal's size for a TTY exec, or nothing when it does not know one: some
+ * CI runners and `script` without a terminal report 0×0, which means "unknown"
+ * (the sandbox's terminal is then 80×24 until a resize says more).
+ */
+export function terminalSize(stdout: NodeJS.WriteStream): {cols: number; rows: number} | Record<string, never> {
+  const {columns: cols, rows} = stdout
+  return Number.isInteger(cols) && Number.isInteger(rows) && cols > 0 && rows > 0 ? {cols, rows} : {}
 }
 
 function pump(socket: Socket, tty: boolean, terminal: Terminal, sandboxId: string): Promise<ExecOutcome> {
@@ -94,8 +106,7 @@ function pump(socket: Socket, tty: boolean, terminal: Terminal, sandboxId: strin
     })
 
     if (tty && stdin.isTTY) {
-      stdin.setRawMode(true)
-      const restore = () => stdin.setRawMode(false)
+      const restore = enterRawMode(stdin, stdout)
       process.once('exit', restore)
       cleanups.push(() => {
         restore()
@@ -105,7 +116,10 @@ function pump(socket: Socket, tty: boolean, terminal: Terminal, sandboxId: strin
     stdin.resume()
 
     if (tty) {
-      const onResize = () => socket.write(encodeJsonFrame(FrameType.resize, {cols: stdout.columns, rows: stdout.rows}))
+      const onResize = () => {
+        const size = terminalSize(stdout)
+        if ('cols' in size) socket.write(encodeJsonFrame(FrameType.resize, size))
+      }
       stdout.on('resize', onResize)
       cleanups.push(() => stdout.off('resize', onResize))
     }

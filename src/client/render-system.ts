@@ -9,7 +9,7 @@ export function renderDiskUsage(report: DiskUsageReport): string {
     lines.push('', table([['SANDBOX', 'STATUS', 'SIZE', 'LAST USED', 'IN USE'], ...rows]))
   }
   if (report.caches.length > 0) {
-    const rows = report.caches.map((cache) => [cache.kind, cache.sandbox_id ?? '(host)', cache.path, formatBytes(cache.bytes), cache.last_used_at])
+    const rows = report.caches.map((cache) => [cache.kind, cache.sandbox_id ?? '(host)', cache.holds ? `${cache.path} (${cache.holds})` : cache.path, formatBytes(cache.bytes), cache.last_used_at])
     lines.push('', table([['CACHE', 'SANDBOX', 'PATH', 'SIZE', 'LAST USED'], ...rows]))
   }
   if (report.logs.length > 0) {

@@ -7,7 +7,7 @@ import type {PublicSandbox} from './client.js'
 export function renderSandboxTable(sandboxes: readonly PublicSandbox[]): string {
   const rows = [['ID', 'STATUS', 'BACKEND', 'POLICY', 'CREATED']]
   for (const sandbox of sandboxes) {
-    rows.push([sandbox.sandbox_id, sandbox.status, sandbox.backend, sandbox.policy_hash.slice(0, 12), sandbox.created_at])
+    rows.push([sandbox.sandbox_id, sandbox.status, sandbox.backend, `${sandbox.policy_hash.slice(0, 12)}${sandbox.allow_all ? ' ALLOW-ALL' : ''}`, sandbox.created_at])
   }
   const widths = rows[0]!.map((_cell, column) => Math.max(...rows.map((row) => row[column]!.length)))
   return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n')
@@ -20,7 +20,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['status', sandbox.failure ? `${sandbox.status}: ${visibleName(sandbox.failure)}` : sandbox.status],
     ['backend', sandbox.backend],
     ['image', describeImage(sandbox)],
-    ['policy', sandbox.policy_hash],
+    ['policy', sandbox.allow_all ? `${sandbox.policy_hash} (ALLOW ALL over policy ${sandbox.policy.hash})` : sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
     ...(sandbox.egress?.listen_error === undefined ? [] : [['proxy', `not listening, connections out are refused; retrying: ${sandbox.egress.listen_error}`]]),
@@ -28,6 +28,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ...(sandbox.ephemeral ? [['lifetime', 'for one command: removed when it ends or its client goes away']] : []),
     ...(sandbox.resources === undefined ? [] : [['limits', sandbox.resources === null ? 'none: this daemon cannot set them (cleanroom doctor says why)' : describeResources(sandbox.resources)]]),
     ['workspace', sandbox.workspace_source ?? '(empty)'],
+    ...(sandbox.agent_package ? [['agent', `${sandbox.agent_package.package} ${sandbox.agent_package.version} at /cleanroom/agent, read-only (agent cache entry ${sandbox.agent_package.entry.slice(0, 12)})`]] : []),
     ['created', sandbox.created_at],
     ['updated', sandbox.updated_at],
   ]

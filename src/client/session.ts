@@ -3,7 +3,7 @@ import {isCleanroomError} from '../errors/index.js'
 import type {ExecRequest} from '../sandbox/types.js'
 import type {DaemonClient} from './client.js'
 import {createSandboxForRepo, refuseNewSandboxFlags} from './create.js'
-import {type ExecOutcome, runInSandbox, type Terminal} from './exec.js'
+import {type ExecOutcome, runInSandbox, type Terminal, terminalSize} from './exec.js'
 
 export interface SessionOptions {
   sandboxId?: string
@@ -45,11 +45,7 @@ export async function runSession(client: DaemonClient, options: SessionOptions):
       })
     ).sandbox_id
 
-  const request: ExecRequest = {argv: options.argv, env: options.env, tty: options.tty}
-  if (options.tty) {
-    request.cols = terminal.stdout.columns
-    request.rows = terminal.stdout.rows
-  }
+  const request: ExecRequest = {argv: options.argv, env: options.env, tty: options.tty, ...(options.tty ? terminalSize(terminal.stdout) : {})}
   try {
     return await runInSandbox(client, sandboxId, request, terminal)
   } finally {

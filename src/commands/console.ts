@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {splitPassthrough} from '../agents/script.js'
-import {DaemonCommand, sessionFlags} from '../client/command.js'
+import {commandAfterDashDashHint, DaemonCommand, sessionFlags} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
 import {runSession} from '../client/session.js'
 import type {BackendName} from '../config/schema.js'
@@ -11,6 +11,7 @@ export default class Console extends DaemonCommand {
   static override summary = 'Open an interactive shell (or another command) in a sandbox'
   static override description = `A real terminal inside the sandbox: it has your terminal's size and follows resizes, Ctrl-C reaches the program in the foreground, and your terminal is restored on exit even if the sandbox dies. Without --sandbox-id a new sandbox is created for the repository and removed afterwards unless --keep.`
   static override strict = false
+  static override usageTail = '[-- CMD...]'
   static override examples = [
     '<%= config.bin %> console',
     '<%= config.bin %> console --keep',
@@ -43,5 +44,9 @@ export default class Console extends DaemonCommand {
       terminal: {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
     })
     process.exitCode = outcome.exitCode
+  }
+
+  protected override usageHint(): string {
+    return commandAfterDashDashHint('console', this.argv, {...Console.baseFlags, ...Console.flags})
   }
 }

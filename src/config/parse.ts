@@ -5,6 +5,7 @@ import {isEnvName} from '../util/env-name.js'
 import {FILE_LIMITS} from '../util/yaml-bounds.js'
 import {displayPath, isRecord, reportUnknownKeys, YamlFile, type YamlLimits} from '../util/yaml-file.js'
 import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
+import {configCommand} from './suggest.js'
 import {
   BACKENDS,
   DEFAULT_RUNTIME_CONFIG,
@@ -165,7 +166,7 @@ function validated(path: string, file: YamlFile): RuntimeConfig {
   if (!file.ok) {
     throw new CleanroomError('config_invalid', `runtime config invalid:\n${file.issueLines().join('\n')}`, {
       details: {path, issues: file.issues.toSorted((a, b) => a.line - b.line || a.col - b.col)},
-      suggestions: [`Fix the lines above in ${path}, then check with: cleanroom config validate`],
+      suggestions: [`Fix the lines above in ${path}, then check with: ${configCommand('config validate', path)}`],
     })
   }
   return config

@@ -2,6 +2,7 @@ import {mkdir, stat, writeFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import {CleanroomError} from '../errors/index.js'
+import {configCommand} from './suggest.js'
 
 /** Writes a new runtime config; an existing file is kept unless `force`. */
 export async function writeRuntimeConfig(path: string, text: string, force: boolean): Promise<void> {
@@ -16,7 +17,7 @@ export async function writeRuntimeConfig(path: string, text: string, force: bool
   }
   if (existing && !force) {
     throw new CleanroomError('config_exists', `runtime config already exists at ${path}`, {
-      suggestions: ['Keep it and check it with: cleanroom config validate', 'Overwrite it with: cleanroom config init --force'],
+      suggestions: [`Keep it and check it with: ${configCommand('config validate', path)}`, `Overwrite it with: ${configCommand('config init', path)} --force`],
     })
   }
   await mkdir(dirname(path), {recursive: true, mode: 0o755})

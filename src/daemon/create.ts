@@ -1,11 +1,14 @@
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
+import {AGENT_PACKAGE_MOUNT} from '../agents/cache/layout.js'
 import type {ImageService} from '../images/service.js'
+import {sandboxPolicyHash} from '../policy/allow-all.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {ProvisionImage, SandboxBackend} from '../sandbox/backend.js'
 import {newSandboxId} from '../sandbox/ids.js'
 import {requestedResources} from '../sandbox/resources.js'
 import type {SandboxRecord} from '../sandbox/types.js'
+import type {AgentPackageMount} from './agent-packages.js'
 import type {EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
 import type {SandboxRecords} from './records.js'
@@ -20,6 +23,8 @@ export interface CreateSandboxRequest {
   allowAll: boolean
   /** For one command: removed when its execution ends or its client leaves (docs/api.md). */
   ephemeral?: boolean
+  /** The shared agent cache's entry to mount read-only (src/daemon/agent-packages.ts). */
+  agentPackage?: AgentPackageMount
 }
 
 export interface BuildContext {
@@ -55,12 +60,13 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName, i
     sandbox_id: newSandboxId(),
     status: 'provisioning',
     backend,
-    policy_hash: request.policy.hash,
+    policy_hash: sandboxPolicyHash(request.policy, request.allowAll),
     policy: request.policy,
     policy_source: request.policySource,
     allow_all: request.allowAll,
     workspace_source: request.workspaceSource,
     ...(image ? {image_ref: image.ref, image_digest: request.policy.image_digest, image_id: image.id} : {}),
+    ...(request.agentPackage ? {agent_package: {entry: request.agentPackage.entry, package: request.agentPackage.package, version: request.agentPackage.version}} : {}),
     created_at: now,
     updated_at: now,
     ...(request.ephemeral ? {ephemeral: true} : {}),
@@ -69,11 +75,11 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName, i
 
 /**
  * Creates `record`'s sandbox: its dir and first record, the backend's sandbox, its
- * egress listener, then `ready` on disk and in memory. Whatever fails, nothing of it
- * is left; a removal asked for meanwhile does the cleaning itself. Logs how long
- * each part took.
+ * egress listener (with the agent package `request` names mounted read-only), then
+ * `ready` on disk and in memory. Whatever fails, nothing of it is left; a removal
+ * asked for meanwhile does the cleaning itself. Logs how long each part took.
  */
-export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord, image?: ProvisionImage): Promise<void> {
+export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord, request: CreateSandboxRequest, image?: ProvisionImage): Promise<void> {
   const {store, records, egress, log} = context
   const id = record.sandbox_id
   const refuseIfRemoved = () => {
@@ -96,6 +102,7 @@ export async function buildSandbox(context: BuildContext, backend: SandboxBacken
       stateDir: store.sandboxDir(id),
       resources: requestedResources(record.policy),
       log,
+      ...(request.agentPackage ? {readOnlyMounts: [{source: request.agentPackage.source, target: AGENT_PACKAGE_MOUNT}]} : {}),
       ...(image ? {image} : {}),
     })
     record.resources = backend.resourcesOf?.(record.runtime)

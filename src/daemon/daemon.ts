@@ -4,12 +4,14 @@ import type {Server} from 'node:http'
 
 import type {BackendName, RuntimeConfig} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
+import {agentCacheDir} from '../agents/cache/layout.js'
 import type {Resolver} from '../egress/addresses.js'
 import {ImageService} from '../images/service.js'
 import {imageCacheDir, ImageStore} from '../images/store.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import {createBackends} from '../sandbox/backends/index.js'
 import {socketAnswers} from '../util/socket.js'
+import {AgentPackages} from './agent-packages.js'
 import {StateLock} from './lock.js'
 import type {Logger} from './log.js'
 import {SandboxManager} from './manager.js'
@@ -25,6 +27,8 @@ export interface DaemonOptions {
   log: Logger
   /** Name resolution for the egress proxies; tests map names to local addresses. */
   resolver?: Resolver
+  /** The shared agent cache; default $CLEANROOM_CACHE_DIR/agents, else $XDG_CACHE_HOME/cleanroom/agents. */
+  agentCacheDir?: string
   /** How long an ephemeral sandbox waits for its command; tests shorten it. */
   ephemeralAttachMs?: number
   /** The image cache; default $XDG_CACHE_HOME/cleanroom/images. */
@@ -72,10 +76,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
     })
     await manager.adopt()
+    const agentPackages = new AgentPackages(options.agentCacheDir ?? agentCacheDir(), manager, options.log)
     const api = createApiServer({
       manager,
       backends,
       images,
+      agentPackages,
       defaultBackend: options.config.default_backend,
       version: options.version,
       socketPath: options.socketPath,

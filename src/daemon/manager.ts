@@ -116,7 +116,7 @@ export class SandboxManager {
     const image = await findSandboxImage(this.options.images, request.policy)
     const record = newRecord(request, backend.name, image)
     const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
-    const built = buildSandbox(context, backend, record, image)
+    const built = buildSandbox(context, backend, record, request, image)
     this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
       await built

@@ -85,7 +85,7 @@ export async function parseSandboxSource(body: Record<string, unknown>): Promise
 }
 
 async function readSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
-  const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow)
+  const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow, 'extra_allow')
   if (body.repository !== undefined) {
     if (body.policy !== undefined || body.workspace_source !== undefined) throw badRequest('give either repository, or policy and workspace_source')
     const dir = absolutePath('repository', body.repository)
@@ -130,12 +130,12 @@ function absolutePath(name: string, value: unknown): string {
 /** How many rules `extra_allow` may add: an agent declares at most 256 (AGENT_SPEC_LIMITS). */
 const MAX_EXTRA_ALLOW = 256
 
-function parseAllowRules(value: unknown): AllowRuleInput[] {
+export function parseAllowRules(value: unknown, field: string): AllowRuleInput[] {
   const valid = (rule: unknown): rule is AllowRuleInput => {
     if (typeof rule !== 'object' || rule === null) return false
     const {host, ports, reason} = rule as Record<string, unknown>
     return typeof host === 'string' && Array.isArray(ports) && ports.length <= 64 && ports.every((port) => typeof port === 'number') && (reason === undefined || typeof reason === 'string')
   }
-  if (!Array.isArray(value) || value.length > MAX_EXTRA_ALLOW || !value.every(valid)) throw badRequest(`extra_allow must be an array of at most ${MAX_EXTRA_ALLOW} {host, ports (at most 64), reason?}`)
+  if (!Array.isArray(value) || value.length > MAX_EXTRA_ALLOW || !value.every(valid)) throw badRequest(`${field} must be an array of at most ${MAX_EXTRA_ALLOW} {host, ports (at most 64), reason?}`)
   return value
 }

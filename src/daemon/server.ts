@@ -11,6 +11,7 @@ import {defaultSocketPath} from '../paths.js'
 import type {ImageService} from '../images/service.js'
 import type {SandboxBackend} from '../sandbox/backend.js'
 import type {SandboxRecord} from '../sandbox/types.js'
+import {type AgentPackages, parseAgentPackageRequest} from './agent-packages.js'
 import {attachProcess} from './attach.js'
 import {badRequest, parseJsonObject, readJson, sendError, sendJson, statusOf} from './http.js'
 import type {Logger} from './log.js'
@@ -18,6 +19,7 @@ import {imageRoutes} from './images-routes.js'
 import type {SandboxManager} from './manager.js'
 import {CLIENT_VERSION_HEADER, EXEC_UPGRADE, FrameType, readFirstFrame} from './protocol.js'
 import {parseBackendName, parseExecRequest, parseSandboxPath, parseSandboxSource} from './requests.js'
+import {CACHE_KINDS} from './system/caches.js'
 import {diskUsage, parsePruneRequest, prune, type SystemContext} from './system/index.js'
 
 export const API_VERSION = 'v1'
@@ -30,6 +32,7 @@ export interface DaemonContext {
   backends: ReadonlyMap<BackendName, SandboxBackend>
   defaultBackend: BackendName
   version: string
+  agentPackages: AgentPackages
   /** Where this daemon listens, for the commands its messages suggest. */
   socketPath: string
   /** The state dir: the daemon's log is there. */
@@ -76,6 +79,9 @@ export function createApiServer(context: DaemonContext): ApiServer {
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/workspace\/archive$/, async (_req, res, [id]) => sendWorkspaceChanges(context, res, id!, 'archive')],
     ['POST', /^\/v1\/sandboxes\/([^/]+)\/credentials$/, async (req, res, [id]) => {
       sendJson(res, 200, await context.manager.grantCredentials(id!, parseGrantRequest(await readJson(req))))
+    }],
+    ['POST', /^\/v1\/agent-packages$/, async (req, res) => {
+      sendJson(res, 200, await context.agentPackages.resolve(parseAgentPackageRequest(await readJson(req), context.defaultBackend)))
     }],
     ['GET', /^\/v1\/sandboxes\/([^/]+)\/archive$/, async (_req, res, [id], url) => {
       const archive = await context.manager.readArchive(id!, parseSandboxPath(url.searchParams.get('path')))
@@ -215,7 +221,8 @@ async function createSandbox(context: DaemonContext, body: Record<string, unknow
   const backend = parseBackendName(body.backend, context.defaultBackend)
   if (body.allow_all !== undefined && typeof body.allow_all !== 'boolean') throw badRequest('allow_all must be true or false')
   if (body.ephemeral !== undefined && typeof body.ephemeral !== 'boolean') throw badRequest('ephemeral must be true or false')
-  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true, ephemeral: body.ephemeral === true})
+  const agentPackage = body.agent_package === undefined ? undefined : await context.agentPackages.mount(body.agent_package)
+  return context.manager.create({backend, ...(await parseSandboxSource(body)), allowAll: body.allow_all === true, ephemeral: body.ephemeral === true, ...(agentPackage ? {agentPackage} : {})})
 }
 
 /** The curl-friendly way to run a command: waits for it and returns its output as text. */
@@ -298,7 +305,7 @@ async function describeBackends(context: DaemonContext): Promise<Record<string, 
 }
 
 function systemContext(context: DaemonContext): SystemContext {
-  return {manager: context.manager, stateDir: context.stateDir, log: context.log}
+  return {manager: context.manager, stateDir: context.stateDir, log: context.log, kinds: [...CACHE_KINDS, context.agentPackages.cacheKind]}
 }
 
 /** A record as the API shows it: the backend's private runtime state left out. */

@@ -1,13 +1,15 @@
 import {access, constants, mkdir, readFile} from 'node:fs/promises'
 import {homedir, release} from 'node:os'
-import {dirname} from 'node:path'
+import {dirname, resolve} from 'node:path'
 
 import {socketPathOf} from '../client/connect.js'
 import {DaemonClient} from '../client/client.js'
 import type {AgentRegistry} from '../agents/registry.js'
 import {requireTrustedDirectory, requireTrustedSocket} from '../client/socket-trust.js'
 import {loadRuntimeConfig} from '../config/load.js'
-import type {RuntimeConfig} from '../config/schema.js'
+import {defaultConfigPath} from '../config/paths.js'
+import type {BackendName, RuntimeConfig} from '../config/schema.js'
+import {configCommand} from '../config/suggest.js'
 import {checkAgentCredentials} from '../credentials/doctor.js'
 import {isCleanroomError, messageOf} from '../errors/index.js'
 import {loadPolicy} from '../policy/load.js'
@@ -16,6 +18,7 @@ import {createBackends} from '../sandbox/backends/index.js'
 import {probeCgroups} from '../sandbox/backends/linux-ns/cgroup-host.js'
 import {defaultLimits, describeResources} from '../sandbox/resources.js'
 import {capabilityFixes, capabilityMismatch, missingCapabilities, neededCapabilities} from '../sandbox/capabilities.js'
+import {pasteable} from '../util/pasteable.js'
 import {checkIgnoredFiles} from './ignored.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -42,12 +45,14 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
   checks.push(await checkOs(), checkNode(), await checkNamespaces(), await checkOverlay())
 
   let config
+  let configPath = defaultConfigPath()
   try {
     const loaded = await loadRuntimeConfig()
     config = loaded.config
+    configPath = loaded.path
     checks.push({name: 'runtime config', status: 'pass', detail: loaded.exists ? `valid: ${loaded.path}` : `none at ${loaded.path}: defaults in use`})
   } catch (error) {
-    checks.push({name: 'runtime config', status: 'fail', detail: messageOf(error), fix: 'Fix the file, then: cleanroom config validate'})
+    checks.push({name: 'runtime config', status: 'fail', detail: messageOf(error), fix: `Fix the file, then: ${configCommand('config validate', configPath)}`})
   }
 
   let policy: CompiledPolicy | undefined
@@ -57,12 +62,15 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
     const {source} = loaded
     checks.push({name: 'policy', status: 'pass', detail: source ? `valid: ${source} (hash ${policy.hash.slice(0, 12)})` : 'no cleanroom.yaml: the default policy applies (no egress)'})
   } catch (error) {
-    checks.push({name: 'policy', status: 'fail', detail: messageOf(error), fix: 'Fix cleanroom.yaml, then: cleanroom policy validate'})
+    const validate = resolve(options.dir) === process.cwd() ? 'cleanroom policy validate' : pasteable(['cleanroom', 'policy', 'validate', '-c', options.dir])
+    checks.push({name: 'policy', status: 'fail', detail: messageOf(error), fix: `Fix cleanroom.yaml, then: ${validate}`})
   }
 
   const capabilities: DoctorReport['capabilities'] = {}
   if (config) {
-    for (const backend of createBackends(config).values()) {
+    const backends = createBackends(config)
+    if (!backends.has(config.default_backend)) checks.push(unavailableDefault(config.default_backend, [...backends.keys()], configPath))
+    for (const backend of backends.values()) {
       const availability = await backend.availability()
       capabilities[backend.name] = {...backend.capabilities()}
       const isDefault = backend.name === config.default_backend
@@ -95,6 +103,16 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
     }
   }
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
+}
+
+/** A default backend this cleanroom does not have (gvisor, until its backend exists): every new sandbox would be refused. */
+function unavailableDefault(name: BackendName, available: BackendName[], configPath: string): Check {
+  return {
+    name: `backend ${name} (default)`,
+    status: 'fail',
+    detail: `${name} is not available yet in this cleanroom (it has ${available.join(', ')}): every new sandbox would be refused`,
+    fix: `Set default_backend: ${available[0] ?? 'linux-ns'} in ${configPath}, or pass --backend ${available[0] ?? 'linux-ns'}`,
+  }
 }
 
 async function checkOs(): Promise<Check> {

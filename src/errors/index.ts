@@ -4,7 +4,9 @@
  */
 
 export type ErrorCode =
+  | 'agent_cache_busy'
   | 'agent_exists'
+  | 'agent_install_failed'
   | 'agent_not_found'
   | 'agent_spec_invalid'
   | 'backend_capability_mismatch'

@@ -5,6 +5,8 @@ export interface ManifestFlag {
   type: 'boolean' | 'option'
   multiple?: boolean
   options?: string[]
+  aliases?: string[]
+  charAliases?: string[]
 }
 
 export type ParsedFlags = Record<string, string | boolean | string[]>

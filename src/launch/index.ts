@@ -1,6 +1,7 @@
 import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
+import {separateAgentArgs} from '../agents/argv.js'
 import type {ManifestFlag} from './argv.js'
 
 /**
@@ -28,6 +29,18 @@ export async function launch(argv: readonly string[], env: NodeJS.ProcessEnv = p
     return fastExec(rest, command.flags, {runScript: packagePath('bin/run.js'), version: manifest.version})
   }
   return false
+}
+
+/**
+ * The line to hand oclif when the fast path did not take it. `agent` lines get a
+ * `--` after the agent's name (src/agents/argv.ts), so oclif never mistakes the
+ * agent's own `--help` for a request for cleanroom's; the agent command's flags
+ * come from the manifest. Without a manifest the line goes as it is.
+ */
+export function oclifArgv(argv: readonly string[]): string[] {
+  const [first, ...rest] = argv
+  const flags = first === 'agent' ? readManifest()?.commands.agent?.flags : undefined
+  return flags ? ['agent', ...separateAgentArgs(rest, flags)] : [...argv]
 }
 
 interface Manifest {

@@ -19,6 +19,8 @@ export interface ProvisionRequest {
   resources?: ResourceRequest
   /** Where the backend says what the daemon's log should show (e.g. limits it cannot enforce). */
   log?: (message: string) => void
+  /** Host directories to show read-only at `target` (the shared agent cache's entry); a backend that cannot must refuse. */
+  readOnlyMounts?: ReadOnlyMount[]
   /** The policy's image, found in the cache: the sandbox's root filesystem. Absent: the host's (read-only). */
   image?: ProvisionImage
 }
@@ -33,6 +35,13 @@ export interface ProvisionImage {
   rootfs: string
   /** Its run settings: Env, WorkingDir and User are applied. */
   config: ImageRuntimeConfig
+}
+
+export interface ReadOnlyMount {
+  /** A host directory the daemon vouches for (never a path a client named). */
+  source: string
+  /** An absolute path inside the sandbox, outside what the root filesystem already holds. */
+  target: string
 }
 
 /** What a backend needs to find a sandbox again, stored in the sandbox record. */

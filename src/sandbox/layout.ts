@@ -31,6 +31,8 @@ export const STATE_LAYOUT = {
   rootfsUpper: 'rootfs-upper',
   whiteouts: 'whiteouts',
   log: 'sandbox.log',
+  /** Mount points of the read-only mounts (nsinit --ro-bind): `ro-0`, `ro-1`, … */
+  readOnlyMountPrefix: 'ro-',
 } as const
 
 /** One mount of the sandbox's root filesystem, in the order bwrap applies them. */

@@ -55,6 +55,8 @@ export interface SandboxRecord {
   image_id?: string
   created_at: string
   updated_at: string
+  /** The shared agent cache's entry mounted read-only at /cleanroom/agent (created by `cleanroom agent`), and what it holds. */
+  agent_package?: {entry: string; package: string; version: string}
   /** When an execution last started or ended in it; absent until one has. */
   last_used_at?: string
   /** Created for one command: removed when that command's execution ends or its client goes away. */

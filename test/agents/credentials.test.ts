@@ -426,6 +426,17 @@ describe('agent credentials', () => {
       expect(second.files).to.deep.equal([{source: join(home, '.codex', 'config.toml'), target: '.codex/config.toml', mode: 0o644, size: Buffer.byteLength(config)}])
     })
 
+    it('leaves the file byte for byte with transform: none', async () => {
+      const home = await tmp.make()
+      await mkdir(join(home, '.codex'))
+      await writeFile(join(home, '.codex', 'config.toml'), 'model = "o3"')
+      const archive = await packCredentials([{source: '~/.codex/config.toml', target: '~/.codex/config.toml', transform: 'none'}], {hostHome: home, uid: 1, gid: 1})
+      const out = await tmp.make()
+      await writeFile(join(out, 'a.tar'), archive.tar)
+      extractArchive(join(out, 'a.tar'), out)
+      expect(await readFile(join(out, '.codex', 'config.toml'), 'utf8')).to.equal('model = "o3"')
+    })
+
     it('rewrites the config.toml of a directory mapping and nothing else', async () => {
       const home = await tmp.make()
       await mkdir(join(home, '.codex'))

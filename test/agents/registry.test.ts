@@ -34,6 +34,24 @@ describe('agent registry', () => {
     expect(codex?.spec.test).to.equal("command -v 'codex' >/dev/null 2>&1")
   })
 
+  it("keeps Codex's trust edit when the runtime config lists config.toml again without a transform, unless it says none", () => {
+    const elsewhere = {source: '~/work/.codex/config.toml', target: '~/.codex/config.toml'}
+    const kept = buildAgentRegistry([codexPlugin], runtime({codex: {credentials: [{source: '~/work/.codex/auth.json', target: '~/.codex/auth.json'}, elsewhere]}}))
+    expect(kept.agents.get('codex')!.spec.credentials[1]).to.deep.equal({...elsewhere, transform: 'codex-trust'})
+    // Spelled another way, the same target is the same file.
+    const spelled = buildAgentRegistry([codexPlugin], runtime({codex: {credentials: [{source: elsewhere.source, target: '/home/cleanroom/.codex//config.toml'}]}}))
+    expect(spelled.agents.get('codex')!.spec.credentials[0]!.transform).to.equal('codex-trust')
+    const none = buildAgentRegistry([codexPlugin], runtime({codex: {credentials: [{...elsewhere, transform: 'none'}]}}))
+    expect(none.agents.get('codex')!.spec.credentials[0]!.transform).to.equal('none')
+    const other = buildAgentRegistry([codexPlugin], runtime({codex: {credentials: [{source: '~/x.toml', target: '~/.codex/other.toml'}]}}))
+    expect(other.agents.get('codex')!.spec.credentials[0]).not.to.have.property('transform')
+  })
+
+  it('warns about a version for an agent without a package', () => {
+    const {warnings} = buildAgentRegistry([codexPlugin], runtime({codex: {version: '1.2.3'}}))
+    expect(warnings).to.deep.equal(['agent codex sets version 1.2.3 but has no package: the version is ignored'])
+  })
+
   it('ignores plugins that declare no agent', () => {
     const help: PluginInfo = {name: '@oclif/plugin-help', version: '6.3.0', type: 'core', pjson: {oclif: {}}}
     expect(buildAgentRegistry([help]).agents.size).to.equal(0)

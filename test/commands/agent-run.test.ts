@@ -26,6 +26,17 @@ const CONFIG = `agents:
     command: no-such-agent-binary --flag
   tty-check:
     command: sh -c 'test -t 0 && echo "TTY-$((1+1))"; stty size | sed "s/^/SIZE=/"' sh
+  probe:
+    command: printf '%s\\0'
+  env-probe:
+    command: env
+  broken-credential:
+    command: 'true'
+    credentials:
+      - source: /proc/self/mem
+        target: ~/mem
+  reach-out:
+    command: sh -c 'for url in https://blocked.example/a https://blocked.example/b http://other.example:8080/; do curl -s -o /dev/null --max-time 10 "$url"; done; echo done' sh
 `
 
 describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
@@ -99,10 +110,92 @@ describe('cleanroom agent <name> (CLI, real sandboxes)', function () {
     })
     const exitCode = await new Promise<number>((resolve) => pty.onExit((event) => resolve(event.exitCode)))
     expect(exitCode, screen).to.equal(0)
-    expect(screen).to.contain('TTY-2')
-    expect(screen).to.contain('SIZE=20 90')
+    expect(screen).to.contain('TTY-2\r\nSIZE=20 90\r\n')
+    expect(screen, 'the sandbox terminal sends \\r\\n; the user\'s must not add another \\r').not.to.contain('\r\r\n')
     const id = /sandbox_id=(cr_\w+)/.exec(screen)?.[1]
     if (id) await cli(['sandbox', 'rm', id])
+  })
+
+  describe('the agent gets every word after its name, as typed', () => {
+    let id = ''
+    before(async () => {
+      id = sandboxOf((await cli(['agent', 'probe'])).stderr)!
+    })
+
+    // What followed `cleanroom agent` (cleanroom's flags go first), and the words the agent received.
+    const lines: [string[], string[]][] = [
+      [['probe', 'a', 'a', 'b', 'a', 'b'], ['a', 'a', 'b', 'a', 'b']],
+      [['probe', '--yolo', '--model', 'gpt-5'], ['--yolo', '--model', 'gpt-5']],
+      [['probe', '--help'], ['--help']],
+      [['probe', '-c', 'DIR', '--sandbox-id', 'other'], ['-c', 'DIR', '--sandbox-id', 'other']],
+      [['--', 'probe', 'a', 'b'], ['a', 'b']],
+      [['probe', '--', '--json', 'exec'], ['--json', 'exec']],
+      [['probe', '--', '--', 'x'], ['--', 'x']],
+      [['probe', "it's", '', '$PATH'], ["it's", '', '$PATH']],
+    ]
+    for (const [argv, received] of lines) {
+      it(`agent --sandbox-id ID ${argv.join(' ')}`, async () => {
+        const result = await cli(['agent', '--sandbox-id', id, ...argv])
+        expect(result.exitCode, result.stderr).to.equal(0)
+        expect(result.stdout.split('\0').slice(0, -1)).to.deep.equal(received)
+      })
+    }
+
+    it('in a new sandbox too, repeated words in order', async () => {
+      const result = await cli(['agent', 'probe', 'a', 'a', 'b', 'a', 'b', '-c', 'x'])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      expect(result.stdout.split('\0').slice(0, -1)).to.deep.equal(['a', 'a', 'b', 'a', 'b', '-c', 'x'])
+    })
+
+    it('says where an unknown flag before the name belongs, ready to paste', async () => {
+      const result = await cli(['agent', '--yolo', 'probe', 'x y'])
+      expect(result.exitCode).to.equal(2)
+      expect(result.stderr).to.contain('Nonexistent flag: --yolo (not a flag of cleanroom agent)')
+      expect(result.stderr).to.contain("Try this: Flags for the agent go after its name: cleanroom agent probe --yolo 'x y'")
+    })
+
+    it('refuses --update with --sandbox-id: a sandbox keeps the release it was made with', async () => {
+      const result = await cli(['agent', '--update', '--sandbox-id', id, 'probe'])
+      expect(result.exitCode).to.equal(2)
+      expect(result.stderr).to.contain('--update cannot be used with --sandbox-id')
+    })
+  })
+
+  it('removes the new sandbox when the agent never started, and says why', async () => {
+    const before = JSON.parse((await cli(['sandbox', 'ls', '--json'])).stdout) as {sandbox_id: string}[]
+    const result = await cli(['agent', 'broken-credential'])
+    expect(result.exitCode).to.equal(1)
+    expect(result.stderr).to.match(/Error: .*\/proc\/self\/mem/)
+    expect(result.stderr).not.to.contain('sandbox_id=')
+    const after = JSON.parse((await cli(['sandbox', 'ls', '--json'])).stdout) as {sandbox_id: string}[]
+    expect(after.map((sandbox) => sandbox.sandbox_id)).to.deep.equal(before.map((sandbox) => sandbox.sandbox_id))
+  })
+
+  it("keeps npm's update notice out of the agent's output", async () => {
+    const result = await cli(['agent', 'env-probe'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.stdout).to.match(/^npm_config_update_notifier=false$/m)
+    expect(result.stdout).to.match(/^NO_UPDATE_NOTIFIER=1$/m)
+  })
+
+  it('names the hosts the egress proxy refused during the run, once each, with the rule that allows them', async () => {
+    const result = await cli(['agent', 'reach-out'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    const lines = result.stderr.split('\n').filter((line) => line.includes('the egress proxy refused'))
+    expect(lines).to.have.length(2)
+    expect(lines[0]).to.equal(
+      `cleanroom: the egress proxy refused blocked.example:443 (not in the policy); to allow it, add "blocked.example:443" to sandbox.network.allow in cleanroom.yaml (for new sandboxes). Every attempt: cleanroom sandbox logs ${sandboxOf(result.stderr)} --egress`,
+    )
+    expect(lines[1]).to.contain('refused other.example:8080 (not in the policy)')
+  })
+
+  it('treats a 0x0 terminal as one of unknown size (80x24) instead of failing', async () => {
+    // `script` without a terminal of its own gives the command a terminal of 0x0, as some CI runners do.
+    const {execa} = await import('execa')
+    const run = await execa('script', ['-qec', `${process.execPath} ${join(PROJECT_ROOT, 'bin/run.js')} agent tty-check`, '/dev/null'], {cwd: suite.repo, env: {...suite.env, TERM: 'xterm'}, input: '', reject: false})
+    expect(run.exitCode, run.stdout).to.equal(0)
+    expect(run.stdout).to.contain('SIZE=24 80')
+    expect(run.stdout).not.to.contain('\0')
   })
 
   it('lists the agents when no name is given', async () => {

@@ -65,7 +65,8 @@ describe('cleanroom agent list / agent --help', () => {
   })
 
   it('says which credential files of an agent are not on this host, and when none is', async () => {
-    const env = await homeWithConfig()
+    // In copy mode every file is listed as copied (gateway mode, the default, copies only settings).
+    const env = await homeWithConfig('agents:\n  codex:\n    credentials: copy\n')
     const none = await runCli(['agent', 'list'], {env})
     expect(none.exitCode, none.stderr).to.equal(0)
     const codex = none.stdout.slice(none.stdout.indexOf('codex  ('), none.stdout.indexOf('gemini  ('))

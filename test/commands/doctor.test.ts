@@ -75,6 +75,16 @@ describe('cleanroom doctor', () => {
     expect(report.checks.map((check) => check.name)).not.to.include('policy vs backend')
   })
 
+  it('fails, with the fix, when the default backend is one this cleanroom does not have yet', async () => {
+    const {exitCode, report, text} = await doctor('default_backend: gvisor\n')
+    expect(exitCode).to.equal(1)
+    const check = report.checks.find((candidate) => candidate.name === 'backend gvisor (default)')
+    expect(check?.status).to.equal('fail')
+    expect(check?.detail).to.equal('gvisor is not available yet in this cleanroom (it has linux-ns): every new sandbox would be refused')
+    expect(check?.fix).to.match(/^Set default_backend: linux-ns in \/.*\/config\.yaml, or pass --backend linux-ns$/)
+    expect(text).to.contain('FAIL  backend gvisor (default)')
+  })
+
   it('reports an invalid policy with its line', async () => {
     const {report} = await doctor(undefined, 'version: 1\nsandbox:\n  netwrk: {}\n')
     expect(report.checks.find((check) => check.name === 'policy')?.detail).to.contain('cleanroom.yaml:3:3 sandbox.netwrk: unknown key')

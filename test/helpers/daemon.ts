@@ -13,6 +13,8 @@ export interface TestDaemon {
   client: DaemonClient
   socketPath: string
   stateDir: string
+  /** The shared agent cache of this daemon, in the test's dir. */
+  agentCacheDir: string
   logs: string[]
 }
 
@@ -29,10 +31,12 @@ export async function startTestDaemon(
   const socketPath = join(dir, 'd.sock')
   const stateDir = options.stateDir ?? join(dir, 'state')
   const logs: string[] = []
+  const agentCacheDir = join(dir, 'agent-cache')
   const daemon = await startDaemon({
     socketPath,
     stateDir,
     imageCacheDir: join(dir, 'images'),
+    agentCacheDir,
     config: {...DEFAULT_RUNTIME_CONFIG, ...options.config},
     version: 'test',
     log: (line) => logs.push(line),
@@ -40,7 +44,7 @@ export async function startTestDaemon(
     ...(options.ephemeralAttachMs === undefined ? {} : {ephemeralAttachMs: options.ephemeralAttachMs}),
     ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
   })
-  return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, logs}
+  return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, agentCacheDir, logs}
 }
 
 /** The programs a sandbox's host processes run: bwrap (linux-ns), runsc and what it starts (gvisor). */

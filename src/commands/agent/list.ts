@@ -1,8 +1,7 @@
-import {Flags} from '@oclif/core'
-
 import {loadAgentRegistry} from '../../agents/load.js'
 import {type AgentListEntry, listEntries, renderAgentList} from '../../agents/render.js'
 import {BaseCommand} from '../../base-command.js'
+import {configPathFlag} from '../../config/flags.js'
 
 export default class AgentList extends BaseCommand {
   static override summary = 'List the agents cleanroom can run, with where each comes from'
@@ -10,12 +9,12 @@ export default class AgentList extends BaseCommand {
   static override examples = ['<%= config.bin %> agent list', '<%= config.bin %> agent list --json']
   static override enableJsonFlag = true
   static override flags = {
-    'config-path': Flags.string({summary: 'Runtime config file to read agents from', helpValue: 'FILE'}),
+    path: configPathFlag,
   }
 
   async run(): Promise<AgentListEntry[]> {
     const {flags} = await this.parse(AgentList)
-    const registry = await loadAgentRegistry(this.config, flags['config-path'])
+    const registry = await loadAgentRegistry(this.config, flags.path)
     for (const warning of registry.warnings) this.warn(warning)
     const entries = listEntries(registry)
     this.log(renderAgentList(entries))

@@ -1,6 +1,7 @@
 import {BaseCommand} from '../../base-command.js'
 import {CleanroomError} from '../../errors/index.js'
 import {configPathFlag, resolveConfigPath} from '../../config/flags.js'
+import {configCommand} from '../../config/suggest.js'
 import {loadRuntimeConfig} from '../../config/load.js'
 
 export default class ConfigValidate extends BaseCommand {
@@ -15,7 +16,7 @@ export default class ConfigValidate extends BaseCommand {
     const loaded = await loadRuntimeConfig(path)
     if (!loaded.exists) {
       throw new CleanroomError('config_not_found', `runtime config does not exist at ${path}`, {
-        suggestions: ['Create one with: cleanroom config init (without a file the defaults are used)'],
+        suggestions: [`Create one with: ${configCommand('config init', path)} (without a file the defaults are used)`],
       })
     }
     this.log(`runtime config valid: ${path}`)

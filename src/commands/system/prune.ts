@@ -7,7 +7,7 @@ import {parseDuration} from '../../util/duration.js'
 
 export default class SystemPrune extends DaemonCommand {
   static override summary = 'Free disk space: remove failed and unused sandboxes, caches and old logs'
-  static override description = `Removes what has not been used for longer than --older-than (default 7d): failed sandboxes, the caches in ready sandboxes (npm's ~/.npm, ~/.cache: they are fetched again when needed), and the rotated daemon log. With --all, ready sandboxes unused that long are removed whole instead of only emptied of their caches. Never touched: a sandbox in which something runs, one used within --older-than, the live daemon log. See docs/operations.md.`
+  static override description = `Removes what has not been used for longer than --older-than (default 7d): failed sandboxes, the caches in ready sandboxes (npm's ~/.npm, ~/.cache: they are fetched again when needed), the shared agent cache's packages no sandbox has mounted, and the rotated daemon log. With --all, ready sandboxes unused that long are removed whole instead of only emptied of their caches. Never touched: a sandbox in which something runs, one used within --older-than, the live daemon log. See docs/operations.md.`
   static override examples = ['<%= config.bin %> system prune --dry-run', '<%= config.bin %> system prune', '<%= config.bin %> system prune --all --older-than 30d --json']
   static override enableJsonFlag = true
   static override flags = {

@@ -7,12 +7,12 @@ import {changeCounts} from '../../workspace/apply.js'
 
 export default class WorkspaceApply extends DaemonCommand {
   static override summary = "Apply a sandbox's workspace changes to the host repository"
-  static override description = `Writes what \`cleanroom workspace diff\` shows into the directory the sandbox was made from (or --directory), all of it or nothing. Each path is decided by content: the sandbox's version replaces the host's only where the host still has what the sandbox started from; where the host changed it since, nothing is written (workspace_conflict). git is not run to write anything: no hooks, filters, LFS or fsmonitor. Changes to risky paths (CI config, git and package-manager config, agent and editor config, cleanroom.yaml, anything git would take for a repository, symlinks leading outside the repository: see docs/api.md) are listed and need --force, or a "yes" when run in a terminal.`
+  static override description = `Writes what \`cleanroom workspace diff\` shows into the directory the sandbox was made from (or --chdir), all of it or nothing. Each path is decided by content: the sandbox's version replaces the host's only where the host still has what the sandbox started from; where the host changed it since, nothing is written (workspace_conflict). git is not run to write anything: no hooks, filters, LFS or fsmonitor. Changes to risky paths (CI config, git and package-manager config, agent and editor config, cleanroom.yaml, anything git would take for a repository, symlinks leading outside the repository: see docs/api.md) are listed and need --force, or a "yes" when run in a terminal.`
   static override examples = ['<%= config.bin %> workspace apply cr_01JD…', '<%= config.bin %> workspace apply cr_01JD… --force']
   static override args = {id: Args.string({required: true, description: 'Sandbox id (cr_…)'})}
   static override flags = {
     force: Flags.boolean({summary: 'Also write changes to risky paths without asking'}),
-    directory: Flags.string({char: 'c', summary: "Apply here instead of the sandbox's workspace directory", helpValue: 'DIR'}),
+    chdir: Flags.string({char: 'c', summary: "Apply here instead of the sandbox's workspace directory", helpValue: 'DIR', aliases: ['directory']}),
   }
 
   async run(): Promise<void> {
@@ -20,7 +20,7 @@ export default class WorkspaceApply extends DaemonCommand {
     const client = await this.daemon(flags.host)
     ux.action.start("reading the sandbox's changes", undefined, {stdout: false})
     const outcome = await applyWorkspace(client, args.id, {
-      directory: flags.directory,
+      directory: flags.chdir,
       force: flags.force,
       confirm: async (risky) => {
         ux.action.stop()

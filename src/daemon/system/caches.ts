@@ -9,6 +9,25 @@ export type CacheLocation =
   | {scope: 'sandbox'; home: string}
   /** A directory on the host that the daemon fills itself. */
   | {scope: 'host'; dir: string}
+  /** Entries on the host that their own store lists and removes (the shared agent cache). */
+  | {scope: 'entries'; store: CacheEntryStore}
+
+/** A host cache of separate entries, some of which sandboxes may have mounted. */
+export interface CacheEntryStore {
+  list(): Promise<CacheEntry[]>
+  /** Removes the entry at `path`; answers why not when it came into use since it was listed. */
+  remove(path: string): Promise<string | undefined>
+}
+
+export interface CacheEntry {
+  path: string
+  bytes: number
+  last_used_at: string
+  /** What it holds, in words (a package and its version). */
+  holds: string
+  /** A live sandbox has it mounted: never removed. */
+  in_use: boolean
+}
 
 export interface CacheKind {
   /** The stable name in `system df` and `system prune`. */

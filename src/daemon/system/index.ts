@@ -100,6 +100,8 @@ async function removeItem(context: SystemContext, item: PruneItem): Promise<stri
     }
     case 'cache': {
       if (item.sandbox_id === null) {
+        const kind = (context.kinds ?? CACHE_KINDS).find((candidate) => candidate.kind === item.kind)
+        if (kind?.location.scope === 'entries') return kind.location.store.remove(item.path)
         await rm(item.path, {recursive: true, force: true})
         return undefined
       }

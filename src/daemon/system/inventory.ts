@@ -27,6 +27,10 @@ export interface CacheUsage {
   path: string
   bytes: number
   last_used_at: string
+  /** What an entry of a host cache holds (a package and its version). */
+  holds?: string
+  /** An entry of a host cache that a live sandbox has mounted. */
+  in_use?: boolean
 }
 
 export interface LogUsage {
@@ -60,6 +64,10 @@ export async function takeInventory(context: InventoryContext, kinds: readonly C
     await Promise.all(records.slice(start, start + PARALLEL).map((record) => measureSandbox(context, record, kinds, inventory)))
   }
   for (const kind of kinds) {
+    if (kind.location.scope === 'entries') {
+      for (const entry of await kind.location.store.list()) inventory.caches.push({kind: kind.kind, sandbox_id: null, ...entry})
+      continue
+    }
     if (kind.location.scope !== 'host') continue
     const stats = await stat(kind.location.dir).catch(() => undefined)
     if (stats) inventory.caches.push({kind: kind.kind, sandbox_id: null, path: kind.location.dir, bytes: await diskUsage(kind.location.dir), last_used_at: stats.mtime.toISOString()})

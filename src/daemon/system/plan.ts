@@ -26,7 +26,8 @@ export interface PrunePlan {
  * What `system prune` removes, decided from an inventory alone (docs/operations.md):
  * - failed sandboxes, and stopped ones (nothing on disk; forgotten), last used before the cut-off;
  * - ready sandboxes last used before the cut-off: with `all`, removed; without, their caches emptied;
- * - caches on the host not touched since the cut-off; the rotated daemon log not written since.
+ * - caches on the host not touched since the cut-off (an entry no sandbox has mounted); the rotated
+ *   daemon log not written since.
  * Never: a sandbox in use (an execution, or a process one left), one being created or
  * removed, one used since the cut-off, the live daemon log, a kept sandbox's audit log.
  */
@@ -54,7 +55,7 @@ export function planPrune(inventory: Inventory, options: Omit<PruneOptions, 'dry
     }
     const item = cacheItem(cache)
     const owner = cache.sandbox_id === null ? undefined : sandboxes.get(cache.sandbox_id)
-    const reason = owner?.in_use ? 'its sandbox is in use' : Date.parse(cache.last_used_at) > cutOff ? recent : undefined
+    const reason = owner?.in_use ? 'its sandbox is in use' : cache.in_use ? 'a sandbox has it mounted' : Date.parse(cache.last_used_at) > cutOff ? recent : undefined
     if (reason === undefined) plan.remove.push(item)
     else plan.keep.push({...item, reason})
   }

@@ -5,7 +5,8 @@
  *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
  *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
  *                  [--etc] [--git-config FILE] [--rootfs DIR] [--self-fd N] [--keep-root]
- *                  [--keep-fd N]... [--seccomp-fd N] [--cgroup DIR]... -- PROGRAM [ARGS...]
+ *                  [--ro-bind SRC NAME]... [--keep-fd N]... [--seccomp-fd N] [--cgroup DIR]...
+ *                  -- PROGRAM [ARGS...]
  *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
  *                  [--uid 1000 --gid 1000] [--cwd DIR] [--cgroup DIR]... -- CMD [ARGS...]
  *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
@@ -78,6 +79,10 @@
  *                       which starts the gVisor sandbox as U itself: a user namespace in
  *                       its OCI spec maps the sandbox's root to U).  U:G still owns upper,
  *                       home and tmp and is what the idmapped lower shows.
+ *   --ro-bind SRC NAME  show the host directory SRC at STATE/NAME, read-only, nosuid, nodev
+ *                       (the shared agent cache's entry), for PROGRAM to bind where the
+ *                       sandbox sees it: like STATE itself, SRC may sit below a directory
+ *                       U cannot traverse.  NAME is one path component.  Repeatable.
  *   --keep-fd N         leave fd N open for PROGRAM (bwrap's status fd, the ready fd).
  *   --seccomp-fd N      put the sandbox's seccomp program (seccomp.c) on fd N, for
  *                       `bwrap --seccomp N`.
@@ -248,6 +253,8 @@ struct create_options {
     int userns, etc, keep_root;
     const char **whiteouts;
     int whiteout_count;
+    const char **ro_bind_sources, **ro_bind_names;
+    int ro_bind_count;
     int *keep_fds;
     int keep_fd_count;
     long seccomp_fd;
@@ -524,6 +531,26 @@ static void put_self_on_fd(long n) {
     }
 }
 
+/* Each --ro-bind: a clone of SRC alone (not what is mounted below it), made read-only, nosuid
+ * and nodev before it is attached at STATE/NAME, so it is never writable, not even for a moment. */
+static void bind_read_only(const struct create_options *o) {
+    char target[PATH_MAX];
+    for (int k = 0; k < o->ro_bind_count; k++) {
+        const char *name = o->ro_bind_names[k];
+        if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+            fail("--ro-bind NAME must be one path component: %s", name);
+        if (o->ro_bind_sources[k][0] != '/') fail("--ro-bind SRC must be absolute: %s", o->ro_bind_sources[k]);
+        make_state_dir(o->state, name, 0, 0, 0755);
+        path_join(target, sizeof target, o->state, name);
+        int tree = open_tree(AT_FDCWD, o->ro_bind_sources[k], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (tree < 0) die("open_tree %s", o->ro_bind_sources[k]);
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("mount_setattr(read-only) on %s", o->ro_bind_sources[k]);
+        if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("move_mount to %s", target);
+        close(tree);
+    }
+}
+
 static void bind_state(const struct create_options *o) {
     if (o->bind_state && mount(o->state, o->bind_state, NULL, MS_BIND | MS_REC, NULL) < 0)
         die("bind %s on %s", o->state, o->bind_state);
@@ -567,6 +594,7 @@ static void create_root_mode(const struct create_options *o) {
     }
     mount_etc(o);
     unmount_rootfs_lower(o);
+    bind_read_only(o);
     bind_state(o);
     if (o->keep_root) return;
 
@@ -605,6 +633,7 @@ static void create_userns_mode(const struct create_options *o) {
     mount_rootfs(o, NULL);
     mount_etc(o);
     unmount_rootfs_lower(o);
+    bind_read_only(o);
     bind_state(o);
 }
 
@@ -612,8 +641,10 @@ static int create_main(int argc, char **argv) {
     struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1, .seccomp_fd = -1, .self_fd = -1};
     o.whiteouts = calloc((size_t)argc, sizeof *o.whiteouts);
     o.keep_fds = calloc((size_t)argc, sizeof *o.keep_fds);
+    o.ro_bind_sources = calloc((size_t)argc, sizeof *o.ro_bind_sources);
+    o.ro_bind_names = calloc((size_t)argc, sizeof *o.ro_bind_names);
     o.cgroups = calloc((size_t)argc, sizeof *o.cgroups);
-    if (!o.whiteouts || !o.keep_fds || !o.cgroups) die("calloc");
+    if (!o.whiteouts || !o.keep_fds || !o.ro_bind_sources || !o.ro_bind_names || !o.cgroups) die("calloc");
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -621,6 +652,12 @@ static int create_main(int argc, char **argv) {
         if (!strcmp(a, "--userns")) { o.userns = 1; continue; }
         if (!strcmp(a, "--etc")) { o.etc = 1; continue; }
         if (!strcmp(a, "--keep-root")) { o.keep_root = 1; continue; }
+        if (!strcmp(a, "--ro-bind")) {
+            if (i + 2 >= argc) fail("--ro-bind needs SRC and NAME");
+            o.ro_bind_sources[o.ro_bind_count] = argv[++i];
+            o.ro_bind_names[o.ro_bind_count++] = argv[++i];
+            continue;
+        }
         if (i + 1 >= argc) fail("%s needs a value", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--repo")) o.repo = v;

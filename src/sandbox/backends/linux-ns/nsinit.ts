@@ -1,4 +1,5 @@
-import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, WORKSPACE, type RootfsMount} from '../../layout.js'
+import type {ReadOnlyMount} from '../../backend.js'
+import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, STATE_LAYOUT, WORKSPACE, type RootfsMount} from '../../layout.js'
 
 /** The argv contract of nsinit.c (see the comment at its top), and of the bwrap it execs. */
 
@@ -29,6 +30,8 @@ export interface CreatePlan {
   cgroupDirs?: string[]
   bwrap: string
   rootfs: RootfsMount[]
+  /** Host directories shown read-only in the sandbox (nsinit --ro-bind, then bwrap --ro-bind from the state view). */
+  readOnlyMounts?: readonly ReadOnlyMount[]
   /** An image sandbox: the image's root filesystem (nsinit --rootfs) and who the workload is inside. */
   image?: {rootfs: string; uid: number; gid: number}
 }
@@ -41,10 +44,13 @@ export function createArgv(plan: CreatePlan): string[] {
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
   if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
   if (plan.image) argv.push('--rootfs', plan.image.rootfs, '--self-fd', String(SELF_FD))
-  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan)]
+  const extra = (plan.readOnlyMounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
+  for (const mount of extra) argv.push('--ro-bind', mount.source, mount.name)
+  const rootfs = [...plan.rootfs, ...extra.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${plan.stateView}/${mount.name}`, target: mount.target}))]
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan, rootfs)]
 }
 
-function bwrapArgv(plan: CreatePlan): string[] {
+function bwrapArgv(plan: CreatePlan, rootfs: RootfsMount[]): string[] {
   const argv = [
     plan.bwrap,
     '--unshare-all',
@@ -54,7 +60,7 @@ function bwrapArgv(plan: CreatePlan): string[] {
     '--hostname', SANDBOX_HOSTNAME,
     '--seccomp', String(SECCOMP_FD),
   ]
-  for (const mount of plan.rootfs) argv.push(...mountArgs(mount))
+  for (const mount of rootfs) argv.push(...mountArgs(mount))
   // bwrap's own root is a tmpfs the sandbox could fill: only the mounts above are writable. An image's root is the sandbox's own overlay.
   if (!plan.image) argv.push('--remount-ro', '/')
   argv.push(

@@ -63,6 +63,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       stateView: STATE_MOUNT_POINT,
       bwrap: tools.bwrap,
       rootfs,
+      ...(request.readOnlyMounts ? {readOnlyMounts: request.readOnlyMounts} : {}),
       ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
       ...(image ? {image: {rootfs: image.rootfs, uid: image.workload.uid, gid: image.workload.gid}} : {}),
     })
