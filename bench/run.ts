@@ -19,6 +19,7 @@ import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
 import {gvisorComparisons, renderGvisorBench} from './gvisor.js'
 import {imageComparison} from './images.js'
+import {imageSandboxComparisons} from './image-sandbox.js'
 import {seccompComparisons} from './seccomp.js'
 import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
 
@@ -258,6 +259,10 @@ async function main(): Promise<void> {
 
     // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
     report(await imageComparison({runs: Math.min(RUNS, 10)}))
+
+    const onImage = await imageSandboxComparisons({runs: RUNS})
+    report(onImage.tti)
+    measurements.push({title: 'density on an image (RSS)', ...onImage.density})
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)
