@@ -17,6 +17,7 @@ import {agentComparisons} from './agent.js'
 import {backendComparisons} from './backends.js'
 import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
+import {gvisorComparisons, renderGvisorBench} from './gvisor.js'
 import {imageComparison} from './images.js'
 import {imageSandboxComparisons} from './image-sandbox.js'
 import {seccompComparisons} from './seccomp.js'
@@ -236,6 +237,14 @@ async function main(): Promise<void> {
     for (const comparison of [backends.create, backends.exec, backends.execApi]) report(comparison)
     measurements.push({title: 'backends: RSS per idle sandbox (MiB)', values: Object.fromEntries(Object.entries(backends.rssPerSandboxKib).map(([name, kib]) => [name, kib / 1024]))})
     for (const [name, problem] of Object.entries(backends.unavailable)) console.log(`backend ${name} left out: ${problem}`)
+
+    const gvisor = await gvisorComparisons({client, repo, runs: Math.min(RUNS, 20), env})
+    if (gvisor) {
+      comparisons.push(gvisor.create, gvisor.exec, gvisor.cli, gvisor.egressFirstByte, gvisor.egressDownload)
+      console.log(renderGvisorBench(gvisor))
+      const rss = gvisor.rssKib.total! / 1024
+      measurements.push({title: 'gvisor: RSS per idle sandbox (KiB)', values: gvisor.rssKib, goal: {description: `<= 40 MiB (measured ${rss.toFixed(1)} MiB)`, met: rss <= 40}})
+    }
 
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
     const agent = await agentComparisons({env, repo, runs: Math.min(RUNS, 10)})

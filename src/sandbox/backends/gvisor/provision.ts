@@ -70,7 +70,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       '--uid', String(filesUid), '--gid', String(filesUid),
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
-      '--', tools.runsc, ...runscFlags(runDir, tools), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
+      '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
     const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
     return {
@@ -102,6 +102,6 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
  * sockets it may connect to through its mounts (the egress sockets); the configured
  * platform; no cgroups of runsc's own; no overlay of runsc's own over the read-only root.
  */
-function runscFlags(runDir: string, tools: Toolchain): string[] {
-  return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${tools.platform}`, '--ignore-cgroups', '--overlay2=none']
+export function runscFlags(runDir: string, platform: Toolchain['platform']): string[] {
+  return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${platform}`, '--ignore-cgroups', '--overlay2=none']
 }
