@@ -5,7 +5,7 @@
  * per idle image sandbox at 50.
  */
 import {execFileSync, spawn} from 'node:child_process'
-import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -16,7 +16,7 @@ import {DaemonClient} from '../src/client/client.js'
 import {importThroughDaemon} from '../src/images/client.js'
 import {DEFAULT_POLICY, withImage} from '../src/policy/compile.js'
 import {tarOf} from '../test/images/images.js'
-import {benchEnv, command, compare, type Comparison, renderComparison} from './harness.js'
+import {benchEnv, command, compare, type Comparison, memoryOf, renderComparison} from './harness.js'
 
 const RUN = new URL('../bin/run.js', import.meta.url).pathname
 const IDLE = 50
@@ -83,28 +83,6 @@ export async function imageSandboxComparisons(options: {runs: number}): Promise<
     await rm(home, {recursive: true, force: true})
   }
 }
-
-/** RSS (KiB) of the daemon process and of all its descendants together. */
-async function memoryOf(daemonPid: number): Promise<{daemon: number; children: number}> {
-  const parents = new Map<number, number>()
-  const rss = new Map<number, number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1]
-    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
-    if (ppid) parents.set(Number(entry), Number(ppid))
-    rss.set(Number(entry), kib ? Number(kib) : 0)
-  }
-  const isDescendant = (pid: number): boolean => {
-    for (let current = parents.get(pid); current !== undefined && current > 1; current = parents.get(current)) if (current === daemonPid) return true
-    return false
-  }
-  let children = 0
-  for (const pid of parents.keys()) if (isDescendant(pid)) children += rss.get(pid) ?? 0
-  return {daemon: rss.get(daemonPid) ?? 0, children}
-}
-
 async function waitFor(probe: () => Promise<unknown>): Promise<void> {
   for (let i = 0; i < 400; i++) {
     if (await probe().then(() => true, () => false)) return

@@ -5,7 +5,7 @@
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
-import {mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, open, readFile, rm, symlink, writeFile} from 'node:fs/promises'
 import {cpus, tmpdir, totalmem} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -21,7 +21,7 @@ import {gvisorComparisons, renderGvisorBench} from './gvisor.js'
 import {imageComparison} from './images.js'
 import {imageSandboxComparisons} from './image-sandbox.js'
 import {seccompComparisons} from './seccomp.js'
-import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
+import {benchEnv, command, compare, type Comparison, installed, memoryOf, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -393,28 +393,6 @@ async function initPidOf(home: string, id: string): Promise<number> {
   const state = JSON.parse(await readFile(join(home, '.local/state/cleanroom/sandboxes', id, 'state.json'), 'utf8')) as {runtime: {init_pid: number}}
   return state.runtime.init_pid
 }
-
-/** RSS (KiB) of the daemon process and of all its descendants together. */
-async function memoryOf(daemonPid: number): Promise<{daemon: number; children: number}> {
-  const parents = new Map<number, number>()
-  const rss = new Map<number, number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1]
-    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
-    if (ppid) parents.set(Number(entry), Number(ppid))
-    rss.set(Number(entry), kib ? Number(kib) : 0)
-  }
-  const isDescendant = (pid: number): boolean => {
-    for (let current = parents.get(pid); current !== undefined && current > 1; current = parents.get(current)) if (current === daemonPid) return true
-    return false
-  }
-  let children = 0
-  for (const pid of parents.keys()) if (isDescendant(pid)) children += rss.get(pid) ?? 0
-  return {daemon: rss.get(daemonPid) ?? 0, children}
-}
-
 /** A git repository holding `mib` MiB of real (random, uncompressible) data in 64 MiB files. */
 async function makeBigRepo(dir: string, mib: number): Promise<void> {
   await mkdir(dir, {recursive: true})
