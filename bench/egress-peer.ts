@@ -11,11 +11,14 @@ import {DOWNLOAD_BYTES, type PeerRequest} from './egress-shared.js'
 
 const chunk = Buffer.alloc(1 << 20, 97)
 const target = createServer((req, res) => {
-  if (req.url !== '/big') return void res.end('ok')
-  res.writeHead(200, {'content-length': DOWNLOAD_BYTES})
+  const url = new URL(req.url ?? '/', 'http://target')
+  if (url.pathname !== '/big') return void res.end('ok')
+  // `/big?mib=N` for another size (bench/gvisor.ts).
+  const total = url.searchParams.has('mib') ? Number(url.searchParams.get('mib')) * 2 ** 20 : DOWNLOAD_BYTES
+  res.writeHead(200, {'content-length': total})
   let sent = 0
   const pump = () => {
-    while (sent < DOWNLOAD_BYTES) {
+    while (sent < total) {
       sent += chunk.length
       if (!res.write(chunk)) return void res.once('drain', pump)
     }

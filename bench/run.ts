@@ -5,7 +5,7 @@
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
-import {mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, open, readFile, rm, symlink, writeFile} from 'node:fs/promises'
 import {cpus, tmpdir, totalmem} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -17,9 +17,11 @@ import {agentComparisons} from './agent.js'
 import {backendComparisons} from './backends.js'
 import {egressComparisons} from './egress.js'
 import {gatewayComparisons} from './gateway.js'
+import {gvisorComparisons, renderGvisorBench} from './gvisor.js'
 import {imageComparison} from './images.js'
+import {imageSandboxComparisons} from './image-sandbox.js'
 import {seccompComparisons} from './seccomp.js'
-import {benchEnv, command, compare, type Comparison, installed, renderComparison, type Variant} from './harness.js'
+import {benchEnv, command, compare, type Comparison, installed, memoryOf, renderComparison, type Variant} from './harness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RUN = join(ROOT, 'bin/run.js')
@@ -236,6 +238,14 @@ async function main(): Promise<void> {
     measurements.push({title: 'backends: RSS per idle sandbox (MiB)', values: Object.fromEntries(Object.entries(backends.rssPerSandboxKib).map(([name, kib]) => [name, kib / 1024]))})
     for (const [name, problem] of Object.entries(backends.unavailable)) console.log(`backend ${name} left out: ${problem}`)
 
+    const gvisor = await gvisorComparisons({client, repo, runs: Math.min(RUNS, 20), env})
+    if (gvisor) {
+      comparisons.push(gvisor.create, gvisor.exec, gvisor.cli, gvisor.egressFirstByte, gvisor.egressDownload)
+      console.log(renderGvisorBench(gvisor))
+      const rss = gvisor.rssKib.total! / 1024
+      measurements.push({title: 'gvisor: RSS per idle sandbox (KiB)', values: gvisor.rssKib, goal: {description: `<= 40 MiB (measured ${rss.toFixed(1)} MiB)`, met: rss <= 40}})
+    }
+
     // Each round runs an agent start (~1.7 s): fewer runs than the other comparisons.
     const agent = await agentComparisons({env, repo, runs: Math.min(RUNS, 10)})
     report(agent.newSandbox)
@@ -249,6 +259,10 @@ async function main(): Promise<void> {
 
     // Each round pulls ~100 MiB into an empty cache: fewer runs than the other comparisons.
     report(await imageComparison({runs: Math.min(RUNS, 10)}))
+
+    const onImage = await imageSandboxComparisons({runs: RUNS})
+    report(onImage.tti)
+    measurements.push({title: 'density on an image (RSS)', ...onImage.density})
 
     for (const measurement of measurements) {
       console.log(`## ${measurement.title}`)
@@ -379,28 +393,6 @@ async function initPidOf(home: string, id: string): Promise<number> {
   const state = JSON.parse(await readFile(join(home, '.local/state/cleanroom/sandboxes', id, 'state.json'), 'utf8')) as {runtime: {init_pid: number}}
   return state.runtime.init_pid
 }
-
-/** RSS (KiB) of the daemon process and of all its descendants together. */
-async function memoryOf(daemonPid: number): Promise<{daemon: number; children: number}> {
-  const parents = new Map<number, number>()
-  const rss = new Map<number, number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1]
-    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
-    if (ppid) parents.set(Number(entry), Number(ppid))
-    rss.set(Number(entry), kib ? Number(kib) : 0)
-  }
-  const isDescendant = (pid: number): boolean => {
-    for (let current = parents.get(pid); current !== undefined && current > 1; current = parents.get(current)) if (current === daemonPid) return true
-    return false
-  }
-  let children = 0
-  for (const pid of parents.keys()) if (isDescendant(pid)) children += rss.get(pid) ?? 0
-  return {daemon: rss.get(daemonPid) ?? 0, children}
-}
-
 /** A git repository holding `mib` MiB of real (random, uncompressible) data in 64 MiB files. */
 async function makeBigRepo(dir: string, mib: number): Promise<void> {
   await mkdir(dir, {recursive: true})

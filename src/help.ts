@@ -31,21 +31,6 @@ class CleanroomCommandHelp extends CommandHelp {
 }
 
 /**
- * `--backend` offers every backend a runtime config may name; its help says which
- * this build cannot run yet, from the backend registry, so the text changes by
- * itself when a backend is added. Loaded here only: commands do not pay for it.
- */
-async function withBackendAvailability(command: Command.Loadable): Promise<Command.Loadable> {
-  const backend = command.flags.backend
-  if (backend === undefined) return command
-  const {unimplementedBackends} = await import('./sandbox/backends/implemented.js')
-  const missing = unimplementedBackends()
-  if (missing.length === 0) return command
-  const summary = `${backend.summary ?? ''} (${missing.join(', ')}: not available yet)`.trim()
-  return {...command, flags: {...command.flags, backend: {...backend, summary}}}
-}
-
-/**
  * oclif's help, plus the list of agents under `cleanroom agent --help`: the
  * agents are data from plugins and the runtime config, so no static help text
  * can name them.
@@ -54,7 +39,7 @@ export default class CleanroomHelp extends Help {
   protected override CommandHelpClass = CleanroomCommandHelp
 
   override async showCommandHelp(command: Command.Loadable): Promise<void> {
-    await super.showCommandHelp(await withBackendAvailability(command))
+    await super.showCommandHelp(command)
     if (command.id === 'agent') await this.showAgents()
   }
 

@@ -13,6 +13,7 @@ import type {DaemonClient} from './client.js'
 import {createSandboxForRepo, defaultBackend, refuseNewSandboxFlags} from './create.js'
 import {watchDenials} from './egress-denials.js'
 import {type ExecOutcome, runInSandbox, type Terminal, terminalSize} from './exec.js'
+import {agentMissingFromImage} from './image.js'
 
 export interface AgentRunOptions {
   agent: AgentSpec
@@ -96,6 +97,8 @@ export async function runAgent(client: DaemonClient, options: AgentRunOptions): 
     const outcome = await runInSandbox(client, sandboxId, request, terminal, () => {
       started = true
     })
+    const missing = outcome.exitCode === 127 ? await agentMissingFromImage(client, sandboxId, agent.name) : undefined
+    if (missing !== undefined) say(missing)
     return {...outcome, sandboxId}
   } catch (error) {
     // A sandbox made for a run that never started its agent is of no use to anyone.

@@ -41,7 +41,7 @@ export interface AgentPackageBody {
 }
 
 /** POST /v1/sandboxes (docs/api.md). */
-export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string} & (
+export type CreateSandboxBody = {backend?: string; allow_all?: boolean; ephemeral?: boolean; extra_allow?: readonly AllowRuleInput[]; agent_package?: string; image?: string} & (
   | {repository: string}
   | {policy: CompiledPolicy; workspace_source: string | null}
 )

@@ -35,6 +35,11 @@ export const backendFlag = Flags.string({
   options: [...BACKENDS],
 })
 
+export const imageFlag = Flags.string({
+  summary: "Image for a new sandbox instead of the policy's: a tag is resolved to its digest, which is shown",
+  helpValue: 'REF',
+})
+
 export const allowAllFlag = Flags.boolean({
   summary: 'Let a new sandbox reach any host (still logged; deny rules, host addresses and cloud metadata stay blocked)',
 })
@@ -45,6 +50,7 @@ export const sessionFlags = {
   chdir: policyDirFlag,
   env: Flags.string({char: 'e', summary: 'Set KEY=VALUE, or pass KEY from this environment', helpValue: 'KEY[=VAL]', multiple: true}),
   backend: backendFlag,
+  image: imageFlag,
   'dangerously-allow-all': allowAllFlag,
 }
 

@@ -9,6 +9,7 @@ import {CleanroomError} from '../errors/index.js'
 import {noPolicyNotice} from '../policy/notice.js'
 import type {AllowRuleInput} from '../policy/schema.js'
 import type {DaemonClient, PublicSandbox} from './client.js'
+import {createPullingImage, pinImage, type ProgressOutput} from './image.js'
 
 export interface CreateFromRepoOptions {
   /** Where to look for the repository and its policy. */
@@ -23,8 +24,12 @@ export interface CreateFromRepoOptions {
   agentPackage?: string
   /** For one command: the daemon removes it when that command's stream ends or drops (docs/api.md). */
   ephemeral?: boolean
-  /** Receives the one-line notices: no policy file, allow-all in force. */
+  /** `--image`: what the sandbox runs on instead of the policy's image (a tag is resolved to its digest). */
+  image?: string
+  /** Receives the one-line notices: no policy file, allow-all in force, the digest of an --image tag. */
   notice: (message: string) => void
+  /** Where the progress of pulling the sandbox's image goes; default stderr. */
+  progress?: ProgressOutput
 }
 
 export const ALLOW_ALL_WARNING =
@@ -38,14 +43,17 @@ export const ALLOW_ALL_WARNING =
 export async function createSandboxForRepo(client: DaemonClient, options: CreateFromRepoOptions): Promise<PublicSandbox> {
   const dir = resolve(options.dir)
   if (options.allowAll) options.notice(ALLOW_ALL_WARNING)
-  const sandbox = await client.createSandbox({
+  const image = options.image === undefined ? undefined : await pinImage(options.image, options.notice)
+  const body = {
     backend: options.backend ?? (await defaultBackend()),
     repository: dir,
     ...(options.extraAllow && options.extraAllow.length > 0 ? {extra_allow: options.extraAllow} : {}),
     ...(options.agentPackage === undefined ? {} : {agent_package: options.agentPackage}),
+    ...(image === undefined ? {} : {image}),
     allow_all: options.allowAll === true,
     ...(options.ephemeral ? {ephemeral: true} : {}),
-  })
+  }
+  const sandbox = await createPullingImage(client, () => client.createSandbox(body), options.progress ?? process.stderr)
   if (sandbox.policy_source === null) options.notice(noPolicyNotice(dir))
   if (sandbox.policy.credentials !== undefined) await grantRequested(client, sandbox, options.notice)
   return sandbox
@@ -65,8 +73,9 @@ async function grantRequested(client: DaemonClient, sandbox: PublicSandbox, noti
 }
 
 /** The flags that only make sense for a new sandbox are refused with an existing one. */
-export function refuseNewSandboxFlags(flags: {sandboxId?: string; allowAll?: boolean; dir?: string; keep?: boolean; update?: boolean}): void {
+export function refuseNewSandboxFlags(flags: {sandboxId?: string; allowAll?: boolean; dir?: string; keep?: boolean; update?: boolean; image?: string}): void {
   if (flags.sandboxId === undefined) return
+  if (flags.image !== undefined) throw new CleanroomError('usage', '--image cannot be used with --sandbox-id (an existing sandbox keeps the root filesystem it was created with)')
   if (flags.update) throw new CleanroomError('usage', '--update cannot be used with --sandbox-id (a sandbox keeps the agent release it was created with)')
   if (flags.keep) throw new CleanroomError('usage', '--keep cannot be used with --sandbox-id (an existing sandbox is never removed)')
   if (flags.allowAll) throw new CleanroomError('usage', '--dangerously-allow-all cannot be used with --sandbox-id (it only applies to a new sandbox)')

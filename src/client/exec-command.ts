@@ -13,6 +13,7 @@ export interface ExecFlags {
   chdir?: string
   env?: string[]
   backend?: string
+  image?: string
   'dangerously-allow-all'?: boolean
   tty?: boolean
 }
@@ -33,6 +34,7 @@ export async function execCommand(flags: ExecFlags, argv: string[], args: string
     allowAll: flags['dangerously-allow-all'] === true,
     dir: flags.chdir,
     backend: flags.backend as BackendName | undefined,
+    ...(flags.image === undefined ? {} : {image: flags.image}),
     argv: command,
     env: parseEnvFlags(flags.env ?? []),
     tty: flags.tty === true,

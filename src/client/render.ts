@@ -19,6 +19,7 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['sandbox', sandbox.sandbox_id],
     ['status', sandbox.failure ? `${sandbox.status}: ${visibleName(sandbox.failure)}` : sandbox.status],
     ['backend', sandbox.backend],
+    ['image', describeImage(sandbox)],
     ['policy', sandbox.allow_all ? `${sandbox.policy_hash} (ALLOW ALL over policy ${sandbox.policy.hash})` : sandbox.policy_hash],
     ['network', describeNetwork(sandbox)],
     ...(sandbox.egress ? [['egress', `${sandbox.egress.allowed} allowed, ${sandbox.egress.denied} denied (cleanroom sandbox logs ${sandbox.sandbox_id} --egress)`]] : []),
@@ -32,6 +33,11 @@ export function renderSandbox(sandbox: PublicSandbox): string {
     ['updated', sandbox.updated_at],
   ]
   return lines.map(([label, value]) => `${`${label}:`.padEnd(11)}${value}`).join('\n')
+}
+
+function describeImage(sandbox: PublicSandbox): string {
+  if (sandbox.image_ref === undefined) return "none: the host's root filesystem, read-only"
+  return `${sandbox.image_ref}${sandbox.image_id === undefined ? '' : ` (image id ${sandbox.image_id})`}`
 }
 
 function describeNetwork(sandbox: PublicSandbox): string {

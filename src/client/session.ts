@@ -12,6 +12,8 @@ export interface SessionOptions {
   dir?: string
   /** `--backend` for a new sandbox; undefined: the runtime config's default. */
   backend?: BackendName
+  /** `--image` for a new sandbox; undefined: the policy's. */
+  image?: string
   argv: string[]
   env: Record<string, string>
   tty: boolean
@@ -37,7 +39,9 @@ export async function runSession(client: DaemonClient, options: SessionOptions):
         backend: options.backend,
         allowAll: options.allowAll,
         ephemeral: !options.keep,
+        ...(options.image === undefined ? {} : {image: options.image}),
         notice: (message) => terminal.stderr.write(`cleanroom: ${message}\n`),
+        progress: terminal.stderr,
       })
     ).sandbox_id
 

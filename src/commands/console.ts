@@ -37,6 +37,7 @@ export default class Console extends DaemonCommand {
       allowAll: flags['dangerously-allow-all'],
       dir: flags.chdir,
       backend: flags.backend as BackendName | undefined,
+      ...(flags.image === undefined ? {} : {image: flags.image}),
       argv: passthrough.length > 0 ? passthrough : ['sh'],
       env: {...parseEnvFlags(flags.env ?? []), TERM: process.env.TERM ?? 'xterm-256color'},
       tty: true,

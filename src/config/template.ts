@@ -3,7 +3,7 @@ import {Document, stringify} from 'yaml'
 import type {AgentSpec} from '../agents/spec.js'
 import {BACKEND_DESCRIPTORS} from '../sandbox/backends/descriptors.js'
 import {commentKey} from '../util/yaml-file.js'
-import {BACKENDS, type BackendName, DEFAULT_RUNTIME_CONFIG} from './schema.js'
+import {BACKENDS, DEFAULT_RUNTIME_CONFIG} from './schema.js'
 import type {Setting} from './settings.js'
 
 /**
@@ -11,7 +11,7 @@ import type {Setting} from './settings.js'
  * the yaml Document API so every comment sits next to the setting it explains;
  * the built-in agents are shown commented out, ready to copy and edit.
  */
-export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavailableBackends: readonly BackendName[] = []): string {
+export function renderConfigTemplate(builtinAgents: readonly AgentSpec[]): string {
   const doc = new Document(
     {
       default_backend: DEFAULT_RUNTIME_CONFIG.default_backend,
@@ -29,8 +29,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavai
     ' Check this file with: cleanroom config validate',
   ].join('\n')
 
-  const notYet = (name: BackendName) => (unavailableBackends.includes(name) ? '; not available yet in this cleanroom' : '')
-  commentKey(doc, ['default_backend'], ` Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation${notYet('gvisor')}: docs/backends.md).`)
+  commentKey(doc, ['default_backend'], ' Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation: docs/backends.md).')
   commentKey(
     doc,
     ['egress', 'audit_failure'],
@@ -43,7 +42,7 @@ export function renderConfigTemplate(builtinAgents: readonly AgentSpec[], unavai
   commentKey(doc, ['backends'], ' Settings of each backend.')
   for (const name of BACKENDS) {
     const {summary, settings} = BACKEND_DESCRIPTORS[name]
-    commentKey(doc, ['backends', name], ` ${summary}${unavailableBackends.includes(name) ? ' Not available yet in this cleanroom: its settings are kept for when it is.' : ''}`)
+    commentKey(doc, ['backends', name], ` ${summary}`)
     for (const [key, setting] of Object.entries(settings) as [string, Setting<unknown>][]) {
       commentKey(doc, ['backends', name, key], commentText(setting.description))
       for (const [inner, note] of Object.entries(setting.notes ?? {})) commentKey(doc, ['backends', name, key, inner], commentText(note))

@@ -1,9 +1,10 @@
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError, isCleanroomError, messageOf} from '../errors/index.js'
 import {AGENT_PACKAGE_MOUNT} from '../agents/cache/layout.js'
+import type {ImageService} from '../images/service.js'
 import {sandboxPolicyHash} from '../policy/allow-all.js'
 import type {CompiledPolicy} from '../policy/schema.js'
-import type {SandboxBackend} from '../sandbox/backend.js'
+import type {ProvisionImage, SandboxBackend} from '../sandbox/backend.js'
 import {newSandboxId} from '../sandbox/ids.js'
 import {requestedResources} from '../sandbox/resources.js'
 import type {SandboxRecord} from '../sandbox/types.js'
@@ -35,8 +36,25 @@ export interface BuildContext {
   removalRequested(id: string): boolean
 }
 
-/** The record of a sandbox about to be created. */
-export function newRecord(request: CreateSandboxRequest, backend: BackendName): SandboxRecord {
+/**
+ * The cached image the policy names, or image_not_pulled (with the reference in its
+ * details: the CLI pulls it, with the user's registry credentials, and asks again).
+ */
+export async function findSandboxImage(images: ImageService | undefined, policy: CompiledPolicy): Promise<ProvisionImage | undefined> {
+  const ref = policy.image_ref
+  if (ref === undefined || policy.image_digest === undefined) return undefined
+  const image = images === undefined ? undefined : await images.store.find(policy.image_digest)
+  if (image === undefined) {
+    throw new CleanroomError('image_not_pulled', `image ${ref} is not in the image cache`, {
+      details: {ref},
+      suggestions: [`Pull it with: cleanroom image pull ${ref}`],
+    })
+  }
+  return {ref, id: image.id, rootfs: image.rootfs, config: image.config}
+}
+
+/** The record of a sandbox about to be created; one on an image names it from the start, so the image is never removed under it. */
+export function newRecord(request: CreateSandboxRequest, backend: BackendName, image?: ProvisionImage): SandboxRecord {
   const now = new Date().toISOString()
   return {
     sandbox_id: newSandboxId(),
@@ -47,6 +65,7 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName): 
     policy_source: request.policySource,
     allow_all: request.allowAll,
     workspace_source: request.workspaceSource,
+    ...(image ? {image_ref: image.ref, image_digest: request.policy.image_digest, image_id: image.id} : {}),
     ...(request.agentPackage ? {agent_package: {entry: request.agentPackage.entry, package: request.agentPackage.package, version: request.agentPackage.version}} : {}),
     created_at: now,
     updated_at: now,
@@ -60,7 +79,7 @@ export function newRecord(request: CreateSandboxRequest, backend: BackendName): 
  * `ready` on disk and in memory. Whatever fails, nothing of it is left; a removal
  * asked for meanwhile does the cleaning itself. Logs how long each part took.
  */
-export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord, request: CreateSandboxRequest): Promise<void> {
+export async function buildSandbox(context: BuildContext, backend: SandboxBackend, record: SandboxRecord, request: CreateSandboxRequest, image?: ProvisionImage): Promise<void> {
   const {store, records, egress, log} = context
   const id = record.sandbox_id
   const refuseIfRemoved = () => {
@@ -84,6 +103,7 @@ export async function buildSandbox(context: BuildContext, backend: SandboxBacken
       resources: requestedResources(record.policy),
       log,
       ...(request.agentPackage ? {readOnlyMounts: [{source: request.agentPackage.source, target: AGENT_PACKAGE_MOUNT}]} : {}),
+      ...(image ? {image} : {}),
     })
     record.resources = backend.resourcesOf?.(record.runtime)
     times.push(performance.now())

@@ -65,8 +65,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       })
     }
     const backends: Map<BackendName, SandboxBackend> = createBackends(options.config)
+    const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => manager?.list(true) ?? [])
     startPolicyWorker()
     manager = new SandboxManager(new StateStore(options.stateDir), backends, options.log, {
+      images,
       ...(options.resolver ? {resolver: options.resolver} : {}),
       egressAuditFailure: options.config.egress.audit_failure,
       maxConnectionsPerSandbox: options.config.egress.max_connections_per_sandbox,
@@ -74,8 +76,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
     })
     await manager.adopt()
-    const sandboxes = manager
-    const images = new ImageService(new ImageStore(options.imageCacheDir ?? imageCacheDir()), () => sandboxes.list(true))
     const agentPackages = new AgentPackages(options.agentCacheDir ?? agentCacheDir(), manager, options.log)
     const api = createApiServer({
       manager,

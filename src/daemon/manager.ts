@@ -9,10 +9,11 @@ import type {ExecRequest, SandboxRecord} from '../sandbox/types.js'
 import type {Resolver} from '../egress/addresses.js'
 import {CredentialGateways} from '../credentials/gateways.js'
 import type {GrantRequest, GrantSummary} from '../credentials/wire.js'
+import type {ImageService} from '../images/service.js'
 import {WorkspaceChangeSet} from '../workspace/changes.js'
 import {ExecActivity} from './activity.js'
 import {ConnectionBudget} from './connection-limits.js'
-import {buildSandbox, type CreateSandboxRequest, newRecord} from './create.js'
+import {buildSandbox, type CreateSandboxRequest, findSandboxImage, newRecord} from './create.js'
 import {auditPath, caEnv, proxyEnv} from './egress.js'
 import {type EgressState, EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
@@ -42,6 +43,8 @@ export interface ManagerOptions {
   egressRetryMs?: number
   /** More roots the credential gateway trusts upstream; tests add their own TLS servers' CA. */
   upstreamCa?: readonly string[]
+  /** The image cache, where sandboxes on an image find its root filesystem. */
+  images?: ImageService
 }
 
 export const EPHEMERAL_ATTACH_MS = 10_000
@@ -110,9 +113,10 @@ export class SandboxManager {
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
     const backend = this.backend(request.backend)
     requireCapabilities(backend.name, request.policy, backend.capabilities())
-    const record = newRecord(request, backend.name)
+    const image = await findSandboxImage(this.options.images, request.policy)
+    const record = newRecord(request, backend.name, image)
     const context = {store: this.store, records: this.records, egress: this.egress, log: this.log, removalRequested: (id: string) => this.removing.has(id)}
-    const built = buildSandbox(context, backend, record, request)
+    const built = buildSandbox(context, backend, record, request, image)
     this.creating.set(record.sandbox_id, built.then(() => undefined, () => undefined))
     try {
       await built
@@ -216,8 +220,9 @@ export class SandboxManager {
    * The first execution of an ephemeral sandbox owns it (see ExecActivity).
    */
   async run(sandboxId: string, request: ExecRequest): Promise<SandboxProcess> {
-    // The request's own variables win; the proxy settings are only defaults, and egress services' (the gateway's trust bundle) replace the host's CA settings.
-    const env = {...proxyEnv(), ...caEnv(), ...this.egress.env(sandboxId), ...request.env}
+    // The request's own variables win over the proxy defaults; egress services' (the gateway's trust bundle) replace the host's CA settings, which an image has no files for.
+    const hostCa = this.get(sandboxId).image_ref === undefined ? caEnv() : {}
+    const env = {...proxyEnv(), ...hostCa, ...this.egress.env(sandboxId), ...request.env}
     const process = await this.inReadySandbox(sandboxId, (backend, runtime) => backend.exec(runtime, {...request, env}))
     const record = this.get(sandboxId)
     record.last_used_at = new Date().toISOString()

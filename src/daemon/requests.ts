@@ -2,7 +2,7 @@ import {isAbsolute} from 'node:path'
 
 import {BACKENDS, type BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
-import {DEFAULT_POLICY} from '../policy/compile.js'
+import {DEFAULT_POLICY, withImage} from '../policy/compile.js'
 import {loadPolicy} from '../policy/load.js'
 import {policyWorker} from '../policy/policy-worker.js'
 import type {AllowRuleInput, CompiledPolicy} from '../policy/schema.js'
@@ -72,11 +72,19 @@ export interface SandboxSource {
  * `repository` (an absolute directory: the policy is found and compiled here,
  * from that directory up to its git root, and the git root becomes the
  * workspace), or `policy` (compiled, re-checked here) with `workspace_source`.
- * `extra_allow` adds allow rules to either (an agent's network needs). The
+ * `extra_allow` adds allow rules to either (an agent's network needs); `image`
+ * (digest-pinned: the CLI resolves a tag first) replaces the policy's image. The
  * files are found and read here; parsing and compiling happen in the policy
  * worker, so no policy, however large or hostile, holds up the event loop.
  */
 export async function parseSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
+  const source = await readSandboxSource(body)
+  if (body.image === undefined) return source
+  if (typeof body.image !== 'string') throw badRequest('image must be a digest-pinned image reference (registry/repository@sha256:…)')
+  return {...source, policy: withImage(source.policy, body.image)}
+}
+
+async function readSandboxSource(body: Record<string, unknown>): Promise<SandboxSource> {
   const extra = body.extra_allow === undefined ? [] : parseAllowRules(body.extra_allow, 'extra_allow')
   if (body.repository !== undefined) {
     if (body.policy !== undefined || body.workspace_source !== undefined) throw badRequest('give either repository, or policy and workspace_source')

@@ -8,7 +8,7 @@ import type {AgentRegistry} from '../agents/registry.js'
 import {requireTrustedDirectory, requireTrustedSocket} from '../client/socket-trust.js'
 import {loadRuntimeConfig} from '../config/load.js'
 import {defaultConfigPath} from '../config/paths.js'
-import type {BackendName, RuntimeConfig} from '../config/schema.js'
+import type {RuntimeConfig} from '../config/schema.js'
 import {configCommand} from '../config/suggest.js'
 import {checkAgentCredentials} from '../credentials/doctor.js'
 import {isCleanroomError, messageOf} from '../errors/index.js'
@@ -69,7 +69,6 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
   const capabilities: DoctorReport['capabilities'] = {}
   if (config) {
     const backends = createBackends(config)
-    if (!backends.has(config.default_backend)) checks.push(unavailableDefault(config.default_backend, [...backends.keys()], configPath))
     for (const backend of backends.values()) {
       const availability = await backend.availability()
       capabilities[backend.name] = {...backend.capabilities()}
@@ -103,16 +102,6 @@ export async function runDoctor(options: {dir: string; host?: string; version?: 
     }
   }
   return {ok: checks.every((check) => check.status !== 'fail'), checks, capabilities}
-}
-
-/** A default backend this cleanroom does not have (gvisor, until its backend exists): every new sandbox would be refused. */
-function unavailableDefault(name: BackendName, available: BackendName[], configPath: string): Check {
-  return {
-    name: `backend ${name} (default)`,
-    status: 'fail',
-    detail: `${name} is not available yet in this cleanroom (it has ${available.join(', ')}): every new sandbox would be refused`,
-    fix: `Set default_backend: ${available[0] ?? 'linux-ns'} in ${configPath}, or pass --backend ${available[0] ?? 'linux-ns'}`,
-  }
 }
 
 async function checkOs(): Promise<Check> {

@@ -1,12 +1,13 @@
 import {execa} from 'execa'
 import {createReadStream} from 'node:fs'
-import {open, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {createGunzip} from 'node:zlib'
 import {extract} from 'tar-stream'
 
+import {isGzip} from '../plugins/tarball.js'
 import {describeSize, readBoundedFile} from '../util/bounded-file.js'
 import {isRecord} from '../util/yaml-file.js'
 
@@ -66,14 +67,7 @@ function parseManifest(text: string): Record<string, unknown> {
 
 /** The shallowest `<dir>/package.json` of a (gzipped) tar: `package/` for `npm pack`, `<repo>-<ref>/` for GitHub. */
 async function packageJsonFromTarball(path: string): Promise<string> {
-  const head = Buffer.alloc(2)
-  const handle = await open(path, 'r')
-  try {
-    await handle.read(head, 0, 2, 0)
-  } finally {
-    await handle.close()
-  }
-  const gzipped = head[0] === 0x1f && head[1] === 0x8b
+  const gzipped = await isGzip(path)
   const source: Readable = gzipped ? createReadStream(path).pipe(createGunzip()) : createReadStream(path)
   const archive = extract()
   source.on('error', (error) => archive.destroy(error))

@@ -109,7 +109,8 @@ export function tarballHas(tarball: PackageTarball, path: string): boolean {
   return false
 }
 
-async function isGzip(path: string): Promise<boolean> {
+/** Whether the file at `path` starts with gzip's magic bytes. */
+export async function isGzip(path: string): Promise<boolean> {
   const head = Buffer.alloc(2)
   const handle = await open(path, 'r')
   try {

@@ -5,6 +5,7 @@ import {deepFreeze} from '../util/deep-freeze.js'
 import {FILE_LIMITS} from '../util/yaml-bounds.js'
 import {formatPath, isRecord, YamlFile, type YamlLimits} from '../util/yaml-file.js'
 import {HostPatternError, normalizeHostPattern} from './host.js'
+import {ImageRefError, parsePinnedImageRef} from './image-ref.js'
 import {readPolicy} from './read.js'
 import {allowRule, isPort, mergeAllowRules, notAPort, sortedPorts} from './rules.js'
 import {type AllowRule, type AllowRuleInput, type CompiledPolicy, POLICY_VERSION, type PolicyContent} from './schema.js'
@@ -134,6 +135,22 @@ export function withAdditionalAllow(policy: CompiledPolicy, rules: readonly Allo
   if (policy.network_stages === undefined) return sealPolicy({...content, allow: mergeAllowRules([...policy.allow, ...added])})
   const execution = policy.network_stages.execution?.allow ?? []
   return sealPolicy({...content, network_stages: {...policy.network_stages, execution: {allow: mergeAllowRules([...execution, ...added])}}})
+}
+
+/**
+ * `policy` running on the image `ref` instead of its own (`--image` for a new
+ * sandbox), the hash recomputed. The reference must be digest-pinned, as in a policy.
+ */
+export function withImage(policy: CompiledPolicy, ref: string): CompiledPolicy {
+  let pinned
+  try {
+    pinned = parsePinnedImageRef(ref)
+  } catch (error) {
+    if (!(error instanceof ImageRefError)) throw error
+    throw new CleanroomError('image_ref_invalid', `image ${error.message}`, {suggestions: ['Resolve a tag to its digest first: cleanroom image resolve <ref>']})
+  }
+  const {hash: _previous, ...content} = policy
+  return sealPolicy({...content, image_ref: pinned.ref, image_digest: pinned.digest})
 }
 
 /**

@@ -2,6 +2,7 @@ import type {Server} from 'node:net'
 import type {Readable, Writable} from 'node:stream'
 
 import type {BackendName} from '../config/schema.js'
+import type {ImageRuntimeConfig} from '../images/manifest.js'
 import type {CompiledPolicy} from '../policy/schema.js'
 import type {ResourceRequest, SandboxResources} from './resources.js'
 import type {WorkspaceBase} from '../workspace/base.js'
@@ -20,6 +21,20 @@ export interface ProvisionRequest {
   log?: (message: string) => void
   /** Host directories to show read-only at `target` (the shared agent cache's entry); a backend that cannot must refuse. */
   readOnlyMounts?: ReadOnlyMount[]
+  /** The policy's image, found in the cache: the sandbox's root filesystem. Absent: the host's (read-only). */
+  image?: ProvisionImage
+}
+
+/** An image a sandbox runs on (docs/images.md#running-sandboxes-on-an-image). */
+export interface ProvisionImage {
+  /** The policy's `repo@sha256:…`, for messages. */
+  ref: string
+  /** Its config digest: which root filesystem. */
+  id: string
+  /** The unpacked root filesystem in the cache, shared by every sandbox of the image and never written. */
+  rootfs: string
+  /** Its run settings: Env, WorkingDir and User are applied. */
+  config: ImageRuntimeConfig
 }
 
 export interface ReadOnlyMount {

@@ -26,6 +26,9 @@ export const STATE_LAYOUT = {
   /** The redacted copy of the workspace's .git/config the sandbox sees (nsinit --git-config). */
   gitConfig: 'git-config',
   emptyWorkspace: 'empty',
+  /** An image sandbox's root: the image under `rootfsUpper`, the sandbox's writes to it (nsinit --rootfs). */
+  rootfs: 'rootfs',
+  rootfsUpper: 'rootfs-upper',
   whiteouts: 'whiteouts',
   log: 'sandbox.log',
   /** Mount points of the read-only mounts (nsinit --ro-bind): `ro-0`, `ro-1`, … */
@@ -38,27 +41,33 @@ export type RootfsMount =
   | {kind: 'symlink'; linkTarget: string; target: string}
   | {kind: 'proc' | 'dev'; target: string}
 
-/** Files laid over the host's /etc: who the sandbox user is, and no name service. */
-export function generatedEtcFiles(): Record<string, string> {
+/**
+ * Files laid over the host's (or the image's) /etc: who the sandbox user is, and no
+ * name service. `accounts`: an image sandbox's passwd and group (the image's own, plus
+ * its workload's account).
+ */
+export function generatedEtcFiles(accounts?: {passwd: string; group: string}): Record<string, string> {
   const user = SANDBOX_USER
   return {
-    passwd: [
-      'root:x:0:0:root:/root:/bin/sh',
-      `${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${user.shell}`,
-      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
-      '',
-    ].join('\n'),
-    group: ['root:x:0:', `${user.name}:x:${user.gid}:`, 'nogroup:x:65534:', ''].join('\n'),
+    passwd:
+      accounts?.passwd ??
+      [
+        'root:x:0:0:root:/root:/bin/sh',
+        `${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${user.shell}`,
+        'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+        '',
+      ].join('\n'),
+    group: accounts?.group ?? ['root:x:0:', `${user.name}:x:${user.gid}:`, 'nogroup:x:65534:', ''].join('\n'),
     hosts: [`127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}`, '::1\tlocalhost ip6-localhost ip6-loopback', ''].join('\n'),
     hostname: `${SANDBOX_HOSTNAME}\n`,
     'resolv.conf': '# cleanroom: this sandbox has no DNS resolver; network access goes through the egress proxy only.\n',
   }
 }
 
-export async function writeGeneratedEtc(stateDir: string): Promise<void> {
+export async function writeGeneratedEtc(stateDir: string, accounts?: {passwd: string; group: string}): Promise<void> {
   const dir = join(stateDir, STATE_LAYOUT.etc)
   await mkdir(dir, {mode: 0o755})
-  await Promise.all(Object.entries(generatedEtcFiles()).map(([name, text]) => writeFile(join(dir, name), text, {mode: 0o644})))
+  await Promise.all(Object.entries(generatedEtcFiles(accounts)).map(([name, text]) => writeFile(join(dir, name), text, {mode: 0o644})))
 }
 
 /**
@@ -82,14 +91,31 @@ export async function sandboxRootfs(stateView: string): Promise<RootfsMount[]> {
   }
   mounts.push({kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etcMerged}`, target: '/etc'})
   if (opt === 'directory') mounts.push({kind: 'ro-bind', source: '/opt', target: '/opt'})
-  mounts.push(
+  return [...mounts, ...sandboxOwnMounts(stateView)]
+}
+
+/**
+ * An image sandbox's root filesystem: the image under the sandbox's own upper layer
+ * (an overlay nsinit mounts), writable; /etc as the generated files over the image's,
+ * read-only; then the same /proc, /dev, /tmp, /workspace and home as on the host's.
+ */
+export function imageRootfs(stateView: string): RootfsMount[] {
+  return [
+    {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.rootfs}`, target: '/'},
+    {kind: 'ro-bind', source: `${stateView}/${STATE_LAYOUT.etcMerged}`, target: '/etc'},
+    ...sandboxOwnMounts(stateView),
+  ]
+}
+
+/** What every sandbox has of its own, whatever its root: fresh /proc and /dev, and /tmp, /workspace and home from the state dir. */
+function sandboxOwnMounts(stateView: string): RootfsMount[] {
+  return [
     {kind: 'proc', target: '/proc'},
     {kind: 'dev', target: '/dev'},
     {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.tmp}`, target: '/tmp'},
     {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.workspace}`, target: WORKSPACE},
     {kind: 'bind', source: `${stateView}/${STATE_LAYOUT.home}`, target: SANDBOX_USER.home},
-  )
-  return mounts
+  ]
 }
 
 async function hostEntry(path: string): Promise<'directory' | 'symlink' | undefined> {
@@ -99,15 +125,20 @@ async function hostEntry(path: string): Promise<'directory' | 'symlink' | undefi
   return stats.isDirectory() ? 'directory' : undefined
 }
 
-/** The workload's environment: a login-like base, TERM on a terminal, then the request's own (which wins). */
-export function workloadEnv(request: ExecRequest): Record<string, string> {
+/**
+ * The workload's environment: a login-like base, an image's own Env (and user) over it, TERM
+ * on a terminal, then the request's own (which wins: the daemon's proxy settings are in it).
+ */
+export function workloadEnv(request: ExecRequest, image?: {user: string; env: Record<string, string>}): Record<string, string> {
+  const user = image?.user ?? SANDBOX_USER.name
   return {
     PATH: SANDBOX_PATH,
     HOME: SANDBOX_USER.home,
-    USER: SANDBOX_USER.name,
-    LOGNAME: SANDBOX_USER.name,
+    USER: user,
+    LOGNAME: user,
     SHELL: SANDBOX_USER.shell,
     LANG: 'C.UTF-8',
+    ...image?.env,
     ...(request.tty ? {TERM: request.env.TERM ?? 'xterm-256color'} : {}),
     ...request.env,
   }

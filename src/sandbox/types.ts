@@ -49,6 +49,10 @@ export interface SandboxRecord {
   allow_all: boolean
   /** The host directory shown at /workspace, or null for an empty workspace. */
   workspace_source: string | null
+  /** A sandbox on an image: the policy's reference, its pinned digest, and the image's config digest (which root filesystem). */
+  image_ref?: string
+  image_digest?: string
+  image_id?: string
   created_at: string
   updated_at: string
   /** The shared agent cache's entry mounted read-only at /cleanroom/agent (created by `cleanroom agent`), and what it holds. */

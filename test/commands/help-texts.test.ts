@@ -37,16 +37,17 @@ describe('help and error texts', () => {
     expect(usage.replaceAll(/\s+/g, ' ')).to.match(/\$ cleanroom agent \[--host .*\[--update\] NAME \[AGENT ARGS\.\.\.\] $/)
   })
 
-  it('says which backends are not available yet wherever --backend and default_backend are offered', async () => {
+  it('offers both backends wherever --backend and default_backend are offered', async () => {
     for (const command of [['exec'], ['agent'], ['sandbox', 'create']]) {
       const help = await runCli([...command, '--help'], {env: await env()})
-      expect(help.stdout.replaceAll(/\s+/g, ' '), command.join(' ')).to.contain('(gvisor: not available yet)')
+      expect(help.stdout.replaceAll(/\s+/g, ' '), command.join(' ')).to.match(/--backend=<option>.*<options: linux-ns\|gvisor>/)
+      expect(help.stdout, command.join(' ')).not.to.contain('not available yet')
     }
     const home = await dirs.make()
     await runCli(['config', 'init'], {env: isolatedEnv(home)})
     const {readFile} = await import('node:fs/promises')
     const template = await readFile(join(home, '.config/cleanroom/config.yaml'), 'utf8')
-    expect(template).to.contain('# Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation; not available yet in this cleanroom).')
+    expect(template).to.contain('# Backend for new sandboxes: linux-ns (bubblewrap) or gvisor (runsc, stronger isolation: docs/backends.md).')
   })
 
   it('says to put the command after -- when exec meets a flag of the command', async () => {

@@ -78,10 +78,11 @@ for (const backend of BACKENDS) {
     })
 
     it('refuses a policy needing a capability the backend lacks, at create, naming it', async () => {
-      const policy = {...DEFAULT_POLICY, image_ref: `registry.example/x@sha256:${'a'.repeat(64)}`}
+      // No backend runs a Docker daemon (linux-ns runs images now; lifecycle.test.ts checks the image refusal per backend).
+      const policy = {...DEFAULT_POLICY, services: {docker: {required: true}}}
       const error = await test!.client.createSandbox({backend, policy, workspace_source: null, allow_all: false}).catch((error_: unknown) => error_)
       expect(error).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch'})
-      expect((error as Error).message).to.include('images.oci')
+      expect((error as Error).message).to.include('services.docker')
       expect(await test!.client.listSandboxes(true)).to.deep.equal([])
     })
   })

@@ -95,11 +95,13 @@ describe('the daemon (cleanroom serve) with the linux-ns backend', function () {
     expect(await new DaemonClient(test.socketPath, {version: 'test'}).listSandboxes(false)).to.have.length(1)
   })
 
-  it('refuses a policy that names an image the backend cannot run', async () => {
-    const policy = {...DEFAULT_POLICY, image_ref: `ghcr.io/acme/base@sha256:${'a'.repeat(64)}`, image_digest: `sha256:${'a'.repeat(64)}`}
+  it('answers image_not_pulled, naming the reference, for a policy whose image is not in the cache', async () => {
+    const ref = `ghcr.io/acme/base@sha256:${'a'.repeat(64)}`
+    const policy = {...DEFAULT_POLICY, image_ref: ref, image_digest: `sha256:${'a'.repeat(64)}`}
     const error = await test.client.createSandbox({policy, workspace_source: null}).catch((error_: unknown) => error_)
-    expect((error as CleanroomError).code).to.equal('backend_capability_mismatch')
-    expect((error as CleanroomError).message).to.equal('backend linux-ns cannot enforce this policy: it lacks images.oci (sandbox.image.ref)')
+    expect((error as CleanroomError).code).to.equal('image_not_pulled')
+    expect((error as CleanroomError).message).to.equal(`image ${ref} is not in the image cache`)
+    expect((error as CleanroomError).details).to.deep.equal({ref})
   })
 
   it('creates, runs, keeps files between execs, and removes without a trace', async () => {

@@ -33,6 +33,8 @@ describe('the fast start path: exec flags', () => {
     ['--host', 'unix:///run/x.sock', '--tty', '--', 'true', '--keep'],
     ['--chdir=/a=b', '--', 'true'],
     ['-c=/tmp/repo', '-e=A=1', '--', 'true'],
+    ['--image', 'ghcr.io/acme/base:1.2', '--', 'true'],
+    ['--image=127.0.0.1:5000/a/b@sha256:0123', '--keep', '--', 'true'],
   ]
   for (const argv of agreed) {
     it(`parses ${argv.join(' ')} as oclif does`, async () => {

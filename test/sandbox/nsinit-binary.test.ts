@@ -2,7 +2,8 @@ import {expect} from 'chai'
 import {chmod, mkdir, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
-import {builtHerePath, findNsinit, prebuiltPath} from '../../src/sandbox/backends/linux-ns/nsinit-binary.js'
+import {builtHerePath, findNsinit, isStaticallyLinked, prebuiltPath} from '../../src/sandbox/backends/linux-ns/nsinit-binary.js'
+import {PROJECT_ROOT} from '../helpers/cli.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 describe('which cleanroom-nsinit runs', () => {
@@ -65,5 +66,12 @@ describe('which cleanroom-nsinit runs', () => {
       ok: false,
       problem: `CLEANROOM_NSINIT names ${notExecutable}, which is not an executable file`,
     })
+  })
+
+  it('tells a static helper (which runs inside any image) from a dynamically linked program', async () => {
+    expect(await isStaticallyLinked(prebuiltPath(`${process.platform}-${process.arch}`, PROJECT_ROOT))).to.equal(true)
+    expect(await isStaticallyLinked('/bin/busybox')).to.equal(true)
+    expect(await isStaticallyLinked(process.execPath)).to.equal(false)
+    expect(await isStaticallyLinked(await executable(join(await dirs.make(), 'script')))).to.equal(false)
   })
 })

@@ -5,7 +5,6 @@ import {BaseCommand} from '../../base-command.js'
 import {configPathFlag, resolveConfigPath} from '../../config/flags.js'
 import {renderConfigTemplate} from '../../config/template.js'
 import {writeRuntimeConfig} from '../../config/write.js'
-import {unimplementedBackends} from '../../sandbox/backends/implemented.js'
 
 export default class ConfigInit extends BaseCommand {
   static override summary = 'Write a commented runtime config with the defaults'
@@ -24,7 +23,7 @@ export default class ConfigInit extends BaseCommand {
     const {flags} = await this.parse(ConfigInit)
     const path = resolveConfigPath(flags.path)
     const builtins = [...loadBuiltinAgents(this.config).agents.values()].map((agent) => agent.spec)
-    await writeRuntimeConfig(path, renderConfigTemplate(builtins, unimplementedBackends()), flags.force)
+    await writeRuntimeConfig(path, renderConfigTemplate(builtins), flags.force)
     this.log(`runtime config written: ${path}`)
     return {path}
   }

@@ -6,12 +6,12 @@ import {CleanroomError, messageOf} from '../../../errors/index.js'
 import type {SandboxProcess} from '../../backend.js'
 import {SANDBOX_USER, WORKSPACE, workloadEnv} from '../../layout.js'
 import type {ExecRequest, ExitStatus} from '../../types.js'
+import {OutputHead} from '../linux-ns/process.js'
 import {GUEST, processSpec} from './bundle.js'
 import {CONTAINER_ID, processFile, rootFlags, spawnRunsc} from './runsc.js'
 import {type GvisorRuntime, isSandboxAlive} from './runtime.js'
 
 const DEFAULT_SIZE = {cols: 80, rows: 24}
-const HEAD_BYTES = 512
 const HEAD_WAIT_MS = 1000
 /** nsinit's own failures: exit 125 with a `nsinit: ` line (guest-run.c). */
 const NSINIT_SETUP_FAILED = 125
@@ -121,17 +121,4 @@ function collect(stream: Readable): Promise<string> {
     stream.once('close', () => resolve(text))
     stream.once('error', () => resolve(text))
   })
-}
-
-/** The first bytes of a stream, kept to tell a helper's or runsc's failure line from the workload's output. */
-class OutputHead {
-  private bytes = Buffer.alloc(0)
-
-  note = (chunk: Buffer): void => {
-    if (this.bytes.length < HEAD_BYTES) this.bytes = Buffer.concat([this.bytes, chunk]).subarray(0, HEAD_BYTES)
-  }
-
-  text(): string {
-    return this.bytes.toString('utf8')
-  }
 }

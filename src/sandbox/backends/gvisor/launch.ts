@@ -3,17 +3,14 @@ import {writeFileSync} from 'node:fs'
 import {open, readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {Readable} from 'node:stream'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
-import {LAUNCH_RECORD, type LaunchRecord} from '../linux-ns/launch.js'
+import {killLaunch, LAUNCH_RECORD, type LaunchRecord, logTail} from '../linux-ns/launch.js'
 import {processFacts, processStatSync} from '../linux-ns/runtime.js'
 import {spawnRunsc} from './runsc.js'
 
 /** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
 const READY_TIMEOUT_MS = 30_000
-const LOG_LINES_IN_ERRORS = 20
-const KILL_WAIT_MS = 2000
 
 /** `<state>/launch.json` (the record linux-ns writes too) and the run dir: what a later daemon needs to undo a launch it did not see finish. */
 export interface GvisorLaunchRecord extends LaunchRecord {
@@ -108,22 +105,4 @@ async function runscChildren(launcher: number): Promise<{sandbox?: {pid: number;
     if (name === 'runsc-gofer') found.gofer = {pid, startTime: facts.startTime}
   }
   return found
-}
-
-/** Kills the whole launch (its process group: nsinit, then runsc and what it started) and reaps it. */
-async function killLaunch(child: ChildProcess): Promise<void> {
-  if (child.pid === undefined) return
-  const running = child.exitCode === null && child.signalCode === null
-  const exited = running ? new Promise((resolve) => child.once('exit', resolve)) : Promise.resolve()
-  try {
-    process.kill(-child.pid, 'SIGKILL')
-  } catch {
-    // the group is gone already
-  }
-  await Promise.race([exited, sleep(KILL_WAIT_MS)])
-}
-
-async function logTail(logPath: string): Promise<string> {
-  const text = await readFile(logPath, 'utf8').catch(() => '')
-  return text.trim().split('\n').slice(-LOG_LINES_IN_ERRORS).join('\n')
 }

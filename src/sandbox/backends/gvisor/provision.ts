@@ -81,7 +81,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
-      '--', tools.runsc, ...runscFlags(runDir, tools), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
+      '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
     const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
     return {
@@ -115,6 +115,6 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
  * sockets it may connect to through its mounts (the egress sockets); the configured
  * platform; no cgroups of runsc's own (it runs in the sandbox's, made before it); no overlay of runsc's own over the read-only root.
  */
-function runscFlags(runDir: string, tools: Toolchain): string[] {
-  return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${tools.platform}`, '--ignore-cgroups', '--overlay2=none']
+export function runscFlags(runDir: string, platform: Toolchain['platform']): string[] {
+  return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${platform}`, '--ignore-cgroups', '--overlay2=none']
 }

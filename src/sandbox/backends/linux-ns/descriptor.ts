@@ -17,8 +17,8 @@ export const LINUX_NS = {
     'exec.tty': true,
     'files.copy': true,
     'dns_control_or_equivalent': true,
-    // The host's root filesystem only, for now.
-    'images.oci': false,
+    // An image's root filesystem from the cache under a per-sandbox upper layer (docs/images.md).
+    'images.oci': true,
     // Set while cgroups can be used here (a root daemon): LinuxNsBackend.capabilities().
     'resources.cpu': false,
     'resources.memory': false,

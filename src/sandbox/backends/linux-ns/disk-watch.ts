@@ -1,4 +1,5 @@
 import {execFile} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {formatByteSize} from '../../../util/byte-size.js'
@@ -11,8 +12,9 @@ const MEASURE_SHARE = 20
 const SOON_MS = 50
 const DU_TIMEOUT_MS = 120_000
 
-/** The parts of the state dir the sandbox writes: the overlay's upper and work dirs, its home and /tmp. */
+/** The parts of the state dir the sandbox writes: the overlays' upper and work dirs (an image's root's too), its home and /tmp. */
 const WRITABLE = ['upper', 'work', 'home', 'tmp']
+const IMAGE_WRITABLE = ['rootfs-upper', 'rootfs-work']
 
 /**
  * Bytes on disk (allocated blocks, each hard-linked file once) under the sandbox's
@@ -21,7 +23,7 @@ const WRITABLE = ['upper', 'work', 'home', 'tmp']
  */
 export function writtenBytes(stateDir: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const dirs = WRITABLE.map((name) => join(stateDir, name))
+    const dirs = [...WRITABLE, ...IMAGE_WRITABLE.filter((name) => existsSync(join(stateDir, name)))].map((name) => join(stateDir, name))
     execFile('du', ['-s', '-c', '-x', '-B1', '--', ...dirs], {env: {PATH: '/usr/bin:/bin', LC_ALL: 'C'}, timeout: DU_TIMEOUT_MS, maxBuffer: 64 * 1024}, (error, stdout) => {
       // du exits 1 when some entry vanished while it walked; its total is still good.
       const total = /^(\d+)\ttotal$/m.exec(stdout)?.[1]

@@ -12,9 +12,9 @@ const DEFAULT_SIZE = {cols: 80, rows: 24}
 export async function startExec(nsinit: string, runtime: LinuxNsRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
   if (!(await isSandboxAlive(runtime))) throw initGone()
-  const cwd = request.cwd ?? WORKSPACE
+  const cwd = request.cwd ?? runtime.image?.cwd ?? WORKSPACE
   const args = execArgv(execTarget(runtime), cwd, request.argv)
-  const env = workloadEnv(request)
+  const env = workloadEnv(request, runtime.image)
   let started: StartedProcess
   try {
     started = request.tty

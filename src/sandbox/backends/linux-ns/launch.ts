@@ -124,8 +124,8 @@ function firstLine(stream: Readable): Promise<string | undefined> {
   })
 }
 
-/** Kills the whole launch (its process group: nsinit or bwrap, and the sandbox) and reaps it. */
-async function killLaunch(child: ChildProcess): Promise<void> {
+/** Kills the whole launch (its process group: nsinit and what it started, bwrap or runsc, and the sandbox) and reaps it. */
+export async function killLaunch(child: ChildProcess): Promise<void> {
   if (child.pid === undefined) return
   const running = child.exitCode === null && child.signalCode === null
   const exited = running ? new Promise((resolve) => child.once('exit', resolve)) : Promise.resolve()
@@ -137,7 +137,8 @@ async function killLaunch(child: ChildProcess): Promise<void> {
   await Promise.race([exited, sleep(KILL_WAIT_MS)])
 }
 
-async function logTail(logPath: string): Promise<string> {
+/** The last lines a launch's helpers wrote, for an error message. */
+export async function logTail(logPath: string): Promise<string> {
   const text = await readFile(logPath, 'utf8').catch(() => '')
   return text.trim().split('\n').slice(-LOG_LINES_IN_ERRORS).join('\n')
 }

@@ -1,5 +1,5 @@
 import {constants} from 'node:fs'
-import {access, readdir, stat} from 'node:fs/promises'
+import {access, open, readdir, stat} from 'node:fs/promises'
 import {isAbsolute, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -72,6 +72,35 @@ export async function prebuiltPlatforms(root = PACKAGE_ROOT): Promise<string[]> 
     if (entry.isDirectory() && (await isExecutable(prebuiltPath(entry.name, root)))) platforms.push(entry.name)
   }
   return platforms.sort()
+}
+
+const PT_INTERP = 3
+
+/**
+ * Whether the ELF program at `path` names no program interpreter: it is linked
+ * statically and runs in any root filesystem (an image sandbox holds its init with
+ * nsinit itself). Reads the ELF header and program headers only.
+ */
+export async function isStaticallyLinked(path: string): Promise<boolean> {
+  const file = await open(path, 'r')
+  try {
+    const header = Buffer.alloc(64)
+    await file.read(header, 0, 64, 0)
+    if (header.readUInt32BE(0) !== 0x7f_45_4c_46) return false
+    const wide = header[4] === 2
+    const little = header[5] === 1
+    const u16 = (buffer: Buffer, at: number) => (little ? buffer.readUInt16LE(at) : buffer.readUInt16BE(at))
+    const u32 = (buffer: Buffer, at: number) => (little ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at))
+    const offset = wide ? Number(little ? header.readBigUInt64LE(32) : header.readBigUInt64BE(32)) : u32(header, 28)
+    const entrySize = u16(header, wide ? 54 : 42)
+    const count = u16(header, wide ? 56 : 44)
+    const table = Buffer.alloc(entrySize * count)
+    await file.read(table, 0, table.length, offset)
+    for (let entry = 0; entry < count; entry++) if (u32(table, entry * entrySize) === PT_INTERP) return false
+    return true
+  } finally {
+    await file.close()
+  }
 }
 
 async function isExecutable(path: string): Promise<boolean> {

@@ -4,12 +4,14 @@
  *
  *   nsinit create  --repo REPO --state STATE [--uid U --gid G] [--map-uid R --map-gid RG]
  *                  [--userns] [--whiteout PATH]... [--whiteout-file FILE] [--bind-state DIR]
- *                  [--etc] [--git-config FILE] [--keep-root] [--ro-bind SRC NAME]... [--keep-fd N]...
- *                  [--seccomp-fd N] [--cgroup DIR]... -- PROGRAM [ARGS...]
+ *                  [--etc] [--git-config FILE] [--rootfs DIR] [--self-fd N] [--keep-root]
+ *                  [--ro-bind SRC NAME]... [--keep-fd N]... [--seccomp-fd N] [--cgroup DIR]...
+ *                  -- PROGRAM [ARGS...]
  *   nsinit exec    --pid N [--start-time TICKS] [--mntns INODE] [--host-uid U --host-gid G]
  *                  [--uid 1000 --gid 1000] [--cwd DIR] [--cgroup DIR]... -- CMD [ARGS...]
  *   nsinit listen  --pid N [--start-time TICKS] [--host-uid U --host-gid G] --port P
  *   nsinit seccomp -- CMD [ARGS...]
+ *   nsinit hold    READY_FD
  *   nsinit init | run ... | forward ...    inside a gVisor sandbox: see guest.h
  *
  * Setup errors print "nsinit: <step>: <error>" on stderr and exit 125.
@@ -63,6 +65,16 @@
  *                       over /etc/passwd changes nothing the sandbox sees at /etc/passwd.
  *   --git-config FILE   show FILE (a redacted copy) as REPO/.git/config: it is copied into
  *                       upper, with the lower file's mode and (mapped) owner.
+ *   --rootfs DIR        an image's root filesystem, never written: mounted at STATE/rootfs as
+ *                       an overlay of DIR (read-only, the lower) and STATE/rootfs-upper (the
+ *                       sandbox's writes), for PROGRAM to bind at /.  Root mode idmaps DIR as
+ *                       it does REPO (DIR's owner shows as U:G); userns mode binds it read-only.
+ *                       With --etc, STATE/etc-merged is then STATE/etc over DIR/etc (opened
+ *                       without following a symlink), or STATE/etc alone when DIR has no /etc.
+ *   --self-fd N         put a sealed copy of this program (a memfd) on fd N for PROGRAM: what
+ *                       an image sandbox holds as its init's command (`/proc/self/fd/N hold`),
+ *                       since an image may have no shell.  A copy, so that nothing in the
+ *                       sandbox can reach the file on the host (as /proc/<pid>/exe would).
  *   --keep-root         root mode: exec PROGRAM as root, without the drop to U:G (runsc,
  *                       which starts the gVisor sandbox as U itself: a user namespace in
  *                       its OCI spec maps the sandbox's root to U).  U:G still owns upper,
@@ -76,6 +88,12 @@
  *                       `bwrap --seccomp N`.
  *
  *   PROGRAM must not be setuid: no_new_privs is set before the exec.
+ *
+ * hold
+ * ----
+ * The command an image sandbox's init holds: closes every fd above 2 but READY_FD, writes
+ * "ready" to it, closes it, and pauses until the sandbox is killed.  Static, like the
+ * prebuilt nsinit, so it runs in any root filesystem.
  *
  * exec
  * ----
@@ -117,6 +135,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -229,8 +248,8 @@ static void join_cgroups(const char **dirs, int count) {
 /* ------------------------------------------------------------------ create */
 
 struct create_options {
-    const char *repo, *state, *bind_state, *whiteout_file, *git_config;
-    long uid, gid, map_uid, map_gid;
+    const char *repo, *state, *bind_state, *whiteout_file, *git_config, *rootfs;
+    long uid, gid, map_uid, map_gid, self_fd;
     int userns, etc, keep_root;
     const char **whiteouts;
     int whiteout_count;
@@ -300,17 +319,18 @@ static void mount_idmapped_lower(const char *repo, const char *lower, const stru
     close(userns);
 }
 
-/* Both layers are reached through STATE/lower and STATE, so the repo's path never
- * appears in the options, where ',' and ':' are separators. */
-static void mount_overlay(const char *state, const char *lower, const char *extra) {
+/* The overlay of `lower` (a mount point in STATE) and STATE/<layer>upper at STATE/<merged>, with
+ * STATE/<layer>work: both layers are reached through STATE, so the repo's (or image's) path
+ * never appears in the options, where ',' and ':' are separators. */
+static void mount_overlay(const char *state, const char *lower, const char *layer, const char *merged_name, const char *extra) {
     char opts[3 * PATH_MAX], merged[PATH_MAX];
     if (strpbrk(state, ",:\\")) fail("the state dir path cannot hold ',' ':' or '\\' (overlay options): %s", state);
-    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work%s",
-                         lower, state, state, extra) >= sizeof opts) {
+    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s/%supper,workdir=%s/%swork%s",
+                         lower, state, layer, state, layer, extra) >= sizeof opts) {
         errno = ENAMETOOLONG;
         die("overlay options");
     }
-    path_join(merged, sizeof merged, state, "merged");
+    path_join(merged, sizeof merged, state, merged_name);
     if (mount("overlay", merged, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) die("mount overlay (%s)", opts);
 }
 
@@ -425,16 +445,90 @@ static void prepare_upper(const struct create_options *o, const struct owner_map
     if (o->git_config) replace_git_config(o->repo, upper, o->git_config, m);
 }
 
-/* STATE/etc (the generated files) over the host's /etc, read-only, at STATE/etc-merged. */
+/* STATE/etc (the generated files) over the host's /etc, or over the image's (--rootfs: its
+ * /etc in the mounted lower, opened without following a symlink), read-only, at STATE/etc-merged. */
 static void mount_etc(const struct create_options *o) {
-    char opts[2 * PATH_MAX], merged[PATH_MAX];
+    char opts[2 * PATH_MAX], merged[PATH_MAX], below[PATH_MAX], generated[PATH_MAX];
+    int image_etc = -1;
     if (!o->etc) return;
-    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s/etc:/etc", o->state) >= sizeof opts) {
+    path_join(merged, sizeof merged, o->state, "etc-merged");
+    snprintf(below, sizeof below, "/etc");
+    if (o->rootfs) {
+        char lower[PATH_MAX];
+        path_join(lower, sizeof lower, o->state, "rootfs-lower");
+        int root = open(lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0) die("open %s", lower);
+        image_etc = openat(root, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (image_etc < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP) die("open the image's /etc");
+        close(root);
+        if (image_etc < 0) {
+            /* the image has no /etc directory: the generated files alone */
+            path_join(generated, sizeof generated, o->state, "etc");
+            if (mount(generated, merged, NULL, MS_BIND, NULL) < 0) die("bind %s on %s", generated, merged);
+            if (mount(NULL, merged, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) die("remount %s read-only", merged);
+            return;
+        }
+        snprintf(below, sizeof below, "/proc/self/fd/%d", image_etc);
+    }
+    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s/etc:%s", o->state, below) >= sizeof opts) {
         errno = ENAMETOOLONG;
         die("/etc overlay options");
     }
-    path_join(merged, sizeof merged, o->state, "etc-merged");
     if (mount("overlay", merged, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0) die("mount /etc overlay (%s)", opts);
+    if (image_etc >= 0) close(image_etc);
+}
+
+/* STATE/rootfs: the image's root filesystem (--rootfs) under the sandbox's own upper layer.
+ * `m` (root mode) idmaps it; without, a read-only bind is the lower (userns mode). */
+static void mount_rootfs(const struct create_options *o, const struct owner_map *m) {
+    char lower[PATH_MAX];
+    if (!o->rootfs) return;
+    path_join(lower, sizeof lower, o->state, "rootfs-lower");
+    if (m) {
+        mount_idmapped_lower(o->rootfs, lower, m);
+    } else {
+        if (mount(o->rootfs, lower, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s on %s", o->rootfs, lower);
+        if (mount(NULL, lower, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) die("remount %s read-only", lower);
+    }
+    mount_overlay(o->state, lower, "rootfs-", "rootfs", m ? "" : ",userxattr");
+}
+
+/* The image's lower is held by the overlays made of it: its mount point can go. */
+static void unmount_rootfs_lower(const struct create_options *o) {
+    char lower[PATH_MAX];
+    if (!o->rootfs) return;
+    path_join(lower, sizeof lower, o->state, "rootfs-lower");
+    if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+}
+
+static void make_rootfs_dirs(const struct create_options *o, uid_t uid, gid_t gid) {
+    if (!o->rootfs) return;
+    make_state_dir(o->state, "rootfs-lower", 0, 0, 0755);
+    make_state_dir(o->state, "rootfs", 0, 0, 0755);
+    make_state_dir(o->state, "rootfs-work", 0, 0, 0700);
+    make_state_dir(o->state, "rootfs-upper", uid, gid, 0755);
+}
+
+/* A sealed memfd copy of this program on fd n, left open (no FD_CLOEXEC) for PROGRAM. */
+static void put_self_on_fd(long n) {
+    char buffer[65536];
+    int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (exe < 0) die("open /proc/self/exe");
+    int copy = memfd_create("cleanroom-nsinit", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0) die("memfd_create");
+    ssize_t got;
+    while ((got = read(exe, buffer, sizeof buffer)) > 0)
+        if (write(copy, buffer, (size_t)got) != got) die("copy nsinit into a memfd");
+    if (got < 0) die("read /proc/self/exe");
+    close(exe);
+    if (fchmod(copy, 0555) < 0) die("fchmod the memfd");
+    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) die("seal the memfd");
+    if (copy == (int)n) {
+        if (fcntl(copy, F_SETFD, 0) < 0) die("fcntl the memfd's fd");
+    } else {
+        if (dup2(copy, (int)n) < 0) die("dup2 the memfd to fd %ld", n);
+        close(copy);
+    }
 }
 
 /* Each --ro-bind: a clone of SRC alone (not what is mounted below it), made read-only, nosuid
@@ -482,16 +576,24 @@ static void create_root_mode(const struct create_options *o) {
     make_state_dir(o->state, "upper", uid, gid, 0755);
     make_state_dir(o->state, "home", uid, gid, 0700);
     make_state_dir(o->state, "tmp", uid, gid, 01777);
+    make_rootfs_dirs(o, uid, gid);
     prepare_upper(o, &m);
 
     if (unshare(CLONE_NEWNS) < 0) die("unshare(CLONE_NEWNS)");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / rprivate");
     path_join(lower, sizeof lower, o->state, "lower");
     mount_idmapped_lower(o->repo, lower, &m);
-    mount_overlay(o->state, lower, "");
+    mount_overlay(o->state, lower, "", "merged", "");
     /* the overlay holds its own clone of the layer: the mount point can go */
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    if (o->rootfs) {
+        struct stat image;
+        if (stat(o->rootfs, &image) < 0) die("stat %s", o->rootfs);
+        struct owner_map im = {.active = 1, .from_uid = image.st_uid, .to_uid = uid, .from_gid = image.st_gid, .to_gid = gid};
+        mount_rootfs(o, &im);
+    }
     mount_etc(o);
+    unmount_rootfs_lower(o);
     bind_read_only(o);
     bind_state(o);
     if (o->keep_root) return;
@@ -522,18 +624,21 @@ static void create_userns_mode(const struct create_options *o) {
     make_state_dir(o->state, "upper", 0, 0, 0755);
     make_state_dir(o->state, "home", 0, 0, 0700);
     make_state_dir(o->state, "tmp", 0, 0, 01777);
+    make_rootfs_dirs(o, 0, 0);
     prepare_upper(o, &none);    /* after unshare: a 0/0 whiteout needs ns-root */
     path_join(lower, sizeof lower, o->state, "lower");
     if (mount(o->repo, lower, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s on %s", o->repo, lower);
-    mount_overlay(o->state, lower, ",userxattr");
+    mount_overlay(o->state, lower, "", "merged", ",userxattr");
     if (umount2(lower, MNT_DETACH) < 0) die("umount %s", lower);
+    mount_rootfs(o, NULL);
     mount_etc(o);
+    unmount_rootfs_lower(o);
     bind_read_only(o);
     bind_state(o);
 }
 
 static int create_main(int argc, char **argv) {
-    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1, .seccomp_fd = -1};
+    struct create_options o = {.uid = -1, .gid = -1, .map_uid = -1, .map_gid = -1, .seccomp_fd = -1, .self_fd = -1};
     o.whiteouts = calloc((size_t)argc, sizeof *o.whiteouts);
     o.keep_fds = calloc((size_t)argc, sizeof *o.keep_fds);
     o.ro_bind_sources = calloc((size_t)argc, sizeof *o.ro_bind_sources);
@@ -565,6 +670,8 @@ static int create_main(int argc, char **argv) {
         else if (!strcmp(a, "--whiteout-file")) o.whiteout_file = v;
         else if (!strcmp(a, "--bind-state")) o.bind_state = v;
         else if (!strcmp(a, "--git-config")) o.git_config = v;
+        else if (!strcmp(a, "--rootfs")) o.rootfs = v;
+        else if (!strcmp(a, "--self-fd")) o.self_fd = parse_number(a, v);
         else if (!strcmp(a, "--keep-fd")) o.keep_fds[o.keep_fd_count++] = (int)parse_number(a, v);
         else if (!strcmp(a, "--seccomp-fd")) o.seccomp_fd = parse_number(a, v);
         else if (!strcmp(a, "--cgroup")) o.cgroups[o.cgroup_count++] = v;
@@ -573,8 +680,10 @@ static int create_main(int argc, char **argv) {
     if (!o.repo || !o.state || i >= argc || o.repo[0] != '/' || o.state[0] != '/')
         fail("usage: nsinit create --repo /ABS --state /ABS [options] -- PROGRAM [ARGS...]");
     if (o.seccomp_fd >= 0 && o.seccomp_fd <= 2) fail("--seccomp-fd must be above 2");
+    if (o.self_fd >= 0 && (o.self_fd <= 2 || o.self_fd == o.seccomp_fd)) fail("--self-fd must be above 2 and not the --seccomp-fd");
     for (int k = 0; k < o.keep_fd_count; k++)
-        if (o.keep_fds[k] == o.seccomp_fd) fail("--seccomp-fd %ld is also a --keep-fd", o.seccomp_fd);
+        if (o.keep_fds[k] == o.seccomp_fd || o.keep_fds[k] == o.self_fd) fail("--keep-fd %d is also the --seccomp-fd or the --self-fd", o.keep_fds[k]);
+    if (o.rootfs && o.rootfs[0] != '/') fail("--rootfs needs an absolute path: %s", o.rootfs);
     o.program = &argv[i];
     close_inherited_fds(o.keep_fds, o.keep_fd_count);
     join_cgroups(o.cgroups, o.cgroup_count);
@@ -589,6 +698,7 @@ static int create_main(int argc, char **argv) {
             close(filter);
         }
     }
+    if (o.self_fd >= 0) put_self_on_fd(o.self_fd);
 
     if (getuid() == 0 && !o.userns) create_root_mode(&o);
     else create_userns_mode(&o);
@@ -920,6 +1030,20 @@ static int listen_main(int argc, char **argv) {
     return 0;
 }
 
+/* -------------------------------------------------------------------- hold */
+
+/* nsinit hold READY_FD: see the comment at the top. */
+static int hold_main(int argc, char **argv) {
+    if (argc != 2) fail("usage: nsinit hold READY_FD");
+    int ready = (int)parse_number("READY_FD", argv[1]);
+    close_inherited_fds(&ready, 1);
+    prctl(PR_SET_NAME, "cleanroom-hold", 0, 0, 0);
+    if (write(ready, "ready\n", 6) != 6) die("write to fd %d", ready);
+    close(ready);
+    for (;;) pause();
+    return 0;
+}
+
 /* ----------------------------------------------------------------- seccomp */
 
 /*
@@ -943,9 +1067,10 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "hold")) return hold_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "init")) return guest_init_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "run")) return guest_run_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "forward")) return guest_forward_main(argc - 1, argv + 1);
-    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ... | init | run ... | forward ...  (see nsinit.c and guest.h)\n", stderr);
+    fputs("usage: nsinit create ... | exec ... | listen ... | seccomp ... | hold ... | init | run ... | forward ...  (see nsinit.c and guest.h)\n", stderr);
     return SETUP_FAILED;
 }

@@ -11,6 +11,8 @@ export const STATUS_FD = 3
 export const READY_FD = 4
 /** Where nsinit puts the seccomp program for bwrap; every other fd above 2 is closed. */
 const SECCOMP_FD = 5
+/** Where nsinit puts a copy of itself for an image sandbox's held command (nsinit --self-fd). */
+const SELF_FD = 6
 
 export interface CreatePlan {
   stateDir: string
@@ -30,6 +32,8 @@ export interface CreatePlan {
   rootfs: RootfsMount[]
   /** Host directories shown read-only in the sandbox (nsinit --ro-bind, then bwrap --ro-bind from the state view). */
   readOnlyMounts?: readonly ReadOnlyMount[]
+  /** An image sandbox: the image's root filesystem (nsinit --rootfs) and who the workload is inside. */
+  image?: {rootfs: string; uid: number; gid: number}
 }
 
 /** `nsinit create … -- bwrap … sh -c <hold>`: the argv that becomes the sandbox's init. */
@@ -39,34 +43,38 @@ export function createArgv(plan: CreatePlan): string[] {
   if (plan.hostUid !== undefined) argv.push('--uid', String(plan.hostUid), '--gid', String(plan.hostUid))
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
   if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
+  if (plan.image) argv.push('--rootfs', plan.image.rootfs, '--self-fd', String(SELF_FD))
   const extra = (plan.readOnlyMounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
   for (const mount of extra) argv.push('--ro-bind', mount.source, mount.name)
   const rootfs = [...plan.rootfs, ...extra.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${plan.stateView}/${mount.name}`, target: mount.target}))]
-  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan.bwrap, rootfs)]
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan, rootfs)]
 }
 
-function bwrapArgv(bwrap: string, rootfs: RootfsMount[]): string[] {
+function bwrapArgv(plan: CreatePlan, rootfs: RootfsMount[]): string[] {
   const argv = [
-    bwrap,
+    plan.bwrap,
     '--unshare-all',
-    '--uid', String(SANDBOX_USER.uid),
-    '--gid', String(SANDBOX_USER.gid),
+    '--uid', String(plan.image?.uid ?? SANDBOX_USER.uid),
+    '--gid', String(plan.image?.gid ?? SANDBOX_USER.gid),
     '--cap-drop', 'ALL',
     '--hostname', SANDBOX_HOSTNAME,
     '--seccomp', String(SECCOMP_FD),
   ]
   for (const mount of rootfs) argv.push(...mountArgs(mount))
+  // bwrap's own root is a tmpfs the sandbox could fill: only the mounts above are writable. An image's root is the sandbox's own overlay.
+  if (!plan.image) argv.push('--remount-ro', '/')
   argv.push(
-    // bwrap's own root is a tmpfs the sandbox could fill: only the mounts above are writable.
-    '--remount-ro', '/',
     '--chdir', WORKSPACE,
     '--clearenv',
     '--setenv', 'PATH', SANDBOX_PATH,
     '--setenv', 'HOME', SANDBOX_USER.home,
     '--json-status-fd', String(STATUS_FD),
     // bwrap's status line comes before the sandbox is set up: only the held command itself
-    // can say it runs. Its fds to the daemon are closed so no exec can reach them.
-    '/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&- ${SECCOMP_FD}<&-; exec sleep infinity`,
+    // can say it runs. Its fds to the daemon are closed so no exec can reach them. An image
+    // may have no shell: there nsinit itself, static, is the held command.
+    ...(plan.image
+      ? [`/proc/self/fd/${SELF_FD}`, 'hold', String(READY_FD)]
+      : ['/bin/sh', '-c', `echo ready >&${READY_FD}; exec ${STATUS_FD}>&- ${READY_FD}>&- ${SECCOMP_FD}<&-; exec sleep infinity`]),
   )
   return argv
 }
@@ -95,13 +103,16 @@ export interface ExecTarget {
   hostUid?: number
   /** The sandbox's cgroup directories: every exec joins them first. */
   cgroupDirs?: string[]
+  /** Who the workload is inside; default the sandbox user (an image's User may say otherwise). */
+  uid?: number
+  gid?: number
 }
 
-/** `nsinit exec … -- argv`: runs argv in the sandbox as the sandbox user. */
+/** `nsinit exec … -- argv`: runs argv in the sandbox as its workload's user. */
 export function execArgv(target: ExecTarget, cwd: string, command: string[]): string[] {
   const argv = ['exec', '--pid', String(target.initPid), '--start-time', String(target.initStartTime), '--mntns', String(target.mntNs)]
   if (target.hostUid !== undefined) argv.push('--host-uid', String(target.hostUid), '--host-gid', String(target.hostUid))
-  argv.push('--uid', String(SANDBOX_USER.uid), '--gid', String(SANDBOX_USER.gid), '--cwd', cwd)
+  argv.push('--uid', String(target.uid ?? SANDBOX_USER.uid), '--gid', String(target.gid ?? SANDBOX_USER.gid), '--cwd', cwd)
   return [...argv, ...cgroupArgs(target.cgroupDirs), '--', ...command]
 }
 

@@ -112,7 +112,8 @@ function ignoreGone(action: () => unknown): void {
   }
 }
 
-class OutputHead {
+/** The first bytes of a stream, kept to tell a helper's failure line from the workload's output. */
+export class OutputHead {
   private bytes = Buffer.alloc(0)
 
   note = (chunk: Buffer): void => {

@@ -2,14 +2,16 @@ import type {ChildProcess} from 'node:child_process'
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
 import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
 import {cgroupDirs} from './cgroups.js'
 import {acquireHostResources, type LimitPlan, releaseHostResources} from './host-resources.js'
 import {launchInit} from './launch.js'
+import {planImage} from './image.js'
 import {createArgv} from './nsinit.js'
-import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
+import {imageRootfs, sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
 import type {LinuxNsRuntime} from './runtime.js'
 import {makeRemovable} from './terminate.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
@@ -24,11 +26,16 @@ export interface ProvisionedSandbox {
 /**
  * Builds a sandbox in `request.stateDir`: a host uid of its own and a cgroup with its
  * limits (root daemon), the generated /etc files, the whiteouts for what git ignores,
- * then the init through nsinit and bwrap.
+ * then the init through nsinit and bwrap. On an image, its root filesystem is read first.
  */
 export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
+  // Never the host's root filesystem for a policy that names an image.
+  if (request.policy.image_ref !== undefined && request.image === undefined) {
+    throw new CleanroomError('image_not_pulled', `the policy runs on image ${request.policy.image_ref}, and no image was given to the backend`)
+  }
+  const image = request.image === undefined ? undefined : await planImage(tools.nsinit, request.image, workspace !== null)
 
   const state = request.stateDir
   const root = process.getuid?.() === 0
@@ -39,10 +46,10 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     // .git/config the sandbox sees and the root filesystem plan are made.
     const [{hostUid, cgroup}, , hidden, gitConfig, rootfs] = await settleAll([
       held,
-      writeGeneratedEtc(state),
+      writeGeneratedEtc(state, image?.accounts),
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
-      sandboxRootfs(STATE_MOUNT_POINT),
+      image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
       // What the workspace starts from, for workspace diff/apply to decide conflicts by content.
       workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
     ] as const)
@@ -58,6 +65,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       rootfs,
       ...(request.readOnlyMounts ? {readOnlyMounts: request.readOnlyMounts} : {}),
       ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
+      ...(image ? {image: {rootfs: image.rootfs, uid: image.workload.uid, gid: image.workload.gid}} : {}),
     })
     const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
     return {
@@ -72,6 +80,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
         state_dir: state,
         userns_mode: !root,
         ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
+        ...(image ? {image: image.workload} : {}),
       },
     }
   } catch (error) {

@@ -27,6 +27,22 @@ export interface LinuxNsRuntime {
   cgroup?: SandboxCgroup
   /** The limits in force (null: none could be set). */
   resources?: SandboxResources | null
+  /** An image sandbox: who its workload is, and what the image sets for every command. */
+  image?: ImageWorkload
+}
+
+/** What every exec in an image sandbox runs with (docs/images.md#running-sandboxes-on-an-image). */
+export interface ImageWorkload {
+  /** The image's config digest. */
+  id: string
+  /** The workload's ids and name inside the sandbox's user namespace. */
+  uid: number
+  gid: number
+  user: string
+  /** The image's Env, under what the daemon and the request set. */
+  env: Record<string, string>
+  /** The default working directory instead of /workspace (the image's WorkingDir, in a sandbox without a workspace). */
+  cwd?: string
 }
 
 /** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
@@ -37,7 +53,8 @@ export function parseRuntime(record: BackendRuntime): LinuxNsRuntime {
     (record.host_uid !== undefined && !isCount(record.host_uid)) ||
     typeof record.state_dir !== 'string' ||
     typeof record.userns_mode !== 'boolean' ||
-    (record.cgroup !== undefined && !isCgroup(record.cgroup))
+    (record.cgroup !== undefined && !isCgroup(record.cgroup)) ||
+    (record.image !== undefined && !isImageWorkload(record.image))
   if (broken) throw new CleanroomError('sandbox_failed', 'the linux-ns runtime record of this sandbox is incomplete or corrupt')
   return record as unknown as LinuxNsRuntime
 }
@@ -49,6 +66,7 @@ export function execTarget(runtime: LinuxNsRuntime): ExecTarget {
     mntNs: runtime.mnt_ns,
     hostUid: runtime.host_uid,
     ...(runtime.cgroup ? {cgroupDirs: cgroupDirs(runtime.cgroup)} : {}),
+    ...(runtime.image ? {uid: runtime.image.uid, gid: runtime.image.gid} : {}),
   }
 }
 
@@ -142,6 +160,13 @@ export function isCgroup(value: unknown): value is SandboxCgroup {
   if (typeof cgroup !== 'object' || cgroup === null || (cgroup.version !== 1 && cgroup.version !== 2)) return false
   const dirs = cgroup.dirs as Record<string, unknown> | undefined
   return typeof dirs === 'object' && dirs !== null && Object.values(dirs).every((dir) => typeof dir === 'string' && dir.startsWith('/'))
+}
+
+function isImageWorkload(value: unknown): value is ImageWorkload {
+  const image = value as Partial<ImageWorkload> | null
+  if (typeof image !== 'object' || image === null || typeof image.id !== 'string' || typeof image.user !== 'string') return false
+  if (!isCount(image.uid) || !isCount(image.gid) || (image.cwd !== undefined && typeof image.cwd !== 'string')) return false
+  return typeof image.env === 'object' && image.env !== null && Object.values(image.env).every((entry) => typeof entry === 'string')
 }
 
 function isCount(value: unknown): value is number {
