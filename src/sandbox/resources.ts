@@ -65,7 +65,7 @@ export function requestedResources(policy: CompiledPolicy): ResourceRequest | un
  * above the configured maximum is refused, never cut down: the work would fail later
  * in a way that is harder to understand.
  */
-export function planLimits(settings: ResourceSettings, request: ResourceRequest | undefined, machine: MachineSize): SandboxLimits {
+export function planLimits(settings: ResourceSettings, request: ResourceRequest | undefined, machine: MachineSize, backend = 'linux-ns'): SandboxLimits {
   const maxima = {vcpus: machine.cpus, memory_bytes: machine.memory_bytes, disk_bytes: machine.disk_bytes}
   const limits = defaultLimits(settings)
   for (const key of Object.keys(POLICY_KEYS) as (keyof ResourceRequest)[]) {
@@ -73,7 +73,7 @@ export function planLimits(settings: ResourceSettings, request: ResourceRequest 
     if (asked === undefined) continue
     const names = POLICY_KEYS[key]
     const most = maximumValue(settings.max[names.config], maxima[key])
-    if (asked > most) throw overMaximum(names, asked, most, settings.max[names.config] === 'machine')
+    if (asked > most) throw overMaximum(backend, names, asked, most, settings.max[names.config] === 'machine')
     const current = limits[key]
     if (current !== null && asked > current) limits[key] = asked
   }
@@ -99,9 +99,9 @@ function maximumValue(maximum: Maximum, machine: number): number {
   return maximum === 'machine' ? machine : maximum
 }
 
-function overMaximum(names: {policy: string; config: string}, asked: number, most: number, isMachine: boolean): CleanroomError {
+function overMaximum(backend: string, names: {policy: string; config: string}, asked: number, most: number, isMachine: boolean): CleanroomError {
   const show = (value: number) => (names.policy === 'vcpus' ? String(value) : formatByteSize(value))
-  const setting = `backends.linux-ns.resources.max.${names.config}`
+  const setting = `backends.${backend}.resources.max.${names.config}`
   const where = isMachine ? `this machine's ${names.policy === 'disk' ? 'state filesystem size' : names.policy === 'vcpus' ? 'CPU count' : 'memory'} (${setting} is machine)` : setting
   return new CleanroomError('resources_over_maximum', `the policy asks for sandbox.resources.${names.policy} ${show(asked)}, more than a sandbox may have here: ${show(most)}, ${where}`, {
     details: {key: `sandbox.resources.${names.policy}`, asked, maximum: most},

@@ -12,6 +12,7 @@ import type {BackendName} from '../../src/config/schema.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import type {BackendRuntime} from '../../src/sandbox/backend.js'
 import {RUN_ROOT} from '../../src/sandbox/backends/gvisor/provision.js'
+import {probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
 import {sweepRunDirs} from '../../src/sandbox/backends/gvisor/reclaim.js'
 import {newSandboxId} from '../../src/sandbox/ids.js'
 import {collect, mountLinesMentioning, newStateDir, POLICY, run, sh, terminalOutput, treeDigest, waitFor} from '../sandbox/helpers.js'
@@ -352,14 +353,21 @@ for (const name of BACKENDS) {
       })
     }
 
-    // gVisor sandboxes get no cgroup limits yet: asking for them must fail at launch, never run unlimited.
-    if (name === 'gvisor') {
-      it('refuses a policy asking for resources it cannot limit, naming them', async () => {
-        const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
-        const policy = {...POLICY, resources: {memory_bytes: 1024 ** 3, vcpus: 1}}
-        const failure = await backend.provision({sandboxId, policy, workspaceSource: null, stateDir}).catch((error: unknown) => error)
-        expect(failure).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch', message: 'backend gvisor cannot enforce this policy: it lacks resources.cpu (sandbox.resources.vcpus), resources.memory (sandbox.resources.memory)'})
-      })
-    }
+    // Limits need cgroups (a root daemon): without them, asking for limits must fail at launch, never run unlimited.
+    it('enforces the resources a policy asks for when cgroups are usable, and refuses them, naming them, when not', async () => {
+      const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
+      const policy = {...POLICY, resources: {memory_bytes: 1024 ** 3, vcpus: 1}}
+      if (probeCgroups().ok) {
+        const runtime = (await backend.provision({sandboxId, policy, workspaceSource: null, stateDir})) as BackendRuntime & AnyRuntime
+        live.push(runtime)
+        everySandbox.push(runtime)
+        // The policy's floor (1 GiB) is below the default limit (8 GiB), which stays.
+        expect(backend.resourcesOf?.(runtime)).to.include({memory_bytes: 8 * 1024 ** 3})
+        return
+      }
+      const failure = await backend.provision({sandboxId, policy, workspaceSource: null, stateDir}).catch((error: unknown) => error)
+      expect(failure).to.be.instanceOf(CleanroomError).and.include({code: 'backend_capability_mismatch'})
+      expect((failure as Error).message).to.match(new RegExp(`^backend ${name} cannot enforce this policy: it lacks resources.cpu \\(sandbox.resources.vcpus\\), resources.memory`))
+    })
   })
 }

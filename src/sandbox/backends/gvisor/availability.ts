@@ -31,7 +31,7 @@ export interface Toolchain {
 export type Probe = ({ok: true} & Toolchain) | {ok: false; problem: string; fix: string}
 
 /** Whether this machine can run gvisor sandboxes, and with what. */
-export async function probeMachine(settings: GvisorSettings): Promise<Probe> {
+export async function probeMachine(settings: Pick<GvisorSettings, 'runsc_path' | 'platform'>): Promise<Probe> {
   if (process.getuid?.() !== 0) {
     return {
       ok: false,

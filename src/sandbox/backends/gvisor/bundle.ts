@@ -34,10 +34,16 @@ export interface BundlePlan {
   hostUid: number
   /** The sandbox user (1000) on the host: the owner of the workload's files. */
   filesUid: number
+  /** The tasks the workload may run (RLIMIT_NPROC); undefined or null: no limit. */
+  tasks?: number | null
 }
 
-/** A process as an OCI spec (and `runsc exec --process`) says it: no capabilities, no_new_privs. */
-export function processSpec(options: {uid: number; args: string[]; env: Record<string, string>}): Record<string, unknown> {
+/**
+ * A process as an OCI spec (and `runsc exec --process`) says it: no capabilities, no_new_privs.
+ * `tasks`: RLIMIT_NPROC, which gVisor's kernel enforces per uid inside; set on the init, as
+ * `runsc exec` gives each exec the init's limits, not its own spec's.
+ */
+export function processSpec(options: {uid: number; args: string[]; env: Record<string, string>; tasks?: number | null}): Record<string, unknown> {
   const none: string[] = []
   return {
     user: {uid: options.uid, gid: options.uid, additionalGids: []},
@@ -46,7 +52,10 @@ export function processSpec(options: {uid: number; args: string[]; env: Record<s
     cwd: '/',
     noNewPrivileges: true,
     capabilities: {bounding: none, effective: none, inheritable: none, permitted: none, ambient: none},
-    rlimits: [{type: 'RLIMIT_NOFILE', hard: OPEN_FILES, soft: OPEN_FILES}],
+    rlimits: [
+      {type: 'RLIMIT_NOFILE', hard: OPEN_FILES, soft: OPEN_FILES},
+      ...(options.tasks === undefined || options.tasks === null ? [] : [{type: 'RLIMIT_NPROC', hard: options.tasks, soft: options.tasks}]),
+    ],
   }
 }
 
@@ -83,7 +92,7 @@ export async function writeBundle(state: string, nsinit: string, plan: BundlePla
   ]
   const spec = {
     ociVersion: '1.0.2',
-    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init'], env: {PATH: SANDBOX_PATH}}),
+    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init'], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
     root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: true},
     hostname: SANDBOX_HOSTNAME,
     mounts,

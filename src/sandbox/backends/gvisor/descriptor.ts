@@ -1,3 +1,4 @@
+import {resourcesSetting} from '../../../config/parse-resources.js'
 import {choiceSetting, programSetting} from '../../../config/settings.js'
 import type {BackendDescriptor} from '../descriptor.js'
 
@@ -8,6 +9,7 @@ export type GvisorPlatform = (typeof GVISOR_PLATFORMS)[number]
 export const GVISOR_SETTINGS = {
   runsc_path: programSetting('runsc', 'runsc binary: a name looked up on PATH or an absolute path.'),
   platform: choiceSetting(GVISOR_PLATFORMS, 'systrap', 'systrap (works without KVM, the faster one) or ptrace.'),
+  resources: resourcesSetting(),
 }
 
 export const GVISOR = {
@@ -22,7 +24,7 @@ export const GVISOR = {
     'dns_control_or_equivalent': true,
     // OCI images are not wired into any backend yet.
     'images.oci': false,
-    // Limits are cgroups on linux-ns only for now: a policy asking for sandbox.resources is refused here.
+    // Set while cgroups can be used here (a root daemon): GvisorBackend.capabilities().
     'resources.cpu': false,
     'resources.memory': false,
     'resources.disk': false,

@@ -3,9 +3,11 @@ import type {Server} from 'node:net'
 import type {Readable} from 'node:stream'
 
 import type {BackendName, GvisorSettings} from '../../../config/schema.js'
+import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import {CleanroomError} from '../../../errors/index.js'
 import {extractArchive, readArchive} from '../../archive.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
+import type {SandboxResources} from '../../resources.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {readWorkspaceLayers} from '../../workspace-view.js'
 import {probeMachine, type Toolchain} from './availability.js'
@@ -16,6 +18,9 @@ import {provisionSandbox} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
 import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
 import {killSandbox} from './terminate.js'
+import {removeSandboxCgroup} from '../linux-ns/cgroups.js'
+import {CgroupLimits} from '../linux-ns/limits.js'
+import {killIfSame} from '../linux-ns/runtime.js'
 import {releaseHostUid} from '../linux-ns/uids.js'
 import {InitPoller} from '../linux-ns/watch.js'
 import {requireCapabilities} from '../../capabilities.js'
@@ -33,11 +38,16 @@ export class GvisorBackend implements SandboxBackend {
   private readonly children = new Map<string, ChildProcess>()
   private toolchain?: Promise<Toolchain>
   private readonly poller = new InitPoller()
+  private readonly limits: CgroupLimits
 
-  constructor(private readonly settings: GvisorSettings) {}
+  /** Without `resources`, the runtime config's default limits apply. */
+  constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
+    this.limits = new CgroupLimits(settings.resources ?? DEFAULT_RESOURCES, 'gvisor')
+  }
 
   capabilities(): Capabilities {
-    return {...GVISOR.capabilities}
+    const limits = this.limits.cgroups().ok
+    return {...GVISOR.capabilities, 'resources.cpu': limits, 'resources.memory': limits, 'resources.disk': limits}
   }
 
   async availability(): Promise<Availability> {
@@ -49,7 +59,8 @@ export class GvisorBackend implements SandboxBackend {
   async provision(request: ProvisionRequest): Promise<BackendRuntime> {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
-    const {runtime, child} = await provisionSandbox(await this.tools(), request)
+    const tools = await this.tools()
+    const {runtime, child} = await provisionSandbox(tools, request, await this.limits.plan(request))
     const key = childKey(runtime)
     this.children.set(key, child)
     child.once('exit', () => this.children.delete(key))
@@ -61,7 +72,10 @@ export class GvisorBackend implements SandboxBackend {
   }
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
-    return startExec((await this.tools()).runsc, parseRuntime(runtime), request)
+    const sandbox = parseRuntime(runtime)
+    const started = await startExec((await this.tools()).runsc, sandbox, request)
+    void started.exited.finally(() => this.limits.execEnded(sandbox)).catch(() => undefined)
+    return started
   }
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
@@ -82,14 +96,29 @@ export class GvisorBackend implements SandboxBackend {
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
+    await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
     await killSandbox(await this.runsc(), sandbox, this.children.get(childKey(sandbox)))
+    if (sandbox.cgroup) await removeSandboxCgroup(sandbox.cgroup)
     await releaseHostUid(sandbox.host_uid, sandbox.state_dir)
   }
 
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     await reclaimSandbox(await this.runsc(), stateDir, sandbox, sandbox && this.children.get(childKey(sandbox)))
+    // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
+    await this.limits.release(stateDir, sandbox && {state_dir: sandbox.state_dir, cgroup: sandbox.cgroup})
+  }
+
+  resourcesOf(runtime: BackendRuntime): SandboxResources | null {
+    return parseRuntime(runtime).resources ?? null
+  }
+
+  /** The disk watch of a sandbox with a disk limit; over it, the sandbox is frozen and its gVisor kernel killed, which ends everything in it. */
+  watchLimits(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void {
+    const sandbox = parseRuntime(runtime)
+    this.limits.watch(sandbox, onBreach, () => killKernel(sandbox), log)
   }
 
   /** Our own launches end with `runsc run`, our child: its exit says so at once. Adopted ones are polled. */
@@ -138,6 +167,11 @@ function parseRuntimeOrUndefined(runtime: BackendRuntime): GvisorRuntime | undef
   } catch {
     return undefined
   }
+}
+
+/** SIGKILL to the gVisor kernel (queued while its cgroup is frozen): every process inside goes with it, and runsc run then ends. */
+function killKernel(runtime: GvisorRuntime): Promise<void> {
+  return killIfSame(runtime.sandbox_pid, runtime.sandbox_start_time)
 }
 
 function childKey(runtime: GvisorRuntime): string {

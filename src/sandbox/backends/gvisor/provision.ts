@@ -8,10 +8,13 @@ import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
 import {emptyWorkspace, requireDirectory, settleAll, writeRedactedGitConfig, writeWhiteouts} from '../../workspace-view.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
 import {STATE_MOUNT_POINT} from '../linux-ns/availability.js'
+import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, type SandboxCgroup} from '../linux-ns/cgroups.js'
+import type {LimitPlan} from '../linux-ns/host-resources.js'
 import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GVISOR_STATE, writeBundle} from './bundle.js'
 import {launchSandbox} from './launch.js'
+import {hostLimits} from './limits.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import type {GvisorRuntime} from './runtime.js'
 
@@ -31,12 +34,13 @@ export interface ProvisionedSandbox {
 }
 
 /**
- * Builds a sandbox: a host uid U of its own, the generated /etc files, the whiteouts
- * for what git ignores, the OCI bundle, then nsinit create (the workspace overlay, in
- * a private mount namespace) becoming `runsc run`, which starts the gVisor kernel and
- * gofer as U and the sandbox's init inside.
+ * Builds a sandbox: a host uid U of its own and, with `limits`, a cgroup with them set,
+ * the generated /etc files, the whiteouts for what git ignores, the OCI bundle, then
+ * nsinit create (joining the cgroup, then making the workspace overlay in a private
+ * mount namespace) becoming `runsc run`, which starts the gVisor kernel and gofer as U
+ * and the sandbox's init inside: all of them, and every thread they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest): Promise<ProvisionedSandbox> {
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
 
@@ -44,11 +48,17 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   const runDir = join(RUN_ROOT, request.sandboxId)
   await mkdir(state, {recursive: true, mode: 0o700})
   let claimed: number | undefined
+  let cgroup: SandboxCgroup | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
     // the sandbox sees, the run dir and the root filesystem plan are made.
     const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
-      claimHostUid(request.sandboxId, state).then((uid) => (claimed = uid)),
+      // The uid claim comes before the cgroup: a sweep of leftover cgroups never takes a claimed sandbox's.
+      claimHostUid(request.sandboxId, state).then(async (uid) => {
+        claimed = uid
+        if (limits) cgroup = await createSandboxCgroup(limits.host, request.sandboxId, hostLimits(limits.limits))
+        return uid
+      }),
       writeGeneratedEtc(state),
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
@@ -62,7 +72,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     await chown(runDir, 0, hostUid)
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid})
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid, tasks: limits?.limits.pids})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [
@@ -70,6 +80,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       '--uid', String(filesUid), '--gid', String(filesUid),
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
+      ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
     const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
@@ -86,12 +97,14 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
         sandbox_start_time: launched.sandbox.startTime,
         gofer_pid: launched.gofer.pid,
         gofer_start_time: launched.gofer.startTime,
+        ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       },
     }
   } catch (error) {
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.
     await runscCommand(tools.runsc, [...rootFlags({run_dir: runDir}), 'delete', '--force', CONTAINER_ID])
     await rm(runDir, {recursive: true, force: true})
+    if (cgroup) await removeSandboxCgroup(cgroup)
     if (claimed !== undefined) await releaseHostUid(claimed, state).catch(() => undefined)
     throw error
   }
@@ -100,7 +113,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
 /**
  * runsc's flags for a sandbox: its own root; no network but loopback, and host unix
  * sockets it may connect to through its mounts (the egress sockets); the configured
- * platform; no cgroups of runsc's own; no overlay of runsc's own over the read-only root.
+ * platform; no cgroups of runsc's own (it runs in the sandbox's, made before it); no overlay of runsc's own over the read-only root.
  */
 export function runscFlags(runDir: string, platform: Toolchain['platform']): string[] {
   return [...rootFlags({run_dir: runDir}), '--network=none', '--host-uds=open', `--platform=${platform}`, '--ignore-cgroups', '--overlay2=none']

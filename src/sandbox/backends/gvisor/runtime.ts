@@ -1,6 +1,8 @@
 import {CleanroomError} from '../../../errors/index.js'
 import type {BackendRuntime} from '../../backend.js'
-import {isRunning, processFacts} from '../linux-ns/runtime.js'
+import type {SandboxResources} from '../../resources.js'
+import type {SandboxCgroup} from '../linux-ns/cgroups.js'
+import {isCgroup, isRunning, processFacts} from '../linux-ns/runtime.js'
 
 /** What the daemon records (SandboxRecord.runtime) to reach a gvisor sandbox again, also after a restart. */
 export interface GvisorRuntime {
@@ -19,13 +21,21 @@ export interface GvisorRuntime {
   sandbox_start_time: number
   gofer_pid: number
   gofer_start_time: number
+  /** The cgroup runsc and everything it started run in, when limits are enforced. */
+  cgroup?: SandboxCgroup
+  /** The limits in force (null: none could be set). */
+  resources?: SandboxResources | null
 }
 
 const COUNTS = ['host_uid', 'files_uid', 'launcher_pid', 'launcher_start_time', 'sandbox_pid', 'sandbox_start_time', 'gofer_pid', 'gofer_start_time'] as const
 
 /** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
 export function parseRuntime(record: BackendRuntime): GvisorRuntime {
-  const broken = COUNTS.some((key) => !isCount(record[key])) || typeof record.state_dir !== 'string' || typeof record.run_dir !== 'string'
+  const broken =
+    COUNTS.some((key) => !isCount(record[key])) ||
+    typeof record.state_dir !== 'string' ||
+    typeof record.run_dir !== 'string' ||
+    (record.cgroup !== undefined && !isCgroup(record.cgroup))
   if (broken) throw new CleanroomError('sandbox_failed', 'the gvisor runtime record of this sandbox is incomplete or corrupt')
   return record as unknown as GvisorRuntime
 }

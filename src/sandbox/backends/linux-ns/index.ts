@@ -15,10 +15,10 @@ import {probeMachine, type Toolchain} from './availability.js'
 import {LINUX_NS} from './descriptor.js'
 import {startExec} from './exec.js'
 import {releaseHostResources} from './host-resources.js'
-import {LinuxNsLimits} from './limits.js'
+import {CgroupLimits} from './limits.js'
 import {listenInside} from './listen.js'
 import {provisionSandbox} from './provision.js'
-import {isRunning, isSandboxAlive, parseRuntime, type LinuxNsRuntime} from './runtime.js'
+import {isSandboxAlive, killIfSame, parseRuntime, type LinuxNsRuntime} from './runtime.js'
 import {killLaunchGroup, killSandbox, makeRemovable} from './terminate.js'
 import {hasWorkload, InitPoller} from './watch.js'
 
@@ -35,11 +35,11 @@ export class LinuxNsBackend implements SandboxBackend {
   private readonly children = new Map<string, ChildProcess>()
   private readonly poller = new InitPoller()
   private toolchain?: Promise<Toolchain>
-  private readonly limits: LinuxNsLimits
+  private readonly limits: CgroupLimits
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<LinuxNsSettings, 'resources'> & Partial<Pick<LinuxNsSettings, 'resources'>>) {
-    this.limits = new LinuxNsLimits(settings.resources ?? DEFAULT_RESOURCES)
+    this.limits = new CgroupLimits(settings.resources ?? DEFAULT_RESOURCES)
   }
 
   capabilities(): Capabilities {
@@ -162,13 +162,4 @@ function parseRuntimeOrUndefined(runtime: BackendRuntime): LinuxNsRuntime | unde
 
 function childKey(runtime: LinuxNsRuntime): string {
   return `${runtime.init_pid}:${runtime.init_start_time}`
-}
-
-async function killIfSame(pid: number, startTime: number): Promise<void> {
-  if (!(await isRunning(pid, startTime))) return
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {
-    // exited in between
-  }
 }

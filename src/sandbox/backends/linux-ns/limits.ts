@@ -3,6 +3,7 @@ import {availableParallelism, totalmem} from 'node:os'
 import {basename, dirname} from 'node:path'
 
 import type {ResourceSettings} from '../../../config/resources.js'
+import type {BackendName} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
 import type {ProvisionRequest} from '../../backend.js'
 import {capabilityMismatch} from '../../capabilities.js'
@@ -11,20 +12,32 @@ import {type CgroupProbe, probeCgroups} from './cgroup-host.js'
 import {isFrozen, removeSandboxCgroup, sandboxCgroupOf, sweepSandboxCgroups, thawSandboxCgroup} from './cgroups.js'
 import {DiskWatch} from './disk-watch.js'
 import {type HostResources, type LimitPlan, releaseHostResources} from './host-resources.js'
-import type {LinuxNsRuntime} from './runtime.js'
+import type {SandboxResources} from '../../resources.js'
+import type {SandboxCgroup} from './cgroups.js'
 import {claimedSandboxIds, HOST_UID_RANGE, reclaimStaleUids} from './uids.js'
 
+/** What a sandbox's runtime record says about its limits (linux-ns and gvisor record the same fields). */
+export interface LimitedRuntime {
+  state_dir: string
+  cgroup?: SandboxCgroup
+  resources?: SandboxResources | null
+}
+
 /**
- * The resource limits of linux-ns sandboxes: what this machine can enforce (cgroups,
- * probed once), each sandbox's limits from the runtime config and its policy, the
- * disk watches, and the clean-up of what killed daemons left (docs/backends.md#resource-limits).
+ * The resource limits of a backend's sandboxes (linux-ns, gvisor): what this machine can
+ * enforce (cgroups, probed once), each sandbox's limits from the runtime config and its
+ * policy, the disk watches, and the clean-up of what killed daemons left
+ * (docs/backends.md#resource-limits).
  */
-export class LinuxNsLimits {
+export class CgroupLimits {
   private probe?: CgroupProbe
   private warned = false
   private readonly watches = new Map<string, DiskWatch>()
 
-  constructor(private readonly settings: ResourceSettings) {}
+  constructor(
+    private readonly settings: ResourceSettings,
+    private readonly backend: BackendName = 'linux-ns',
+  ) {}
 
   /** Whether cgroups can be managed here, and if not, why. */
   cgroups(): CgroupProbe {
@@ -40,20 +53,20 @@ export class LinuxNsLimits {
   async plan(request: ProvisionRequest): Promise<LimitPlan | undefined> {
     const probe = this.cgroups()
     if (!probe.ok) {
-      refuseRequest(request.resources, probe.problem)
+      refuseRequest(this.backend, request.resources, probe.problem)
       if (!this.warned) {
         this.warned = true
-        request.log?.(`resource limits are off: ${probe.problem}; sandboxes run without the limits of backends.linux-ns.resources (docs/backends.md#resource-limits)`)
+        request.log?.(`resource limits are off: ${probe.problem}; sandboxes run without the limits of backends.${this.backend}.resources (docs/backends.md#resource-limits)`)
       }
       return undefined
     }
     const fs = await statfs(dirname(request.stateDir))
     const machine = {memory_bytes: totalmem(), cpus: availableParallelism(), disk_bytes: fs.blocks * fs.bsize}
-    return {limits: planLimits(this.settings, request.resources, machine), host: probe.host}
+    return {limits: planLimits(this.settings, request.resources, machine, this.backend), host: probe.host}
   }
 
   /** Starts the disk watch of a sandbox with a disk limit (at create, and again when a new daemon adopts it). */
-  watch(runtime: LinuxNsRuntime, onBreach: (reason: string) => void, killInit: () => Promise<void>, log: (message: string) => void = () => undefined): void {
+  watch(runtime: LimitedRuntime, onBreach: (reason: string) => void, killInit: () => Promise<void>, log: (message: string) => void = () => undefined): void {
     const {cgroup} = runtime
     const limit = runtime.resources?.disk_bytes
     if (!cgroup || limit === null || limit === undefined || this.watches.has(runtime.state_dir)) return
@@ -67,7 +80,7 @@ export class LinuxNsLimits {
   }
 
   /** An exec ended: what it wrote is measured soon. */
-  execEnded(runtime: LinuxNsRuntime): void {
+  execEnded(runtime: LimitedRuntime): void {
     this.watches.get(runtime.state_dir)?.nudge()
   }
 
@@ -76,7 +89,7 @@ export class LinuxNsLimits {
    * queued to its init and is thawed, so it dies at once (on v1 a frozen process cannot
    * die) without running another instruction.
    */
-  async beforeKill(runtime: LinuxNsRuntime, killInit: () => Promise<void>): Promise<void> {
+  async beforeKill(runtime: LimitedRuntime, killInit: () => Promise<void>): Promise<void> {
     this.watches.get(runtime.state_dir)?.stop()
     this.watches.delete(runtime.state_dir)
     if (runtime.cgroup && (await isFrozen(runtime.cgroup))) {
@@ -90,7 +103,7 @@ export class LinuxNsLimits {
    * runtime, or, for a create cut short before its runtime was recorded, found from its
    * state dir (its group is the claimed uid; the claim is only released if it names that dir).
    */
-  async release(stateDir: string, runtime: LinuxNsRuntime | undefined): Promise<void> {
+  async release(stateDir: string, runtime: (LimitedRuntime & {host_uid?: number}) | undefined): Promise<void> {
     if (runtime) return releaseHostResources({hostUid: runtime.host_uid, cgroup: runtime.cgroup}, stateDir)
     if (process.geteuid?.() !== 0) return
     const held: HostResources = {}
@@ -117,12 +130,12 @@ export class LinuxNsLimits {
 }
 
 /** A policy asking for limits this machine cannot enforce is refused, naming what is missing. */
-function refuseRequest(request: ResourceRequest | undefined, problem: string): void {
+function refuseRequest(backend: BackendName, request: ResourceRequest | undefined, problem: string): void {
   if (request === undefined) return
   const missing = (Object.keys(request) as (keyof ResourceRequest)[]).map((key) => RESOURCE_CAPABILITIES[key])
   if (missing.length === 0) return
-  throw new CleanroomError('backend_capability_mismatch', `${capabilityMismatch('linux-ns', missing)} (${problem})`, {
-    details: {backend: 'linux-ns', missing},
+  throw new CleanroomError('backend_capability_mismatch', `${capabilityMismatch(backend, missing)} (${problem})`, {
+    details: {backend, missing},
     suggestions: ['Run the daemon as root on a machine with cgroups (see cleanroom doctor)', 'Or remove sandbox.resources from cleanroom.yaml'],
   })
 }

@@ -144,7 +144,18 @@ export async function isSandboxAlive(runtime: LinuxNsRuntime): Promise<boolean> 
   return (await mountNamespace(runtime.init_pid)) === runtime.mnt_ns
 }
 
-function isCgroup(value: unknown): value is SandboxCgroup {
+/** SIGKILL to `pid` if it is still the process that started at `startTime` (never a recycled pid). */
+export async function killIfSame(pid: number, startTime: number): Promise<void> {
+  if (!(await isRunning(pid, startTime))) return
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    // exited in between
+  }
+}
+
+/** A recorded cgroup is well-formed: a cgroup version and absolute directories. */
+export function isCgroup(value: unknown): value is SandboxCgroup {
   const cgroup = value as Partial<SandboxCgroup> | null
   if (typeof cgroup !== 'object' || cgroup === null || (cgroup.version !== 1 && cgroup.version !== 2)) return false
   const dirs = cgroup.dirs as Record<string, unknown> | undefined
