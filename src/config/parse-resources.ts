@@ -21,7 +21,7 @@ export function resourcesSetting(): Setting<ResourceSettings> {
     ].join('\n'),
     notes: {
       pids: 'Processes and threads in one sandbox: a fork bomb stops here (fork fails with EAGAIN).',
-      memory: 'Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137).',
+      memory: 'Memory, page cache included; no swap beyond it. Over it, the kernel kills a process of the sandbox (exit 137 on linux-ns, 1 under gVisor).',
       cpu_weight: 'CPU share when CPUs are busy, 1-10000: 100 is the same share as any other process group.',
       vcpus: 'A hard CPU quota in CPUs, e.g. 2 or 0.5.',
       disk: 'What the sandbox may write (workspace changes, home, /tmp); checked while it runs: over it, its processes are stopped and it is marked failed.',

@@ -29,8 +29,8 @@ export function forwardRequest(attempt: EgressAttempt, upstream: Socket, head: B
       // The origin already has the head: cut both sides rather than answer in the middle of its response.
       attempt.error = errorCode(error)
       client.off('data', feed)
-      client.resetAndDestroy()
-      upstream.resetAndDestroy()
+      reset(client)
+      reset(upstream)
       return
     }
     if (piece.length === 0 || upstream.write(piece) || draining) return
@@ -57,7 +57,20 @@ function relayResponse(attempt: EgressAttempt, upstream: Socket): void {
   upstream.pipe(client)
   client.once('close', () => upstream.destroy())
   upstream.once('close', (hadError) => {
-    if (hadError) client.resetAndDestroy()
+    if (hadError) reset(client)
     else client.end(() => client.destroy())
   })
+}
+
+/**
+ * Ends a connection with a reset where it is TCP. A sandbox's connection may
+ * come over a unix socket instead (gvisor's forwarder), which Node cannot reset:
+ * it is closed.
+ */
+function reset(socket: Socket): void {
+  try {
+    socket.resetAndDestroy()
+  } catch {
+    socket.destroy()
+  }
 }

@@ -190,7 +190,10 @@ describe('host uids claimed machine-wide', function () {
       const live = (await first.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})).sandbox_id
       const dead = (await first.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})).sandbox_id
       const [liveRuntime, deadRuntime] = [(await recordOf(first.stateDir, live)).runtime, (await recordOf(first.stateDir, dead)).runtime]
+      const firstGone = first.child.exitCode === null && first.child.signalCode === null ? new Promise((resolve) => first.child.once('exit', resolve)) : Promise.resolve()
       first.child.kill('SIGKILL')
+      // Until the killed daemon is gone its state lock is held, and the next one would be refused.
+      await firstGone
       process.kill(deadRuntime.init_pid, 'SIGKILL')
       await waitFor('the dead sandbox to be gone', async () => !(await isRunning(deadRuntime.init_pid, deadRuntime.init_start_time)) && !(await isRunning(deadRuntime.bwrap_pid, deadRuntime.bwrap_start_time)))
       const claimPath = (runtime: LinuxNsRuntime) => join(UID_REGISTRY, String(runtime.host_uid))
