@@ -1,4 +1,3 @@
-import type {ChildProcess} from 'node:child_process'
 import type {Server} from 'node:net'
 import type {Readable} from 'node:stream'
 
@@ -29,13 +28,11 @@ export type {GvisorRuntime} from './runtime.js'
 
 /**
  * Sandboxes with gVisor's user-space kernel between the workload and the host: nsinit
- * builds the workspace overlay in a private mount namespace and becomes `runsc run`;
+ * builds the workspace overlay in a private mount namespace and becomes `runsc run --detach`;
  * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
  */
 export class GvisorBackend implements SandboxBackend {
   readonly name: BackendName = 'gvisor'
-  /** The `runsc run` of each sandbox this process started, to reap at terminate. */
-  private readonly children = new Map<string, ChildProcess>()
   private toolchain?: Promise<Toolchain>
   private readonly poller = new InitPoller()
   private readonly limits: CgroupLimits
@@ -60,11 +57,7 @@ export class GvisorBackend implements SandboxBackend {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const {runtime, child} = await provisionSandbox(tools, request, await this.limits.plan(request))
-    const key = childKey(runtime)
-    this.children.set(key, child)
-    child.once('exit', () => this.children.delete(key))
-    return {...runtime}
+    return {...(await provisionSandbox(tools, request, await this.limits.plan(request)))}
   }
 
   async isAlive(runtime: BackendRuntime): Promise<boolean> {
@@ -98,7 +91,7 @@ export class GvisorBackend implements SandboxBackend {
     const sandbox = parseRuntime(runtime)
     await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
-    await killSandbox(await this.runsc(), sandbox, this.children.get(childKey(sandbox)))
+    await killSandbox(await this.runsc(), sandbox)
     if (sandbox.cgroup) await removeSandboxCgroup(sandbox.cgroup)
     await releaseHostUid(sandbox.host_uid, sandbox.state_dir)
   }
@@ -106,7 +99,7 @@ export class GvisorBackend implements SandboxBackend {
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
     if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
-    await reclaimSandbox(await this.runsc(), stateDir, sandbox, sandbox && this.children.get(childKey(sandbox)))
+    await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
     await this.limits.release(stateDir, sandbox && {state_dir: sandbox.state_dir, cgroup: sandbox.cgroup})
   }
@@ -121,18 +114,13 @@ export class GvisorBackend implements SandboxBackend {
     this.limits.watch(sandbox, onBreach, () => killKernel(sandbox), log)
   }
 
-  /** Our own launches end with `runsc run`, our child: its exit says so at once. Adopted ones are polled. */
+  /**
+   * A sandbox ends with its gVisor kernel, which runs no child of ours (`runsc run
+   * --detach` exits once the sandbox runs): it is polled, for our own launches and adopted ones.
+   */
   watchExit(runtime: BackendRuntime, onExit: (why: string) => void): () => void {
     const sandbox = parseRuntime(runtime)
-    const child = this.children.get(childKey(sandbox))
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
-      return this.poller.watch({init_pid: sandbox.launcher_pid, init_start_time: sandbox.launcher_start_time}, onExit)
-    }
-    const listener = (code: number | null, signal: NodeJS.Signals | null) => {
-      onExit(`its init process exited (the sandbox's runsc ended with ${signal ? `signal ${signal}` : `exit code ${code}`})`)
-    }
-    child.once('exit', listener)
-    return () => child.off('exit', listener)
+    return this.poller.watch({init_pid: sandbox.sandbox_pid, init_start_time: sandbox.sandbox_start_time}, onExit)
   }
 
   /** Run dirs left by sandboxes that are gone; their uids are the registry's sweep (linux-ns, machine-wide). */
@@ -169,11 +157,7 @@ function parseRuntimeOrUndefined(runtime: BackendRuntime): GvisorRuntime | undef
   }
 }
 
-/** SIGKILL to the gVisor kernel (queued while its cgroup is frozen): every process inside goes with it, and runsc run then ends. */
+/** SIGKILL to the gVisor kernel (queued while its cgroup is frozen): every process inside goes with it, and the gofer then ends. */
 function killKernel(runtime: GvisorRuntime): Promise<void> {
   return killIfSame(runtime.sandbox_pid, runtime.sandbox_start_time)
-}
-
-function childKey(runtime: GvisorRuntime): string {
-  return `${runtime.launcher_pid}:${runtime.launcher_start_time}`
 }

@@ -1,13 +1,13 @@
 import type {ChildProcess} from 'node:child_process'
 import {writeFileSync} from 'node:fs'
-import {open, readdir, readFile} from 'node:fs/promises'
+import {open, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {killLaunch, LAUNCH_RECORD, type LaunchRecord, logTail} from '../linux-ns/launch.js'
 import {processFacts, processStatSync} from '../linux-ns/runtime.js'
-import {spawnRunsc} from './runsc.js'
+import {CONTAINER_ID, runscRoot, spawnRunsc} from './runsc.js'
 
 /** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
 const READY_TIMEOUT_MS = 30_000
@@ -19,18 +19,18 @@ export interface GvisorLaunchRecord extends LaunchRecord {
 
 /** The host processes of a sandbox that said it runs. */
 export interface LaunchedSandbox {
-  /** `runsc run` (nsinit became it): our child, to be reaped at terminate. */
-  child: ChildProcess
-  launcher: {pid: number; startTime: number}
   sandbox: {pid: number; startTime: number}
   gofer: {pid: number; startTime: number}
 }
 
 /**
- * Starts `nsinit create … -- runsc … run` detached (a daemon restart must not touch
- * it), stderr to `logPath`, and waits for the "ready" line the sandbox's init writes
- * on its stdout, which runsc run hands it. On any failure the launch's process group
- * is killed and the error carries what the helper and runsc said.
+ * Starts `nsinit create … -- runsc … run --detach` in a session of its own (a daemon
+ * restart must not touch it), stderr to `logPath`, and waits until runsc run has
+ * started the container and exited, and for the "ready" line the sandbox's init
+ * writes on its stdout, which runsc hands it. No launcher stays behind: the gVisor
+ * kernel and the gofer are all a sandbox holds on the host, named by runsc's record.
+ * On any failure the launch's process group is killed and the error carries what
+ * the helper and runsc said.
  */
 export async function launchSandbox(nsinit: string, argv: string[], logPath: string, stateDir: string, runDir: string): Promise<LaunchedSandbox> {
   const log = await open(logPath, 'a', 0o600)
@@ -43,14 +43,11 @@ export async function launchSandbox(nsinit: string, argv: string[], logPath: str
   const stdout = child.stdout as Readable
   try {
     recordLaunch(stateDir, runDir, child)
-    const said = await firstLine(stdout, child)
+    const [said] = await Promise.all([firstLine(stdout, child), launcherExit(child)])
     if (said !== 'ready') throw new Error(said === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${said}`)
-    const launcher = await processFacts(child.pid ?? -1)
-    const started = await runscChildren(child.pid ?? -1)
-    if (!launcher || !started.sandbox || !started.gofer) throw new Error('the sandbox exited right after it was ready')
+    const started = await startedProcesses(runDir)
     stdout.destroy()
-    child.unref()
-    return {child, launcher: {pid: child.pid!, startTime: launcher.startTime}, sandbox: started.sandbox, gofer: started.gofer}
+    return started
   } catch (error) {
     stdout.destroy()
     await killLaunch(child)
@@ -93,16 +90,31 @@ function firstLine(stream: Readable, child: ChildProcess): Promise<string | unde
   })
 }
 
-/** runsc run's two children: the gVisor kernel (runsc-sandbox) and the gofer. */
-async function runscChildren(launcher: number): Promise<{sandbox?: {pid: number; startTime: number}; gofer?: {pid: number; startTime: number}}> {
-  const found: {sandbox?: {pid: number; startTime: number}; gofer?: {pid: number; startTime: number}} = {}
-  const tasks = await readdir(`/proc/${launcher}/task`).catch(() => [])
-  const children = (await Promise.all(tasks.map((task) => readFile(`/proc/${launcher}/task/${task}/children`, 'utf8').catch(() => '')))).join(' ')
-  for (const pid of children.split(/\s+/).filter(Boolean).map(Number)) {
-    const [name, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
-    if (!facts) continue
-    if (name === 'runsc-sandbox') found.sandbox = {pid, startTime: facts.startTime}
-    if (name === 'runsc-gofer') found.gofer = {pid, startTime: facts.startTime}
+/** `runsc run --detach` ends once the container runs: anything but exit 0 is a failed start. */
+function launcherExit(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`runsc did not start the sandbox within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      if (code === 0) resolve()
+      else reject(new Error(`runsc run exited with ${signal ? `signal ${signal}` : `exit code ${code}`}`))
+    })
+    child.once('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
+
+/** The gVisor kernel (runsc-sandbox) and the gofer, as runsc recorded them in the sandbox's root. */
+async function startedProcesses(runDir: string): Promise<LaunchedSandbox> {
+  const record = JSON.parse(await readFile(join(runscRoot(runDir), `${CONTAINER_ID}_sandbox:${CONTAINER_ID}.state`), 'utf8')) as {goferPid?: unknown; sandbox?: {pid?: unknown}}
+  const found: Partial<LaunchedSandbox> = {}
+  for (const [key, pid, name] of [['sandbox', record.sandbox?.pid, 'runsc-sandbox'], ['gofer', record.goferPid, 'runsc-gofer']] as const) {
+    if (typeof pid !== 'number') throw new Error(`runsc's record of the sandbox names no ${name}`)
+    const [command, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
+    if (!facts || command !== name) throw new Error('the sandbox exited right after it was ready')
+    found[key] = {pid, startTime: facts.startTime}
   }
-  return found
+  return found as LaunchedSandbox
 }

@@ -1,8 +1,8 @@
 import type {SandboxLimits} from '../../resources.js'
 
 /**
- * Host tasks of an idle gVisor sandbox: runsc run, the gVisor kernel's threads, the gofer's
- * and the systrap stubs. Measured 39-42 with runsc 20240729 (systrap); the kernel starts
+ * Host tasks of an idle gVisor sandbox: the gVisor kernel's threads, the gofer's and the
+ * systrap stubs (and, in sandboxes started attached by an earlier cleanroom, runsc run's). Measured 39-42 with runsc 20240729 (systrap); the kernel starts
  * more threads under load, so this leaves room for them.
  */
 export const SANDBOX_HOST_TASKS = 256

@@ -1,4 +1,3 @@
-import type {ChildProcess} from 'node:child_process'
 import {chmod, chown, mkdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -27,20 +26,15 @@ export const RUN_ROOT = '/run/cleanroom-gvisor'
  */
 export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
 
-export interface ProvisionedSandbox {
-  runtime: GvisorRuntime
-  /** `runsc run`, our child until it exits. */
-  child: ChildProcess
-}
-
 /**
  * Builds a sandbox: a host uid U of its own and, with `limits`, a cgroup with them set,
  * the generated /etc files, the whiteouts for what git ignores, the OCI bundle, then
  * nsinit create (joining the cgroup, then making the workspace overlay in a private
- * mount namespace) becoming `runsc run`, which starts the gVisor kernel and gofer as U
- * and the sandbox's init inside: all of them, and every thread they make, are in the cgroup.
+ * mount namespace) becoming `runsc run --detach`, which starts the gVisor kernel and
+ * gofer as U and the sandbox's init inside, then exits: all of them, and every thread
+ * they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<GvisorRuntime> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
 
@@ -81,24 +75,19 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
-      '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
+      '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
     const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
     return {
-      child: launched.child,
-      runtime: {
-        state_dir: state,
-        run_dir: runDir,
-        host_uid: hostUid,
-        files_uid: filesUid,
-        launcher_pid: launched.launcher.pid,
-        launcher_start_time: launched.launcher.startTime,
-        sandbox_pid: launched.sandbox.pid,
-        sandbox_start_time: launched.sandbox.startTime,
-        gofer_pid: launched.gofer.pid,
-        gofer_start_time: launched.gofer.startTime,
-        ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
-      },
+      state_dir: state,
+      run_dir: runDir,
+      host_uid: hostUid,
+      files_uid: filesUid,
+      sandbox_pid: launched.sandbox.pid,
+      sandbox_start_time: launched.sandbox.startTime,
+      gofer_pid: launched.gofer.pid,
+      gofer_start_time: launched.gofer.startTime,
+      ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
     }
   } catch (error) {
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.

@@ -1,4 +1,3 @@
-import type {ChildProcess} from 'node:child_process'
 import {lstat, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -18,9 +17,9 @@ import {killSandbox, killUid} from './terminate.js'
  * run dir, and the state dir's group is the uid claimed for it, which only that sandbox's
  * gVisor kernel and gofer run as.
  */
-export async function reclaimSandbox(runsc: string, stateDir: string, runtime: GvisorRuntime | undefined, child: ChildProcess | undefined): Promise<void> {
+export async function reclaimSandbox(runsc: string, stateDir: string, runtime: GvisorRuntime | undefined): Promise<void> {
   if (runtime) {
-    await killSandbox(runsc, runtime, child)
+    await killSandbox(runsc, runtime)
     await releaseHostUid(runtime.host_uid, runtime.state_dir)
     return
   }

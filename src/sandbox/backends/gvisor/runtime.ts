@@ -13,9 +13,13 @@ export interface GvisorRuntime {
   host_uid: number
   /** The host uid (= gid) of the workload's files: the sandbox user (1000) maps to it. */
   files_uid: number
-  /** `runsc run` (nsinit became it): it waits for the sandbox and removes its container when it ends. */
-  launcher_pid: number
-  launcher_start_time: number
+  /**
+   * Only in the records of sandboxes started attached, by an earlier cleanroom: their
+   * `runsc run` (nsinit became it), which waits for the sandbox. Sandboxes are now
+   * started with `runsc run --detach` and have none.
+   */
+  launcher_pid?: number
+  launcher_start_time?: number
   /** runsc-sandbox, the gVisor kernel (Sentry), and runsc-gofer, which serves it the host's files. */
   sandbox_pid: number
   sandbox_start_time: number
@@ -27,12 +31,15 @@ export interface GvisorRuntime {
   resources?: SandboxResources | null
 }
 
-const COUNTS = ['host_uid', 'files_uid', 'launcher_pid', 'launcher_start_time', 'sandbox_pid', 'sandbox_start_time', 'gofer_pid', 'gofer_start_time'] as const
+const COUNTS = ['host_uid', 'files_uid', 'sandbox_pid', 'sandbox_start_time', 'gofer_pid', 'gofer_start_time'] as const
+const LAUNCHER = ['launcher_pid', 'launcher_start_time'] as const
 
 /** Reads a runtime record back; a malformed one means the sandbox cannot be reached. */
 export function parseRuntime(record: BackendRuntime): GvisorRuntime {
   const broken =
     COUNTS.some((key) => !isCount(record[key])) ||
+    LAUNCHER.some((key) => record[key] !== undefined && !isCount(record[key])) ||
+    (record.launcher_pid === undefined) !== (record.launcher_start_time === undefined) ||
     typeof record.state_dir !== 'string' ||
     typeof record.run_dir !== 'string' ||
     (record.cgroup !== undefined && !isCgroup(record.cgroup))
@@ -45,16 +52,20 @@ export function sandboxProcesses(runtime: GvisorRuntime): Array<{pid: number; st
   return [
     {pid: runtime.sandbox_pid, startTime: runtime.sandbox_start_time},
     {pid: runtime.gofer_pid, startTime: runtime.gofer_start_time},
-    {pid: runtime.launcher_pid, startTime: runtime.launcher_start_time},
+    ...(runtime.launcher_pid === undefined ? [] : [{pid: runtime.launcher_pid, startTime: runtime.launcher_start_time!}]),
   ]
 }
 
 /**
- * The sandbox runs: its launcher and its gVisor kernel are the processes recorded
- * (same pid, start time, not zombies nor killed), and the kernel runs as the sandbox's uid.
+ * The sandbox runs: its gVisor kernel (and the launcher an attached start left) are the
+ * processes recorded (same pid, start time, not zombies nor killed), and the kernel
+ * runs as the sandbox's uid. The kernel ends when the sandbox's init does.
  */
 export async function isSandboxAlive(runtime: GvisorRuntime): Promise<boolean> {
-  const [kernel, launcherRuns] = await Promise.all([processFacts(runtime.sandbox_pid), isRunning(runtime.launcher_pid, runtime.launcher_start_time)])
+  const [kernel, launcherRuns] = await Promise.all([
+    processFacts(runtime.sandbox_pid),
+    runtime.launcher_pid === undefined ? true : isRunning(runtime.launcher_pid, runtime.launcher_start_time!),
+  ])
   if (!kernel || !launcherRuns || kernel.state === 'Z' || kernel.dying || kernel.startTime !== runtime.sandbox_start_time) return false
   return kernel.uid === runtime.host_uid
 }
