@@ -4,7 +4,7 @@ import type {Logger} from './log.js'
 import type {StateStore} from './state.js'
 
 /** Stopped sandboxes `sandbox ls --all` still shows; older ones are forgotten, so a long-lived daemon does not grow. */
-const STOPPED_KEPT = 100
+export const STOPPED_KEPT = 100
 
 /**
  * The sandboxes the daemon knows: their records in memory, and the writes of
