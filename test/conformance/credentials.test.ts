@@ -37,6 +37,7 @@ for (const backend of BACKENDS) {
     let api: FakeModelApi | undefined
     let tlsApi: FakeModelApi | undefined
     let sandboxId = ''
+    let startDaemon: () => Promise<TestDaemon>
 
     const sh = (script: string) => test!.client.run(sandboxId, {argv: ['sh', '-c', script], env: {}})
 
@@ -47,7 +48,8 @@ for (const backend of BACKENDS) {
       const tls = testTls(['api.test'])
       api = await FakeModelApi.start()
       tlsApi = await FakeModelApi.start(tls)
-      test = await startTestDaemon(join(dir, 'daemon'), mapResolver({'api.test': ['127.0.0.1']}), {upstreamCa: [tls.ca]})
+      startDaemon = () => startTestDaemon(join(dir, 'daemon'), mapResolver({'api.test': ['127.0.0.1']}), {upstreamCa: [tls.ca]})
+      test = await startDaemon()
       const policy = recompilePolicy({version: 1, network_default: 'deny', allow: [{host: '127.0.0.1', ports: [api.port, tlsApi.port]}, {host: 'api.test', ports: [tlsApi.port]}], deny: []})
       sandboxId = (await test.client.createSandbox({backend, policy, workspace_source: null})).sandbox_id
       const routes: GrantRequest['routes'] = [
@@ -104,6 +106,7 @@ for (const backend of BACKENDS) {
       const bundle = (await sh('printf %s "$SSL_CERT_FILE"')).stdout
       expect(bundle).to.equal('/home/cleanroom/.cache/cleanroom/ca-bundle.pem')
       expect((await sh('printf %s "$NODE_EXTRA_CA_CERTS"')).stdout).to.equal(bundle)
+      expect((await sh(`stat -c '%U %a' ${bundle}`)).stdout, 'the sandbox user\'s, readable by its tools').to.equal('cleanroom 644\n')
       const url = `https://api.test:${tlsApi!.port}/v1/messages`
       const curl = await sh(`curl -sS -N --cacert "$SSL_CERT_FILE" --capath /nonexistent "${url}" -H "Authorization: Bearer $TOOL_KEY" -H 'content-type: application/json' -d '${MESSAGE}'`)
       expect(curl.exit_code, curl.stderr).to.equal(0)
@@ -111,6 +114,19 @@ for (const backend of BACKENDS) {
       const node = await test!.client.run(sandboxId, {argv: ['node', '-e', NODE_CLIENT, String(tlsApi!.port), MESSAGE], env: {}})
       expect(node.stdout, node.stderr).to.contain(FAKE_COMPLETION)
       expect(tlsApi!.requests.map((request) => request.headers.authorization)).to.deep.equal([`Bearer ${INTERCEPTED_KEY}`, `Bearer ${INTERCEPTED_KEY}`])
+    })
+
+    it('keeps serving both after the daemon restarts (the forwarder inside and the CA kept), with the same phantoms', async () => {
+      const before = (await sh('printf "%s %s" "$ANTHROPIC_AUTH_TOKEN" "$TOOL_KEY"')).stdout
+      await test!.daemon.close()
+      test = await startDaemon()
+      expect((await sh('printf "%s %s" "$ANTHROPIC_AUTH_TOKEN" "$TOOL_KEY"')).stdout).to.equal(before)
+      api!.requests.length = 0
+      tlsApi!.requests.length = 0
+      const calls = await sh(`curl -sS "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_AUTH_TOKEN" -d '${MESSAGE}' && curl -sS "https://api.test:${tlsApi!.port}/v1/messages" -H "Authorization: Bearer $TOOL_KEY" -d '${MESSAGE}'`)
+      expect(calls.exit_code, calls.stderr).to.equal(0)
+      expect(api!.requests.map((request) => request.headers['x-api-key'])).to.deep.equal([REAL_KEY])
+      expect(tlsApi!.requests.map((request) => request.headers.authorization)).to.deep.equal([`Bearer ${INTERCEPTED_KEY}`])
     })
   })
 }
