@@ -56,7 +56,7 @@ export function comingOut(backend: BackendName): void {
       return /sandbox_id=(cr_\w+)/.exec(result.stderr)![1]!
     }
 
-    describe('copying', () => {
+    describe('copying in and back out', () => {
       it('cp copies in and back out from the CLI: bytes and modes kept, owned by the sandbox user inside, by the caller outside', async () => {
         const id = await sandboxAfter(await newRepo(), 'true')
         const source = await dirs.make()
