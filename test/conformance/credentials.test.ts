@@ -79,7 +79,8 @@ for (const backend of BACKENDS) {
       await test?.daemon.close({shutdownSandboxes: true})
       await api?.close()
       await tlsApi?.close()
-      expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([])
+      // No dir: the backend was missing and nothing was made.
+      if (dir !== '') expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([])
       await dirs.cleanup()
     })
 
