@@ -9,6 +9,7 @@ import {recordWorkspaceBase} from '../../../workspace/base.js'
 import {STATE_MOUNT_POINT} from '../linux-ns/availability.js'
 import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, type SandboxCgroup} from '../linux-ns/cgroups.js'
 import type {LimitPlan} from '../linux-ns/host-resources.js'
+import {readOnlyMountPlan} from '../linux-ns/nsinit.js'
 import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GVISOR_STATE, writeBundle} from './bundle.js'
@@ -66,13 +67,15 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     await chown(runDir, 0, hostUid)
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid, tasks: limits?.limits.pids})
+    const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, tasks: limits?.limits.pids})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [
       'create', '--repo', lower, '--state', state, '--bind-state', STATE_MOUNT_POINT, '--etc', '--keep-root',
       '--uid', String(filesUid), '--gid', String(filesUid),
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
+      ...extra.args,
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
