@@ -23,10 +23,11 @@ const CONTROL_FD = 5
 
 /**
  * Starts `request.argv` in the sandbox: `runsc exec` of `nsinit run`, as the sandbox
- * user (an image's User and Env in an image sandbox), with the process spec (environment included) read from an unlinked file on
- * fd 3, never from runsc's command line. The helper reports the command's end on a
- * status pipe and takes signals and terminal sizes on a control pipe; with a TTY it
- * makes the terminal inside the sandbox (runsc exec cannot).
+ * user (on an image: its User, with its Env), with the process spec (environment
+ * included) read from an unlinked file on fd 3, never from runsc's command line.
+ * The helper reports the command's end on a status pipe and takes signals and
+ * terminal sizes on a control pipe; with a TTY it makes the terminal inside the
+ * sandbox (runsc exec cannot).
  */
 export async function startExec(runsc: string, runtime: GvisorRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
