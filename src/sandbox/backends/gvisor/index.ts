@@ -1,14 +1,11 @@
 import type {Server} from 'node:net'
-import type {Readable} from 'node:stream'
 
 import type {BackendName, GvisorSettings} from '../../../config/schema.js'
 import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import {CleanroomError} from '../../../errors/index.js'
-import {extractArchive, readArchive} from '../../archive.js'
-import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
-import type {SandboxResources} from '../../resources.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
-import {readWorkspaceLayers} from '../../workspace-view.js'
+import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
@@ -31,7 +28,7 @@ export type {GvisorRuntime} from './runtime.js'
  * builds the workspace overlay in a private mount namespace and becomes `runsc run --detach`;
  * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
  */
-export class GvisorBackend implements SandboxBackend {
+export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements SandboxBackend {
   readonly name: BackendName = 'gvisor'
   private toolchain?: Promise<Toolchain>
   private readonly poller = new InitPoller()
@@ -39,6 +36,7 @@ export class GvisorBackend implements SandboxBackend {
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
+    super()
     this.limits = new CgroupLimits(settings.resources ?? DEFAULT_RESOURCES, 'gvisor')
   }
 
@@ -60,6 +58,10 @@ export class GvisorBackend implements SandboxBackend {
     return {...(await provisionSandbox(tools, request, await this.limits.plan(request)))}
   }
 
+  protected parse(runtime: BackendRuntime): GvisorRuntime {
+    return parseRuntime(runtime)
+  }
+
   async isAlive(runtime: BackendRuntime): Promise<boolean> {
     return isSandboxAlive(parseRuntime(runtime))
   }
@@ -73,18 +75,6 @@ export class GvisorBackend implements SandboxBackend {
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
     return listenInside((await this.tools()).runsc, parseRuntime(runtime), port)
-  }
-
-  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
-    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
-  }
-
-  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
-    await extractArchive((request) => this.exec(runtime, request), archive, destination)
-  }
-
-  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
-    return readArchive((request) => this.exec(runtime, request), path)
   }
 
   async terminate(runtime: BackendRuntime): Promise<void> {
@@ -102,10 +92,6 @@ export class GvisorBackend implements SandboxBackend {
     await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
     await this.limits.release(stateDir, sandbox && {state_dir: sandbox.state_dir, cgroup: sandbox.cgroup})
-  }
-
-  resourcesOf(runtime: BackendRuntime): SandboxResources | null {
-    return parseRuntime(runtime).resources ?? null
   }
 
   /** The disk watch of a sandbox with a disk limit; over it, the sandbox is frozen and its gVisor kernel killed, which ends everything in it. */
