@@ -21,6 +21,11 @@ export const GUEST = {
   egress: '/run/cleanroom/egress',
 } as const
 
+/** Where the forwarder for 127.0.0.1:`port` inside reaches the daemon: its socket for that port in the run dir's egress dir. */
+export function guestEgressSocket(port: number): string {
+  return `${GUEST.egress}/${port}.sock`
+}
+
 /** The descriptors every process of a sandbox may hold (the daemon's own limit, not the host's). */
 const OPEN_FILES = 65_536
 
@@ -36,6 +41,8 @@ export interface BundlePlan {
   filesUid: number
   /** The tasks the workload may run (RLIMIT_NPROC); undefined or null: no limit. */
   tasks?: number | null
+  /** Ports on the sandbox's loopback the init forwards to the daemon's egress sockets from the start. */
+  forwardPorts?: readonly number[]
 }
 
 /**
@@ -61,7 +68,8 @@ export function processSpec(options: {uid: number; args: string[]; env: Record<s
 
 /**
  * Writes `<state>/bundle/config.json`, the sandbox's root dir and its copy of nsinit.
- * The spec: the init is `nsinit init` as the sandbox's root; the root filesystem is
+ * The spec: the init is `nsinit init` as the sandbox's root, forwarding `forwardPorts`
+ * (see listen.ts) before it says it runs; the root filesystem is
  * the shared layout (the host's /usr read-only, the generated /etc, /workspace, home
  * and /tmp from the state dir); new pid, network (loopback only), ipc, uts, mount and
  * user namespaces, the user namespace mapping the sandbox's root to `hostUid` and the
@@ -90,9 +98,10 @@ export async function writeBundle(state: string, nsinit: string, plan: BundlePla
     {containerID: 0, hostID: hostUid, size: 1},
     {containerID: SANDBOX_USER.uid, hostID: filesUid, size: 1},
   ]
+  const forwards = (plan.forwardPorts ?? []).flatMap((port) => ['--forward', String(port), guestEgressSocket(port)])
   const spec = {
     ociVersion: '1.0.2',
-    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init'], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
+    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init', ...forwards], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
     root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: true},
     hostname: SANDBOX_HOSTNAME,
     mounts,

@@ -66,7 +66,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     await chown(runDir, 0, hostUid)
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid, tasks: limits?.limits.pids})
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid, tasks: limits?.limits.pids, forwardPorts: request.listenPorts})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [
