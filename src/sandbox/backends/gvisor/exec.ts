@@ -30,11 +30,14 @@ const CONTROL_FD = 5
  */
 export async function startExec(runsc: string, runtime: GvisorRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
-  if (!(await isSandboxAlive(runtime))) throw sandboxGone()
   const cwd = request.cwd ?? WORKSPACE
   const size = {cols: request.cols ?? DEFAULT_SIZE.cols, rows: request.rows ?? DEFAULT_SIZE.rows}
   const args = [GUEST.nsinit, 'run', '--status-fd', '3', '--control-fd', '4', ...(request.tty ? ['--tty', String(size.cols), String(size.rows)] : []), '--cwd', cwd, '--', ...request.argv]
-  const spec = await processFile(runtime.state_dir, processSpec({uid: SANDBOX_USER.uid, args, env: workloadEnv(request)}))
+  const [alive, spec] = await Promise.all([isSandboxAlive(runtime), processFile(runtime.state_dir, processSpec({uid: SANDBOX_USER.uid, args, env: workloadEnv(request)}))])
+  if (!alive) {
+    await spec.close()
+    throw sandboxGone()
+  }
   const argv = [...rootFlags(runtime), 'exec', '--process', `/dev/fd/${SPEC_FD}`, '--pass-fd', `${STATUS_FD}:3`, '--pass-fd', `${CONTROL_FD}:4`, CONTAINER_ID]
   let child
   try {
