@@ -1,7 +1,7 @@
-import {readdir, readFile, rm} from 'node:fs/promises'
+import {readdir, rm} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {isRunning} from '../linux-ns/runtime.js'
+import {isRunning, processStatusHead} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import {type GvisorRuntime, sandboxProcesses} from './runtime.js'
 
@@ -49,7 +49,7 @@ async function pidsOfUid(uid: number): Promise<number[]> {
   const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
   const owned = await Promise.all(
     pids.map(async (pid) => {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+      const status = await processStatusHead(pid).catch(() => '')
       const real = /^Uid:\s+(\d+)/m.exec(status)?.[1]
       const state = /^State:\s+(\S)/m.exec(status)?.[1]
       return real === String(uid) && state !== 'Z' ? Number(pid) : undefined
