@@ -262,6 +262,8 @@ async function main(): Promise<void> {
 
     const onImage = await imageSandboxComparisons({runs: RUNS})
     report(onImage.tti)
+    if (onImage.gvisorCreate) report(onImage.gvisorCreate)
+    else console.log(`gvisor on an image left out: ${onImage.gvisorSkipped}`)
     measurements.push({title: 'density on an image (RSS)', ...onImage.density})
 
     for (const measurement of measurements) {

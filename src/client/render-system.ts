@@ -1,19 +1,20 @@
 import type {DiskUsageReport, PruneReport} from '../daemon/system/index.js'
 import type {PruneItem} from '../daemon/system/plan.js'
+import {formatByteSize} from '../util/byte-size.js'
 
 /** `system df`: the totals by type, then each sandbox, cache and log. */
 export function renderDiskUsage(report: DiskUsageReport): string {
-  const lines = [table([['TYPE', 'COUNT', 'SIZE', 'RECLAIMABLE'], ...report.totals.map((total) => [total.type, String(total.count), formatBytes(total.bytes), formatBytes(total.reclaimable_bytes)])])]
+  const lines = [table([['TYPE', 'COUNT', 'SIZE', 'RECLAIMABLE'], ...report.totals.map((total) => [total.type, String(total.count), formatByteSize(total.bytes), formatByteSize(total.reclaimable_bytes)])])]
   if (report.sandboxes.length > 0) {
-    const rows = report.sandboxes.map((sandbox) => [sandbox.sandbox_id, sandbox.status, formatBytes(sandbox.bytes), sandbox.last_used_at, sandbox.in_use ? 'yes' : 'no'])
+    const rows = report.sandboxes.map((sandbox) => [sandbox.sandbox_id, sandbox.status, formatByteSize(sandbox.bytes), sandbox.last_used_at, sandbox.in_use ? 'yes' : 'no'])
     lines.push('', table([['SANDBOX', 'STATUS', 'SIZE', 'LAST USED', 'IN USE'], ...rows]))
   }
   if (report.caches.length > 0) {
-    const rows = report.caches.map((cache) => [cache.kind, cache.sandbox_id ?? '(host)', cache.holds ? `${cache.path} (${cache.holds})` : cache.path, formatBytes(cache.bytes), cache.last_used_at])
+    const rows = report.caches.map((cache) => [cache.kind, cache.sandbox_id ?? '(host)', cache.holds ? `${cache.path} (${cache.holds})` : cache.path, formatByteSize(cache.bytes), cache.last_used_at])
     lines.push('', table([['CACHE', 'SANDBOX', 'PATH', 'SIZE', 'LAST USED'], ...rows]))
   }
   if (report.logs.length > 0) {
-    lines.push('', table([['LOG', 'SIZE', 'MODIFIED'], ...report.logs.map((log) => [log.path, formatBytes(log.bytes), log.modified_at])]))
+    lines.push('', table([['LOG', 'SIZE', 'MODIFIED'], ...report.logs.map((log) => [log.path, formatByteSize(log.bytes), log.modified_at])]))
   }
   lines.push('', 'RECLAIMABLE: what "cleanroom system prune" (unused for 7 days, without --all) would free.')
   return lines.join('\n')
@@ -27,33 +28,22 @@ export function renderPrune(report: PruneReport): string {
     ...report.failed.map((item) => `could not remove ${describe(item)}: ${item.error}`),
     ...report.kept.map((item) => `kept ${describe(item)}: ${item.reason}`),
   ]
-  lines.push(`${report.dry_run ? 'Total reclaimable' : 'Total reclaimed'}: ${formatBytes(report.reclaimed_bytes)}`)
+  lines.push(`${report.dry_run ? 'Total reclaimable' : 'Total reclaimed'}: ${formatByteSize(report.reclaimed_bytes)}`)
   return lines.join('\n')
 }
 
 function describe(item: PruneItem): string {
   switch (item.type) {
     case 'sandbox': {
-      return `sandbox ${item.sandbox_id} (${item.status}, ${formatBytes(item.bytes)})`
+      return `sandbox ${item.sandbox_id} (${item.status}, ${formatByteSize(item.bytes)})`
     }
     case 'cache': {
-      return `${item.kind} cache ${item.path}${item.sandbox_id === null ? '' : ` in ${item.sandbox_id}`} (${formatBytes(item.bytes)})`
+      return `${item.kind} cache ${item.path}${item.sandbox_id === null ? '' : ` in ${item.sandbox_id}`} (${formatByteSize(item.bytes)})`
     }
     case 'log': {
-      return `log ${item.path} (${formatBytes(item.bytes)})`
+      return `log ${item.path} (${formatByteSize(item.bytes)})`
     }
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`
 }
 
 function table(rows: string[][]): string {

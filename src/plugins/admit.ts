@@ -2,7 +2,7 @@ import {buildAgentRegistry, describeSource, type AgentRegistry} from '../agents/
 import type {AgentSpec} from '../agents/spec.js'
 import {agentWarnings} from '../agents/warnings.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
-import {parsePackageJsonBytes} from '../hooks/plugin-manifest.js'
+import {parsePackageJsonBytes} from './package-json.js'
 import {codeEntries, installScripts, notAPluginProblem} from './code.js'
 import type {PluginConsent} from './state.js'
 import {pluginNameProblem, sha256} from './vet.js'

@@ -1,10 +1,11 @@
 import {existsSync} from 'node:fs'
-import {readFile, realpath, stat} from 'node:fs/promises'
+import {realpath, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {CleanroomError, messageOf} from '../errors/index.js'
 import {admitPlugin, type InspectedPlugin, inspectPlugin} from './admit.js'
 import type {AddOptions, PluginContext} from './install.js'
+import {readPackageJsonFile} from './package-json.js'
 import {renderPreview} from './preview.js'
 import {ensureState, type LinkPluginEntry, readPluginEntries, savePluginEntry} from './state.js'
 
@@ -20,7 +21,7 @@ export async function linkPlugin(context: PluginContext, path: string, cwd: stri
   try {
     root = await realpath(given)
     if (!(await stat(root)).isDirectory()) throw new Error('not a directory')
-    packageJson = await readFile(join(root, 'package.json'))
+    packageJson = await readPackageJsonFile(join(root, 'package.json'))
   } catch (error) {
     throw new CleanroomError('plugin_invalid', `cannot link ${given}: ${messageOf(error)}`, {
       suggestions: ['Give the directory of the plugin, the one holding its package.json.'],

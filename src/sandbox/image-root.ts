@@ -31,10 +31,11 @@ const MAX_ACCOUNTS_BYTES = 1 << 20
  * not symlinks or files in it (a mount there would land elsewhere), reads its
  * passwd and group without following a symlink, and resolves its `User`. The
  * cache is written by the daemon alone and never changes under an image, so
- * what is checked here is what the sandbox gets.
+ * what is checked here is what the sandbox gets. `backendTargets`: where the
+ * backend mounts parts of its own (gvisor: its helper and egress sockets).
  */
-export async function planImageSandbox(image: ProvisionImage): Promise<ImageSandboxPlan> {
-  for (const target of MOUNT_TARGETS) await requireDirectoryOrAbsent(image, target)
+export async function planImageSandbox(image: ProvisionImage, backendTargets: readonly string[] = []): Promise<ImageSandboxPlan> {
+  for (const target of [...MOUNT_TARGETS, ...backendTargets]) await requireDirectoryOrAbsent(image, target)
   const [passwd, group] = await Promise.all([readAccounts(image, 'etc/passwd'), readAccounts(image, 'etc/group')])
   const user = resolveImageUser(image.config.User, parsePasswd(passwd ?? ''), parseGroup(group ?? ''))
   const workingDir = image.config.WorkingDir

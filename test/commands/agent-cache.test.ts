@@ -4,6 +4,7 @@ import {join} from 'node:path'
 
 import type {PublicSandbox} from '../../src/client/client.js'
 import type {DiskUsageReport, PruneReport} from '../../src/daemon/system/index.js'
+import {BACKENDS, requireBackend} from '../conformance/backends.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 import {FakeNpmRegistry} from '../helpers/npm-registry.js'
 
@@ -53,6 +54,22 @@ describe('cleanroom agent with the shared agent cache (CLI, real sandboxes, an n
     const inspect = await suite.cli(['sandbox', 'inspect', sandboxOf(again.stderr)!])
     expect(inspect.stdout).to.match(/^agent: +fake-agent 1\.0\.0 at \/cleanroom\/agent, read-only \(agent cache entry [0-9a-f]{12}\)$/m)
   })
+
+  for (const backend of BACKENDS) {
+    it(`starts the cached package read-only in a sandbox of --backend ${backend}`, async () => {
+      await requireBackend(backend)
+      const ran = await suite.cli(['agent', '--backend', backend, 'fake', backend])
+      expect(ran.exitCode, ran.stderr).to.equal(0)
+      expect(ran.stdout).to.equal(`fake-agent 1.0.0: ${backend}`)
+      expect(ran.stderr, 'the cached package runs, not npm in the sandbox').not.to.contain('installing')
+      const id = sandboxOf(ran.stderr)!
+      const inspect = JSON.parse((await suite.cli(['sandbox', 'inspect', id, '--json'])).stdout) as PublicSandbox
+      expect(inspect.backend).to.equal(backend)
+      const write = await suite.cli(['exec', '--sandbox-id', id, '--', 'sh', '-c', 'touch /cleanroom/agent/x 2>/dev/null; echo $?; grep " /cleanroom/agent " /proc/mounts'])
+      expect(write.stdout, write.stdout).to.match(/^1\n\S+ \/cleanroom\/agent \S+ ro[, ]/)
+      await suite.cli(['sandbox', 'rm', id])
+    })
+  }
 
   it('checks now with --update and fetches the new release; a kept sandbox keeps its own', async () => {
     await registry.publish('1.1.0')

@@ -3,7 +3,11 @@ import {execa} from 'execa'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {spawn as spawnPty} from '@lydell/node-pty'
+
+import {BACKENDS, requireBackend} from '../conformance/backends.js'
 import {FakeModelApi} from '../credentials/fake-apis.js'
+import {RUN_SCRIPT} from '../helpers/cli.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 
 describe('cleanroom agent <name>: what credentials a run gets (CLI, real sandboxes)', function () {
@@ -35,6 +39,17 @@ agents:
           format: "{}"
           secret: {env: KEYED_API_KEY}
           env: {KEYED_URL: "{url}", KEYED_TOKEN: "{phantom}"}
+  keyed-tty:
+    command: >-
+      sh -c 'test -t 0 && test -t 1 && echo "TTY $(stty size)"; curl -sS "$KEYED_URL/v1/tty" -H "x-api-key: $KEYED_TOKEN"; echo; test -n "$KEYED_API_KEY" || echo no-key-here' sh
+    gateway:
+      routes:
+        - name: keyed
+          upstream: http://127.0.0.1:${api.port}
+          header: x-api-key
+          format: "{}"
+          secret: {env: KEYED_API_KEY}
+          env: {KEYED_URL: "{url}", KEYED_TOKEN: "{phantom}", KEYED_API_KEY: ""}
   copier:
     command: cat
     credentials:
@@ -65,6 +80,28 @@ agents:
     expect(env.stdout).to.match(/^[A-Za-z0-9_-]{43}$/)
     await suite.cli(['sandbox', 'rm', sandboxOf(result.stderr)!])
   })
+
+  for (const backend of BACKENDS) {
+    it(`runs an agent with --backend ${backend} on the user's terminal: its size, the gateway's key upstream, a phantom inside`, async () => {
+      await requireBackend(backend)
+      api.requests.length = 0
+      const pty = spawnPty(process.execPath, [RUN_SCRIPT, 'agent', '--backend', backend, 'keyed-tty'], {cols: 91, rows: 21, cwd: suite.repo, env: {...suite.env, TERM: 'xterm', NO_COLOR: '1', KEYED_API_KEY: 'real-key-tty'}})
+      let screen = ''
+      pty.onData((data) => {
+        screen += data
+      })
+      const exitCode = await new Promise<number>((resolve) => pty.onExit((event) => resolve(event.exitCode)))
+      expect(exitCode, screen).to.equal(0)
+      expect(screen).to.contain('TTY 21 91\r\n{"data":[]}\r\nno-key-here\r\n')
+      expect(api.requests.map((request) => [request.url, request.headers['x-api-key']])).to.deep.equal([['/v1/tty', 'real-key-tty']])
+      const id = sandboxOf(screen)!
+      const inspect = JSON.parse((await suite.cli(['sandbox', 'inspect', id, '--json'])).stdout) as {backend: string}
+      expect(inspect.backend).to.equal(backend)
+      const token = await suite.cli(['exec', '--sandbox-id', id, '--', 'sh', '-c', 'printf %s "$KEYED_TOKEN"'])
+      expect(token.stdout).to.match(/^[A-Za-z0-9_-]{43}$/)
+      await suite.cli(['sandbox', 'rm', id])
+    })
+  }
 
   it('with no key on the host, says how to give one', async () => {
     const result = await suite.cli(['agent', 'keyed'])

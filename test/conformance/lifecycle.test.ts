@@ -322,7 +322,7 @@ for (const name of BACKENDS) {
       expect(await liveProcessesOf(new Set([sandbox.host_uid]))).to.deep.equal([])
     })
 
-    it('refuses a policy naming an image rather than running the host rootfs (linux-ns: without the image; a backend without images.oci: at all)', async () => {
+    it('refuses a policy naming an image rather than running the host rootfs (a backend with images.oci: without the image; one without: at all)', async () => {
       const {sandboxId, stateDir} = await newStateDir(sandboxesDir)
       const policy = {...POLICY, image_ref: `registry.example/x@sha256:${'a'.repeat(64)}`}
       const failure = await backend.provision({sandboxId, policy, workspaceSource: null, stateDir}).catch((error: unknown) => error)

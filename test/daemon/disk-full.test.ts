@@ -39,11 +39,14 @@ describe('the daemon on a full disk', function () {
 
   afterEach(async () => {
     await rm(filler, {force: true})
+    const logs = test?.logs ?? []
     await test?.daemon.close({shutdownSandboxes: true})
     test = undefined
+    const left = await leftoverSandboxes(bwrapBefore, dir)
+    for (const pid of left) process.kill(pid, 'SIGKILL')
     await execa('umount', ['-l', stateDir], {reject: false})
-    expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
     await dirs.cleanup()
+    expect(left, `sandboxes of this test still running after the daemon removed them all; its log:\n${logs.join('\n')}`).to.deep.equal([])
   })
 
   const fill = () => execa('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], {reject: false})

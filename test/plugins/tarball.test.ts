@@ -36,6 +36,11 @@ describe('plugin tarballs, read as npm unpacks them', () => {
     expect((await readPackageTarball(path)).packageJson.toString('utf8')).to.equal(BENIGN)
   })
 
+  it('stops reading after 10,000 entries, before the package.json hidden behind them', async () => {
+    const junk = Array.from({length: 10_001}, (_, i) => ({name: `package/junk/${i}.txt`, content: 'x'}))
+    expect(await refusal([...junk, {name: 'package/package.json', content: BENIGN}])).to.equal('it has more than 10000 entries')
+  })
+
   it('refuses two package.json files under different top directories: npm would install the later one', async () => {
     const message = await refusal([
       {name: 'package/package.json', content: BENIGN},

@@ -7,7 +7,7 @@ import {fileURLToPath} from 'node:url'
 import {validatePluginAgent} from '../../src/agents/registry.js'
 import {loadRuntimeConfig} from '../../src/config/load.js'
 import {CleanroomError} from '../../src/errors/index.js'
-import {readPluginManifest} from '../../src/hooks/plugin-manifest.js'
+import {parsePackageJsonBytes, readPackageJsonFile} from '../../src/plugins/package-json.js'
 import {loadPolicy} from '../../src/policy/load.js'
 import {apiRequest, sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
 import {type Mutant, mutants} from '../helpers/mutate.js'
@@ -147,8 +147,8 @@ describe(`parsing fuzz (seed ${SEED}, CLEANROOM_FUZZ_SEED to change)`, function 
       const context = `seed ${SEED}, plugin ${label}`
       await writeFile(join(dir, 'package.json'), mutant.bytes)
       const {result, ms} = await cpuTime(async () => {
-        // The preview reads the file as `cleanroom plugins install` would; the registry checks what oclif parsed.
-        const read = await readPluginManifest({type: 'repo', url: `file:${dir}`})
+        // Read as `cleanroom plugins link` reads it; the registry checks what oclif parsed.
+        const read = await readPackageJsonFile(join(dir, 'package.json')).then((bytes) => ({manifest: parsePackageJsonBytes(bytes)})).catch((error: unknown) => ({unreadable: String(error)}))
         if ('unreadable' in read) return read
         return {checked: validatePluginAgent({name: 'fuzz-plugin', version: '1.0.0', type: 'user', pjson: read.manifest})}
       })

@@ -4,6 +4,7 @@ import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY, recompilePolicy, withImage} from '../../src/policy/compile.js'
 import {requireCapabilities} from '../../src/sandbox/capabilities.js'
 import type {Capabilities} from '../../src/sandbox/types.js'
+import {GvisorBackend} from '../../src/sandbox/backends/gvisor/index.js'
 import {LinuxNsBackend} from '../../src/sandbox/backends/linux-ns/index.js'
 
 const DIGEST = `sha256:${'b'.repeat(64)}`
@@ -32,8 +33,11 @@ describe("a sandbox's image in its policy", () => {
     expect(error.message).to.contain('not digest-pinned')
   })
 
-  it('linux-ns runs images; a backend that cannot still fails closed', () => {
+  it('linux-ns and gvisor run images; a backend that cannot still fails closed', () => {
     const policy = withImage(DEFAULT_POLICY, `ghcr.io/acme/base@${DIGEST}`)
+    const gvisor = new GvisorBackend({runsc_path: 'runsc', platform: 'systrap'}).capabilities()
+    expect(gvisor['images.oci']).to.equal(true)
+    requireCapabilities('gvisor', policy, gvisor)
     const capabilities = new LinuxNsBackend({bwrap_path: 'bwrap'}).capabilities()
     expect(capabilities['images.oci']).to.equal(true)
     requireCapabilities('linux-ns', policy, capabilities)

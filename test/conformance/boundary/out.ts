@@ -56,6 +56,30 @@ export function comingOut(backend: BackendName): void {
       return /sandbox_id=(cr_\w+)/.exec(result.stderr)![1]!
     }
 
+    describe('copying in and back out', () => {
+      it('cp copies in and back out from the CLI: bytes and modes kept, owned by the sandbox user inside, by the caller outside', async () => {
+        const id = await sandboxAfter(await newRepo(), 'true')
+        const source = await dirs.make()
+        await mkdir(join(source, 'bin'))
+        await writeFile(join(source, 'bin/run.sh'), '#!/bin/sh\necho ran "$@"\n', {mode: 0o755})
+        await writeFile(join(source, 'private'), 'secret\n', {mode: 0o600})
+        const copiedIn = await cli(['cp', source, `${id}:/workspace/tools`])
+        expect(copiedIn.exitCode, copiedIn.stderr).to.equal(0)
+        const inside = await cli(['exec', '--sandbox-id', id, '--', 'sh', '-c', 'cd /workspace/tools && stat -c "%n %a %U" bin bin/run.sh private && cat private && bin/run.sh here && bin/run.sh there > made'])
+        expect(inside.exitCode, inside.stderr).to.equal(0)
+        expect(inside.stdout).to.equal('bin 755 cleanroom\nbin/run.sh 755 cleanroom\nprivate 600 cleanroom\nsecret\nran here')
+        const dest = join(await dirs.make(), 'back')
+        const copiedOut = await cli(['cp', `${id}:/workspace/tools`, dest])
+        expect(copiedOut.exitCode, copiedOut.stderr).to.equal(0)
+        expect(await readFile(join(dest, 'made'), 'utf8')).to.equal('ran there\n')
+        expect(await readFile(join(dest, 'bin/run.sh'), 'utf8')).to.equal('#!/bin/sh\necho ran "$@"\n')
+        const modes = await Promise.all(['bin/run.sh', 'private', 'made'].map(async (path) => (await stat(join(dest, path))).mode & 0o7777))
+        expect(modes).to.deep.equal([0o755, 0o600, 0o644])
+        const owners = await Promise.all(['bin', 'bin/run.sh', 'private', 'made'].map(async (path) => (await stat(join(dest, path))).uid))
+        expect(owners).to.deep.equal([process.getuid!(), process.getuid!(), process.getuid!(), process.getuid!()])
+      })
+    })
+
     describe('copying out', () => {
       it('drops setuid and setgid bits the sandbox set', async () => {
         const id = await sandboxAfter(await newRepo(), 'mkdir -p out/shared && cp /bin/true out/suid && chmod 4755 out/suid && chmod 2755 out/shared && stat -c %a out/suid out/shared')

@@ -1,7 +1,7 @@
 import {copyFile, mkdir, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {type RootfsMount, SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER} from '../../layout.js'
+import {type RootfsMount, SANDBOX_HOSTNAME, SANDBOX_PATH} from '../../layout.js'
 
 /** Names in the state dir the gvisor backend adds to the shared ones (STATE_LAYOUT). */
 export const GVISOR_STATE = {
@@ -37,8 +37,13 @@ export interface BundlePlan {
   rootfs: RootfsMount[]
   /** The sandbox's root (its kernel, gofer, init and forwarders) on the host. */
   hostUid: number
-  /** The sandbox user (1000) on the host: the owner of the workload's files. */
+  /** The workload's uid and gid on the host: the owner of its files. The sandbox's root's (`hostUid`) when the workload is root inside. */
   filesUid: number
+  filesGid: number
+  /** Who the workload is inside: the sandbox user (1000:1000), or an image's User. */
+  workload: {uid: number; gid: number}
+  /** An image sandbox: `/` is the image under the sandbox's upper layer (nsinit --rootfs), at `<state>/rootfs`, writable. */
+  imageRoot?: boolean
   /** The tasks the workload may run (RLIMIT_NPROC); undefined or null: no limit. */
   tasks?: number | null
   /** Ports on the sandbox's loopback the init forwards to the daemon's egress sockets from the start. */
@@ -50,10 +55,10 @@ export interface BundlePlan {
  * `tasks`: RLIMIT_NPROC, which gVisor's kernel enforces per uid inside; set on the init, as
  * `runsc exec` gives each exec the init's limits, not its own spec's.
  */
-export function processSpec(options: {uid: number; args: string[]; env: Record<string, string>; tasks?: number | null}): Record<string, unknown> {
+export function processSpec(options: {uid: number; gid?: number; args: string[]; env: Record<string, string>; tasks?: number | null}): Record<string, unknown> {
   const none: string[] = []
   return {
-    user: {uid: options.uid, gid: options.uid, additionalGids: []},
+    user: {uid: options.uid, gid: options.gid ?? options.uid, additionalGids: []},
     args: options.args,
     env: Object.entries(options.env).map(([name, value]) => `${name}=${value}`),
     cwd: '/',
@@ -71,17 +76,25 @@ export function processSpec(options: {uid: number; args: string[]; env: Record<s
  * The spec: the init is `nsinit init` as the sandbox's root, forwarding `forwardPorts`
  * (see listen.ts) before it says it runs; the root filesystem is
  * the shared layout (the host's /usr read-only, the generated /etc, /workspace, home
- * and /tmp from the state dir); new pid, network (loopback only), ipc, uts, mount and
- * user namespaces, the user namespace mapping the sandbox's root to `hostUid` and the
- * sandbox user to `filesUid`, and nothing else: every other host uid shows as nobody.
+ * and /tmp from the state dir), or an image's under the sandbox's own upper layer;
+ * new pid, network (loopback only), ipc, uts, mount and user namespaces, the user
+ * namespace mapping the sandbox's root to `hostUid` and the workload to `filesUid`,
+ * and nothing else: every other host uid shows as nobody.
  */
 export async function writeBundle(state: string, nsinit: string, plan: BundlePlan): Promise<void> {
   const root = join(state, GVISOR_STATE.rootfs)
-  await Promise.all([mkdir(join(state, GVISOR_STATE.bundle), {mode: 0o755}), mkdir(root, {mode: 0o755}), mkdir(join(state, GVISOR_STATE.bin), {mode: 0o755})])
+  await Promise.all([
+    mkdir(join(state, GVISOR_STATE.bundle), {mode: 0o755}),
+    // nsinit mounts an image's root there.
+    plan.imageRoot ? Promise.resolve() : mkdir(root, {mode: 0o755}),
+    mkdir(join(state, GVISOR_STATE.bin), {mode: 0o755}),
+  ])
   await copyFile(nsinit, join(state, GVISOR_STATE.bin, 'cleanroom-nsinit'))
   const mounts: Record<string, unknown>[] = []
   const mountPoints: string[] = [GUEST.bin, GUEST.egress]
   for (const mount of plan.rootfs) {
+    // An image's root is the bundle's root itself.
+    if (mount.target === '/') continue
     if (mount.kind === 'symlink') {
       await symlink(mount.linkTarget, join(root, mount.target))
       continue
@@ -89,26 +102,25 @@ export async function writeBundle(state: string, nsinit: string, plan: BundlePla
     mountPoints.push(mount.target)
     mounts.push(ociMount(mount))
   }
-  await Promise.all(mountPoints.map((point) => mkdir(join(root, point), {recursive: true, mode: 0o755})))
+  // The read-only root holds its mount points; in an image's writable root gVisor makes the missing ones, in the sandbox's upper layer.
+  if (!plan.imageRoot) await Promise.all(mountPoints.map((point) => mkdir(join(root, point), {recursive: true, mode: 0o755})))
   mounts.push(
     {destination: GUEST.bin, type: 'bind', source: `${plan.stateView}/${GVISOR_STATE.bin}`, options: ['rbind', 'ro']},
     {destination: GUEST.egress, type: 'bind', source: plan.egressDir, options: ['rbind', 'ro']},
   )
-  const ids = (hostUid: number, filesUid: number) => [
-    {containerID: 0, hostID: hostUid, size: 1},
-    {containerID: SANDBOX_USER.uid, hostID: filesUid, size: 1},
-  ]
+  // A workload that is root inside is the sandbox's root: one id, and its files are the root's.
+  const ids = (workload: number, filesId: number) => [{containerID: 0, hostID: plan.hostUid, size: 1}, ...(workload === 0 ? [] : [{containerID: workload, hostID: filesId, size: 1}])]
   const forwards = (plan.forwardPorts ?? []).flatMap((port) => ['--forward', String(port), guestEgressSocket(port)])
   const spec = {
     ociVersion: '1.0.2',
     process: processSpec({uid: 0, args: [GUEST.nsinit, 'init', ...forwards], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
-    root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: true},
+    root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: !plan.imageRoot},
     hostname: SANDBOX_HOSTNAME,
     mounts,
     linux: {
       namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({type})),
-      uidMappings: ids(plan.hostUid, plan.filesUid),
-      gidMappings: ids(plan.hostUid, plan.filesUid),
+      uidMappings: ids(plan.workload.uid, plan.filesUid),
+      gidMappings: ids(plan.workload.gid, plan.filesGid),
     },
   }
   await writeFile(join(state, GVISOR_STATE.bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, {mode: 0o600})

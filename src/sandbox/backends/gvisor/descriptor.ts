@@ -22,8 +22,7 @@ export const GVISOR = {
     'exec.tty': true,
     'files.copy': true,
     'dns_control_or_equivalent': true,
-    // OCI images are not wired into any backend yet.
-    'images.oci': false,
+    'images.oci': true,
     // Set while cgroups can be used here (a root daemon): GvisorBackend.capabilities().
     'resources.cpu': false,
     'resources.memory': false,

@@ -23,17 +23,19 @@ const CONTROL_FD = 5
 
 /**
  * Starts `request.argv` in the sandbox: `runsc exec` of `nsinit run`, as the sandbox
- * user, with the process spec (environment included) read from an unlinked file on
- * fd 3, never from runsc's command line. The helper reports the command's end on a
- * status pipe and takes signals and terminal sizes on a control pipe; with a TTY it
- * makes the terminal inside the sandbox (runsc exec cannot).
+ * user (on an image: its User, with its Env), with the process spec (environment
+ * included) read from an unlinked file on fd 3, never from runsc's command line.
+ * The helper reports the command's end on a status pipe and takes signals and
+ * terminal sizes on a control pipe; with a TTY it makes the terminal inside the
+ * sandbox (runsc exec cannot).
  */
 export async function startExec(runsc: string, runtime: GvisorRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
-  const cwd = request.cwd ?? WORKSPACE
+  const cwd = request.cwd ?? runtime.image?.cwd ?? WORKSPACE
   const size = {cols: request.cols ?? DEFAULT_SIZE.cols, rows: request.rows ?? DEFAULT_SIZE.rows}
   const args = [GUEST.nsinit, 'run', '--status-fd', '3', '--control-fd', '4', ...(request.tty ? ['--tty', String(size.cols), String(size.rows)] : []), '--cwd', cwd, '--', ...request.argv]
-  const [alive, spec] = await Promise.all([isSandboxAlive(runtime), processFile(runtime.state_dir, processSpec({uid: SANDBOX_USER.uid, args, env: workloadEnv(request)}))])
+  const workload = processSpec({uid: runtime.image?.uid ?? SANDBOX_USER.uid, gid: runtime.image?.gid ?? SANDBOX_USER.gid, args, env: workloadEnv(request, runtime.image)})
+  const [alive, spec] = await Promise.all([isSandboxAlive(runtime), processFile(runtime.state_dir, workload)])
   if (!alive) {
     await spec.close()
     throw sandboxGone()

@@ -2,16 +2,19 @@ import {chmod, chown, mkdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {ProvisionRequest} from '../../backend.js'
+import {CleanroomError} from '../../../errors/index.js'
 import {listIgnored} from '../../ignored.js'
-import {sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
+import {imageRootfs, SANDBOX_USER, sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
 import {emptyWorkspace, requireDirectory, settleAll, writeRedactedGitConfig, writeWhiteouts} from '../../workspace-view.js'
 import {recordWorkspaceBase} from '../../../workspace/base.js'
 import {STATE_MOUNT_POINT} from '../linux-ns/availability.js'
 import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, type SandboxCgroup} from '../linux-ns/cgroups.js'
 import type {LimitPlan} from '../linux-ns/host-resources.js'
+import {planImage} from '../linux-ns/image.js'
+import {readOnlyMountPlan} from '../linux-ns/nsinit.js'
 import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
-import {GVISOR_STATE, writeBundle} from './bundle.js'
+import {GUEST, GVISOR_STATE, writeBundle} from './bundle.js'
 import {launchSandbox} from './launch.js'
 import {hostLimits} from './limits.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
@@ -23,20 +26,28 @@ export const RUN_ROOT = '/run/cleanroom-gvisor'
 /**
  * The workload's files belong to the sandbox's uid plus this: past the range sandbox
  * uids are claimed from, so no other sandbox's uid is ever the owner of this one's files.
+ * A workload that is root inside (an image's User) is the sandbox's root, and its files the root's.
  */
 export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
 
 /**
  * Builds a sandbox: a host uid U of its own and, with `limits`, a cgroup with them set,
  * the generated /etc files, the whiteouts for what git ignores, the OCI bundle, then
- * nsinit create (joining the cgroup, then making the workspace overlay in a private
- * mount namespace) becoming `runsc run --detach`, which starts the gVisor kernel and
- * gofer as U and the sandbox's init inside, then exits: all of them, and every thread
- * they make, are in the cgroup.
+ * nsinit create (joining the cgroup, then making the workspace overlay, and an image's
+ * root under the sandbox's upper layer, in a private mount namespace) becoming `runsc
+ * run --detach`, which starts the gVisor kernel and gofer as U and the sandbox's init
+ * inside, then exits: all of them, and every thread they make, are in the cgroup.
  */
 export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<GvisorRuntime> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
+  // Never the host's root filesystem for a policy that names an image.
+  if (request.policy.image_ref !== undefined && request.image === undefined) {
+    throw new CleanroomError('image_not_pulled', `the policy runs on image ${request.policy.image_ref}, and no image was given to the backend`)
+  }
+  // The init, each exec and the forwarders run the bound nsinit inside the image: it must be the static one.
+  const image = request.image === undefined ? undefined : await planImage(tools.nsinit, request.image, workspace !== null, [GUEST.bin, GUEST.egress])
+  const workload = image ? {uid: image.workload.uid, gid: image.workload.gid} : {uid: SANDBOX_USER.uid, gid: SANDBOX_USER.gid}
 
   const state = request.stateDir
   const runDir = join(RUN_ROOT, request.sandboxId)
@@ -53,26 +64,30 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
         if (limits) cgroup = await createSandboxCgroup(limits.host, request.sandboxId, hostLimits(limits.limits))
         return uid
       }),
-      writeGeneratedEtc(state),
+      writeGeneratedEtc(state, image?.accounts),
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
-      sandboxRootfs(STATE_MOUNT_POINT),
+      image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
       workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
       mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => mkdir(join(runDir, 'egress'), {recursive: true, mode: 0o700})),
     ] as const)
-    const filesUid = hostUid + FILES_UID_OFFSET
+    const filesUid = workload.uid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
+    const filesGid = workload.gid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const egressDir = join(runDir, 'egress')
     // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
     await chown(runDir, 0, hostUid)
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs, hostUid, filesUid, tasks: limits?.limits.pids, forwardPorts: request.listenPorts})
+    const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [
       'create', '--repo', lower, '--state', state, '--bind-state', STATE_MOUNT_POINT, '--etc', '--keep-root',
-      '--uid', String(filesUid), '--gid', String(filesUid),
+      '--uid', String(filesUid), '--gid', String(filesGid),
+      ...(image ? ['--rootfs', image.rootfs] : []),
       ...(whiteoutFile === undefined ? [] : ['--whiteout-file', whiteoutFile]),
+      ...extra.args,
       ...(gitConfig === undefined ? [] : ['--git-config', gitConfig]),
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
@@ -88,6 +103,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       gofer_pid: launched.gofer.pid,
       gofer_start_time: launched.gofer.startTime,
       ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
+      ...(image ? {image: image.workload} : {}),
     }
   } catch (error) {
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.

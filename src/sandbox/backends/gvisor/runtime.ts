@@ -2,7 +2,7 @@ import {CleanroomError} from '../../../errors/index.js'
 import type {BackendRuntime} from '../../backend.js'
 import type {SandboxResources} from '../../resources.js'
 import type {SandboxCgroup} from '../linux-ns/cgroups.js'
-import {isCgroup, isRunning, processFacts} from '../linux-ns/runtime.js'
+import {type ImageWorkload, isCgroup, isImageWorkload, isRunning, processFacts} from '../linux-ns/runtime.js'
 
 /** What the daemon records (SandboxRecord.runtime) to reach a gvisor sandbox again, also after a restart. */
 export interface GvisorRuntime {
@@ -11,7 +11,7 @@ export interface GvisorRuntime {
   run_dir: string
   /** The host uid (= gid) the sandbox's gVisor kernel and gofer run as: the sandbox's root maps to it. */
   host_uid: number
-  /** The host uid (= gid) of the workload's files: the sandbox user (1000) maps to it. */
+  /** The host uid of the workload's files: the workload (1000, or an image's User) maps to it; `host_uid` when the workload is root inside. */
   files_uid: number
   /**
    * Only in the records of sandboxes started attached, by an earlier cleanroom: their
@@ -29,6 +29,8 @@ export interface GvisorRuntime {
   cgroup?: SandboxCgroup
   /** The limits in force (null: none could be set). */
   resources?: SandboxResources | null
+  /** An image sandbox: who its workload is, and what the image sets for every command. */
+  image?: ImageWorkload
 }
 
 const COUNTS = ['host_uid', 'files_uid', 'sandbox_pid', 'sandbox_start_time', 'gofer_pid', 'gofer_start_time'] as const
@@ -42,7 +44,8 @@ export function parseRuntime(record: BackendRuntime): GvisorRuntime {
     (record.launcher_pid === undefined) !== (record.launcher_start_time === undefined) ||
     typeof record.state_dir !== 'string' ||
     typeof record.run_dir !== 'string' ||
-    (record.cgroup !== undefined && !isCgroup(record.cgroup))
+    (record.cgroup !== undefined && !isCgroup(record.cgroup)) ||
+    (record.image !== undefined && !isImageWorkload(record.image))
   if (broken) throw new CleanroomError('sandbox_failed', 'the gvisor runtime record of this sandbox is incomplete or corrupt')
   return record as unknown as GvisorRuntime
 }

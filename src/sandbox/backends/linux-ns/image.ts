@@ -4,7 +4,7 @@ import {planImageSandbox} from '../../image-root.js'
 import {isStaticallyLinked} from './nsinit-binary.js'
 import type {ImageWorkload} from './runtime.js'
 
-/** What provisionSandbox needs of an image: its root filesystem, the sandbox's accounts, and what every exec runs with. */
+/** What a backend's provisionSandbox needs of an image: its root filesystem, the sandbox's accounts, and what every exec runs with. */
 export interface LinuxNsImage {
   rootfs: string
   accounts: {passwd: string; group: string}
@@ -18,9 +18,9 @@ const staticHelpers = new Map<string, Promise<boolean>>()
  * Reads the image's root filesystem and run settings for a new sandbox. nsinit is the
  * held command of an image sandbox (an image may have no shell), so it must be the
  * static kind the package ships: a dynamically linked one would look for its loader
- * and libraries in the image.
+ * and libraries in the image. `mountTargets`: where the backend mounts more of its own.
  */
-export async function planImage(nsinit: string, image: ProvisionImage, hasWorkspace: boolean): Promise<LinuxNsImage> {
+export async function planImage(nsinit: string, image: ProvisionImage, hasWorkspace: boolean, mountTargets: readonly string[] = []): Promise<LinuxNsImage> {
   let isStatic = staticHelpers.get(nsinit)
   if (isStatic === undefined) {
     isStatic = isStaticallyLinked(nsinit)
@@ -34,7 +34,7 @@ export async function planImage(nsinit: string, image: ProvisionImage, hasWorksp
       ],
     })
   }
-  const plan = await planImageSandbox(image)
+  const plan = await planImageSandbox(image, mountTargets)
   const workload: ImageWorkload = {id: image.id, uid: plan.user.uid, gid: plan.user.gid, user: plan.user.name, env: plan.env}
   // /workspace is where the repository is and commands run; an image's WorkingDir only stands in when there is none.
   if (!hasWorkspace && plan.workingDir !== undefined) workload.cwd = plan.workingDir

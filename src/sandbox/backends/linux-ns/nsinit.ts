@@ -44,10 +44,22 @@ export function createArgv(plan: CreatePlan): string[] {
   if (plan.whiteoutFile !== undefined) argv.push('--whiteout-file', plan.whiteoutFile)
   if (plan.gitConfig !== undefined) argv.push('--git-config', plan.gitConfig)
   if (plan.image) argv.push('--rootfs', plan.image.rootfs, '--self-fd', String(SELF_FD))
-  const extra = (plan.readOnlyMounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
-  for (const mount of extra) argv.push('--ro-bind', mount.source, mount.name)
-  const rootfs = [...plan.rootfs, ...extra.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${plan.stateView}/${mount.name}`, target: mount.target}))]
-  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan, rootfs)]
+  const extra = readOnlyMountPlan(plan.readOnlyMounts, plan.stateView)
+  argv.push(...extra.args)
+  return [...argv, ...cgroupArgs(plan.cgroupDirs), '--', ...bwrapArgv(plan, [...plan.rootfs, ...extra.rootfs])]
+}
+
+/**
+ * Host directories shown read-only in a sandbox: nsinit binds each at `<state>/ro-<k>`
+ * (`args`), where the sandbox's own uid reaches it whatever the directories above
+ * the source allow, and the sandbox mounts it from there (`rootfs`).
+ */
+export function readOnlyMountPlan(mounts: readonly ReadOnlyMount[] | undefined, stateView: string): {args: string[]; rootfs: RootfsMount[]} {
+  const named = (mounts ?? []).map((mount, k) => ({...mount, name: `${STATE_LAYOUT.readOnlyMountPrefix}${k}`}))
+  return {
+    args: named.flatMap((mount) => ['--ro-bind', mount.source, mount.name]),
+    rootfs: named.map((mount): RootfsMount => ({kind: 'ro-bind', source: `${stateView}/${mount.name}`, target: mount.target})),
+  }
 }
 
 function bwrapArgv(plan: CreatePlan, rootfs: RootfsMount[]): string[] {

@@ -180,7 +180,8 @@ export function isCgroup(value: unknown): value is SandboxCgroup {
   return typeof dirs === 'object' && dirs !== null && Object.values(dirs).every((dir) => typeof dir === 'string' && dir.startsWith('/'))
 }
 
-function isImageWorkload(value: unknown): value is ImageWorkload {
+/** A recorded image workload is well-formed (the linux-ns and gvisor runtime records hold one). */
+export function isImageWorkload(value: unknown): value is ImageWorkload {
   const image = value as Partial<ImageWorkload> | null
   if (typeof image !== 'object' || image === null || typeof image.id !== 'string' || typeof image.user !== 'string') return false
   if (!isCount(image.uid) || !isCount(image.gid) || (image.cwd !== undefined && typeof image.cwd !== 'string')) return false

@@ -10,8 +10,9 @@ import {socketPathOf} from '../../src/client/connect.js'
 import {DEFAULT_POLICY, withImage} from '../../src/policy/compile.js'
 import {cliRepoSuite} from '../helpers/cli-repo.js'
 import {mountsMentioning, sandboxesOf} from '../helpers/daemon.js'
-import {busyboxLayer, ociImage, pushImage, tarOf} from './images.js'
-import {startRegistry, type TestRegistry} from './registry.js'
+import {busyboxLayer, ociImage, pushImage, tarOf} from '../images/images.js'
+import {startRegistry, type TestRegistry} from '../images/registry.js'
+import {BACKENDS, requireBackend} from './backends.js'
 
 /** A digest of every name, type, mode, owner and content under `root`: what "never modified" is checked against. */
 async function treeDigest(root: string): Promise<string> {
@@ -30,14 +31,16 @@ async function treeDigest(root: string): Promise<string> {
 
 const policy = (ref: string): string => `version: 1\nsandbox:\n  image:\n    ref: "${ref}"\n  network:\n    default: deny\n`
 
-describe('sandboxes on an image (CLI, daemon, real registry)', function () {
+/** What a sandbox on an image is, the same on every backend: each command names the backend (`--backend`). */
+for (const backend of BACKENDS) describe(`sandboxes on an image (${backend}; CLI, daemon, real registry)`, function () {
   this.timeout(180_000)
+  before(() => requireBackend(backend))
   let registry: TestRegistry
   let appDigest: string
   let rootDigest: string
   let bareDigest: string
   after(async () => registry?.stop())
-  const context = cliRepoSuite('cleanroom-image-sandbox-', async ({home, repo}) => {
+  const context = cliRepoSuite(`cleanroom-image-sandbox-${backend}-`, async ({home, repo}) => {
     registry = await startRegistry(join(home, 'registry'))
     const busybox = await busyboxLayer()
     const accounts = await tarOf([
@@ -61,20 +64,20 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
   it("runs a policy's image, pulled on first use: its root filesystem, Env and User; the repository at /workspace", async () => {
     await usePolicy(ref('app', appDigest))
     const script = 'cat /etc/os-release; id -u; id -g; whoami; echo "$GREETING"; echo "$HOME"; pwd; cat hello.txt; grep -c . /etc/resolv.conf; grep ^app: /etc/passwd'
-    const ran = await context.cli(['exec', '--', 'sh', '-c', script])
+    const ran = await context.cli(['exec', '--backend', backend, '--', 'sh', '-c', script])
     expect(ran.exitCode, ran.stderr).to.equal(0)
     expect(ran.stderr).to.contain(`pulling image ${ref('app', appDigest)}`)
     expect(ran.stdout.split('\n')).to.deep.equal(['NAME=cleanroom-test', '4321', '4321', 'app', 'from the image', '/home/cleanroom', '/workspace', 'from the repository', '1', 'app:x:4321:4321:app:/home/app:/bin/sh'])
 
     // Cached now: no second pull; the generated /etc cannot be changed, even through the image's layer.
-    const again = await context.cli(['exec', '--', 'sh', '-c', 'echo 1.2.3.4 evil >> /etc/hosts; echo x > /etc/os-release; cat /etc/hosts'])
+    const again = await context.cli(['exec', '--backend', backend, '--', 'sh', '-c', 'echo 1.2.3.4 evil >> /etc/hosts; echo x > /etc/os-release; cat /etc/hosts'])
     expect(again.stderr).not.to.contain('pulling image')
     expect(again.exitCode).to.equal(0)
     expect(again.stdout).not.to.contain('evil')
 
     // With no workspace (an API client's choice), commands start in the image's WorkingDir.
     const client = new DaemonClient(socketPathOf(undefined, context.env))
-    const bare = await client.createSandbox({policy: withImage(DEFAULT_POLICY, ref('app', appDigest)), workspace_source: null})
+    const bare = await client.createSandbox({backend, policy: withImage(DEFAULT_POLICY, ref('app', appDigest)), workspace_source: null})
     try {
       expect(await client.run(bare.sandbox_id, {argv: ['sh', '-c', 'pwd'], env: {}})).to.deep.include({exit_code: 0, stdout: '/app\n'})
     } finally {
@@ -84,12 +87,12 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
 
   it('refuses a tag-only image in a policy, and takes a tag with --image, resolved and shown', async () => {
     await usePolicy(`${registry.host}/test/app:v1`)
-    const refused = await context.cli(['exec', '--', 'true'])
+    const refused = await context.cli(['exec', '--backend', backend, '--', 'true'])
     expect(refused.exitCode).to.equal(2)
     expect(refused.stderr).to.match(/not digest-pinned/)
 
     await usePolicy(ref('app', appDigest))
-    const ran = await context.cli(['exec', '--image', `${registry.host}/test/root:v1`, '--', 'sh', '-c', 'id -u; whoami; cat /etc/os-release'])
+    const ran = await context.cli(['exec', '--backend', backend, '--image', `${registry.host}/test/root:v1`, '--', 'sh', '-c', 'id -u; whoami; cat /etc/os-release'])
     expect(ran.exitCode, ran.stderr).to.equal(0)
     expect(ran.stderr).to.contain(`image ${registry.host}/test/root:v1 is ${ref('root', rootDigest)}`)
     expect(ran.stdout).to.equal('0\nroot\nNAME=cleanroom-test')
@@ -100,10 +103,11 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
 
   it('sandbox inspect shows the image; image rm is refused while a sandbox uses it', async () => {
     await usePolicy(ref('app', appDigest))
-    const created = await context.cli(['sandbox', 'create', '--image', `${registry.host}/test/root:v1`])
+    const created = await context.cli(['sandbox', 'create', '--backend', backend, '--image', `${registry.host}/test/root:v1`])
     expect(created.exitCode, created.stderr).to.equal(0)
     const id = created.stdout.trim()
-    const inspected = JSON.parse((await context.cli(['sandbox', 'inspect', id, '--json'])).stdout) as {image_ref: string; image_digest: string; image_id: string}
+    const inspected = JSON.parse((await context.cli(['sandbox', 'inspect', id, '--json'])).stdout) as {backend: string; image_ref: string; image_digest: string; image_id: string}
+    expect(inspected.backend).to.equal(backend)
     expect(inspected.image_ref).to.equal(ref('root', rootDigest))
     expect(inspected.image_digest).to.equal(rootDigest)
     expect(inspected.image_id).to.match(/^sha256:[a-f0-9]{64}$/)
@@ -129,7 +133,7 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
 
   it('runs /bin/busybox in an image with nothing else; cp says which tools it lacks', async () => {
     await usePolicy(ref('bare', bareDigest))
-    const created = await context.cli(['sandbox', 'create'])
+    const created = await context.cli(['sandbox', 'create', '--backend', backend])
     expect(created.exitCode, created.stderr).to.equal(0)
     const id = created.stdout.trim()
     const ran = await context.cli(['exec', '--sandbox-id', id, '--', '/bin/busybox', 'cat', '/workspace/hello.txt'])
@@ -145,7 +149,7 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
 
   it('an agent in an image without it or node stops with 127, naming the image and the fix', async () => {
     await usePolicy(ref('app', appDigest))
-    const ran = await context.cli(['agent', 'codex'])
+    const ran = await context.cli(['agent', '--backend', backend, 'codex'])
     const id = /^sandbox_id=(\S+)$/m.exec(ran.stderr)?.[1]
     try {
       expect(ran.exitCode, ran.stderr).to.equal(127)
@@ -161,7 +165,7 @@ describe('sandboxes on an image (CLI, daemon, real registry)', function () {
     const pulled = JSON.parse((await context.cli(['image', 'pull', ref('root', rootDigest), '--json'])).stdout) as {image: {rootfs: string}}
     const before = await treeDigest(pulled.image.rootfs)
     const vandal = 'echo x >> /bin/busybox; chmod 777 /bin /; mkdir -p /usr/x; echo x > /new; rm -rf /bin/sh /bin/cat /etc/os-release /tmp; echo /*'
-    const ran = await context.cli(['exec', '--', 'sh', '-c', vandal])
+    const ran = await context.cli(['exec', '--backend', backend, '--', 'sh', '-c', vandal])
     expect(ran.stdout, ran.stderr).to.contain('new')
     expect(await treeDigest(pulled.image.rootfs)).to.equal(before)
   })
