@@ -33,6 +33,8 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   private toolchain?: Promise<Toolchain>
   private readonly poller = new InitPoller()
   private readonly limits: CgroupLimits
+  /** By run dir: the ports whose forwarder a sandbox's init started, until the daemon first listens on them. */
+  private readonly initForwarders = new Map<string, Set<number>>()
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
@@ -55,7 +57,9 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    return {...(await provisionSandbox(tools, request, await this.limits.plan(request)))}
+    const runtime = await provisionSandbox(tools, request, await this.limits.plan(request))
+    this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
+    return {...runtime}
   }
 
   protected parse(runtime: BackendRuntime): GvisorRuntime {
@@ -74,11 +78,14 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   }
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
-    return listenInside((await this.tools()).runsc, parseRuntime(runtime), port)
+    const sandbox = parseRuntime(runtime)
+    const forwarderStarted = this.initForwarders.get(sandbox.run_dir)?.delete(port) === true
+    return listenInside((await this.tools()).runsc, sandbox, port, {forwarderStarted})
   }
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
+    this.initForwarders.delete(sandbox.run_dir)
     await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
     await killSandbox(await this.runsc(), sandbox)
@@ -88,6 +95,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    if (sandbox) this.initForwarders.delete(sandbox.run_dir)
     if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
