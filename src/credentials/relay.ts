@@ -7,6 +7,8 @@ import {type ForwardResult, HOP_BY_HOP, sendGatewayError, type UpstreamPool, Ups
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/
+/** What the sandbox has not taken yet before the upstream is read no further: reading on meanwhile keeps both legs busy. */
+const MAX_UNSENT_BYTES = 1 << 20
 const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE'])
 
 /** A request the gateway cannot put on the wire as it is (a swapped-in secret HTTP does not allow in a header or path). */
@@ -85,7 +87,7 @@ export async function forward(pool: UpstreamPool, req: IncomingMessage, res: Ser
       if (step.ended) {
         res.end()
         finish(step.framed === bytes.length)
-      } else if (!writable) {
+      } else if (!writable && res.writableLength >= MAX_UNSENT_BYTES) {
         socket.pause()
         res.once('drain', () => socket.resume())
       }

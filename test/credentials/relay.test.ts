@@ -16,7 +16,8 @@ class ScriptedUpstream {
   readonly heads: {connection: number; head: string}[] = []
   private connections = 0
   private readonly sockets = new Set<Socket>()
-  answer: (index: number) => (Buffer | string)[] = () => []
+  /** The pieces of the answer to the `index`th request, or a function that writes it itself. */
+  answer: (index: number) => (Buffer | string)[] | ((socket: Socket) => void) = () => []
   /** Pause between the pieces of an answer, so that each arrives in its own read. */
   gapMs = 0
   closeAfterAnswer = false
@@ -52,7 +53,9 @@ class ScriptedUpstream {
         const head = pending.slice(0, end)
         pending = pending.slice(end + 4)
         this.heads.push({connection, head})
-        for (const piece of this.answer(this.heads.length - 1)) {
+        const answer = this.answer(this.heads.length - 1)
+        if (typeof answer === 'function') return void answer(socket)
+        for (const piece of answer) {
           socket.write(piece)
           if (this.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, this.gapMs))
         }
@@ -238,6 +241,33 @@ describe('credential gateway: answers relayed as the upstream framed them', func
     expect(second).to.not.include('smuggled')
     expect(bodyOf(second)).to.equal('4\r\nreal\r\n0\r\n\r\n')
     expect(upstream.heads.map((seen) => seen.connection)).to.deep.equal([1, 2])
+  })
+
+  it('stops reading the upstream while the sandbox does not read: what is in flight stays bounded', async () => {
+    const total = 256 * 1024 * 1024
+    const piece = Buffer.alloc(1024 * 1024, 'x')
+    let written = 0
+    upstream.answer = () => (socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${total}\r\n\r\n`)
+      const pump = () => {
+        while (written < total) {
+          written += piece.length
+          if (!socket.write(piece)) return void socket.once('drain', pump)
+        }
+      }
+      pump()
+    }
+    const socket = connect((listener.address() as AddressInfo).port, '127.0.0.1')
+    socket.on('error', () => undefined)
+    socket.pause()
+    try {
+      socket.write(`GET /upstream/big HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: ${phantom}\r\n\r\n`)
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      // Socket buffers on both loopback legs hold a few MiB each; the gateway adds at most 1 MiB of its own.
+      expect(written, 'bytes the upstream got rid of while nobody read').to.be.above(0).and.below(64 * 1024 * 1024)
+    } finally {
+      socket.destroy()
+    }
   })
 
   it('ends the sandbox connection at a malformed chunk instead of passing it on', async () => {
