@@ -9,6 +9,7 @@ import {newSandboxId} from '../sandbox/ids.js'
 import {requestedResources} from '../sandbox/resources.js'
 import type {SandboxRecord} from '../sandbox/types.js'
 import type {AgentPackageMount} from './agent-packages.js'
+import {PROXY_PORT} from './egress.js'
 import type {EgressSupervisor} from './egress-supervisor.js'
 import type {Logger} from './log.js'
 import type {SandboxRecords} from './records.js'
@@ -101,6 +102,7 @@ export async function buildSandbox(context: BuildContext, backend: SandboxBacken
       workspaceSource: record.workspace_source,
       stateDir: store.sandboxDir(id),
       resources: requestedResources(record.policy),
+      listenPorts: [PROXY_PORT],
       log,
       ...(request.agentPackage ? {readOnlyMounts: [{source: request.agentPackage.source, target: AGENT_PACKAGE_MOUNT}]} : {}),
       ...(image ? {image} : {}),

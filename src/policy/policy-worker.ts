@@ -115,7 +115,6 @@ export class PolicyWorker {
     if (this.worker) return this.worker
     const options = {resourceLimits: {maxOldGenerationSizeMb: this.maxHeapMb}}
     const worker = import.meta.url.endsWith('.ts') ? sourceWorker(options) : new Worker(new URL('./worker.js', import.meta.url), options)
-    worker.unref()
     this.ready = false
     worker.on('message', (answer: PolicyAnswer) => {
       if (this.worker !== worker) return
@@ -134,6 +133,8 @@ export class PolicyWorker {
       this.worker = undefined
       if (this.running) this.fail('the policy checker stopped')
     })
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref()
     this.worker = worker
     return worker
   }

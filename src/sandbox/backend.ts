@@ -23,6 +23,8 @@ export interface ProvisionRequest {
   readOnlyMounts?: ReadOnlyMount[]
   /** The policy's image, found in the cache: the sandbox's root filesystem. Absent: the host's (read-only). */
   image?: ProvisionImage
+  /** The ports the daemon calls listenInside for once the sandbox runs: a backend may make them ready while it starts the sandbox. */
+  listenPorts?: readonly number[]
 }
 
 /** An image a sandbox runs on (docs/images.md#running-sandboxes-on-an-image). */

@@ -1,4 +1,6 @@
 import {expect} from 'chai'
+import {execa} from 'execa'
+import {fileURLToPath} from 'node:url'
 
 import {CleanroomError} from '../../src/errors/index.js'
 import {compilePolicyBytes, DEFAULT_POLICY} from '../../src/policy/compile.js'
@@ -52,6 +54,16 @@ describe('the policy worker thread', function () {
     expect(slow).to.be.instanceOf(CleanroomError)
     expect(slow).to.deep.include({code: 'policy_invalid', message: 'cannot check the policy big.yaml: checking it took longer than 0.05 s'})
     expect((await impatient.compileFile('cleanroom.yaml', TWO_RULES)).allow).to.have.length(2)
+  })
+
+  it('never keeps its process alive: a process that started it (as the daemon does) and one that compiled with it end by themselves', async () => {
+    const module = fileURLToPath(new URL('../../src/policy/policy-worker.ts', import.meta.url))
+    for (const use of ['', `await w.recompile(${JSON.stringify(DEFAULT_POLICY)}, [])`]) {
+      const script = `const {PolicyWorker} = await import(${JSON.stringify(module)}); const w = new PolicyWorker(); w.start(); ${use}; console.log('done')`
+      const ran = await execa(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], {timeout: 20_000, reject: false})
+      expect(ran.timedOut, `${use || 'start()'}: the process was still running after 20 s`).to.equal(false)
+      expect([ran.exitCode, ran.stdout.trim()], ran.stderr).to.deep.equal([0, 'done'])
+    }
   })
 
   it('refuses the jobs still queued when it is closed', async () => {

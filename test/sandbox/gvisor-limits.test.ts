@@ -1,94 +1,32 @@
 import {expect} from 'chai'
-import {readFileSync} from 'node:fs'
 import {access, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {DaemonClient} from '../../src/client/client.js'
-import {DEFAULT_RESOURCES, type ResourceSettings} from '../../src/config/resources.js'
-import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
-import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import type {ResourceSettings} from '../../src/config/resources.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
 import {describeResources} from '../../src/sandbox/resources.js'
 import {hostLimits} from '../../src/sandbox/backends/gvisor/limits.js'
 import type {GvisorRuntime} from '../../src/sandbox/backends/gvisor/runtime.js'
-import {probeCgroups} from '../../src/sandbox/backends/linux-ns/cgroup-host.js'
-import {cgroupDirs, cgroupProcesses} from '../../src/sandbox/backends/linux-ns/cgroups.js'
-import {requireBackend} from '../conformance/backends.js'
-import {PROJECT_ROOT} from '../helpers/cli.js'
-import {leftoverSandboxes, sandboxPids} from '../helpers/daemon.js'
-import {tempDirs} from '../helpers/tmp.js'
+import {cgroupProcesses} from '../../src/sandbox/backends/linux-ns/cgroups.js'
 import {waitFor} from './helpers.js'
-
-const MiB = 1024 ** 2
-const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as {version: string}).version
-/** As in limits.test.ts: forks for 8 s, noting the first failed fork of each process. */
-const FORK_BOMB = String.raw`$end = time + 8; while (time < $end) { my $p = fork; if (!defined $p && !$told++) { my $why = "$!"; open(my $f, ">>", "/tmp/bomb.err"); print $f "$why\n"; close $f } }`
-const MEMORY_HOG = String.raw`my @keep; push @keep, "x" x 1048576 while 1`
+import {FORK_BOMB, limitsSuite, MEMORY_HOG, MiB} from './limited-daemon.js'
 
 describe('resource limits of gvisor sandboxes (cgroups around runsc, RLIMIT_NPROC inside)', function () {
   this.timeout(120_000)
-  const dirs = tempDirs('cleanroom-gvlimits-')
-  let dir: string
-  let sandboxesBefore: Set<number>
-  let running: {daemon: RunningDaemon; client: DaemonClient; socketPath: string; logs: string[]} | undefined
-  const cgroupsSeen: string[] = []
-
-  before(async () => {
-    const probe = probeCgroups()
-    expect(probe.ok, `this machine cannot enforce limits: ${probe.ok ? '' : probe.problem}`).to.equal(true)
-    await requireBackend('gvisor')
-  })
-
-  beforeEach(async () => {
-    sandboxesBefore = await sandboxPids()
-    dir = await dirs.make()
-  })
-
-  afterEach(async () => {
-    try {
-      if (running) {
-        for (const sandbox of await running.client.listSandboxes(false).catch(() => [])) {
-          cgroupsSeen.push(...cgroupOf(sandbox.sandbox_id))
-          await running.client.removeSandbox(sandbox.sandbox_id).catch(() => undefined)
-        }
-        await running.daemon.close({shutdownSandboxes: true})
-        running = undefined
-      }
-      expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
-      const left = await Promise.all(cgroupsSeen.splice(0).map((path) => access(path).then(() => path, () => undefined)))
-      expect(left.filter(Boolean), 'cgroups left behind').to.deep.equal([])
-    } finally {
-      await dirs.cleanup()
-    }
-  })
-
-  async function start(resources: Partial<ResourceSettings>): Promise<NonNullable<typeof running>> {
-    const config: RuntimeConfig = structuredClone(DEFAULT_RUNTIME_CONFIG)
-    config.backends.gvisor.resources = {...DEFAULT_RESOURCES, ...resources, max: {...DEFAULT_RESOURCES.max, ...resources.max}}
-    const socketPath = join(dir, 'd.sock')
-    const logs: string[] = []
-    const daemon = await startDaemon({socketPath, stateDir: join(dir, 'state'), config, version: VERSION, log: (line) => logs.push(line)})
-    running = {daemon, client: new DaemonClient(socketPath), socketPath, logs}
-    return running
-  }
+  const suite = limitsSuite('gvisor', 'cleanroom-gvlimits-')
+  const start = (resources: Partial<ResourceSettings>) => suite.start(resources)
 
   async function sandbox(resources?: Record<string, number>): Promise<string> {
     const policy = (resources ? {...DEFAULT_POLICY, resources} : DEFAULT_POLICY) as typeof DEFAULT_POLICY
-    const created = await running!.daemon.manager.create({backend: 'gvisor', policy, policySource: null, workspaceSource: null, allowAll: false})
-    cgroupsSeen.push(...cgroupOf(created.sandbox_id))
+    const created = await suite.running.daemon.manager.create({backend: 'gvisor', policy, policySource: null, workspaceSource: null, allowAll: false})
+    suite.track(created.sandbox_id)
     return created.sandbox_id
   }
 
-  function runtimeOf(id: string): GvisorRuntime {
-    return running!.daemon.manager.get(id).runtime as unknown as GvisorRuntime
-  }
-
-  function cgroupOf(id: string): string[] {
-    const runtime = running?.daemon.manager.get(id).runtime as GvisorRuntime | undefined
-    return runtime?.cgroup ? cgroupDirs(runtime.cgroup) : []
-  }
+  const runtimeOf = (id: string) => suite.runtimeOf<GvisorRuntime>(id)
+  const cgroupOf = (id: string) => suite.cgroupOf(id)
 
   const read = (path: string) => readFile(path, 'utf8').then((text) => text.trim())
 

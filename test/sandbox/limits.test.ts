@@ -1,15 +1,11 @@
 import {expect} from 'chai'
 import {execFile, spawn, spawnSync} from 'node:child_process'
-import {readFileSync} from 'node:fs'
 import {access, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
-import {DaemonClient} from '../../src/client/client.js'
-import {DEFAULT_RESOURCES, type ResourceSettings} from '../../src/config/resources.js'
-import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
-import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
+import type {ResourceSettings} from '../../src/config/resources.js'
 import {statusOf} from '../../src/daemon/http.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
@@ -18,90 +14,32 @@ import {type CgroupHost, probeCgroups} from '../../src/sandbox/backends/linux-ns
 import {cgroupDirs, cgroupProcesses, createSandboxCgroup, removeSandboxCgroup, sweepSandboxCgroups} from '../../src/sandbox/backends/linux-ns/cgroups.js'
 import type {LinuxNsRuntime} from '../../src/sandbox/backends/linux-ns/runtime.js'
 import {PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {sandboxPids, leftoverSandboxes} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 import {waitFor} from './helpers.js'
+import {FORK_BOMB, limitsSuite, MEMORY_HOG, MiB} from './limited-daemon.js'
 
-const MiB = 1024 ** 2
-const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as {version: string}).version
 const exec = promisify(execFile)
-
-/** Forks until the time is up, each child doing the same; the first failed fork of each process is noted with its error. Bounded by the test's pids limit and by 8 s. */
-const FORK_BOMB = String.raw`$end = time + 8; while (time < $end) { my $p = fork; if (!defined $p && !$told++) { my $why = "$!"; open(my $f, ">>", "/tmp/bomb.err"); print $f "$why\n"; close $f } }`
-const MEMORY_HOG = String.raw`my @keep; push @keep, "x" x 1048576 while 1`
-
-interface Limited {
-  daemon: RunningDaemon
-  client: DaemonClient
-  socketPath: string
-  logs: string[]
-}
 
 describe('resource limits of linux-ns sandboxes (cgroups)', function () {
   this.timeout(90_000)
-  const dirs = tempDirs('cleanroom-limits-')
-  let dir: string
-  let running: Limited | undefined
-  let bwrapBefore: Set<number>
-  const cgroupsSeen: string[] = []
-
-  before(() => {
-    const probe = probeCgroups()
-    expect(probe.ok, `this machine cannot enforce limits: ${probe.ok ? '' : probe.problem}`).to.equal(true)
-  })
-
-  beforeEach(async () => {
-    bwrapBefore = await sandboxPids()
-    dir = await dirs.make()
-  })
-
-  afterEach(async () => {
-    try {
-      if (running) {
-        for (const sandbox of await running.client.listSandboxes(false).catch(() => [])) {
-          cgroupsSeen.push(...cgroupOf(sandbox.sandbox_id))
-          await running.client.removeSandbox(sandbox.sandbox_id).catch(() => undefined)
-        }
-        await running.daemon.close({shutdownSandboxes: true})
-        running = undefined
-      }
-      expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
-      const left = await Promise.all(cgroupsSeen.splice(0).map(async (path) => ((await exists(path)) ? path : undefined)))
-      expect(left.filter(Boolean), 'cgroups left behind').to.deep.equal([])
-    } finally {
-      await dirs.cleanup()
-    }
-  })
-
-  async function start(resources: Partial<ResourceSettings>): Promise<Limited> {
-    const config: RuntimeConfig = structuredClone(DEFAULT_RUNTIME_CONFIG)
-    config.backends['linux-ns'].resources = {...DEFAULT_RESOURCES, ...resources, max: {...DEFAULT_RESOURCES.max, ...resources.max}}
-    const socketPath = join(dir, 'd.sock')
-    const logs: string[] = []
-    const daemon = await startDaemon({socketPath, stateDir: join(dir, 'state'), config, version: VERSION, log: (line) => logs.push(line)})
-    running = {daemon, client: new DaemonClient(socketPath), socketPath, logs}
-    return running
-  }
+  const suite = limitsSuite('linux-ns', 'cleanroom-limits-')
+  const dirs = tempDirs('cleanroom-limits-nonroot-')
+  afterEach(() => dirs.cleanup())
+  const start = (resources: Partial<ResourceSettings>) => suite.start(resources)
 
   async function sandbox(): Promise<string> {
-    const created = await running!.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
-    cgroupsSeen.push(...cgroupOf(created.sandbox_id))
+    const created = await suite.running.client.createSandbox({policy: DEFAULT_POLICY, workspace_source: null})
+    suite.track(created.sandbox_id)
     return created.sandbox_id
   }
 
-  function runtimeOf(id: string): LinuxNsRuntime {
-    return running!.daemon.manager.get(id).runtime as unknown as LinuxNsRuntime
-  }
-
-  function cgroupOf(id: string): string[] {
-    const runtime = running?.daemon.manager.get(id).runtime as LinuxNsRuntime | undefined
-    return Object.values(runtime?.cgroup?.dirs ?? {})
-  }
+  const runtimeOf = (id: string) => suite.runtimeOf<LinuxNsRuntime>(id)
+  const cgroupOf = (id: string) => suite.cgroupOf(id)
 
   /** Runs `argv` in the sandbox and says how long the answer took. */
   async function timedRun(id: string, argv: string[]): Promise<{exitCode: number; ms: number}> {
     const started = performance.now()
-    const ran = await running!.client.run(id, {argv, env: {}})
+    const ran = await suite.running.client.run(id, {argv, env: {}})
     return {exitCode: ran.exit_code, ms: performance.now() - started}
   }
 
@@ -178,7 +116,7 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     const create = (resources: Record<string, number>) =>
       daemon.manager.create({backend: 'linux-ns', policy: {...DEFAULT_POLICY, resources} as typeof DEFAULT_POLICY, policySource: null, workspaceSource: null, allowAll: false})
     const raised = await create({memory_bytes: 256 * MiB})
-    cgroupsSeen.push(...cgroupOf(raised.sandbox_id))
+    suite.track(raised.sandbox_id)
     expect(raised.resources).to.include({memory_bytes: 256 * MiB})
     const refused = await create({memory_bytes: 1024 * MiB}).catch((error: unknown) => error)
     expect(refused).to.be.instanceOf(CleanroomError).and.include({code: 'resources_over_maximum'})
@@ -206,7 +144,7 @@ describe('resource limits of linux-ns sandboxes (cgroups)', function () {
     expect((await stat(join(runtimeOf(writer).state_dir, 'tmp', 'hidden', 'big'))).size).to.equal(12 * MiB)
     const refused = await client.run(writer, {argv: ['true'], env: {}}).catch((error: unknown) => error)
     expect(refused).to.be.instanceOf(CleanroomError).and.include({code: 'sandbox_failed'})
-    await waitFor('the daemon log to say why', () => running!.logs.some((line) => line.includes(`sandbox ${writer}: failed: it wrote`)), 2000)
+    await waitFor('the daemon log to say why', () => suite.running.logs.some((line) => line.includes(`sandbox ${writer}: failed: it wrote`)), 2000)
 
     // A process that writes in the background, after its exec returned, is caught by the periodic check.
     await client.run(background, {argv: ['sh', '-c', '(sleep 1; dd if=/dev/zero of=/tmp/big bs=1M count=12 status=none; sleep 600) </dev/null >/dev/null 2>&1 &'], env: {}})

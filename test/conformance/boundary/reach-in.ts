@@ -38,6 +38,13 @@ const OWN_PROCESSES: Record<BackendName, {expected: string[]; names: string[]; i
   gvisor: {expected: ['1 cleanroom-nsini'], names: ['cleanroom-nsini'], init: /^$/, helpers: /^(socket:\[\d+\]|host:\[\d+\]|anon_inode:\[(eventpoll|signalfd)\]|\/dev\/pts\/(ptmx|\d+))$/},
 }
 
+/**
+ * Cleanroom's own processes inside that the seccomp filter does not confine: linux-ns's
+ * bwrap (pid 1, which loads it for the held command). gVisor's init installs it first
+ * thing and starts the proxy's forwarder after; each `nsinit run` installs it on itself.
+ */
+const UNFILTERED: Record<BackendName, string[]> = {'linux-ns': ['1 bwrap'], gvisor: []}
+
 /** The processes a sandbox always runs, by pid: linux-ns's init (bwrap) and held command; gVisor's init (nsinit init) alone. */
 const LONG_LIVED: Record<BackendName, string[]> = {'linux-ns': ['1', '2'], gvisor: ['1']}
 
@@ -103,6 +110,20 @@ export function reachingIn(backend: BackendName): void {
         if (process.startsWith('1 ')) expect(above2.map(([, fd]) => fd.target), process).to.satisfy((targets: string[]) => targets.every((target) => own.init.test(target)))
         else for (const [fd, {target}] of above2) expect(target, `${process} fd ${fd}`).to.match(own.helpers)
         expect(above2.filter(([, fd]) => fd.opened), `${process}: fds the workload opened`).to.deep.equal([])
+      }
+    })
+
+    it('runs every process inside under the seccomp filter with no capabilities, cleanroom\'s own ones too (the forwarder, the exec helper)', async () => {
+      const ran = await sandbox.sh('for status in /proc/[0-9]*/status; do echo "$(grep -E "^(Pid|Name|Seccomp|CapEff):" "$status" | cut -f2 | tr "\\n" " ")"; done')
+      expect(ran.exit_code, ran.stderr).to.equal(0)
+      // Name, Pid, CapEff and Seccomp, in the order the kernel writes them, of every process still there when read (this exec's own too).
+      const seen = ran.stdout.split('\n').map((line) => line.trim().split(' ')).filter((fields) => fields.length === 4)
+      const processes = seen.map(([name, pid]) => `${pid} ${name}`)
+      expect(processes, 'the processes looked at').to.include.members(OWN_PROCESSES[backend].expected)
+      expect(processes.filter((name) => name.endsWith(' cleanroom-nsini')).length, 'cleanroom\'s own processes').to.be.at.least(backend === 'gvisor' ? 3 : 0)
+      for (const [name, pid, capabilities, filter] of seen) {
+        if (UNFILTERED[backend].includes(`${pid} ${name}`)) continue
+        expect({capabilities, filter}, `${pid} ${name}`).to.deep.equal({capabilities: '0000000000000000', filter: '2'})
       }
     })
 

@@ -21,6 +21,11 @@ export const GUEST = {
   egress: '/run/cleanroom/egress',
 } as const
 
+/** Where the forwarder for 127.0.0.1:`port` inside reaches the daemon: its socket for that port in the run dir's egress dir. */
+export function guestEgressSocket(port: number): string {
+  return `${GUEST.egress}/${port}.sock`
+}
+
 /** The descriptors every process of a sandbox may hold (the daemon's own limit, not the host's). */
 const OPEN_FILES = 65_536
 
@@ -41,6 +46,8 @@ export interface BundlePlan {
   imageRoot?: boolean
   /** The tasks the workload may run (RLIMIT_NPROC); undefined or null: no limit. */
   tasks?: number | null
+  /** Ports on the sandbox's loopback the init forwards to the daemon's egress sockets from the start. */
+  forwardPorts?: readonly number[]
 }
 
 /**
@@ -66,7 +73,8 @@ export function processSpec(options: {uid: number; gid?: number; args: string[];
 
 /**
  * Writes `<state>/bundle/config.json`, the sandbox's root dir and its copy of nsinit.
- * The spec: the init is `nsinit init` as the sandbox's root; the root filesystem is
+ * The spec: the init is `nsinit init` as the sandbox's root, forwarding `forwardPorts`
+ * (see listen.ts) before it says it runs; the root filesystem is
  * the shared layout (the host's /usr read-only, the generated /etc, /workspace, home
  * and /tmp from the state dir), or an image's under the sandbox's own upper layer;
  * new pid, network (loopback only), ipc, uts, mount and user namespaces, the user
@@ -102,9 +110,10 @@ export async function writeBundle(state: string, nsinit: string, plan: BundlePla
   )
   // A workload that is root inside is the sandbox's root: one id, and its files are the root's.
   const ids = (workload: number, filesId: number) => [{containerID: 0, hostID: plan.hostUid, size: 1}, ...(workload === 0 ? [] : [{containerID: workload, hostID: filesId, size: 1}])]
+  const forwards = (plan.forwardPorts ?? []).flatMap((port) => ['--forward', String(port), guestEgressSocket(port)])
   const spec = {
     ociVersion: '1.0.2',
-    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init'], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
+    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init', ...forwards], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
     root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: !plan.imageRoot},
     hostname: SANDBOX_HOSTNAME,
     mounts,

@@ -31,11 +31,15 @@ const CONTROL_FD = 5
  */
 export async function startExec(runsc: string, runtime: GvisorRuntime, request: ExecRequest): Promise<SandboxProcess> {
   if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
-  if (!(await isSandboxAlive(runtime))) throw sandboxGone()
   const cwd = request.cwd ?? runtime.image?.cwd ?? WORKSPACE
   const size = {cols: request.cols ?? DEFAULT_SIZE.cols, rows: request.rows ?? DEFAULT_SIZE.rows}
   const args = [GUEST.nsinit, 'run', '--status-fd', '3', '--control-fd', '4', ...(request.tty ? ['--tty', String(size.cols), String(size.rows)] : []), '--cwd', cwd, '--', ...request.argv]
-  const spec = await processFile(runtime.state_dir, processSpec({uid: runtime.image?.uid ?? SANDBOX_USER.uid, gid: runtime.image?.gid ?? SANDBOX_USER.gid, args, env: workloadEnv(request, runtime.image)}))
+  const workload = processSpec({uid: runtime.image?.uid ?? SANDBOX_USER.uid, gid: runtime.image?.gid ?? SANDBOX_USER.gid, args, env: workloadEnv(request, runtime.image)})
+  const [alive, spec] = await Promise.all([isSandboxAlive(runtime), processFile(runtime.state_dir, workload)])
+  if (!alive) {
+    await spec.close()
+    throw sandboxGone()
+  }
   const argv = [...rootFlags(runtime), 'exec', '--process', `/dev/fd/${SPEC_FD}`, '--pass-fd', `${STATUS_FD}:3`, '--pass-fd', `${CONTROL_FD}:4`, CONTAINER_ID]
   let child
   try {

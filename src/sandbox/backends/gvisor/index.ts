@@ -1,14 +1,11 @@
 import type {Server} from 'node:net'
-import type {Readable} from 'node:stream'
 
 import type {BackendName, GvisorSettings} from '../../../config/schema.js'
 import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import {CleanroomError} from '../../../errors/index.js'
-import {extractArchive, readArchive} from '../../archive.js'
-import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
-import type {SandboxResources} from '../../resources.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
-import {readWorkspaceLayers} from '../../workspace-view.js'
+import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
@@ -31,14 +28,17 @@ export type {GvisorRuntime} from './runtime.js'
  * builds the workspace overlay in a private mount namespace and becomes `runsc run --detach`;
  * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
  */
-export class GvisorBackend implements SandboxBackend {
+export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements SandboxBackend {
   readonly name: BackendName = 'gvisor'
   private toolchain?: Promise<Toolchain>
   private readonly poller = new InitPoller()
   private readonly limits: CgroupLimits
+  /** By run dir: the ports whose forwarder a sandbox's init started, until the daemon first listens on them. */
+  private readonly initForwarders = new Map<string, Set<number>>()
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
+    super()
     this.limits = new CgroupLimits(settings.resources ?? DEFAULT_RESOURCES, 'gvisor')
   }
 
@@ -57,7 +57,13 @@ export class GvisorBackend implements SandboxBackend {
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    return {...(await provisionSandbox(tools, request, await this.limits.plan(request)))}
+    const runtime = await provisionSandbox(tools, request, await this.limits.plan(request))
+    this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
+    return {...runtime}
+  }
+
+  protected parse(runtime: BackendRuntime): GvisorRuntime {
+    return parseRuntime(runtime)
   }
 
   async isAlive(runtime: BackendRuntime): Promise<boolean> {
@@ -72,23 +78,14 @@ export class GvisorBackend implements SandboxBackend {
   }
 
   async listenInside(runtime: BackendRuntime, port: number): Promise<Server> {
-    return listenInside((await this.tools()).runsc, parseRuntime(runtime), port)
-  }
-
-  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
-    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
-  }
-
-  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
-    await extractArchive((request) => this.exec(runtime, request), archive, destination)
-  }
-
-  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
-    return readArchive((request) => this.exec(runtime, request), path)
+    const sandbox = parseRuntime(runtime)
+    const forwarderStarted = this.initForwarders.get(sandbox.run_dir)?.delete(port) === true
+    return listenInside((await this.tools()).runsc, sandbox, port, {forwarderStarted})
   }
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
+    this.initForwarders.delete(sandbox.run_dir)
     await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
     await killSandbox(await this.runsc(), sandbox)
@@ -98,14 +95,11 @@ export class GvisorBackend implements SandboxBackend {
 
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
+    if (sandbox) this.initForwarders.delete(sandbox.run_dir)
     if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
     await this.limits.release(stateDir, sandbox && {state_dir: sandbox.state_dir, cgroup: sandbox.cgroup})
-  }
-
-  resourcesOf(runtime: BackendRuntime): SandboxResources | null {
-    return parseRuntime(runtime).resources ?? null
   }
 
   /** The disk watch of a sandbox with a disk limit; over it, the sandbox is frozen and its gVisor kernel killed, which ends everything in it. */

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {SANDBOX_PATH} from '../../layout.js'
-import {GUEST, processSpec} from './bundle.js'
+import {GUEST, guestEgressSocket, processSpec} from './bundle.js'
 import {CONTAINER_ID, processFile, rootFlags, spawnRunsc} from './runsc.js'
 import type {GvisorRuntime} from './runtime.js'
 
@@ -20,9 +20,11 @@ const BACKLOG = 4096
  * listens on `<run dir>/egress/<port>.sock`, which only the sandbox's root may open,
  * and `nsinit forward`, started inside as that root, listens on the port and relays
  * each connection to the socket. When this process dies the socket refuses, and the
- * forwarder closes the port and exits: egress fails closed.
+ * forwarder closes the port and exits: egress fails closed. `forwarderStarted`: the
+ * sandbox's init started the forwarder (nsinit init --forward) and no connection has
+ * reached it yet (the sandbox has only just been made), so none is started here.
  */
-export async function listenInside(runsc: string, runtime: GvisorRuntime, port: number): Promise<Server> {
+export async function listenInside(runsc: string, runtime: GvisorRuntime, port: number, {forwarderStarted = false} = {}): Promise<Server> {
   const path = join(runtime.run_dir, 'egress', `${port}.sock`)
   // The socket of a daemon that died: its path is this daemon's now.
   await rm(path, {force: true})
@@ -41,7 +43,7 @@ export async function listenInside(runsc: string, runtime: GvisorRuntime, port: 
   try {
     await chown(path, runtime.host_uid, runtime.host_uid)
     await chmod(path, 0o600)
-    await startForwarder(runsc, runtime, port)
+    if (!forwarderStarted) await startForwarder(runsc, runtime, port)
   } catch (error) {
     for (const socket of early) socket.destroy()
     server.close()
@@ -57,7 +59,7 @@ export async function listenInside(runsc: string, runtime: GvisorRuntime, port: 
 
 /** `runsc exec` of `nsinit forward` as the sandbox's root: it returns once the forwarder listens (or another does). */
 async function startForwarder(runsc: string, runtime: GvisorRuntime, port: number): Promise<void> {
-  const args = [GUEST.nsinit, 'forward', '--port', String(port), '--socket', `${GUEST.egress}/${port}.sock`]
+  const args = [GUEST.nsinit, 'forward', '--port', String(port), '--socket', guestEgressSocket(port)]
   const spec = await processFile(runtime.state_dir, processSpec({uid: 0, args, env: {PATH: SANDBOX_PATH}}))
   let child
   try {

@@ -79,7 +79,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
     const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids})
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [

@@ -1,7 +1,7 @@
-import {readdir, readFile, rm} from 'node:fs/promises'
+import {readdir, rm} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {isRunning} from '../linux-ns/runtime.js'
+import {isRunning, processStatusHead} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import {type GvisorRuntime, sandboxProcesses} from './runtime.js'
 
@@ -21,10 +21,11 @@ export async function killSandbox(runsc: string, runtime: GvisorRuntime): Promis
   // SIGKILL to the recorded processes: the gVisor kernel takes every process inside with it.
   // `runsc kill` or `delete` of a detached sandbox (not runsc's child) polls for its end, 1.3-1.7 s.
   for (const {pid, startTime} of processes) if (await isRunning(pid, startTime)) signal(pid)
+  // The kernel, the gofer and the systrap stubs all run as the sandbox's uid, and only they do: one sweep
+  // waits for all of them, and kills the stubs rather than waiting for them to notice their kernel is gone.
+  await killUid(runtime.host_uid)
   // runsc's record of the container is in the run dir, removed below; with a process left, runsc tries too.
   if (!(await goneWithin(processes, GONE_TIMEOUT_MS))) await runscCommand(runsc, [...rootFlags(runtime), 'delete', '--force', CONTAINER_ID])
-  // The systrap stubs the kernel made die with it, a moment later; only this sandbox runs as its uid.
-  await killUid(runtime.host_uid)
   await rm(runtime.run_dir, {recursive: true, force: true})
 }
 
@@ -49,7 +50,7 @@ async function pidsOfUid(uid: number): Promise<number[]> {
   const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
   const owned = await Promise.all(
     pids.map(async (pid) => {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+      const status = await processStatusHead(pid).catch(() => '')
       const real = /^Uid:\s+(\d+)/m.exec(status)?.[1]
       const state = /^State:\s+(\S)/m.exec(status)?.[1]
       return real === String(uid) && state !== 'Z' ? Number(pid) : undefined

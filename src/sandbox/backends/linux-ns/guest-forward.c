@@ -9,13 +9,16 @@
  * listens on 127.0.0.1:P and relays each connection to a new connection to PATH, bytes
  * unchanged in both directions, each direction's end (half-close) passed on.
  *
- * Once it listens it prints "listening" and goes to the background (the daemon's
- * `runsc exec` returns); it prints "in use" and exits 3 when P stays taken for a second
- * (a forwarder started before a daemon restart still serves it: it reaches the new
- * daemon's socket by the same path).  When PATH refuses a connection, the daemon is
- * gone: the connection is reset, the port closed, and the forwarder exits, so later
- * connections are refused until a daemon adopts the sandbox and starts a new one.  A
- * connection the daemon closes without answering is reset, as a refused one would be.
+ * The sandbox's init starts the proxy port's forwarder itself (nsinit init --forward),
+ * before it says the sandbox is ready; this mode starts the others, and the proxy's
+ * again after a daemon restart.  Once it listens it prints "listening" and goes to the
+ * background (the daemon's `runsc exec` returns); it prints "in use" and exits 3 when P
+ * stays taken for a second (a forwarder started before a daemon restart still serves
+ * it: it reaches the new daemon's socket by the same path).  When PATH refuses a
+ * connection, the daemon is gone: the connection is reset, the port closed, and the
+ * forwarder exits, so later connections are refused until a daemon adopts the sandbox
+ * and starts a new one.  A connection the daemon closes without answering is reset, as
+ * a refused one would be.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,7 +176,7 @@ static int on_clients(int listener, const struct sockaddr_un *daemon) {
     }
 }
 
-static int listen_on(long port) {
+int forward_listen(long port) {
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int waited = 0;; waited += 50) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -192,46 +195,22 @@ static int listen_on(long port) {
     }
 }
 
-int guest_forward_main(int argc, char **argv) {
-    long port = -1;
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (i + 1 >= argc) fail("%s needs a value", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--port")) port = parse_number(a, v);
-        else if (!strcmp(a, "--socket")) path = v;
-        else fail("unknown option %s", a);
-    }
-    if (port <= 0 || port > 65535 || !path) fail("usage: nsinit forward --port P --socket PATH");
-    struct sockaddr_un daemon = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof daemon.sun_path) fail("--socket: longer than a unix socket path may be: %s", path);
-    strcpy(daemon.sun_path, path);
-    close_inherited_fds(NULL, 0);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
-    if (install_sandbox_filter() < 0) die("install the seccomp filter");
+void forward_address(const char *path, struct sockaddr_un *daemon) {
+    *daemon = (struct sockaddr_un){.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof daemon->sun_path) fail("--socket: longer than a unix socket path may be: %s", path);
+    strcpy(daemon->sun_path, path);
+}
+
+int forward_serve(int listener, const struct sockaddr_un *daemon) {
     struct rlimit files;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
         files.rlim_cur = files.rlim_max;
         setrlimit(RLIMIT_NOFILE, &files);
     }
-
-    int listener = listen_on(port);
-    if (listener < 0) {
-        puts("in use");
-        return FORWARD_IN_USE;
-    }
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd < 0) die("epoll_create1");
     struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener, &event) < 0) die("epoll_ctl");
-
-    pid_t background = fork();
-    if (background < 0) die("fork");
-    if (background > 0) {
-        puts("listening");
-        return 0;
-    }
     setsid();
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -248,7 +227,7 @@ int guest_forward_main(int argc, char **argv) {
             struct side *s = events[k].data.ptr;
             unsigned what = events[k].events;
             if (!s) {
-                if (!on_clients(listener, &daemon)) return 0;
+                if (!on_clients(listener, daemon)) return 0;
                 continue;
             }
             if (s->fd < 0) continue;
@@ -262,4 +241,36 @@ int guest_forward_main(int argc, char **argv) {
         for (size_t k = 0; k < closed_count; k++) free(closed[k]);
         closed_count = 0;
     }
+}
+
+int guest_forward_main(int argc, char **argv) {
+    long port = -1;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) fail("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--port")) port = parse_number(a, v);
+        else if (!strcmp(a, "--socket")) path = v;
+        else fail("unknown option %s", a);
+    }
+    if (port <= 0 || port > 65535 || !path) fail("usage: nsinit forward --port P --socket PATH");
+    struct sockaddr_un daemon;
+    forward_address(path, &daemon);
+    close_inherited_fds(NULL, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
+    if (install_sandbox_filter() < 0) die("install the seccomp filter");
+
+    int listener = forward_listen(port);
+    if (listener < 0) {
+        puts("in use");
+        return FORWARD_IN_USE;
+    }
+    pid_t background = fork();
+    if (background < 0) die("fork");
+    if (background > 0) {
+        puts("listening");
+        return 0;
+    }
+    return forward_serve(listener, &daemon);
 }

@@ -1,11 +1,17 @@
 /*
  * nsinit init: pid 1 of a gVisor sandbox (see guest.h).
  *
- * Writes "ready" on stdout once it runs: runsc run's stdout is a pipe to the daemon,
- * which takes the line as the sandbox being up.  Then it puts /dev/null on its stdio,
- * so nothing of the daemon stays reachable through it, installs the sandbox's seccomp
- * filter, and reaps for ever: every process an exec leaves behind is reparented to it,
- * and stays a zombie until it is waited for.  The sandbox ends when the daemon kills it.
+ *   nsinit init [--forward PORT SOCKET]...
+ *
+ * Starts a forwarder (as `nsinit forward --port PORT --socket SOCKET` would, see
+ * guest-forward.c) for each --forward, listening before the sandbox is said to be up:
+ * the daemon then needs no `runsc exec` of its own for the proxy's port.  Writes "ready"
+ * on stdout once it runs: runsc run's stdout is a pipe to the daemon, which takes the
+ * line as the sandbox being up.  Then it puts /dev/null on its stdio, so nothing of the
+ * daemon stays reachable through it, and reaps for ever: every process an exec leaves
+ * behind is reparented to it, and stays a zombie until it is waited for.  The sandbox's
+ * seccomp filter is installed before anything else starts.  The sandbox ends when the
+ * daemon kills it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,9 +25,28 @@
 #include "guest.h"
 #include "seccomp.h"
 
+/* A forwarder of its own, a child of init in a session of its own; init keeps no fd of it. */
+static void start_forwarder(long port, const struct sockaddr_un *daemon) {
+    int listener = forward_listen(port);
+    if (listener < 0) fail("--forward: 127.0.0.1:%ld is taken", port);
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        _exit(forward_serve(listener, daemon));
+    }
+    close(listener);
+}
+
 int guest_init_main(int argc, char **argv) {
-    (void)argv;
-    if (argc != 1) fail("usage: nsinit init");
+    if ((argc - 1) % 3 != 0) fail("usage: nsinit init [--forward PORT SOCKET]...");
+    for (int i = 1; i < argc; i += 3) {
+        if (strcmp(argv[i], "--forward")) fail("unknown option %s", argv[i]);
+        long port = parse_number(argv[i], argv[i + 1]);
+        if (port <= 0 || port > 65535) fail("--forward: not a port: %s", argv[i + 1]);
+    }
     close_inherited_fds(NULL, 0);
 
     /* SIGCHLD blocked and taken with sigwaitinfo: no exit is missed between two waits. */
@@ -32,6 +57,12 @@ int guest_init_main(int argc, char **argv) {
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
     if (install_sandbox_filter() < 0) die("install the seccomp filter");
+
+    for (int i = 1; i < argc; i += 3) {
+        struct sockaddr_un daemon;
+        forward_address(argv[i + 2], &daemon);
+        start_forwarder(parse_number(argv[i], argv[i + 1]), &daemon);
+    }
 
     static const char ready[] = "ready\n";
     if (write(1, ready, sizeof ready - 1) != (ssize_t)(sizeof ready - 1)) die("write ready");

@@ -3,7 +3,7 @@
  * The daemon binds a copy of the static helper into the sandbox and starts each mode with
  * `runsc exec --process`, whose process spec sets the user, no capabilities and no_new_privs:
  *
- *   nsinit init                 the sandbox's pid 1 (guest-init.c)
+ *   nsinit init ...             the sandbox's pid 1, and the proxy port's forwarder (guest-init.c)
  *   nsinit run ...              one command of an exec, on pipes or a terminal (guest-run.c)
  *   nsinit forward ...          the egress proxy's port on the sandbox's loopback (guest-forward.c)
  *
@@ -11,6 +11,8 @@
  */
 #ifndef CLEANROOM_GUEST_H
 #define CLEANROOM_GUEST_H
+
+#include <sys/un.h>
 
 #define SETUP_FAILED 125
 
@@ -20,6 +22,11 @@ void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 long parse_number(const char *option, const char *value);
 void close_inherited_fds(int *keep, int count);
 int exit_like(int status);
+
+/* guest-forward.c: the forwarder's parts, which init uses too. */
+int forward_listen(long port);
+void forward_address(const char *path, struct sockaddr_un *daemon);
+int forward_serve(int listener, const struct sockaddr_un *daemon);
 
 int guest_init_main(int argc, char **argv);
 int guest_run_main(int argc, char **argv);

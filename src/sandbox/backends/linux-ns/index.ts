@@ -1,16 +1,13 @@
 import type {ChildProcess} from 'node:child_process'
 import type {Server} from 'node:net'
-import type {Readable} from 'node:stream'
 
 import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import type {BackendName, LinuxNsSettings} from '../../../config/schema.js'
 import {CleanroomError} from '../../../errors/index.js'
-import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess, WorkspaceLayers} from '../../backend.js'
-import type {SandboxResources} from '../../resources.js'
+import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {requireCapabilities} from '../../capabilities.js'
-import {readWorkspaceLayers} from '../../workspace-view.js'
-import {extractArchive, readArchive} from '../../archive.js'
+import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {LINUX_NS} from './descriptor.js'
 import {startExec} from './exec.js'
@@ -29,7 +26,7 @@ export type {LinuxNsRuntime} from './runtime.js'
  * mount namespace and becomes bwrap, whose init holds the namespaces; each exec joins
  * them through nsinit. See docs/backends.md.
  */
-export class LinuxNsBackend implements SandboxBackend {
+export class LinuxNsBackend extends ExecBackedBackend<LinuxNsRuntime> implements SandboxBackend {
   readonly name: BackendName = 'linux-ns'
   /** The outer bwrap of each sandbox this process started, to reap at terminate. */
   private readonly children = new Map<string, ChildProcess>()
@@ -39,6 +36,7 @@ export class LinuxNsBackend implements SandboxBackend {
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<LinuxNsSettings, 'resources'> & Partial<Pick<LinuxNsSettings, 'resources'>>) {
+    super()
     this.limits = new CgroupLimits(settings.resources ?? DEFAULT_RESOURCES)
   }
 
@@ -63,6 +61,10 @@ export class LinuxNsBackend implements SandboxBackend {
     return {...runtime}
   }
 
+  protected parse(runtime: BackendRuntime): LinuxNsRuntime {
+    return parseRuntime(runtime)
+  }
+
   async isAlive(runtime: BackendRuntime): Promise<boolean> {
     return isSandboxAlive(parseRuntime(runtime))
   }
@@ -78,28 +80,12 @@ export class LinuxNsBackend implements SandboxBackend {
     return listenInside((await this.tools()).nsinit, parseRuntime(runtime), port)
   }
 
-  async workspaceLayers(runtime: BackendRuntime): Promise<WorkspaceLayers> {
-    return readWorkspaceLayers(parseRuntime(runtime).state_dir)
-  }
-
-  async extractArchive(runtime: BackendRuntime, archive: Readable, destination: string): Promise<void> {
-    await extractArchive((request) => this.exec(runtime, request), archive, destination)
-  }
-
-  async readArchive(runtime: BackendRuntime, path: string): Promise<Readable> {
-    return readArchive((request) => this.exec(runtime, request), path)
-  }
-
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
     await this.limits.beforeKill(sandbox, () => killIfSame(sandbox.init_pid, sandbox.init_start_time))
     await killSandbox(sandbox, this.children.get(childKey(sandbox)))
     if (sandbox.userns_mode) await makeRemovable(sandbox.state_dir)
     await releaseHostResources({hostUid: sandbox.host_uid, cgroup: sandbox.cgroup}, sandbox.state_dir)
-  }
-
-  resourcesOf(runtime: BackendRuntime): SandboxResources | null {
-    return parseRuntime(runtime).resources ?? null
   }
 
   watchLimits(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void {

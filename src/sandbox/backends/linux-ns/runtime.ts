@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {readFile, stat} from 'node:fs/promises'
+import {open, readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
 import type {BackendRuntime} from '../../backend.js'
@@ -99,6 +99,24 @@ export async function processFacts(pid: number): Promise<ProcessFacts | undefine
     return {state: stat.state, startTime: stat.startTime, uid: Number(uid), dying}
   } catch {
     return undefined
+  }
+}
+
+/** Enough of /proc/<pid>/status for its State and Uid lines, which come first. */
+const STATUS_HEAD_BYTES = 1024
+
+/**
+ * The start of `/proc/<pid>/status`, in one read: sweeps over every process on the
+ * machine read this, and readFile would also fstat and read again to find the end.
+ * Rejects when the process is gone.
+ */
+export async function processStatusHead(pid: number | string): Promise<string> {
+  const file = await open(`/proc/${pid}/status`, 'r')
+  try {
+    const {buffer, bytesRead} = await file.read(Buffer.allocUnsafe(STATUS_HEAD_BYTES), 0, STATUS_HEAD_BYTES, 0)
+    return buffer.toString('latin1', 0, bytesRead)
+  } finally {
+    await file.close()
   }
 }
 

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {withHostLock} from './host-lock.js'
-import {isRunning, processFacts} from './runtime.js'
+import {isRunning, processFacts, processStatusHead} from './runtime.js'
 
 /**
  * Host uids reserved for sandboxes of a root daemon, one per sandbox, used as uid and
@@ -169,7 +169,7 @@ export async function uidsWithProcesses(): Promise<Set<number>> {
   const busy = new Set<number>()
   await Promise.all(
     pids.map(async (pid) => {
-      const status = await readFile(`/proc/${pid}/status`, 'latin1').catch(() => '')
+      const status = await processStatusHead(pid).catch(() => '')
       if (/^State:\s+Z/m.test(status)) return
       const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)
       for (const id of ids?.slice(1) ?? []) {
