@@ -89,8 +89,8 @@ class RawClient {
     return new RawClient(socket)
   }
 
-  send(path: string, phantom: string): void {
-    this.socket.write(`GET /upstream${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: ${phantom}\r\n\r\n`)
+  send(path: string, phantom: string, version = '1.1'): void {
+    this.socket.write(`GET /upstream${path} HTTP/${version}\r\nHost: 127.0.0.1\r\nX-Api-Key: ${phantom}\r\n\r\n`)
   }
 
   /** Everything received until `done` holds of it or the connection closed (then the rest is taken). */
@@ -241,6 +241,20 @@ describe('credential gateway: answers relayed as the upstream framed them', func
     expect(second).to.not.include('smuggled')
     expect(bodyOf(second)).to.equal('4\r\nreal\r\n0\r\n\r\n')
     expect(upstream.heads.map((seen) => seen.connection)).to.deep.equal([1, 2])
+  })
+
+  it('passes no interim answer on, and decodes a chunked body for an HTTP/1.0 client', async () => {
+    upstream.answer = (index) => (index === 0 ? ['HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'] : ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n'])
+    const sandbox = await client()
+    sandbox.send('/interim', phantom)
+    const answer = await sandbox.take(endsWith('ok'))
+    expect(answer).to.match(/^HTTP\/1\.1 200 OK\r\n/).and.not.include('103')
+    const old = await client()
+    old.send('/old', phantom, '1.0')
+    const decoded = await old.take(() => false)
+    expect(old.closed).to.equal(true)
+    expect(headOf(decoded)).to.not.match(/transfer-encoding/i)
+    expect(bodyOf(decoded)).to.equal('hello')
   })
 
   it('stops reading the upstream while the sandbox does not read: what is in flight stays bounded', async () => {
