@@ -21,9 +21,9 @@ import {AuditLog} from '../src/egress/audit.js'
 import {dialChecked} from '../src/egress/dial.js'
 import {recompilePolicy} from '../src/policy/compile.js'
 import {type GatewayPeerRequest, STREAM_BYTES} from './gateway-shared.js'
-import {compare, type Comparison} from './harness.js'
+import {compare, type Comparison, type Stats, stats} from './harness.js'
 
-export async function gatewayComparisons(runs: number): Promise<{firstByte: Comparison; throughput: Comparison}> {
+export async function gatewayComparisons(runs: number): Promise<{firstByte: Comparison; throughput: Comparison; streamCpu: Stats}> {
   const dir = await mkdtemp(join(tmpdir(), 'cleanroom-bench-gateway-'))
   const peer = fork(fileURLToPath(new URL('gateway-peer.ts', import.meta.url)), {execArgv: ['--import', 'tsx'], stdio: 'ignore'})
   const {port: upstreamPort} = await nextMessage<{port: number}>(peer)
@@ -60,10 +60,15 @@ export async function gatewayComparisons(runs: number): Promise<{firstByte: Comp
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
   const through = {url: `http://127.0.0.1:${(listener.address() as AddressInfo).port}/anthropic`, phantom: routePhantom(state.routes[0]!)}
 
+  // The gateway's own CPU time per stream (this process runs nothing else meanwhile): what it costs a loaded machine.
+  const streamCpuMs: number[] = []
   const request = (kind: GatewayPeerRequest['kind'], viaGateway: boolean) => async () => {
+    const cpuBefore = process.cpuUsage()
     peer.send({kind, gateway: viaGateway ? through : null} satisfies GatewayPeerRequest)
     const {bytes} = await nextMessage<{bytes: number}>(peer)
     if (kind === 'stream' && bytes < STREAM_BYTES) throw new Error(`the stream stopped after ${bytes} bytes`)
+    const cpu = process.cpuUsage(cpuBefore)
+    if (kind === 'stream' && viaGateway) streamCpuMs.push((cpu.user + cpu.system) / 1000)
   }
 
   try {
@@ -83,7 +88,8 @@ export async function gatewayComparisons(runs: number): Promise<{firstByte: Comp
       ],
       {runs: Math.min(runs, 10), warmup: 1},
     )
-    return {firstByte, throughput}
+    // The warm-up stream is left out, as the comparison leaves it out.
+    return {firstByte, throughput, streamCpu: stats(streamCpuMs.slice(1))}
   } finally {
     peer.disconnect()
     listener.close()

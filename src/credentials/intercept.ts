@@ -10,7 +10,8 @@ import type {GatewayContext} from './context.js'
 import {serveTokenEndpoint} from './oauth.js'
 import {formatPhantom} from './phantom.js'
 import type {LoginState, RouteState} from './state.js'
-import {endWithGatewayError, exchange, forward, forwardUpgrade, responseHeaders, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+import {forward} from './relay.js'
+import {endWithGatewayError, exchange, forwardUpgrade, responseHeaders, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
 
 const MAX_TOKEN_HOST_REQUEST_BYTES = 1 << 20
 /** A token field in JSON or a form, as an answer that hands out tokens has it. */

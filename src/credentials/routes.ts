@@ -7,7 +7,8 @@ import {sameToken} from './phantom.js'
 import {SecretUnavailable} from './secrets.js'
 import {routeUrl} from './spec.js'
 import {type RouteState, routePhantom} from './state.js'
-import {endWithGatewayError, forward, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
+import {forward} from './relay.js'
+import {endWithGatewayError, forwardUpgrade, sendGatewayError, upstreamHeaders, type UpstreamTarget} from './upstream.js'
 
 /** Headers an API client may carry its key in; the one holding the phantom is replaced by the route's header. */
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key', 'api-key']

@@ -25,11 +25,11 @@ export interface ForwardResult {
   refused?: RefusalDetail
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 const MAX_BUFFERED_BYTES = 1 << 20
 
 /** An upstream connection the sandbox's policy or the network refused. */
-class UpstreamRefused extends Error {
+export class UpstreamRefused extends Error {
   constructor(readonly detail: RefusalDetail) {
     super(refusalMessage(detail))
   }
@@ -43,6 +43,10 @@ class UpstreamRefused extends Error {
 export class UpstreamPool {
   private readonly agents = new Map<string, HttpAgent>()
   private readonly addresses = new WeakMap<Socket, string>()
+  /** Connections the relay (relay.ts) keeps alive between requests, by origin, and those in use. */
+  private readonly idle = new Map<string, Set<Socket>>()
+  private readonly busy = new Set<Socket>()
+  private readonly idleListeners = new WeakMap<Socket, () => void>()
 
   constructor(
     private readonly dial: (host: string, port: number) => Promise<CheckedDial>,
@@ -50,7 +54,7 @@ export class UpstreamPool {
   ) {}
 
   agent(target: UpstreamTarget): HttpAgent {
-    const key = `${target.protocol}//${target.host}:${target.port}`
+    const key = originOf(target)
     let agent = this.agents.get(key)
     if (agent === undefined) {
       agent = target.protocol === 'https:' ? new HttpsAgent({keepAlive: true}) : new HttpAgent({keepAlive: true})
@@ -72,14 +76,61 @@ export class UpstreamPool {
     return socket ? (this.addresses.get(socket) ?? null) : null
   }
 
+  /** A kept-alive connection to `target` the relay left idle, or a new one. */
+  async take(target: UpstreamTarget): Promise<Socket> {
+    const idle = this.idle.get(originOf(target))
+    for (const socket of idle ?? []) {
+      idle!.delete(socket)
+      const drop = this.idleListeners.get(socket)!
+      for (const event of ['data', 'end', 'close', 'error']) socket.off(event, drop)
+      if (socket.destroyed || !socket.writable) continue
+      socket.ref()
+      this.busy.add(socket)
+      return socket
+    }
+    const socket = await this.connect(target)
+    this.busy.add(socket)
+    return socket
+  }
+
+  /** A connection whose exchange ended cleanly, kept for the next request; anything it says while idle ends it. */
+  release(target: UpstreamTarget, socket: Socket): void {
+    this.busy.delete(socket)
+    if (socket.destroyed) return
+    const key = originOf(target)
+    const idle = this.idle.get(key) ?? new Set<Socket>()
+    this.idle.set(key, idle)
+    const drop = () => {
+      idle.delete(socket)
+      socket.destroy()
+    }
+    this.idleListeners.set(socket, drop)
+    for (const event of ['data', 'end', 'close', 'error']) socket.once(event, drop)
+    socket.resume()
+    socket.unref()
+    idle.add(socket)
+  }
+
+  /** A connection that must not be used again (an answer cut short, bytes after one, `Connection: close`). */
+  discard(socket: Socket): void {
+    this.busy.delete(socket)
+    socket.on('error', () => undefined)
+    socket.destroy()
+  }
+
   close(): void {
     for (const agent of this.agents.values()) agent.destroy()
     this.agents.clear()
+    for (const socket of [...this.busy, ...[...this.idle.values()].flatMap((idle) => [...idle])]) socket.destroy()
+    this.busy.clear()
+    this.idle.clear()
   }
 
   private async connect(target: UpstreamTarget): Promise<Socket> {
     const dialled = await this.dial(target.host, target.port)
     if (!dialled.ok) throw new UpstreamRefused(dialled.detail)
+    // A request's head and body go as separate writes: Nagle's algorithm would hold the body for the head's ACK.
+    dialled.socket.setNoDelay(true)
     if (target.protocol === 'http:') {
       this.addresses.set(dialled.socket, dialled.address)
       return dialled.socket
@@ -109,81 +160,6 @@ export function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeade
   const out: OutgoingHttpHeaders = {}
   for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value
   return out
-}
-
-/**
- * Sends `req` (its body streamed, or `body` when given) to `target` and streams
- * the answer back as it arrives (server-sent events are never held back). A
- * refusal or a failure before the answer becomes a JSON error: 403 for the
- * policy, 502 for the network.
- */
-export function forward(pool: UpstreamPool, req: IncomingMessage, res: ServerResponse, target: UpstreamTarget, headers: OutgoingHttpHeaders, body?: Buffer): Promise<ForwardResult> {
-  return new Promise((resolve) => {
-    const result: ForwardResult = {address: null, bytesUp: 0, bytesDown: 0}
-    const upstream = httpRequest({protocol: target.protocol, method: req.method, path: target.path, headers, agent: pool.agent(target)})
-    let done = false
-    const finish = () => {
-      if (done) return
-      done = true
-      resolve(result)
-    }
-    upstream.on('socket', (socket) => {
-      const known = pool.addressOf(socket)
-      if (known !== null) result.address = known
-      else socket.once('connect', () => (result.address = pool.addressOf(socket)))
-    })
-    upstream.on('response', (answer) => {
-      result.address ??= pool.addressOf(answer.socket)
-      result.status = answer.statusCode
-      res.writeHead(answer.statusCode ?? 502, responseHeaders(answer.headers))
-      res.flushHeaders()
-      // The parser hands a burst of small chunks (one per event) at once: read together, they are written as one.
-      let draining = false
-      const relay = () => {
-        if (draining) return
-        for (let data = answer.read() as Buffer | null; data !== null; data = answer.read() as Buffer | null) {
-          result.bytesDown += data.length
-          if (!res.write(data)) {
-            draining = true
-            res.once('drain', () => {
-              draining = false
-              relay()
-            })
-            return
-          }
-        }
-      }
-      answer.on('readable', relay)
-      answer.on('end', () => {
-        res.end()
-        finish()
-      })
-      answer.on('error', (error) => {
-        result.error = errorCode(error)
-        res.destroy()
-        finish()
-      })
-    })
-    upstream.on('error', (error) => {
-      if (error instanceof UpstreamRefused) result.refused = error.detail
-      result.error ??= error instanceof UpstreamRefused ? error.detail.reason : errorCode(error)
-      if (!res.headersSent) sendGatewayError(res, error instanceof UpstreamRefused ? refusalStatus(error.detail.reason) : 502, error instanceof UpstreamRefused ? error.detail.reason : 'upstream_failed', upstreamFailure(target, error))
-      else res.destroy()
-      finish()
-    })
-    // The sandbox hung up: nothing more to send or wait for.
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy()
-      finish()
-    })
-    if (body !== undefined) {
-      result.bytesUp = body.length
-      upstream.end(body)
-    } else {
-      req.on('data', (chunk: Buffer) => (result.bytesUp += chunk.length))
-      req.pipe(upstream)
-    }
-  })
 }
 
 /** One request whose answer is read whole (token endpoints): at most 1 MiB. */
@@ -261,7 +237,7 @@ export function forwardUpgrade(pool: UpstreamPool, req: IncomingMessage, client:
   })
 }
 
-function upstreamFailure(target: UpstreamTarget, error: unknown): string {
+export function upstreamFailure(target: UpstreamTarget, error: unknown): string {
   if (error instanceof UpstreamRefused) return `cleanroom credential gateway: ${error.message}`
   return `cleanroom credential gateway: could not reach ${target.protocol}//${bracketed(target.host)}:${target.port} (${errorCode(error)})`
 }
@@ -281,6 +257,10 @@ export function sendGatewayError(res: ServerResponse, status: number, code: stri
 export function endWithGatewayError(socket: Duplex, status: number, code: string, message: string): void {
   const text = JSON.stringify(gatewayErrorBody(code, message))
   socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nX-Cleanroom-Reason: ${code}\r\nConnection: close\r\n\r\n${text}`)
+}
+
+function originOf(target: UpstreamTarget): string {
+  return `${target.protocol}//${target.host}:${target.port}`
 }
 
 function bracketed(host: string): string {
