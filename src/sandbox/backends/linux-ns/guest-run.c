@@ -5,8 +5,8 @@
  *
  * runsc exec starts it as the sandbox user, with no capabilities and no_new_privs; it
  * changes to DIR (/workspace by default), installs the sandbox's seccomp filter (on
- * itself too: it runs beside the workload, as the same user) and vforks, and the child
- * execs CMD: in gVisor a fork copies the address space, a vfork does not.  `runsc exec` has no terminal of its own to offer (no
+ * itself too: it runs beside the workload, as the same user) and forks, and the child
+ * execs CMD.  `runsc exec` has no terminal of its own to offer (no
  * -t; -console-socket hands a host pty over SCM_RIGHTS and gVisor never sees a resize),
  * so with --tty the helper opens a pseudo-terminal inside the sandbox: CMD leads a new
  * session on its slave, and the helper relays its stdin to the master and the master to
@@ -87,7 +87,7 @@ static int read_control(struct control *c, pid_t child, int master) {
     return 1;
 }
 
-/* The child side, sharing the helper's memory until it execs: becomes CMD, on the terminal's slave when there is one. */
+/* The child side: becomes CMD, on the terminal's slave when there is one. */
 static void become_command(char **cmd, const char *slave, const struct winsize *size) {
     sigset_t none;
     sigemptyset(&none);
@@ -219,8 +219,8 @@ int guest_run_main(int argc, char **argv) {
     if (child_exited < 0) die("signalfd");
     signal(SIGPIPE, SIG_IGN);
 
-    pid_t child = vfork();
-    if (child < 0) die("vfork");
+    pid_t child = fork();
+    if (child < 0) die("fork");
     if (child == 0) become_command(cmd, slave, &size);
 
     if (tty) {
