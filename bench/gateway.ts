@@ -11,7 +11,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {type AddressInfo, createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {fileURLToPath, pathToFileURL} from 'node:url'
 
 import {SandboxGateway} from '../src/credentials/gateway.js'
 import {phantomSecret} from '../src/credentials/phantom.js'
@@ -21,7 +21,7 @@ import {AuditLog} from '../src/egress/audit.js'
 import {dialChecked} from '../src/egress/dial.js'
 import {recompilePolicy} from '../src/policy/compile.js'
 import {type GatewayPeerRequest, STREAM_BYTES} from './gateway-shared.js'
-import {compare, type Comparison, type Stats, stats} from './harness.js'
+import {compare, type Comparison, renderComparison, type Stats, stats} from './harness.js'
 
 export async function gatewayComparisons(runs: number): Promise<{firstByte: Comparison; throughput: Comparison; streamCpu: Stats}> {
   const dir = await mkdtemp(join(tmpdir(), 'cleanroom-bench-gateway-'))
@@ -101,4 +101,12 @@ export async function gatewayComparisons(runs: number): Promise<{firstByte: Comp
 
 function nextMessage<T>(child: ChildProcess): Promise<T> {
   return new Promise((resolve) => child.once('message', (message) => resolve(message as T)))
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const bench = await gatewayComparisons(Number(process.env.BENCH_RUNS ?? 10))
+  console.log(renderComparison(bench.firstByte))
+  console.log(renderComparison(bench.throughput))
+  const ratio = bench.throughput.results[0]!.stats.median / bench.throughput.results[1]!.stats.median
+  console.log(`## gateway: stream throughput ${ratio.toFixed(2)}x direct (goal >= 0.9x: ${ratio >= 0.9 ? 'MET' : 'MISSED'}); the gateway's CPU per 256 MiB stream: median ${bench.streamCpu.median.toFixed(0)} ms`)
 }
