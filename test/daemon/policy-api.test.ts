@@ -6,8 +6,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {DEFAULT_POLICY} from '../../src/policy/compile.js'
-import {apiRequest, sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
-import {tempDirs} from '../helpers/tmp.js'
+import {apiRequest, testDaemonSuite} from '../helpers/daemon.js'
 
 const VALID = fileURLToPath(new URL('../fixtures/policy/valid/', import.meta.url))
 const GO_POLICIES = readdirSync(VALID).filter((name) => name.startsWith('go-') && name.endsWith('.yaml'))
@@ -26,32 +25,16 @@ const call = async (socketPath: string, method: string, path: string, body?: str
 
 describe('the daemon API and repository policies', function () {
   this.timeout(120_000)
-  const dirs = tempDirs('cleanroom-policy-api-')
-  let dir: string
-  let test: TestDaemon
-  let bwrapBefore: Set<number>
-
-  before(async () => {
-    bwrapBefore = await sandboxPids()
-    dir = await dirs.make()
-    test = await startTestDaemon(dir)
-  })
-
-  after(async () => {
-    await test.daemon.close({shutdownSandboxes: true})
-    expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
-    expect(await mountsMentioning(dir)).to.deep.equal([])
-    await dirs.cleanup()
-  })
+  const suite = testDaemonSuite('cleanroom-policy-api-')
 
   async function repository(name: string, policy: string | Buffer): Promise<string> {
-    const repo = join(dir, name)
+    const repo = join(suite.dir, name)
     await mkdir(repo, {recursive: true})
     await writeFile(join(repo, 'cleanroom.yaml'), policy)
     return repo
   }
 
-  const create = (body: unknown) => call(test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify(body))
+  const create = (body: unknown) => call(suite.test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify(body))
 
   describe("the Go cleanroom's example policies", () => {
     for (const name of GO_POLICIES) {
@@ -62,7 +45,7 @@ describe('the daemon API and repository policies', function () {
           // Everything it asks for linux-ns can do: the image is what is missing, not in the (empty) cache.
           expect(answer.body.error?.code).to.equal('image_not_pulled')
           expect(readFileSync(join(VALID, name), 'utf8')).to.contain(`ref: ${String((answer.body.error?.details as {ref?: string} | undefined)?.ref)}`)
-          expect(await test.client.listSandboxes(true)).to.deep.equal([])
+          expect(await suite.test.client.listSandboxes(true)).to.deep.equal([])
           return
         }
         expect(answer.status, JSON.stringify(answer.body)).to.equal(422)
@@ -73,7 +56,7 @@ describe('the daemon API and repository policies', function () {
           for (const key of keys) expect(error.message).to.contain(key)
           expect(error.message).to.contain(capability)
         }
-        expect(await test.client.listSandboxes(true)).to.deep.equal([])
+        expect(await suite.test.client.listSandboxes(true)).to.deep.equal([])
       })
     }
 
@@ -98,7 +81,7 @@ describe('the daemon API and repository policies', function () {
       const bomb = ['version: 1', 'a0: &a0 [x, x, x, x, x, x, x, x, x]', ...Array.from({length: 8}, (_, i) => `a${i + 1}: &a${i + 1} [${Array.from({length: 9}, () => `*a${i}`).join(', ')}]`)].join('\n')
       expect((await create({repository: await repository('bomb', bomb)})).body.error?.message).to.match(/:6:\d+ has more than 20000 keys and values once its aliases are expanded/)
       expect((await create({repository: await repository('alias', 'version: 1\nsandbox: *x\n')})).body.error?.message).to.match(/:2:10 alias \*x has no anchor &x before it$/)
-      const fifo = join(dir, 'fifo')
+      const fifo = join(suite.dir, 'fifo')
       await mkdir(fifo)
       await execa('mkfifo', [join(fifo, 'cleanroom.yaml')])
       const answer = await create({repository: fifo})
@@ -107,7 +90,7 @@ describe('the daemon API and repository policies', function () {
     })
 
     it('answers a request nested too deep, too many extra rules, an unknown compiled field and a huge compiled policy 400', async () => {
-      const deep = await call(test.socketPath, 'POST', '/v1/sandboxes', `{"policy": ${'['.repeat(500_000)}${']'.repeat(500_000)}}`)
+      const deep = await call(suite.test.socketPath, 'POST', '/v1/sandboxes', `{"policy": ${'['.repeat(500_000)}${']'.repeat(500_000)}}`)
       expect(deep).to.deep.include({status: 400})
       expect(deep.body.error?.message).to.equal('request nests objects and arrays more than 64 deep')
       const extra = Array.from({length: 257}, (_, i) => ({host: `h${i}.example`, ports: [443]}))
@@ -134,7 +117,7 @@ describe('the daemon API and repository policies', function () {
     const pings: {ms: number; beforeCreatesDone: boolean}[] = []
     while (!createsDone) {
       const start = performance.now()
-      await call(test.socketPath, 'GET', '/v1/ping')
+      await call(suite.test.socketPath, 'GET', '/v1/ping')
       pings.push({ms: performance.now() - start, beforeCreatesDone: !createsDone})
     }
     const started = performance.now()

@@ -7,6 +7,7 @@ import {DaemonClient} from '../../src/client/client.js'
 import {DEFAULT_RUNTIME_CONFIG, type RuntimeConfig} from '../../src/config/schema.js'
 import {type RunningDaemon, startDaemon} from '../../src/daemon/daemon.js'
 import type {Resolver} from '../../src/egress/addresses.js'
+import {tempDirs} from './tmp.js'
 
 export interface TestDaemon {
   daemon: RunningDaemon
@@ -45,6 +46,72 @@ export async function startTestDaemon(
     ...(options.upstreamCa && {upstreamCa: options.upstreamCa}),
   })
   return {daemon, client: new DaemonClient(socketPath), socketPath, stateDir, agentCacheDir, logs}
+}
+
+/** The daemon of a `testDaemonSuite`; `test` may be replaced by a test that restarts it. */
+export interface DaemonSuite {
+  test: TestDaemon
+  readonly dir: string
+  /** The sandbox processes on the machine before the daemon started, for leftoverSandboxes. */
+  readonly sandboxesBefore: ReadonlySet<number>
+}
+
+/**
+ * Hooks for a describe block whose tests share one in-process daemon (or have one
+ * each, with `each`), in a temp dir of its own: after it, the daemon removes its
+ * sandboxes, none may be left running or mounted, and the dir goes, also when that
+ * check fails. `start` makes the daemon (default: startTestDaemon(dir)).
+ */
+export function testDaemonSuite(prefix: string, options: {each?: boolean; start?: (dir: string) => Promise<TestDaemon>} = {}): DaemonSuite {
+  const dirs = tempDirs(prefix)
+  const start = options.start ?? ((dir: string) => startTestDaemon(dir))
+  let sandboxesBefore = new Set<number>()
+  let dir: string | undefined
+  let test: TestDaemon | undefined
+  const setUp = async () => {
+    sandboxesBefore = await sandboxPids()
+    dir = await dirs.make()
+    test = await start(dir)
+  }
+  const tearDown = async () => {
+    try {
+      await test?.daemon.close({shutdownSandboxes: true})
+      test = undefined
+      if (dir === undefined) return
+      const made = dir
+      const left = await leftoverSandboxes(sandboxesBefore, made)
+      for (const pid of left) process.kill(pid, 'SIGKILL')
+      if (left.length > 0) throw new Error(`sandboxes of this suite still running after the daemon removed them all: ${left.join(', ')}`)
+      const mounts = await mountsMentioning(made)
+      if (mounts.length > 0) throw new Error(`mounts of this suite left:\n${mounts.join('\n')}`)
+    } finally {
+      dir = undefined
+      await dirs.cleanup()
+    }
+  }
+  if (options.each) {
+    beforeEach(setUp)
+    afterEach(tearDown)
+  } else {
+    before(setUp)
+    after(tearDown)
+  }
+  return {
+    get test() {
+      if (!test) throw new Error('the suite has no daemon running (its set-up failed)')
+      return test
+    },
+    set test(replacement: TestDaemon) {
+      test = replacement
+    },
+    get dir() {
+      if (dir === undefined) throw new Error('the suite has no dir (its set-up failed)')
+      return dir
+    },
+    get sandboxesBefore() {
+      return sandboxesBefore
+    },
+  }
 }
 
 /** The programs a sandbox's host processes run: bwrap (linux-ns), runsc and what it starts (gvisor). */

@@ -9,7 +9,7 @@ import {loadRuntimeConfig} from '../../src/config/load.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {parsePackageJsonBytes, readPackageJsonFile} from '../../src/plugins/package-json.js'
 import {loadPolicy} from '../../src/policy/load.js'
-import {apiRequest, sandboxPids, leftoverSandboxes, mountsMentioning, startTestDaemon, type TestDaemon} from '../helpers/daemon.js'
+import {apiRequest, testDaemonSuite} from '../helpers/daemon.js'
 import {type Mutant, mutants} from '../helpers/mutate.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -170,31 +170,17 @@ describe(`parsing fuzz (seed ${SEED}, CLEANROOM_FUZZ_SEED to change)`, function 
   })
 
   describe('the same policies through the daemon API', () => {
-    let test: TestDaemon
-    let dir: string
-    let bwrapBefore: Set<number>
-
-    before(async () => {
-      bwrapBefore = await sandboxPids()
-      dir = await dirs.make()
-      test = await startTestDaemon(dir)
-    })
-
-    after(async () => {
-      await test.daemon.close({shutdownSandboxes: true})
-      expect(await leftoverSandboxes(bwrapBefore, dir), 'sandboxes of this test still running').to.deep.equal([])
-      expect(await mountsMentioning(dir)).to.deep.equal([])
-    })
+    const suite = testDaemonSuite('cleanroom-fuzz-api-')
 
     it(`answers POST /v1/sandboxes {"repository"} for each of them with what the library says, never a 5xx`, async () => {
-      const repo = join(dir, 'repo')
+      const repo = join(suite.dir, 'repo')
       await mkdir(repo)
       const file = join(repo, 'cleanroom.yaml')
       for (const {label, mutant} of policyCases()) {
         const context = `seed ${SEED}, policy ${label} through the API`
         await writeFile(file, mutant.bytes)
         const local = await loadPolicy(repo).catch((error: unknown) => error as CleanroomError)
-        const {result, ms} = await cpuTime(() => apiRequest<{sandbox_id?: string; policy_hash?: string}>(test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify({repository: repo})))
+        const {result, ms} = await cpuTime(() => apiRequest<{sandbox_id?: string; policy_hash?: string}>(suite.test.socketPath, 'POST', '/v1/sandboxes', JSON.stringify({repository: repo})))
         expect(ms, `${context}: CPU time`).to.be.below(CPU_BOUND_MS)
         if (result instanceof Error) throw result
         expect(result.status, `${context}: ${JSON.stringify(result.body).slice(0, 300)}`).to.be.below(500)
@@ -209,7 +195,7 @@ describe(`parsing fuzz (seed ${SEED}, CLEANROOM_FUZZ_SEED to change)`, function 
         } else {
           expect(result.status, `${context}: ${JSON.stringify(result.body).slice(0, 300)}`).to.equal(201)
           expect(result.body.policy_hash, context).to.equal(local.policy.hash)
-          await test.client.removeSandbox(result.body.sandbox_id!)
+          await suite.test.client.removeSandbox(result.body.sandbox_id!)
         }
       }
     })
