@@ -1,12 +1,11 @@
 import type {IncomingMessage, OutgoingHttpHeaders, ServerResponse} from 'node:http'
 import type {Socket} from 'node:net'
 
+import {HTTP_FIELD_VALUE, HTTP_TOKEN} from '../egress/http-head.js'
 import {errorCode, refusalStatus} from '../egress/messages.js'
 import {BodyTracker, type Framing, headEnd, parseResponseHead, type ResponseHead, responseFraming, UpstreamProtocolError} from './response-framing.js'
 import {type ForwardResult, HOP_BY_HOP, sendGatewayError, type UpstreamPool, UpstreamRefused, upstreamFailure, type UpstreamTarget} from './upstream.js'
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/
 /** What the sandbox has not taken yet before the upstream is read no further: reading on meanwhile keeps both legs busy. */
 const MAX_UNSENT_BYTES = 1 << 20
 const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE'])
@@ -66,7 +65,7 @@ export async function forward(pool: UpstreamPool, req: IncomingMessage, res: Ser
       socket.off('end', onEnd)
       socket.off('error', onError)
       socket.off('close', onEnd)
-      if (reusable && requestSent && answer !== undefined && !answer.head.http10 && !closes(answer.head)) pool.release(target, socket)
+      if (reusable && requestSent && answer !== undefined && !answer.head.http10 && !connectionTokens(answer.head).has('close')) pool.release(target, socket)
       else pool.discard(socket)
       resolve(result)
     }
@@ -137,7 +136,7 @@ export async function forward(pool: UpstreamPool, req: IncomingMessage, res: Ser
 
 /** Writes the answer's head to the sandbox; its body goes on as framed when the sandbox's client reads that framing (HTTP/1.1). */
 function startAnswer(res: ServerResponse, req: IncomingMessage, head: ResponseHead, framing: Framing): {head: ResponseHead; tracker: BodyTracker; raw: boolean} {
-  const named = new Set(head.values('connection').flatMap((value) => value.toLowerCase().split(',')).map((token) => token.trim()))
+  const named = connectionTokens(head)
   const headers: string[] = []
   for (let i = 0; i < head.rawHeaders.length; i += 2) {
     const name = head.rawHeaders[i]!.toLowerCase()
@@ -185,14 +184,14 @@ function sendBody(req: IncomingMessage, socket: Socket, mode: 'buffer' | 'chunke
 
 /** The request's head; a header or path that a swapped secret made unsendable is refused, not sent. */
 function requestHead(method: string, target: UpstreamTarget, headers: OutgoingHttpHeaders, framing: string | undefined): string {
-  if (!TOKEN.test(method)) throw new UnsendableRequest(`the method "${method}" is not an HTTP token`)
+  if (!HTTP_TOKEN.test(method)) throw new UnsendableRequest(`the method "${method}" is not an HTTP token`)
   if (/[^\u0021-\u00FF]/.test(target.path)) throw new UnsendableRequest('the request path holds characters HTTP does not allow (a secret swapped into it?)')
   const lines = [`${method} ${target.path} HTTP/1.1`]
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase()
     if (value === undefined || lower === 'content-length' || lower === 'transfer-encoding' || lower === 'connection') continue
     for (const each of Array.isArray(value) ? value : [String(value)]) {
-      if (!TOKEN.test(name) || !FIELD_VALUE.test(each)) throw new UnsendableRequest(`the header ${name} holds characters HTTP does not allow (a secret swapped into it?)`)
+      if (!HTTP_TOKEN.test(name) || !HTTP_FIELD_VALUE.test(each)) throw new UnsendableRequest(`the header ${name} holds characters HTTP does not allow (a secret swapped into it?)`)
       lines.push(`${name}: ${each}`)
     }
   }
@@ -201,6 +200,7 @@ function requestHead(method: string, target: UpstreamTarget, headers: OutgoingHt
   return `${lines.join('\r\n')}\r\n\r\n`
 }
 
-function closes(head: ResponseHead): boolean {
-  return head.values('connection').some((value) => value.toLowerCase().split(',').some((token) => token.trim() === 'close'))
+/** The lowercase options of the answer's Connection headers: `close`, and the names of headers meant for this hop only. */
+function connectionTokens(head: ResponseHead): Set<string> {
+  return new Set(head.values('connection').flatMap((value) => value.toLowerCase().split(',')).map((token) => token.trim()))
 }

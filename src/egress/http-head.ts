@@ -32,9 +32,10 @@ export const MAX_HEADER_LINE_BYTES = 16 * 1024
 /** Where a request's body ends: after `length` bytes, or at the last chunk of a chunked body. */
 export type BodyFraming = {readonly kind: 'length'; readonly length: number} | {readonly kind: 'chunked'}
 
-const TOKEN = /^[!#$%&'*+.^_`|~\w-]+$/
+/** An HTTP token (a method, a header name) and a header value as RFC 9110 allows them. */
+export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~\w-]+$/
+export const HTTP_FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/
 const REQUEST_LINE = /^(\S+) ([\x21-\x7E]+) (HTTP\/1\.[01])$/
-const HEADER_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/
 const HTTP_DEFAULT_PORT = 80
 
 /** Headers that describe one hop; the proxy never forwards them, nor the `Proxy-*` family. */
@@ -52,7 +53,7 @@ export function parseRequestHead(head: Buffer): RequestHead {
   const [requestLine = '', ...headerLines] = lines
   const request = REQUEST_LINE.exec(requestLine)
   const [, method = '', target = '', version] = request ?? []
-  if (!TOKEN.test(method) || (version !== 'HTTP/1.0' && version !== 'HTTP/1.1')) {
+  if (!HTTP_TOKEN.test(method) || (version !== 'HTTP/1.0' && version !== 'HTTP/1.1')) {
     throw malformed(`"${printable(requestLine)}" is not an HTTP/1.x request line`)
   }
   if (headerLines.length > MAX_HEADER_COUNT) {
@@ -65,7 +66,7 @@ export function parseRequestHead(head: Buffer): RequestHead {
       throw new ProtocolError('header_too_large', `the header line "${printable(line.slice(0, 64))}" is ${line.length} bytes long; the proxy takes header lines up to ${MAX_HEADER_LINE_BYTES / 1024} KiB`)
     }
     const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, '')
-    if (colon <= 0 || !TOKEN.test(name) || !HEADER_VALUE.test(value)) throw malformed(`"${printable(line)}" is not a header line`)
+    if (colon <= 0 || !HTTP_TOKEN.test(name) || !HTTP_FIELD_VALUE.test(value)) throw malformed(`"${printable(line)}" is not a header line`)
     return [name, value]
   })
   return {method, target, version, headers}
