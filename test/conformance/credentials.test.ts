@@ -99,7 +99,7 @@ for (const backend of BACKENDS) {
       expect(api!.requests[0]!.headers['x-api-key']).to.equal(REAL_KEY)
       expect(api!.requests[0]!.headers.authorization, 'the phantom is removed').to.equal(undefined)
 
-      const search = await sh(`env | grep -cF "$ANTHROPIC_AUTH_TOKEN"; env | grep -cF -e '${REAL_KEY}' -e '${INTERCEPTED_KEY}'; grep -rlsF -e '${REAL_KEY}' -e '${INTERCEPTED_KEY}' /home /workspace /tmp /etc /run; true`)
+      const search = await sh(`env | grep -cF -e "$ANTHROPIC_AUTH_TOKEN"; env | grep -cF -e '${REAL_KEY}' -e '${INTERCEPTED_KEY}'; grep -rlsF -e '${REAL_KEY}' -e '${INTERCEPTED_KEY}' /home /workspace /tmp /etc /run; true`)
       expect(search.stdout, 'no real key in the environment or a file the workload can read').to.equal('1\n0\n')
     })
 
