@@ -133,15 +133,19 @@ const modes = {
 
   /**
    * Keeps trying the proxy (CONNECT `authority`) every `intervalMs` and appends each outcome to `log`
-   * ("ok", or the error code) when it changes, until `stop` exists. Runs in the background.
+   * when it changes, until `stop` exists (or `maxMs` passed): one line "<state>\t<when the attempt began,
+   * ms since the epoch>\t<how long it took, ms>", the state "ok", an error code, "timeout" (no answer in
+   * 2 s) or "answer <status line>" ("answer " when it closed unanswered). Runs in the background.
    */
   async watch({authority, log, stop, intervalMs = 50, maxMs = 30000}) {
     const started = Date.now()
     let last = ''
     while (!existsSync(stop) && Date.now() - started < maxMs) {
+      const began = Date.now()
       const outcome = await converse(net.connect(PROXY), 2000, [{send: `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`}, {until: '\r\n\r\n'}, {close: true}])
-      const state = outcome.error ?? (/^HTTP\/1\.1 200/.test(outcome.received) ? 'ok' : `answer ${outcome.received.split('\r\n')[0]}`)
-      if (state !== last) appendFileSync(log, `${state}\n`)
+      const answered = /^HTTP\/1\.1 200/.test(outcome.received) ? 'ok' : outcome.timedOut ? 'timeout' : `answer ${outcome.received.split('\r\n')[0]}`
+      const state = outcome.error ?? answered
+      if (state !== last) appendFileSync(log, `${state}\t${began}\t${Date.now() - began}\n`)
       last = state
       await sleep(intervalMs)
     }
