@@ -19,8 +19,12 @@ const HELLO_TIMEOUT_MS = 5_000
 const UNNAMED_LIMIT = 32
 /** From the request to the exec's four connections: the server answers in milliseconds, a stuck one gets this long. */
 const CONNECT_TIMEOUT_MS = 10_000
+/** Init starts the server as the sandbox comes up, so an exec right after a create may come first: it waits this long, once. */
+const FIRST_CONNECT_MS = 2_000
 /** What the server says on ctl is one short line ("chdir <strerror>" is the longest). */
 const STATUS_BYTES = 256
+/** The largest request the server takes (guest-serve.c MAX_FRAME); the kernel's own limit on a command line is lower. */
+const MAX_FRAME_BYTES = 4 * 1024 * 1024
 const ROLES = ['in', 'out', 'err', 'ctl'] as const
 type Role = (typeof ROLES)[number]
 type Connections = Record<Role, Socket>
@@ -28,7 +32,8 @@ type Connections = Record<Role, Socket>
 interface Waiting {
   connections: Partial<Connections>
   done(connections: Connections): void
-  fail(error: Error): void
+  /** The server is gone before the exec's connections were all made: the command never started. */
+  gone(): void
 }
 
 /** What the server is asked to run: an exec request as the backend resolved it. */
@@ -53,6 +58,8 @@ export class ExecServer {
   private mainEnded = false
   private unnamed = 0
   private readonly waiting = new Map<string, Waiting>()
+  private arrived: () => void = () => undefined
+  private readonly mainArrived = new Promise<void>((resolve) => (this.arrived = resolve))
 
   private constructor(private readonly server: Server) {}
 
@@ -86,29 +93,37 @@ export class ExecServer {
   }
 
   close(): void {
-    this.mainEnded = true
+    this.end()
     this.main?.destroy()
-    for (const waiting of this.waiting.values()) waiting.fail(new Error('the sandbox is being removed'))
     this.server.close()
   }
 
-  /** Runs `request` as a child of the server; its stdio are three of the connections, its end is told on the fourth. */
-  async start(request: ServedExec, isAlive: () => Promise<boolean>): Promise<SandboxProcess> {
+  /**
+   * Runs `request` as a child of the server; its stdio are three of the connections, its
+   * end is told on the fourth. Undefined when there is no server (any more) and the command
+   * did not start: the caller runs it another way.
+   */
+  async start(request: ServedExec, isAlive: () => Promise<boolean>): Promise<SandboxProcess | undefined> {
+    if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
+    if (!(await this.ready())) return undefined
     const token = randomBytes(32).toString('hex')
     const strings = [token, request.cwd, String(request.argv.length), ...request.argv, ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`)]
     if (strings.some((text) => text.includes('\0'))) throw new CleanroomError('bad_request', 'a command word, the working directory or an environment entry holds a NUL byte')
     const body = Buffer.from(`${strings.join('\0')}\0`, 'utf8')
+    if (body.length > MAX_FRAME_BYTES) throw new CleanroomError('bad_request', `the command and its environment are ${body.length} bytes: more than ${MAX_FRAME_BYTES} cannot be run`)
     const frame = Buffer.alloc(4 + body.length)
     frame.writeUInt32BE(body.length, 0)
     body.copy(frame, 4)
-    const connections = await new Promise<Connections>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`the exec server inside did not connect within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS)
-      const fail = (error: Error) => {
+    const connections = await new Promise<Connections | undefined>((resolve, reject) => {
+      const settle = () => {
         clearTimeout(timer)
-        if (this.waiting.get(token) === waiting) this.waiting.delete(token)
+        this.waiting.delete(token)
         for (const socket of Object.values(waiting.connections)) socket.destroy()
-        reject(error)
       }
+      const timer = setTimeout(() => {
+        settle()
+        reject(new Error(`the exec server inside made no connections for the command within ${CONNECT_TIMEOUT_MS / 1000} s`))
+      }, CONNECT_TIMEOUT_MS)
       const waiting: Waiting = {
         connections: {},
         done: (all) => {
@@ -116,17 +131,36 @@ export class ExecServer {
           this.waiting.delete(token)
           resolve(all)
         },
-        fail,
+        gone: () => {
+          settle()
+          resolve(undefined)
+        },
       }
       this.waiting.set(token, waiting)
-      if (!this.main || !this.main.write(frame)) {
-        if (!this.connected) fail(new Error('the exec server inside is gone'))
-      }
+      this.main!.write(frame)
     }).catch(async (error: Error) => {
       if (!(await isAlive())) throw sandboxGone()
       throw new CleanroomError('backend_failed', `could not run the command in the sandbox: ${error.message}`, {cause: error})
     })
-    return served(connections, request.cwd, isAlive)
+    return connections && served(connections, request.cwd, isAlive)
+  }
+
+  /** The server is connected, after a wait for its first connection if it has never connected. */
+  private async ready(): Promise<boolean> {
+    if (this.connected || this.mainEnded) return this.connected
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.mainArrived, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_CONNECT_MS)))])
+    clearTimeout(timer)
+    // A server slower than that is not waited for again; one that comes later is refused.
+    if (!this.connected) this.end()
+    return this.connected
+  }
+
+  /** No server from now on: the execs waiting for their connections are run another way. */
+  private end(): void {
+    this.mainEnded = true
+    this.arrived()
+    for (const waiting of [...this.waiting.values()]) waiting.gone()
   }
 
   private accept(socket: Socket): void {
@@ -172,10 +206,8 @@ export class ExecServer {
     if (name === 'main') {
       if (this.mainEnded || this.main || !sameText(value, this.key)) return false
       this.main = socket
-      socket.once('close', () => {
-        this.mainEnded = true
-        for (const waiting of this.waiting.values()) waiting.fail(new Error('the exec server inside is gone'))
-      })
+      this.arrived()
+      socket.once('close', () => this.end())
       socket.resume()
       // The server sends nothing after its hello: whatever comes is dropped.
       socket.on('data', () => undefined)

@@ -81,10 +81,8 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     const sandbox = parseRuntime(runtime)
     const server = this.execServers.get(sandbox.run_dir)
     // A terminal is made by `nsinit run` inside (the exec server runs commands on its connections as they are).
-    const started =
-      server?.connected && !request.tty
-        ? await server.start({argv: request.argv, env: workloadEnv(request, sandbox.image), cwd: request.cwd ?? sandbox.image?.cwd ?? WORKSPACE}, () => isSandboxAlive(sandbox))
-        : await startExec((await this.tools()).runsc, sandbox, request)
+    const served = server && !request.tty ? await server.start({argv: request.argv, env: workloadEnv(request, sandbox.image), cwd: request.cwd ?? sandbox.image?.cwd ?? WORKSPACE}, () => isSandboxAlive(sandbox)) : undefined
+    const started = served ?? (await startExec((await this.tools()).runsc, sandbox, request))
     void started.exited.finally(() => this.limits.execEnded(sandbox)).catch(() => undefined)
     return started
   }

@@ -102,6 +102,8 @@ static void __attribute__((noreturn)) become_command(int stdio[3], char **argv, 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    /* A session of its own: a command's `kill 0` reaches its own processes, never the server or other commands. */
+    if (setsid() < 0) _exit(SETUP_FAILED);
     for (int k = 0; k < 3; k++)
         if (dup2(stdio[k], k) < 0) _exit(SETUP_FAILED);
     /* The command's PATH, not the server's, decides where argv[0] is found. */
@@ -239,7 +241,7 @@ static void become_workload(long uid, long gid) {
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE");
 }
 
-void guest_serve(const char *socket_path, long uid, long gid, const char *key) {
+void guest_serve(const char *socket_path, long uid, long gid, char *key) {
     become_workload(uid, gid);
     struct sockaddr_un daemon;
     forward_address(socket_path, &daemon);
@@ -247,8 +249,15 @@ void guest_serve(const char *socket_path, long uid, long gid, const char *key) {
     snprintf(hello, sizeof hello, "main %s\n", key);
     int main_fd = connect_daemon(&daemon, hello);
     if (main_fd < 0) _exit(SETUP_FAILED);
-    /* From here on the key is known to the daemon alone again. */
+    /* Taken once: the daemon refuses it from now on, and no copy stays here. */
     explicit_bzero(hello, sizeof hello);
+    explicit_bzero(key, strlen(key));
+    /* Init's stdio (the daemon's key and ready pipes, the sandbox log) stays with init until it is ready, not here. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) die("open /dev/null");
+    for (int fd = 0; fd <= 2; fd++)
+        if (dup2(null, fd) < 0) die("dup2 /dev/null");
+    close(null);
     signal(SIGPIPE, SIG_IGN);
 
     sigset_t children;

@@ -34,7 +34,7 @@ int forward_serve(int listener, const struct sockaddr_un *daemon);
 /* guest-serve.c */
 void drop_bounding_set(void);
 void clear_capabilities(void);
-void guest_serve(const char *socket_path, long uid, long gid, const char *key) __attribute__((noreturn));
+void guest_serve(const char *socket_path, long uid, long gid, char *key) __attribute__((noreturn));
 
 /* guest-run.c */
 int write_all(int fd, const char *buf, size_t len);
