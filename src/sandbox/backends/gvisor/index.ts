@@ -132,6 +132,11 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     await sweepRunDirs(await this.runsc())
   }
 
+  /** The exec servers inside see their connection end and exit: a restarted daemon runs execs with `runsc exec`. */
+  release(): void {
+    for (const runDir of [...this.execServers.keys()]) this.forget(runDir)
+  }
+
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
     return hasWorkload(await this.runsc(), parseRuntime(runtime))
   }
