@@ -302,6 +302,7 @@ export class SandboxManager {
     for (const id of [...this.watches.keys()]) this.unwatch(id)
     this.activity.forgetAll()
     await this.egress.stopAll()
+    for (const backend of this.backends.values()) backend.release?.()
     await this.records.allWritten()
   }
 

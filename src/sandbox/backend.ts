@@ -120,6 +120,8 @@ export interface SandboxBackend {
   watchLimits?(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void
   /** Releases what sandboxes that are gone still hold on the host (after a daemon was killed); called when a daemon starts. */
   reclaimLeftovers?(): Promise<void>
+  /** The daemon stops and its sandboxes run on: let go of what is held for them in this process (a new daemon starts without it). */
+  release?(): void
 }
 
 export interface BackendOptions {

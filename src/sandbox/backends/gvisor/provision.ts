@@ -15,6 +15,7 @@ import {readOnlyMountPlan} from '../linux-ns/nsinit.js'
 import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GUEST, GVISOR_STATE, writeBundle} from './bundle.js'
+import {ExecServer} from './exec-server.js'
 import {launchSandbox} from './launch.js'
 import {hostLimits} from './limits.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
@@ -38,7 +39,7 @@ export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
  * run --detach`, which starts the gVisor kernel and gofer as U and the sandbox's init
  * inside, then exits: all of them, and every thread they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<GvisorRuntime> {
+export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer}> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
   // Never the host's root filesystem for a policy that names an image.
@@ -54,6 +55,7 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   await mkdir(state, {recursive: true, mode: 0o700})
   let claimed: number | undefined
   let cgroup: SandboxCgroup | undefined
+  let execServer: ExecServer | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
     // the sandbox sees, the run dir and the root filesystem plan are made.
@@ -69,17 +71,22 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
       workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
-      mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => mkdir(join(runDir, 'egress'), {recursive: true, mode: 0o700})),
+      mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => Promise.all(['egress', 'exec'].map((name) => mkdir(join(runDir, name), {recursive: true, mode: 0o700})))),
     ] as const)
     const filesUid = workload.uid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const filesGid = workload.gid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const egressDir = join(runDir, 'egress')
+    const execDir = join(runDir, 'exec')
     // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
     await chown(runDir, 0, hostUid)
     await chmod(runDir, 0o710)
     await chown(egressDir, hostUid, hostUid)
+    // The exec server inside is the workload's user; its connections reach the host as the sandbox's kernel (group hostUid).
+    await chown(execDir, filesUid, hostUid)
+    await chmod(execDir, 0o750)
+    execServer = await ExecServer.listen(execDir, {uid: filesUid, gid: hostUid})
     const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts})
+    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts, execDir})
     const lower = workspace ?? (await emptyWorkspace(state))
     const whiteoutFile = await writeWhiteouts(state, hidden)
     const argv = [
@@ -92,8 +99,8 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
-    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir)
-    return {
+    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir, `${execServer.key}\n`)
+    const runtime: GvisorRuntime = {
       state_dir: state,
       run_dir: runDir,
       host_uid: hostUid,
@@ -105,7 +112,9 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       ...(image ? {image: image.workload} : {}),
     }
+    return {runtime, execServer}
   } catch (error) {
+    execServer?.close()
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.
     await runscCommand(tools.runsc, [...rootFlags({run_dir: runDir}), 'delete', '--force', CONTAINER_ID])
     await rm(runDir, {recursive: true, force: true})
