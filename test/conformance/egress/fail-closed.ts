@@ -24,65 +24,97 @@ const WHILE_RESTARTING = new Map([
   ['timeout', "one made while the new daemon starts: the sandbox's listener exists before the daemon serves it, and a loaded machine may take longer than the watcher waits (2 s)"],
 ])
 
+/**
+ * A watcher in `main` (sandbox-probe.mjs `watch`) trying the proxy every 25 ms while the
+ * daemon restarts, and when the daemon went and came back (host clock, which the
+ * sandbox's follows), to read the watcher's log against when an assertion fails.
+ */
+class RestartWatch {
+  private readonly marks: Array<[string, number]> = []
+  private readonly log = '/tmp/watch.log'
+  private readonly stopFile = '/tmp/watch.stop'
+
+  constructor(private readonly suite: EgressSuite) {}
+
+  async start(authority: string): Promise<void> {
+    // The stop file ends the watcher; its own limit (the test's budget) only ends one a failed test left, however long the restart took.
+    const watch = JSON.stringify({authority, log: this.log, stop: this.stopFile, intervalMs: 25, maxMs: SUITE_BUDGET_MS})
+    await this.suite.main.sh(`node ${PROBE} watch '${watch}' </dev/null >/tmp/watch.out 2>&1 &`)
+  }
+
+  async stop(): Promise<void> {
+    await this.suite.main.sh(`touch ${this.stopFile}`)
+  }
+
+  mark(what: string): void {
+    this.marks.push([what, Date.now()])
+  }
+
+  async entries(): Promise<WatchedState[]> {
+    const {stdout} = await this.suite.main.sh(`cat ${this.log} 2>/dev/null`)
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [state = '', began = '', tookMs = ''] = line.split('\t')
+        return {state, began: Number(began), tookMs: Number(tookMs)}
+      })
+  }
+
+  /** Waits up to 5 s until the states logged so far satisfy `condition`; failing, says what the watcher saw when. */
+  async until(condition: (states: string[]) => boolean, what: string): Promise<void> {
+    await until(async () => condition((await this.entries()).map(({state}) => state)), 5000, what).catch(async (error: unknown) =>
+      expect.fail(`${messageOf(error)}\n${this.story(await this.entries())}`),
+    )
+  }
+
+  /** The watcher's states among the marks, in time order, and the current daemon's log. */
+  story(entries: WatchedState[]): string {
+    const zero = this.marks[0]?.[1] ?? 0
+    const at = (time: number) => `${time >= zero ? '+' : ''}${time - zero} ms`
+    const events = [
+      ...this.marks.map(([what, time]) => ({time, text: `${at(time)} ${what}`})),
+      ...entries.map(({state, began, tookMs}) => ({time: began, text: `${at(began)} watcher: ${JSON.stringify(state)} (took ${tookMs} ms)`})),
+    ]
+    const {test, main} = this.suite
+    const daemonLog = test.logs.filter((line) => line.includes(main.id) || !line.startsWith('sandbox '))
+    const timeline = events.sort((a, b) => a.time - b.time).map(({text}) => text)
+    return [...timeline, "the daemon's log:", ...daemonLog].join('\n')
+  }
+}
+
 /** No daemon, no egress; a new daemon re-adopts the sandboxes and their policies. */
 export function failClosed(suite: EgressSuite): void {
   describe('fail closed', () => {
     it('34 while the daemon is down the proxy port refuses connections; a new daemon re-adopts the sandbox and egress works again', async () => {
       const {A} = suite.ports()
-      const log = '/tmp/watch.log'
-      const stop = '/tmp/watch.stop'
-      // The stop file ends the watcher; its own limit (the test's budget) only ends one a failed test left, however long the restart took.
-      const watch = JSON.stringify({authority: `allowed.test:${A}`, log, stop, intervalMs: 25, maxMs: SUITE_BUDGET_MS})
-      await suite.main.sh(`node ${PROBE} watch '${watch}' </dev/null >/tmp/watch.out 2>&1 &`)
-      const watched = async (): Promise<WatchedState[]> =>
-        (await suite.main.sh(`cat ${log} 2>/dev/null`)).stdout
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => {
-            const [state = '', began = '', tookMs = ''] = line.split('\t')
-            return {state, began: Number(began), tookMs: Number(tookMs)}
-          })
-      const states = async () => (await watched()).map(({state}) => state)
-      // When the daemon went and came back (host clock, which the sandbox's shares), to read the watcher's log against.
-      const marks: Array<[string, number]> = []
-      const mark = (what: string) => marks.push([what, Date.now()])
-      const story = (seen: WatchedState[]): string => {
-        const zero = marks[0]?.[1] ?? 0
-        const at = (time: number) => `${time - zero >= 0 ? '+' : ''}${time - zero} ms`
-        const events = [...marks.map(([what, time]) => ({time, text: `${at(time)} ${what}`})), ...seen.map(({state, began, tookMs}) => ({time: began, text: `${at(began)} watcher: ${JSON.stringify(state)} (took ${tookMs} ms)`}))]
-        const daemonLog = suite.test.logs.filter((line) => line.includes(suite.main.id) || !line.startsWith('sandbox '))
-        return `${events
-          .sort((a, b) => a.time - b.time)
-          .map(({text}) => text)
-          .join('\n')}\nthe daemon's log:\n${daemonLog.join('\n')}`
-      }
-      const waitFor = async (condition: () => Promise<boolean>, what: string) =>
-        until(condition, 5000, what).catch(async (error: unknown) => expect.fail(`${messageOf(error)}\n${story(await watched())}`))
-      await waitFor(async () => (await states()).includes('ok'), 'the watcher to get through the proxy')
+      const watch = new RestartWatch(suite)
+      await watch.start(`allowed.test:${A}`)
+      await watch.until((states) => states.includes('ok'), 'the watcher to get through the proxy')
 
-      mark('the old daemon closes')
+      watch.mark('the old daemon closes')
       await suite.test.daemon.close()
-      mark('the old daemon is closed')
+      watch.mark('the old daemon is closed')
       const auditWhenDown = await readFile(join(suite.test.stateDir, 'sandboxes', suite.main.id, 'egress.jsonl'), 'utf8')
       const reachedWhenDown = suite.allowedWeb.connections.length
       // The watcher keeps trying while no daemon runs (every 25 ms).
       await sleep(700)
       expect(suite.allowedWeb.connections.length, 'connections that reached the allowed host while the daemon was down').to.equal(reachedWhenDown)
 
-      mark('a new daemon starts')
+      watch.mark('a new daemon starts')
       suite.test = await startTestDaemon(join(suite.dir, 'daemon'), suite.resolver)
-      mark('the new daemon listens')
+      watch.mark('the new daemon listens')
       expect((await suite.client().inspectSandbox(suite.main.id)).status).to.equal('ready')
-      await waitFor(async () => (await states()).filter((state) => state === 'ok').length >= 2, 'the watcher to get through again')
-      await suite.main.sh(`touch ${stop}`)
-      const entries = await watched()
+      await watch.until((states) => states.filter((state) => state === 'ok').length >= 2, 'the watcher to get through again')
+      await watch.stop()
+      const entries = await watch.entries()
       const seen = entries.map(({state}) => state)
-      const context = story(entries)
-      expect(seen[0], context).to.equal('ok')
-      expect(seen.at(-1), context).to.equal('ok')
-      expect(seen, context).to.include('ECONNREFUSED')
+      const story = watch.story(entries)
+      expect(seen[0], story).to.equal('ok')
+      expect(seen.at(-1), story).to.equal('ok')
+      expect(seen, story).to.include('ECONNREFUSED')
       // In between, only what a closing daemon, no daemon and a starting one give (WHILE_RESTARTING).
-      expect(seen.filter((state) => state !== 'ok' && !WHILE_RESTARTING.has(state)), context).to.deep.equal([])
+      expect(seen.filter((state) => state !== 'ok' && !WHILE_RESTARTING.has(state)), story).to.deep.equal([])
       // The audit log goes on where it stopped, and nothing was logged while no proxy listened.
       const after = (await suite.main.audit()).map((event) => JSON.stringify(event))
       const before = auditWhenDown.trim().split('\n')
