@@ -70,7 +70,8 @@ class RestartWatch {
 
   /** The watcher's states among the marks, in time order, and the current daemon's log. */
   story(entries: WatchedState[]): string {
-    const zero = this.marks[0]?.[1] ?? 0
+    // Times from the daemon's close; before it, from the watcher's first state.
+    const zero = this.marks[0]?.[1] ?? entries[0]?.began ?? 0
     const at = (time: number) => `${time >= zero ? '+' : ''}${time - zero} ms`
     const events = [
       ...this.marks.map(([what, time]) => ({time, text: `${at(time)} ${what}`})),
