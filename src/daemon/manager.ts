@@ -303,6 +303,7 @@ export class SandboxManager {
     this.activity.forgetAll()
     await this.egress.stopAll()
     await this.records.allWritten()
+    for (const backend of this.backends.values()) await backend.close?.().catch((error: unknown) => this.log(`${backend.name}: ${messageOf(error)}`))
   }
 
   backendOf(record: SandboxRecord): SandboxBackend {

@@ -120,6 +120,8 @@ export interface SandboxBackend {
   watchLimits?(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void
   /** Releases what sandboxes that are gone still hold on the host (after a daemon was killed); called when a daemon starts. */
   reclaimLeftovers?(): Promise<void>
+  /** Gives back what the backend holds for sandboxes yet to come (a reserved uid); called when the daemon stops. */
+  close?(): Promise<void>
 }
 
 export interface BackendOptions {

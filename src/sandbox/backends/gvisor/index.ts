@@ -10,13 +10,15 @@ import {probeMachine, type Toolchain} from './availability.js'
 import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
 import {listenInside} from './listen.js'
-import {provisionSandbox} from './provision.js'
+import {shareGuestBin} from './guest-bin.js'
+import {type DaemonShared, provisionSandbox, RUN_ROOT} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
 import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
 import {killSandbox} from './terminate.js'
 import {removeSandboxCgroup} from '../linux-ns/cgroups.js'
 import {CgroupLimits} from '../linux-ns/limits.js'
 import {killIfSame} from '../linux-ns/runtime.js'
+import {HostUidReserve} from '../linux-ns/uid-reserve.js'
 import {releaseHostUid} from '../linux-ns/uids.js'
 import {InitPoller} from '../linux-ns/watch.js'
 import {requireCapabilities} from '../../capabilities.js'
@@ -35,6 +37,9 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   private readonly limits: CgroupLimits
   /** By run dir: the ports whose forwarder a sandbox's init started, until the daemon first listens on them. */
   private readonly initForwarders = new Map<string, Set<number>>()
+  /** What every create of this daemon uses: host uids claimed one ahead, and the copy of nsinit sandboxes bind. */
+  private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin()}
+  private sharedBin?: Promise<string>
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
@@ -57,7 +62,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const runtime = await provisionSandbox(tools, request, await this.limits.plan(request))
+    const runtime = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
     this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
     return {...runtime}
   }
@@ -122,8 +127,21 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     await sweepRunDirs(await this.runsc())
   }
 
+  async close(): Promise<void> {
+    await this.shared.uids.close()
+  }
+
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
     return hasWorkload(await this.runsc(), parseRuntime(runtime))
+  }
+
+  /** Made once per daemon (tried again after a failure). */
+  private async guestBin(): Promise<string> {
+    this.sharedBin ??= this.tools().then((tools) => shareGuestBin(tools.nsinit, RUN_ROOT)).catch((error: unknown) => {
+      this.sharedBin = undefined
+      throw error
+    })
+    return this.sharedBin
   }
 
   /** A sandbox is ended by pid even when runsc itself cannot be found any more. */
