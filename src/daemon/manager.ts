@@ -302,8 +302,14 @@ export class SandboxManager {
     for (const id of [...this.watches.keys()]) this.unwatch(id)
     this.activity.forgetAll()
     await this.egress.stopAll()
+    for (const backend of this.backends.values()) {
+      try {
+        await backend.release?.()
+      } catch (error) {
+        this.log(`${backend.name}: ${messageOf(error)}`)
+      }
+    }
     await this.records.allWritten()
-    for (const backend of this.backends.values()) await backend.close?.().catch((error: unknown) => this.log(`${backend.name}: ${messageOf(error)}`))
   }
 
   backendOf(record: SandboxRecord): SandboxBackend {

@@ -1,3 +1,4 @@
+import {execServerAttacks} from './boundary/exec-server.js'
 import {comingOut} from './boundary/out.js'
 import {agentPlugins} from './boundary/plugins.js'
 import {reachingIn} from './boundary/reach-in.js'
@@ -14,6 +15,8 @@ for (const backend of BACKENDS) {
     before(() => requireBackend(backend))
     comingOut(backend)
     reachingIn(backend)
+    // Only gVisor sandboxes run an exec server inside (linux-ns execs enter from the host).
+    if (backend === 'gvisor') execServerAttacks()
   })
 }
 

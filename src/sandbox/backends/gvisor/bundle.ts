@@ -2,6 +2,7 @@ import {mkdir, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {type RootfsMount, SANDBOX_HOSTNAME, SANDBOX_PATH} from '../../layout.js'
+import {EXEC_SOCKET} from './exec-server.js'
 
 /** Names in the state dir the gvisor backend adds to the shared ones (STATE_LAYOUT). */
 export const GVISOR_STATE = {
@@ -17,6 +18,8 @@ export const GUEST = {
   nsinit: '/run/cleanroom/bin/cleanroom-nsinit',
   /** The daemon's egress sockets (`<port>.sock`), reachable by the sandbox's root only. */
   egress: '/run/cleanroom/egress',
+  /** The daemon's exec server socket (exec-server.ts), reachable by the workload's user (and the server, which is it). */
+  exec: '/run/cleanroom/exec',
 } as const
 
 /** Where the forwarder for 127.0.0.1:`port` inside reaches the daemon: its socket for that port in the run dir's egress dir. */
@@ -48,22 +51,28 @@ export interface BundlePlan {
   tasks?: number | null
   /** Ports on the sandbox's loopback the init forwards to the daemon's egress sockets from the start. */
   forwardPorts?: readonly number[]
+  /** The host dir of the daemon's exec server socket: init then starts the exec server (guest-serve.c). */
+  execDir?: string
 }
+
+/** What init holds until it has forked the exec server, which needs them to become the workload's user; both drop them all. */
+const EXEC_SERVER_CAPABILITIES = ['CAP_SETUID', 'CAP_SETGID', 'CAP_SETPCAP']
 
 /**
  * A process as an OCI spec (and `runsc exec --process`) says it: no capabilities, no_new_privs.
  * `tasks`: RLIMIT_NPROC, which gVisor's kernel enforces per uid inside; set on the init, as
  * `runsc exec` gives each exec the init's limits, not its own spec's.
  */
-export function processSpec(options: {uid: number; gid?: number; args: string[]; env: Record<string, string>; tasks?: number | null}): Record<string, unknown> {
+export function processSpec(options: {uid: number; gid?: number; args: string[]; env: Record<string, string>; tasks?: number | null; capabilities?: string[]}): Record<string, unknown> {
   const none: string[] = []
+  const held = options.capabilities ?? none
   return {
     user: {uid: options.uid, gid: options.gid ?? options.uid, additionalGids: []},
     args: options.args,
     env: Object.entries(options.env).map(([name, value]) => `${name}=${value}`),
     cwd: '/',
     noNewPrivileges: true,
-    capabilities: {bounding: none, effective: none, inheritable: none, permitted: none, ambient: none},
+    capabilities: {bounding: held, effective: held, inheritable: none, permitted: held, ambient: none},
     rlimits: [
       {type: 'RLIMIT_NOFILE', hard: OPEN_FILES, soft: OPEN_FILES},
       ...(options.tasks === undefined || options.tasks === null ? [] : [{type: 'RLIMIT_NPROC', hard: options.tasks, soft: options.tasks}]),
@@ -89,7 +98,7 @@ export async function writeBundle(state: string, plan: BundlePlan): Promise<void
     plan.imageRoot ? Promise.resolve() : mkdir(root, {mode: 0o755}),
   ])
   const mounts: Record<string, unknown>[] = []
-  const mountPoints: string[] = [GUEST.bin, GUEST.egress]
+  const mountPoints: string[] = [GUEST.bin, GUEST.egress, ...(plan.execDir === undefined ? [] : [GUEST.exec])]
   const links: Array<{linkTarget: string; target: string}> = []
   for (const mount of plan.rootfs) {
     // An image's root is the bundle's root itself.
@@ -107,13 +116,15 @@ export async function writeBundle(state: string, plan: BundlePlan): Promise<void
   mounts.push(
     {destination: GUEST.bin, type: 'bind', source: plan.guestBin, options: ['rbind', 'ro']},
     {destination: GUEST.egress, type: 'bind', source: plan.egressDir, options: ['rbind', 'ro']},
+    ...(plan.execDir === undefined ? [] : [{destination: GUEST.exec, type: 'bind', source: plan.execDir, options: ['rbind', 'ro']}]),
   )
   // A workload that is root inside is the sandbox's root: one id, and its files are the root's.
   const ids = (workload: number, filesId: number) => [{containerID: 0, hostID: plan.hostUid, size: 1}, ...(workload === 0 ? [] : [{containerID: workload, hostID: filesId, size: 1}])]
   const forwards = (plan.forwardPorts ?? []).flatMap((port) => ['--forward', String(port), guestEgressSocket(port)])
+  const server = plan.execDir === undefined ? [] : ['--exec-server', `${GUEST.exec}/${EXEC_SOCKET}`, String(plan.workload.uid), String(plan.workload.gid)]
   const spec = {
     ociVersion: '1.0.2',
-    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init', ...forwards], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks}),
+    process: processSpec({uid: 0, args: [GUEST.nsinit, 'init', ...forwards, ...server], env: {PATH: SANDBOX_PATH}, tasks: plan.tasks, ...(server.length > 0 ? {capabilities: EXEC_SERVER_CAPABILITIES} : {})}),
     root: {path: `${plan.stateView}/${GVISOR_STATE.rootfs}`, readonly: !plan.imageRoot},
     hostname: SANDBOX_HOSTNAME,
     mounts,

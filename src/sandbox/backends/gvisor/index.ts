@@ -5,10 +5,12 @@ import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
+import {WORKSPACE, workloadEnv} from '../../layout.js'
 import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
+import type {ExecServer} from './exec-server.js'
 import {listenInside} from './listen.js'
 import {shareGuestBin} from './guest-bin.js'
 import {type DaemonShared, provisionSandbox, RUN_ROOT} from './provision.js'
@@ -28,7 +30,9 @@ export type {GvisorRuntime} from './runtime.js'
 /**
  * Sandboxes with gVisor's user-space kernel between the workload and the host: nsinit
  * builds the workspace overlay in a private mount namespace and becomes `runsc run --detach`;
- * each exec is `runsc exec` of nsinit's `run` mode inside. See docs/backends.md.
+ * an exec without a terminal is a child of the sandbox's exec server (exec-server.ts), any
+ * other (a terminal, or a sandbox adopted after a restart) `runsc exec` of nsinit's `run`
+ * mode inside. See docs/backends.md.
  */
 export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements SandboxBackend {
   readonly name: BackendName = 'gvisor'
@@ -40,6 +44,8 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   /** What every create of this daemon uses: host uids claimed one ahead, and the copy of nsinit sandboxes bind. */
   private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin()}
   private sharedBin?: Promise<string>
+  /** By run dir: the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
+  private readonly execServers = new Map<string, ExecServer>()
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
@@ -62,8 +68,9 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const runtime = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
+    const {runtime, execServer} = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
     this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
+    this.execServers.set(runtime.run_dir, execServer)
     return {...runtime}
   }
 
@@ -77,7 +84,10 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
     const sandbox = parseRuntime(runtime)
-    const started = await startExec((await this.tools()).runsc, sandbox, request)
+    const server = this.execServers.get(sandbox.run_dir)
+    // A terminal is made by `nsinit run` inside (the exec server runs commands on its connections as they are).
+    const served = server && !request.tty ? await server.start({argv: request.argv, env: workloadEnv(request, sandbox.image), cwd: request.cwd ?? sandbox.image?.cwd ?? WORKSPACE}, () => isSandboxAlive(sandbox)) : undefined
+    const started = served ?? (await startExec((await this.tools()).runsc, sandbox, request))
     void started.exited.finally(() => this.limits.execEnded(sandbox)).catch(() => undefined)
     return started
   }
@@ -90,7 +100,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
-    this.initForwarders.delete(sandbox.run_dir)
+    this.forget(sandbox.run_dir)
     await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
     await killSandbox(await this.runsc(), sandbox)
@@ -100,7 +110,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
-    if (sandbox) this.initForwarders.delete(sandbox.run_dir)
+    if (sandbox) this.forget(sandbox.run_dir)
     if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
@@ -127,7 +137,12 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     await sweepRunDirs(await this.runsc())
   }
 
-  async close(): Promise<void> {
+  /**
+   * The exec servers inside see their connection end and exit (a restarted daemon runs
+   * execs with `runsc exec`), and the host uid reserved for the next create is given back.
+   */
+  async release(): Promise<void> {
+    for (const runDir of [...this.execServers.keys()]) this.forget(runDir)
     await this.shared.uids.close()
   }
 
@@ -142,6 +157,12 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
       throw error
     })
     return this.sharedBin
+  }
+
+  private forget(runDir: string): void {
+    this.initForwarders.delete(runDir)
+    this.execServers.get(runDir)?.close()
+    this.execServers.delete(runDir)
   }
 
   /** A sandbox is ended by pid even when runsc itself cannot be found any more. */

@@ -30,16 +30,29 @@ export interface LaunchedSandbox {
  * writes on its stdout, which runsc hands it. No launcher stays behind: the gVisor
  * kernel and the gofer are all a sandbox holds on the host, named by runsc's record.
  * On any failure the launch's process group is killed and the error carries what
- * the helper and runsc said. `whileStarting` is called once the launch is spawned and
- * recorded: work that need not delay it starts then, while runsc runs.
+ * the helper and runsc said. `initInput`: what init reads on its stdin (the exec server's
+ * key). `whileStarting` is called once the launch is spawned and recorded: work that
+ * need not delay it starts then, while runsc runs.
  */
-export async function launchSandbox(nsinit: string, argv: string[], logPath: string, stateDir: string, runDir: string, whileStarting?: () => void): Promise<LaunchedSandbox> {
+export async function launchSandbox(
+  nsinit: string,
+  argv: string[],
+  logPath: string,
+  stateDir: string,
+  runDir: string,
+  {initInput, whileStarting}: {initInput?: string; whileStarting?: () => void} = {},
+): Promise<LaunchedSandbox> {
   const log = await open(logPath, 'a', 0o600)
   let child: ChildProcess
   try {
-    child = spawnRunsc(nsinit, argv, ['ignore', 'pipe', log.fd])
+    child = spawnRunsc(nsinit, argv, [initInput === undefined ? 'ignore' : 'pipe', 'pipe', log.fd])
   } finally {
     await log.close()
+  }
+  if (initInput !== undefined) {
+    // A launch that fails before init reads it closes the pipe: the error is the launch's.
+    child.stdin!.on('error', () => undefined)
+    child.stdin!.end(initInput)
   }
   const stdout = child.stdout as Readable
   try {

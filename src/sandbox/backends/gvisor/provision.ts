@@ -16,6 +16,7 @@ import type {HostUidReserve} from '../linux-ns/uid-reserve.js'
 import {HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GUEST, GVISOR_STATE, writeBundle} from './bundle.js'
+import {ExecServer} from './exec-server.js'
 import {launchSandbox} from './launch.js'
 import {hostLimits} from './limits.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
@@ -45,7 +46,7 @@ export interface DaemonShared {
  * run --detach`, which starts the gVisor kernel and gofer as U and the sandbox's init
  * inside, then exits: all of them, and every thread they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<GvisorRuntime> {
+export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer}> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
   // Never the host's root filesystem for a policy that names an image.
@@ -62,6 +63,7 @@ export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, r
   let claimed: number | undefined
   let cgroup: SandboxCgroup | undefined
   let noting: Promise<void> = Promise.resolve()
+  let execServer: ExecServer | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
     // the sandbox sees, the run dir and the root filesystem plan are made. The workspace's
@@ -77,19 +79,24 @@ export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, r
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
-      mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => mkdir(join(runDir, 'egress'), {recursive: true, mode: 0o700})),
+      mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => Promise.all(['egress', 'exec'].map((name) => mkdir(join(runDir, name), {recursive: true, mode: 0o700})))),
       shared.guestBin(),
     ] as const)
     const filesUid = workload.uid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const filesGid = workload.gid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const egressDir = join(runDir, 'egress')
+    const execDir = join(runDir, 'exec')
     const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
-    const [, , , , lower, whiteoutFile] = await settleAll([
+    const [, , , , server, , lower, whiteoutFile] = await settleAll([
       // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
       chown(runDir, 0, hostUid),
       chmod(runDir, 0o710),
       chown(egressDir, hostUid, hostUid),
-      writeBundle(state, {stateView: STATE_MOUNT_POINT, guestBin, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts}),
+      // The exec server inside is the workload's user; its connections reach the host as the sandbox's kernel (group hostUid).
+      chown(execDir, filesUid, hostUid).then(() => chmod(execDir, 0o750)),
+      // Kept as it comes: a later step that fails closes it.
+      ExecServer.listen(execDir, {uid: filesUid, gid: hostUid}).then((listening) => (execServer = listening)),
+      writeBundle(state, {stateView: STATE_MOUNT_POINT, guestBin, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts, execDir}),
       workspace === null ? emptyWorkspace(state) : Promise.resolve(workspace),
       writeWhiteouts(state, hidden),
     ] as const)
@@ -103,11 +110,14 @@ export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, r
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
-    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir, () => {
-      if (workspace !== null) noting = recordWorkspaceBase(workspace, state)
+    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir, {
+      initInput: `${server.key}\n`,
+      whileStarting: () => {
+        if (workspace !== null) noting = recordWorkspaceBase(workspace, state)
+      },
     })
     await noting
-    return {
+    const runtime: GvisorRuntime = {
       state_dir: state,
       run_dir: runDir,
       host_uid: hostUid,
@@ -119,7 +129,9 @@ export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, r
       ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       ...(image ? {image: image.workload} : {}),
     }
+    return {runtime, execServer: server}
   } catch (error) {
+    execServer?.close()
     // Nothing may still be writing into the state dir when the caller removes it.
     await noting.catch(() => undefined)
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.

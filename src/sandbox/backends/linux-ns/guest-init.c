@@ -1,14 +1,18 @@
 /*
  * nsinit init: pid 1 of a gVisor sandbox (see guest.h).
  *
- *   nsinit init [--forward PORT SOCKET]...
+ *   nsinit init [--forward PORT SOCKET]... [--exec-server SOCKET UID GID]
  *
  * Starts a forwarder (as `nsinit forward --port PORT --socket SOCKET` would, see
  * guest-forward.c) for each --forward, listening before the sandbox is said to be up:
- * the daemon then needs no `runsc exec` of its own for the proxy's port.  Writes "ready"
- * on stdout once it runs: runsc run's stdout is a pipe to the daemon, which takes the
- * line as the sandbox being up.  Then it puts /dev/null on its stdio, so nothing of the
- * daemon stays reachable through it, and reaps for ever: every process an exec leaves
+ * the daemon then needs no `runsc exec` of its own for the proxy's port.  With
+ * --exec-server it reads a key line on stdin (the daemon's, before anything else runs)
+ * and forks the exec server (guest-serve.c), which becomes UID:GID; that takes
+ * CAP_SETUID, CAP_SETGID and CAP_SETPCAP, the only capabilities the daemon gives init,
+ * and init drops them all right after the fork, before any forwarder starts.  Writes
+ * "ready" on stdout once it runs: runsc run's stdout is a pipe to the daemon, which takes
+ * the line as the sandbox being up.  Then it puts /dev/null on its stdio, so nothing of
+ * the daemon stays reachable through it, and reaps for ever: every process an exec leaves
  * behind is reparented to it, and stays a zombie until it is waited for.  The sandbox's
  * seccomp filter is installed before anything else starts.  The sandbox ends when the
  * daemon kills it.
@@ -40,12 +44,35 @@ static void start_forwarder(long port, const struct sockaddr_un *daemon) {
     close(listener);
 }
 
+/* The key line the daemon writes on init's stdin: hex, as the daemon makes it. */
+static void read_key(char *key, size_t size) {
+    size_t len = 0;
+    while (len < size - 1) {
+        ssize_t n = read(0, key + len, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || key[len] == '\n') break;
+        len++;
+    }
+    key[len] = 0;
+    if (len == 0 || len == size - 1 || strspn(key, "0123456789abcdef") != len) fail("--exec-server: no key line on stdin");
+}
+
 int guest_init_main(int argc, char **argv) {
-    if ((argc - 1) % 3 != 0) fail("usage: nsinit init [--forward PORT SOCKET]...");
-    for (int i = 1; i < argc; i += 3) {
-        if (strcmp(argv[i], "--forward")) fail("unknown option %s", argv[i]);
-        long port = parse_number(argv[i], argv[i + 1]);
-        if (port <= 0 || port > 65535) fail("--forward: not a port: %s", argv[i + 1]);
+    const char *exec_socket = NULL;
+    long exec_uid = -1, exec_gid = -1;
+    for (int i = 1; i < argc;) {
+        if (!strcmp(argv[i], "--forward") && i + 2 < argc) {
+            long port = parse_number(argv[i], argv[i + 1]);
+            if (port <= 0 || port > 65535) fail("--forward: not a port: %s", argv[i + 1]);
+            i += 3;
+        } else if (!strcmp(argv[i], "--exec-server") && i + 3 < argc) {
+            exec_socket = argv[i + 1];
+            exec_uid = parse_number(argv[i], argv[i + 2]);
+            exec_gid = parse_number(argv[i], argv[i + 3]);
+            i += 4;
+        } else {
+            fail("usage: nsinit init [--forward PORT SOCKET]... [--exec-server SOCKET UID GID]");
+        }
     }
     close_inherited_fds(NULL, 0);
 
@@ -58,10 +85,32 @@ int guest_init_main(int argc, char **argv) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
     if (install_sandbox_filter() < 0) die("install the seccomp filter");
 
-    for (int i = 1; i < argc; i += 3) {
+    if (exec_socket) {
+        char key[129];
+        read_key(key, sizeof key);
+        pid_t server = fork();
+        if (server < 0) die("fork");
+        if (server == 0) {
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            setsid();
+            guest_serve(exec_socket, exec_uid, exec_gid, key);
+        }
+        explicit_bzero(key, sizeof key);
+    }
+    drop_bounding_set();
+    clear_capabilities();
+
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--forward")) {
+            i += 4;
+            continue;
+        }
         struct sockaddr_un daemon;
         forward_address(argv[i + 2], &daemon);
         start_forwarder(parse_number(argv[i], argv[i + 1]), &daemon);
+        i += 3;
     }
 
     static const char ready[] = "ready\n";

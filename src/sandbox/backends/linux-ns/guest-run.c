@@ -46,7 +46,7 @@
 static int child_exited = -1;
 
 /* Writes all of buf to a blocking fd; -1 when the reader is gone. */
-static int write_all(int fd, const char *buf, size_t len) {
+int write_all(int fd, const char *buf, size_t len) {
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
         if (n < 0 && errno == EINTR) continue;

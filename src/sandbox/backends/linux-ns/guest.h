@@ -7,11 +7,14 @@
  *   nsinit run ...              one command of an exec, on pipes or a terminal (guest-run.c)
  *   nsinit forward ...          the egress proxy's port on the sandbox's loopback (guest-forward.c)
  *
+ * and init's exec server (guest-serve.c), which runs execs without a terminal with no `runsc exec`.
+ *
  * They share nsinit.c's error conventions: "nsinit: <step>: <error>" on stderr, exit 125.
  */
 #ifndef CLEANROOM_GUEST_H
 #define CLEANROOM_GUEST_H
 
+#include <stddef.h>
 #include <sys/un.h>
 
 #define SETUP_FAILED 125
@@ -27,6 +30,14 @@ int exit_like(int status);
 int forward_listen(long port);
 void forward_address(const char *path, struct sockaddr_un *daemon);
 int forward_serve(int listener, const struct sockaddr_un *daemon);
+
+/* guest-serve.c */
+void drop_bounding_set(void);
+void clear_capabilities(void);
+void guest_serve(const char *socket_path, long uid, long gid, char *key) __attribute__((noreturn));
+
+/* guest-run.c */
+int write_all(int fd, const char *buf, size_t len);
 
 int guest_init_main(int argc, char **argv);
 int guest_run_main(int argc, char **argv);
