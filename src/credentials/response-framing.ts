@@ -5,6 +5,8 @@
  * ends (and the kept-alive connections on both sides stay in step).
  */
 
+import {FIELD_VALUE_CHAR, TOKEN_CHAR} from '../egress/http-head.js'
+
 /** As Node's own HTTP parser allows by default. */
 export const MAX_RESPONSE_HEAD_BYTES = 16 * 1024
 const MAX_RESPONSE_HEADERS = 256
@@ -13,8 +15,8 @@ const MAX_TRAILER_BYTES = 16 * 1024
 const LF = 0x0a
 const CR = 0x0d
 
-const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+"
-const FIELD_VALUE = '[\\t\\x20-\\x7e\\x80-\\xff]*'
+const TOKEN = `${TOKEN_CHAR}+`
+const FIELD_VALUE = `${FIELD_VALUE_CHAR}*`
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/
 const HEADER_LINE = new RegExp(`^(${TOKEN}):[\\t ]*(${FIELD_VALUE}?)[\\t ]*$`)
 const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"'

@@ -32,9 +32,11 @@ export const MAX_HEADER_LINE_BYTES = 16 * 1024
 /** Where a request's body ends: after `length` bytes, or at the last chunk of a chunked body. */
 export type BodyFraming = {readonly kind: 'length'; readonly length: number} | {readonly kind: 'chunked'}
 
-/** An HTTP token (a method, a header name) and a header value as RFC 9110 allows them. */
-export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~\w-]+$/
-export const HTTP_FIELD_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/
+/** The characters of an HTTP token (a method, a header name) and of a header value, as RFC 9110 allows them: pattern sources, for patterns built on them. */
+export const TOKEN_CHAR = "[!#$%&'*+.^_`|~\\w-]"
+export const FIELD_VALUE_CHAR = '[\\t\\x20-\\x7E\\x80-\\xFF]'
+export const HTTP_TOKEN = new RegExp(`^${TOKEN_CHAR}+$`)
+export const HTTP_FIELD_VALUE = new RegExp(`^${FIELD_VALUE_CHAR}*$`)
 const REQUEST_LINE = /^(\S+) ([\x21-\x7E]+) (HTTP\/1\.[01])$/
 const HTTP_DEFAULT_PORT = 80
 

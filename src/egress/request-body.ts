@@ -1,12 +1,12 @@
 import {ProtocolError} from './head-reader.js'
-import {type BodyFraming, printable} from './http-head.js'
+import {type BodyFraming, FIELD_VALUE_CHAR, printable, TOKEN_CHAR} from './http-head.js'
 
 /** The longest chunk-size line (with its extensions) and the most trailer bytes a chunked body may have. */
 const MAX_CHUNK_LINE_BYTES = 4096
 const MAX_TRAILER_BYTES = 16 * 1024
 /** 13 hex digits: sizes stay exact in a JavaScript number. */
-const CHUNK_SIZE_LINE = /^([\da-f]{1,13})(?:[\t ]*;[\t\x20-\x7E\x80-\xFF]*)?$/i
-const TRAILER_LINE = /^[!#$%&'*+.^_`|~\w-]+:[\t\x20-\x7E\x80-\xFF]*$/
+const CHUNK_SIZE_LINE = new RegExp(`^([\\da-f]{1,13})(?:[\\t ]*;${FIELD_VALUE_CHAR}*)?$`, 'i')
+const TRAILER_LINE = new RegExp(`^${TOKEN_CHAR}+:${FIELD_VALUE_CHAR}*$`)
 const CRLF = Buffer.from('\r\n')
 const LAST_CHUNK = Buffer.from('0\r\n\r\n')
 

@@ -4,8 +4,6 @@ import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {readPackageJsonFile} from '../../src/plugins/package-json.js'
-import {runCli} from '../helpers/cli.js'
-import {pluginEnv} from '../helpers/plugins.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 /** What reading a linked plugin's package.json gave, and the CPU it spent: a hostile directory must cost little. */
@@ -41,17 +39,5 @@ describe("a linked plugin directory's package.json, read with limits", () => {
       expect(result, what).to.be.instanceOf(Error)
       expect((result as Error).message, what).to.match(expected)
     }
-  })
-
-  it('cleanroom plugins link answers a directory whose package.json is a fifo with plugin_invalid, and links nothing', async () => {
-    const home = await dirs.make()
-    const plugin = await dirs.make()
-    await execa('mkfifo', [join(plugin, 'package.json')])
-    const env = pluginEnv(home)
-    const link = await runCli(['plugins', 'link', plugin], {env})
-    expect(link.exitCode, link.stderr).to.equal(2)
-    expect(link.stderr).to.contain(`cannot link ${plugin}: ${join(plugin, 'package.json')} is a fifo, not a file`)
-    const list = await runCli(['plugins', '--json'], {env})
-    expect(list.stdout).not.to.contain(plugin)
   })
 })

@@ -216,5 +216,21 @@ export function agentPlugins(): void {
       expect(stderr).to.contain('plugin cleanroom-agent-hooked is not loaded: its package.json changed since its code was allowed with --allow-code')
       expect(await markersIn(home)).to.deep.equal([])
     })
+
+    it('answers `plugins link` of a directory whose package.json is a fifo, /dev/zero or 2 GB at once with plugin_invalid, and links nothing', async () => {
+      const hostile: Array<[string, (path: string) => Promise<unknown>, string]> = [
+        ['a fifo', (path) => execa('mkfifo', [path]), 'is a fifo, not a file'],
+        ['a link to /dev/zero', (path) => execa('ln', ['-s', '/dev/zero', path]), 'is a device, not a file'],
+        ['2 GB', (path) => execa('truncate', ['-s', '2G', path]), 'is 2.0 GiB (2147483648 bytes): a package.json may be at most 1.0 MiB (1048576 bytes)'],
+      ]
+      for (const [what, make, said] of hostile) {
+        const plugin = await dirs.make()
+        await make(join(plugin, 'package.json'))
+        const link = await runCli(['plugins', 'link', plugin], {env})
+        expect(link.exitCode, `${what}: ${link.stderr}`).to.equal(2)
+        expect(link.stderr, what).to.contain(`cannot link ${plugin}: ${join(plugin, 'package.json')} ${said}`)
+        expect((await runCli(['plugins', '--json'], {env})).stdout, what).not.to.contain(plugin)
+      }
+    })
   })
 }
