@@ -2,9 +2,10 @@
  * The gvisor backend against bare runsc on this machine (bench/README.md): a create
  * until ready against `runsc run --detach` of a bundle with the same root filesystem,
  * mounts and runsc flags; an exec of `true` against `runsc exec`; the CLI against
- * `node -e 0` plus `runsc do`; the RSS of idle sandboxes by process; and egress from
- * inside a gvisor sandbox against a linux-ns one. Also runnable alone, after
- * `npm run build`: `node --import tsx bench/gvisor.ts`.
+ * `node -e 0` plus `runsc do`; the memory of 10 and of 50 idle sandboxes by process
+ * (gvisor-memory.ts); and egress from inside a gvisor sandbox against a linux-ns one.
+ * Also runnable alone, after `npm run build`: `node --import tsx bench/gvisor.ts`, and
+ * in part: `BENCH_GVISOR=create,memory node --import tsx bench/gvisor.ts`.
  */
 import {execFileSync, fork, spawn} from 'node:child_process'
 import {chmod, mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
