@@ -2,12 +2,13 @@
  * The gvisor backend against bare runsc on this machine (bench/README.md): a create
  * until ready against `runsc run --detach` of a bundle with the same root filesystem,
  * mounts and runsc flags; an exec of `true` against `runsc exec`; the CLI against
- * `node -e 0` plus `runsc do`; the RSS of idle sandboxes by process; and egress from
- * inside a gvisor sandbox against a linux-ns one. Also runnable alone, after
- * `npm run build`: `node --import tsx bench/gvisor.ts`.
+ * `node -e 0` plus `runsc do`; the memory of 10 and of 50 idle sandboxes by process
+ * (gvisor-memory.ts); and egress from inside a gvisor sandbox against a linux-ns one.
+ * Also runnable alone, after `npm run build`: `node --import tsx bench/gvisor.ts`, and
+ * in part: `BENCH_GVISOR=create,memory node --import tsx bench/gvisor.ts`.
  */
 import {execFileSync, fork, spawn} from 'node:child_process'
-import {chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -20,23 +21,29 @@ import {createBackends} from '../src/sandbox/backends/index.js'
 import {processSpec} from '../src/sandbox/backends/gvisor/bundle.js'
 import {runscFlags} from '../src/sandbox/backends/gvisor/provision.js'
 import {SANDBOX_HOSTNAME, SANDBOX_PATH, SANDBOX_USER, sandboxRootfs, STATE_LAYOUT} from '../src/sandbox/layout.js'
+import {idleMemory, type IdleMemory, renderIdleMemory} from './gvisor-memory.js'
 import {benchEnv, command, compare, type Comparison, renderComparison} from './harness.js'
 
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
-const IDLE_SANDBOXES = 10
+/** The memory report's counts of idle sandboxes alive at once. */
+const IDLE_SANDBOXES = [10, 50] as const
 const DOWNLOAD_MIB = 64
 /** The bare container's root on the host: past the range sandbox uids are claimed from (200,000–265,535) and their files' uids. */
 const BARE_ROOT_UID = 400_000
 
+/** The parts of the run, in the order they run; BENCH_GVISOR=create,memory runs only those. */
+export const GVISOR_PARTS = ['create', 'exec', 'cli', 'memory', 'egress'] as const
+export type GvisorPart = (typeof GVISOR_PARTS)[number]
+
+/** Each part measured; a part left out of the run is undefined. */
 export interface GvisorBench {
-  create: Comparison
-  exec: Comparison
-  cli: Comparison
-  egressFirstByte: Comparison
-  egressDownload: Comparison
-  /** KiB per idle gvisor sandbox, by host process name, and their sum. */
-  rssKib: Record<string, number>
-  pssKib: Record<string, number>
+  create?: Comparison
+  exec?: Comparison
+  cli?: Comparison
+  /** Per idle sandbox, at each count in IDLE_SANDBOXES. */
+  memory?: IdleMemory[]
+  egressFirstByte?: Comparison
+  egressDownload?: Comparison
 }
 
 export interface GvisorBenchOptions {
@@ -44,6 +51,8 @@ export interface GvisorBenchOptions {
   repo: string
   runs: number
   env: NodeJS.ProcessEnv
+  /** All of them when undefined. */
+  parts?: ReadonlySet<GvisorPart>
 }
 
 /** Undefined, with the reason printed, where this machine cannot run the gvisor backend. */
@@ -55,6 +64,8 @@ export async function gvisorComparisons(options: GvisorBenchOptions): Promise<Gv
     return undefined
   }
   const {client, repo, runs, env} = options
+  const wanted = (part: GvisorPart) => options.parts === undefined || options.parts.has(part)
+  const bench: GvisorBench = {}
   const runsc = DEFAULT_RUNTIME_CONFIG.backends.gvisor.runsc_path
   const platform = DEFAULT_RUNTIME_CONFIG.backends.gvisor.platform
   // Short: runsc's control sockets live under its root and are capped at 107 bytes.
@@ -84,7 +95,7 @@ export async function gvisorComparisons(options: GvisorBenchOptions): Promise<Gv
   }
   try {
     await writeBareBundle(dir)
-    const createComparison = await compare(
+    if (wanted('create')) bench.create = await compare(
       'gvisor: create until ready, against runsc run --detach of the same bundle',
       [
         {name: 'runsc run --detach', prepare: async () => void (await Promise.all(bare.map(removeBare))), run: async () => void (await startBare())},
@@ -95,22 +106,24 @@ export async function gvisorComparisons(options: GvisorBenchOptions): Promise<Gv
     for (const id of [...bare]) await removeBare(id)
     for (const id of [...sandboxes]) await remove(id)
 
-    const container = await startBare()
-    const sandbox = await create()
-    const exec = await compare(
-      'gvisor: exec `true` in a running sandbox, against runsc exec',
-      [
-        {name: 'runsc exec CONTAINER /bin/true', run: command([runsc, ...flags, 'exec', container, '/bin/true'])},
-        {name: 'POST /v1/sandboxes/ID/run, gvisor', run: async () => void (await client.run(sandbox, {argv: ['true'], env: {}}))},
-      ],
-      {runs, goal: {variant: 'POST /v1/sandboxes/ID/run, gvisor', maxRatio: 1.3}},
-    )
-    await removeBare(container)
-    await remove(sandbox)
+    if (wanted('exec')) {
+      const container = await startBare()
+      const sandbox = await create()
+      bench.exec = await compare(
+        'gvisor: exec `true` in a running sandbox, against runsc exec',
+        [
+          {name: 'runsc exec CONTAINER /bin/true', run: command([runsc, ...flags, 'exec', container, '/bin/true'])},
+          {name: 'POST /v1/sandboxes/ID/run, gvisor', run: async () => void (await client.run(sandbox, {argv: ['true'], env: {}}))},
+        ],
+        {runs, goal: {variant: 'POST /v1/sandboxes/ID/run, gvisor', maxRatio: 1.3}},
+      )
+      await removeBare(container)
+      await remove(sandbox)
+    }
 
     const nodeNoop = command([process.execPath, '-e', '0'])
     const runscDo = command([runsc, ...flags, 'do', '/bin/true'])
-    const cli = await compare(
+    if (wanted('cli')) bench.cli = await compare(
       'gvisor: cleanroom exec --backend gvisor -- true, against node -e 0 + runsc do /bin/true',
       [
         {name: 'node -e 0 + runsc do /bin/true', run: async () => { await nodeNoop(); await runscDo() }},
@@ -119,19 +132,13 @@ export async function gvisorComparisons(options: GvisorBenchOptions): Promise<Gv
       {runs, goal: {variant: 'cleanroom exec --backend gvisor -- true', maxRatio: 1.2}},
     )
 
-    const before = await runscMemory()
-    for (let i = 0; i < IDLE_SANDBOXES; i++) await create()
-    await sleep(1000)
-    const after = await runscMemory()
-    for (const id of [...sandboxes]) await remove(id)
-    const perSandbox = (field: 'rss' | 'pss') => {
-      const names = new Set([...Object.keys(before[field]), ...Object.keys(after[field])])
-      const values = Object.fromEntries([...names].map((name) => [name, ((after[field][name] ?? 0) - (before[field][name] ?? 0)) / IDLE_SANDBOXES]))
-      return {...values, total: Object.values(values).reduce((sum, value) => sum + value, 0)}
+    if (wanted('memory')) {
+      bench.memory = await idleMemory(IDLE_SANDBOXES, create)
+      for (const id of [...sandboxes]) await remove(id)
     }
 
-    const egress = await egressComparisons(client, repo, runs)
-    return {create: createComparison, exec, cli, ...egress, rssKib: perSandbox('rss'), pssKib: perSandbox('pss')}
+    if (wanted('egress')) Object.assign(bench, await egressComparisons(client, repo, runs))
+    return bench
   } finally {
     for (const id of [...bare]) await removeBare(id)
     for (const id of [...sandboxes]) await remove(id)
@@ -178,37 +185,6 @@ export async function writeBareBundle(dir: string): Promise<void> {
     linux: {namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({type})), uidMappings: ids, gidMappings: ids},
   }
   await writeFile(join(dir, 'bundle', 'config.json'), JSON.stringify(spec))
-}
-
-/**
- * KiB of RSS and PSS of every runsc process on the machine and what runs below it, by
- * name (runsc, runsc-sandbox, runsc-gofer, the systrap stubs). A difference of two of
- * these counts only what came and went in between, if the neighbours stay put.
- */
-export async function runscMemory(): Promise<{rss: Record<string, number>; pss: Record<string, number>}> {
-  const parents = new Map<number, number>()
-  const names = new Map<number, string>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
-    parents.set(Number(entry), Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0))
-    names.set(Number(entry), (cmdline.split('\0')[0] ?? '').split('/').at(-1) || /^Name:\s+(\S+)/m.exec(status)?.[1] || '?')
-  }
-  const underRunsc = (pid: number): boolean => {
-    for (let current: number | undefined = pid; current !== undefined && current > 1; current = parents.get(current)) if ((names.get(current) ?? '').startsWith('runsc')) return true
-    return false
-  }
-  const rss: Record<string, number> = {}
-  const pss: Record<string, number> = {}
-  for (const pid of parents.keys()) {
-    if (!underRunsc(pid)) continue
-    const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
-    const name = names.get(pid)!.startsWith('runsc') ? names.get(pid)! : 'other (stubs, nsinit)'
-    rss[name] = (rss[name] ?? 0) + Number(/^Rss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0)
-    pss[name] = (pss[name] ?? 0) + Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0)
-  }
-  return {rss, pss}
 }
 
 /**
@@ -262,15 +238,23 @@ function fromSamples(title: string, samples: Record<string, number[]>): Comparis
 
 /** What to print of a run, shared by `npm run bench` and the standalone run. */
 export function renderGvisorBench(bench: GvisorBench): string {
-  const lines = [bench.create, bench.exec, bench.cli, bench.egressFirstByte, bench.egressDownload].map(renderComparison)
-  const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`
-  lines.push(`## gvisor: memory per idle sandbox (${IDLE_SANDBOXES} sandboxes)`)
-  for (const name of Object.keys(bench.rssKib)) lines.push(`  ${name.padEnd(24)} RSS ${mib(bench.rssKib[name]!).padStart(10)}  PSS ${mib(bench.pssKib[name] ?? 0).padStart(10)}`)
-  const total = bench.rssKib.total! / 1024
-  lines.push(`  goal: RSS <= 40 MiB per idle sandbox, sentry and gofer included (measured ${total.toFixed(1)} MiB): ${total <= 40 ? 'MET' : 'MISSED'}`)
-  const speed = (i: number) => DOWNLOAD_MIB / (bench.egressDownload.results[i]!.stats.median / 1000)
-  lines.push(`## gvisor: egress download speed: linux-ns ${speed(0).toFixed(0)} MiB/s, gvisor ${speed(1).toFixed(0)} MiB/s (${(speed(1) / speed(0)).toFixed(2)}x)`)
+  const lines = [bench.create, bench.exec, bench.cli, bench.egressFirstByte, bench.egressDownload].flatMap((comparison) => (comparison ? [renderComparison(comparison)] : []))
+  for (const memory of bench.memory ?? []) lines.push(...renderIdleMemory(memory))
+  const download = bench.egressDownload
+  if (download) {
+    const speed = (i: number) => DOWNLOAD_MIB / (download.results[i]!.stats.median / 1000)
+    lines.push(`## gvisor: egress download speed: linux-ns ${speed(0).toFixed(0)} MiB/s, gvisor ${speed(1).toFixed(0)} MiB/s (${(speed(1) / speed(0)).toFixed(2)}x)`)
+  }
   return lines.join('\n')
+}
+
+/** The parts BENCH_GVISOR names (comma-separated), or all of them. */
+export function gvisorParts(value: string | undefined): Set<GvisorPart> {
+  if (!value) return new Set(GVISOR_PARTS)
+  const parts = value.split(',').map((part) => part.trim())
+  const unknown = parts.filter((part) => !(GVISOR_PARTS as readonly string[]).includes(part))
+  if (unknown.length > 0) throw new Error(`BENCH_GVISOR: ${unknown.join(', ')} is not a part of the gvisor run (${GVISOR_PARTS.join(', ')})`)
+  return new Set(parts as GvisorPart[])
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -287,7 +271,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       if (i > 400) throw new Error('the daemon did not start')
       await sleep(25)
     }
-    const bench = await gvisorComparisons({client, repo, runs: Number(process.env.BENCH_RUNS ?? 20), env})
+    const bench = await gvisorComparisons({client, repo, runs: Number(process.env.BENCH_RUNS ?? 20), env, parts: gvisorParts(process.env.BENCH_GVISOR)})
     if (bench) console.log(renderGvisorBench(bench))
   } finally {
     for (const sandbox of await client.listSandboxes(false).catch(() => [])) await client.removeSandbox(sandbox.sandbox_id).catch(() => undefined)

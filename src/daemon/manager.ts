@@ -302,7 +302,13 @@ export class SandboxManager {
     for (const id of [...this.watches.keys()]) this.unwatch(id)
     this.activity.forgetAll()
     await this.egress.stopAll()
-    for (const backend of this.backends.values()) backend.release?.()
+    for (const backend of this.backends.values()) {
+      try {
+        await backend.release?.()
+      } catch (error) {
+        this.log(`${backend.name}: ${messageOf(error)}`)
+      }
+    }
     await this.records.allWritten()
   }
 

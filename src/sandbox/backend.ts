@@ -120,8 +120,11 @@ export interface SandboxBackend {
   watchLimits?(runtime: BackendRuntime, onBreach: (reason: string) => void, log?: (message: string) => void): void
   /** Releases what sandboxes that are gone still hold on the host (after a daemon was killed); called when a daemon starts. */
   reclaimLeftovers?(): Promise<void>
-  /** The daemon stops and its sandboxes run on: let go of what is held for them in this process (a new daemon starts without it). */
-  release?(): void
+  /**
+   * The daemon stops: let go of what this process holds for its sandboxes, those that run
+   * on (a new daemon starts without it) and those yet to come (a host uid reserved for the next).
+   */
+  release?(): void | Promise<void>
 }
 
 export interface BackendOptions {

@@ -33,14 +33,15 @@ const LS_TREE_BATCH = 500
 export async function recordWorkspaceBase(workspace: string, stateDir: string): Promise<void> {
   const user = await ownerToRunAs(workspace)
   const results = await Promise.all([
-    runGit(workspace, ['rev-parse', '--show-object-format', '--show-prefix'], {user}),
-    runGit(workspace, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], {user}),
+    // The format and prefix, then HEAD's commit: exit 1 after the first two when HEAD has none yet.
+    runGit(workspace, ['rev-parse', '--show-object-format', '--show-prefix', '--verify', '--quiet', 'HEAD^{commit}'], {user}),
     runGit(workspace, ['--literal-pathspecs', 'status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames', '--ignore-submodules=all', '--', '.'], {user}),
   ]).catch(() => undefined)
   if (!results) return
-  const [layout, head, status] = results
-  if (layout.code !== 0 || status.code !== 0) return
-  const [format = 'sha1', prefix = ''] = layout.stdout.toString('utf8').split('\n')
+  const [layout, status] = results
+  const lines = layout.stdout.toString('utf8').split('\n')
+  if (![0, 1].includes(layout.code ?? -1) || lines.length < 3 || status.code !== 0) return
+  const [format = 'sha1', prefix = '', commit = ''] = lines
   const dirty = status.stdout
     .toString('utf8')
     .split('\0')
@@ -49,7 +50,7 @@ export async function recordWorkspaceBase(workspace: string, stateDir: string): 
     .filter((path) => path.startsWith(prefix))
     .map((path) => path.slice(prefix.length))
   const base: WorkspaceBase = {
-    head: head.code === 0 ? head.stdout.toString('utf8').trim() : null,
+    head: layout.code === 0 && commit !== '' ? commit : null,
     prefix,
     object_format: format === 'sha256' ? 'sha256' : 'sha1',
     dirty,

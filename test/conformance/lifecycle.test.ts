@@ -81,7 +81,8 @@ for (const name of BACKENDS) {
       const uids = new Set(everySandbox.map((sandbox) => sandbox.host_uid))
       const leftovers = await liveProcessesOf(uids)
       expect(leftovers, 'processes of the test sandboxes').to.deep.equal([])
-      expect(await mountLinesMentioning(TEMP_PREFIX), 'mounts of the test dirs').to.deep.equal([])
+      // Only this run's sandboxes: other runs on the machine have mounts of their own under the same prefix.
+      expect(await mountLinesMentioning(everySandbox.map((sandbox) => sandbox.state_dir)), 'mounts of the test sandboxes').to.deep.equal([])
       const runDirs = everySandbox.flatMap((sandbox) => (sandbox.run_dir ? [sandbox.run_dir] : []))
       const kept = await Promise.all(runDirs.map((dir) => access(dir).then(() => dir, () => undefined)))
       expect(kept.filter(Boolean), 'run dirs of the test sandboxes').to.deep.equal([])

@@ -92,13 +92,15 @@ export async function hostProcesses(): Promise<HostProcess[]> {
   return found
 }
 
-/** Lines of every process's mountinfo that mention `marker`. */
-export async function mountLinesMentioning(marker: string): Promise<string[]> {
+/** Lines of every process's mountinfo that mention `marker` (or one of them). */
+export async function mountLinesMentioning(marker: string | readonly string[]): Promise<string[]> {
+  const markers = typeof marker === 'string' ? [marker] : marker
   const lines = new Set<string>()
+  if (markers.length === 0) return []
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     const mountinfo = await readFile(`/proc/${entry}/mountinfo`, 'utf8').catch(() => '')
-    for (const line of mountinfo.split('\n')) if (line.includes(marker)) lines.add(line)
+    for (const line of mountinfo.split('\n')) if (markers.some((each) => line.includes(each))) lines.add(line)
   }
   return [...lines]
 }

@@ -1,4 +1,4 @@
-import {copyFile, mkdir, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {type RootfsMount, SANDBOX_HOSTNAME, SANDBOX_PATH} from '../../layout.js'
@@ -10,8 +10,6 @@ export const GVISOR_STATE = {
   bundle: 'bundle',
   /** The sandbox's root: read-only, holding only mount points and the merged-usr symlinks. */
   rootfs: 'rootfs',
-  /** A copy of cleanroom-nsinit, bound read-only at GUEST.bin. */
-  bin: 'bin',
 } as const
 
 /** Where the sandbox sees cleanroom's own parts. */
@@ -35,6 +33,8 @@ const OPEN_FILES = 65_536
 export interface BundlePlan {
   /** The state dir as runsc and the gofer see it: nsinit binds it there (--bind-state). */
   stateView: string
+  /** The host dir with the copy of cleanroom-nsinit every sandbox shares, bound read-only at GUEST.bin (guest-bin.ts). */
+  guestBin: string
   /** The egress socket directory on the host. */
   egressDir: string
   rootfs: RootfsMount[]
@@ -81,7 +81,7 @@ export function processSpec(options: {uid: number; gid?: number; args: string[];
 }
 
 /**
- * Writes `<state>/bundle/config.json`, the sandbox's root dir and its copy of nsinit.
+ * Writes `<state>/bundle/config.json` and the sandbox's root dir.
  * The spec: the init is `nsinit init` as the sandbox's root, forwarding `forwardPorts`
  * (see listen.ts) before it says it runs; the root filesystem is
  * the shared layout (the host's /usr read-only, the generated /etc, /workspace, home
@@ -90,31 +90,31 @@ export function processSpec(options: {uid: number; gid?: number; args: string[];
  * namespace mapping the sandbox's root to `hostUid` and the workload to `filesUid`,
  * and nothing else: every other host uid shows as nobody.
  */
-export async function writeBundle(state: string, nsinit: string, plan: BundlePlan): Promise<void> {
+export async function writeBundle(state: string, plan: BundlePlan): Promise<void> {
   const root = join(state, GVISOR_STATE.rootfs)
   await Promise.all([
     mkdir(join(state, GVISOR_STATE.bundle), {mode: 0o755}),
     // nsinit mounts an image's root there.
     plan.imageRoot ? Promise.resolve() : mkdir(root, {mode: 0o755}),
-    mkdir(join(state, GVISOR_STATE.bin), {mode: 0o755}),
   ])
-  await copyFile(nsinit, join(state, GVISOR_STATE.bin, 'cleanroom-nsinit'))
   const mounts: Record<string, unknown>[] = []
   const mountPoints: string[] = [GUEST.bin, GUEST.egress, ...(plan.execDir === undefined ? [] : [GUEST.exec])]
+  const links: Array<{linkTarget: string; target: string}> = []
   for (const mount of plan.rootfs) {
     // An image's root is the bundle's root itself.
     if (mount.target === '/') continue
     if (mount.kind === 'symlink') {
-      await symlink(mount.linkTarget, join(root, mount.target))
+      links.push(mount)
       continue
     }
     mountPoints.push(mount.target)
     mounts.push(ociMount(mount))
   }
+  await Promise.all(links.map((link) => symlink(link.linkTarget, join(root, link.target))))
   // The read-only root holds its mount points; in an image's writable root gVisor makes the missing ones, in the sandbox's upper layer.
   if (!plan.imageRoot) await Promise.all(mountPoints.map((point) => mkdir(join(root, point), {recursive: true, mode: 0o755})))
   mounts.push(
-    {destination: GUEST.bin, type: 'bind', source: `${plan.stateView}/${GVISOR_STATE.bin}`, options: ['rbind', 'ro']},
+    {destination: GUEST.bin, type: 'bind', source: plan.guestBin, options: ['rbind', 'ro']},
     {destination: GUEST.egress, type: 'bind', source: plan.egressDir, options: ['rbind', 'ro']},
     ...(plan.execDir === undefined ? [] : [{destination: GUEST.exec, type: 'bind', source: plan.execDir, options: ['rbind', 'ro']}]),
   )

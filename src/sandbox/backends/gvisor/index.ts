@@ -12,13 +12,15 @@ import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
 import type {ExecServer} from './exec-server.js'
 import {listenInside} from './listen.js'
-import {provisionSandbox} from './provision.js'
+import {shareGuestBin} from './guest-bin.js'
+import {type DaemonShared, provisionSandbox, RUN_ROOT} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
 import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
 import {killSandbox} from './terminate.js'
 import {removeSandboxCgroup} from '../linux-ns/cgroups.js'
 import {CgroupLimits} from '../linux-ns/limits.js'
 import {killIfSame} from '../linux-ns/runtime.js'
+import {HostUidReserve} from '../linux-ns/uid-reserve.js'
 import {releaseHostUid} from '../linux-ns/uids.js'
 import {InitPoller} from '../linux-ns/watch.js'
 import {requireCapabilities} from '../../capabilities.js'
@@ -39,6 +41,9 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   private readonly limits: CgroupLimits
   /** By run dir: the ports whose forwarder a sandbox's init started, until the daemon first listens on them. */
   private readonly initForwarders = new Map<string, Set<number>>()
+  /** What every create of this daemon uses: host uids claimed one ahead, and the copy of nsinit sandboxes bind. */
+  private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin()}
+  private sharedBin?: Promise<string>
   /** By run dir: the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
   private readonly execServers = new Map<string, ExecServer>()
 
@@ -63,7 +68,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const {runtime, execServer} = await provisionSandbox(tools, request, await this.limits.plan(request))
+    const {runtime, execServer} = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
     this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
     this.execServers.set(runtime.run_dir, execServer)
     return {...runtime}
@@ -132,13 +137,26 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     await sweepRunDirs(await this.runsc())
   }
 
-  /** The exec servers inside see their connection end and exit: a restarted daemon runs execs with `runsc exec`. */
-  release(): void {
+  /**
+   * The exec servers inside see their connection end and exit (a restarted daemon runs
+   * execs with `runsc exec`), and the host uid reserved for the next create is given back.
+   */
+  async release(): Promise<void> {
     for (const runDir of [...this.execServers.keys()]) this.forget(runDir)
+    await this.shared.uids.close()
   }
 
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
     return hasWorkload(await this.runsc(), parseRuntime(runtime))
+  }
+
+  /** Made once per daemon (tried again after a failure). */
+  private async guestBin(): Promise<string> {
+    this.sharedBin ??= this.tools().then((tools) => shareGuestBin(tools.nsinit, RUN_ROOT)).catch((error: unknown) => {
+      this.sharedBin = undefined
+      throw error
+    })
+    return this.sharedBin
   }
 
   private forget(runDir: string): void {

@@ -30,9 +30,18 @@ export interface LaunchedSandbox {
  * writes on its stdout, which runsc hands it. No launcher stays behind: the gVisor
  * kernel and the gofer are all a sandbox holds on the host, named by runsc's record.
  * On any failure the launch's process group is killed and the error carries what
- * the helper and runsc said. `initInput`: what init reads on its stdin (the exec server's key).
+ * the helper and runsc said. `initInput`: what init reads on its stdin (the exec server's
+ * key). `whileStarting` is called once the launch is spawned and recorded: work that
+ * need not delay it starts then, while runsc runs.
  */
-export async function launchSandbox(nsinit: string, argv: string[], logPath: string, stateDir: string, runDir: string, initInput?: string): Promise<LaunchedSandbox> {
+export async function launchSandbox(
+  nsinit: string,
+  argv: string[],
+  logPath: string,
+  stateDir: string,
+  runDir: string,
+  {initInput, whileStarting}: {initInput?: string; whileStarting?: () => void} = {},
+): Promise<LaunchedSandbox> {
   const log = await open(logPath, 'a', 0o600)
   let child: ChildProcess
   try {
@@ -48,6 +57,7 @@ export async function launchSandbox(nsinit: string, argv: string[], logPath: str
   const stdout = child.stdout as Readable
   try {
     recordLaunch(stateDir, runDir, child)
+    whileStarting?.()
     const [said] = await Promise.all([firstLine(stdout, child), launcherExit(child)])
     if (said !== 'ready') throw new Error(said === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${said}`)
     const started = await startedProcesses(runDir)
@@ -114,12 +124,12 @@ function launcherExit(child: ChildProcess): Promise<void> {
 /** The gVisor kernel (runsc-sandbox) and the gofer, as runsc recorded them in the sandbox's root. */
 async function startedProcesses(runDir: string): Promise<LaunchedSandbox> {
   const record = JSON.parse(await readFile(join(runscRoot(runDir), `${CONTAINER_ID}_sandbox:${CONTAINER_ID}.state`), 'utf8')) as {goferPid?: unknown; sandbox?: {pid?: unknown}}
-  const found: Partial<LaunchedSandbox> = {}
-  for (const [key, pid, name] of [['sandbox', record.sandbox?.pid, 'runsc-sandbox'], ['gofer', record.goferPid, 'runsc-gofer']] as const) {
+  const started = async (pid: unknown, name: string): Promise<{pid: number; startTime: number}> => {
     if (typeof pid !== 'number') throw new Error(`runsc's record of the sandbox names no ${name}`)
     const [command, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
     if (!facts || command !== name) throw new Error('the sandbox exited right after it was ready')
-    found[key] = {pid, startTime: facts.startTime}
+    return {pid, startTime: facts.startTime}
   }
-  return found as LaunchedSandbox
+  const [sandbox, gofer] = await Promise.all([started(record.sandbox?.pid, 'runsc-sandbox'), started(record.goferPid, 'runsc-gofer')])
+  return {sandbox, gofer}
 }

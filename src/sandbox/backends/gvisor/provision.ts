@@ -12,7 +12,8 @@ import {cgroupDirs, createSandboxCgroup, removeSandboxCgroup, type SandboxCgroup
 import type {LimitPlan} from '../linux-ns/host-resources.js'
 import {planImage} from '../linux-ns/image.js'
 import {readOnlyMountPlan} from '../linux-ns/nsinit.js'
-import {claimHostUid, HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
+import type {HostUidReserve} from '../linux-ns/uid-reserve.js'
+import {HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
 import type {Toolchain} from './availability.js'
 import {GUEST, GVISOR_STATE, writeBundle} from './bundle.js'
 import {ExecServer} from './exec-server.js'
@@ -31,6 +32,12 @@ export const RUN_ROOT = '/run/cleanroom-gvisor'
  */
 export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
 
+/** What a daemon's creates share: its reserved host uid and the copy of nsinit every sandbox binds. */
+export interface DaemonShared {
+  uids: HostUidReserve
+  guestBin: () => Promise<string>
+}
+
 /**
  * Builds a sandbox: a host uid U of its own and, with `limits`, a cgroup with them set,
  * the generated /etc files, the whiteouts for what git ignores, the OCI bundle, then
@@ -39,7 +46,7 @@ export const FILES_UID_OFFSET = HOST_UID_RANGE.last - HOST_UID_RANGE.first + 1
  * run --detach`, which starts the gVisor kernel and gofer as U and the sandbox's init
  * inside, then exits: all of them, and every thread they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer}> {
+export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer}> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
   // Never the host's root filesystem for a policy that names an image.
@@ -55,13 +62,15 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   await mkdir(state, {recursive: true, mode: 0o700})
   let claimed: number | undefined
   let cgroup: SandboxCgroup | undefined
+  let noting: Promise<void> = Promise.resolve()
   let execServer: ExecServer | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, /etc, the .git/config
-    // the sandbox sees, the run dir and the root filesystem plan are made.
-    const [hostUid, , hidden, gitConfig, rootfs] = await settleAll([
+    // the sandbox sees, the run dir and the root filesystem plan are made. The workspace's
+    // base is noted while runsc starts (nothing in the sandbox can change the workspace).
+    const [hostUid, , hidden, gitConfig, rootfs, , guestBin] = await settleAll([
       // The uid claim comes before the cgroup: a sweep of leftover cgroups never takes a claimed sandbox's.
-      claimHostUid(request.sandboxId, state).then(async (uid) => {
+      shared.uids.claim(request.sandboxId, state).then(async (uid) => {
         claimed = uid
         if (limits) cgroup = await createSandboxCgroup(limits.host, request.sandboxId, hostLimits(limits.limits))
         return uid
@@ -70,25 +79,27 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
-      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
       mkdir(RUN_ROOT, {recursive: true, mode: 0o711}).then(() => Promise.all(['egress', 'exec'].map((name) => mkdir(join(runDir, name), {recursive: true, mode: 0o700})))),
+      shared.guestBin(),
     ] as const)
     const filesUid = workload.uid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const filesGid = workload.gid === 0 ? hostUid : hostUid + FILES_UID_OFFSET
     const egressDir = join(runDir, 'egress')
     const execDir = join(runDir, 'exec')
-    // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
-    await chown(runDir, 0, hostUid)
-    await chmod(runDir, 0o710)
-    await chown(egressDir, hostUid, hostUid)
-    // The exec server inside is the workload's user; its connections reach the host as the sandbox's kernel (group hostUid).
-    await chown(execDir, filesUid, hostUid)
-    await chmod(execDir, 0o750)
-    execServer = await ExecServer.listen(execDir, {uid: filesUid, gid: hostUid})
     const extra = readOnlyMountPlan(request.readOnlyMounts, STATE_MOUNT_POINT)
-    await writeBundle(state, tools.nsinit, {stateView: STATE_MOUNT_POINT, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts, execDir})
-    const lower = workspace ?? (await emptyWorkspace(state))
-    const whiteoutFile = await writeWhiteouts(state, hidden)
+    const [, , , , server, , lower, whiteoutFile] = await settleAll([
+      // Only the sandbox's root may enter: the forwarders inside reach the daemon's sockets here.
+      chown(runDir, 0, hostUid),
+      chmod(runDir, 0o710),
+      chown(egressDir, hostUid, hostUid),
+      // The exec server inside is the workload's user; its connections reach the host as the sandbox's kernel (group hostUid).
+      chown(execDir, filesUid, hostUid).then(() => chmod(execDir, 0o750)),
+      // Kept as it comes: a later step that fails closes it.
+      ExecServer.listen(execDir, {uid: filesUid, gid: hostUid}).then((listening) => (execServer = listening)),
+      writeBundle(state, {stateView: STATE_MOUNT_POINT, guestBin, egressDir, rootfs: [...rootfs, ...extra.rootfs], hostUid, filesUid, filesGid, workload, imageRoot: image !== undefined, tasks: limits?.limits.pids, forwardPorts: request.listenPorts, execDir}),
+      workspace === null ? emptyWorkspace(state) : Promise.resolve(workspace),
+      writeWhiteouts(state, hidden),
+    ] as const)
     const argv = [
       'create', '--repo', lower, '--state', state, '--bind-state', STATE_MOUNT_POINT, '--etc', '--keep-root',
       '--uid', String(filesUid), '--gid', String(filesGid),
@@ -99,7 +110,13 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(cgroup ? cgroupDirs(cgroup).flatMap((dir) => ['--cgroup', dir]) : []),
       '--', tools.runsc, ...runscFlags(runDir, tools.platform), 'run', '--detach', '--bundle', `${STATE_MOUNT_POINT}/${GVISOR_STATE.bundle}`, CONTAINER_ID,
     ]
-    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir, `${execServer.key}\n`)
+    const launched = await launchSandbox(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, runDir, {
+      initInput: `${server.key}\n`,
+      whileStarting: () => {
+        if (workspace !== null) noting = recordWorkspaceBase(workspace, state)
+      },
+    })
+    await noting
     const runtime: GvisorRuntime = {
       state_dir: state,
       run_dir: runDir,
@@ -112,15 +129,20 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       ...(image ? {image: image.workload} : {}),
     }
-    return {runtime, execServer}
+    return {runtime, execServer: server}
   } catch (error) {
     execServer?.close()
+    // Nothing may still be writing into the state dir when the caller removes it.
+    await noting.catch(() => undefined)
     // A launch cut short may leave runsc's record of the container; the caller removes the state dir.
     await runscCommand(tools.runsc, [...rootFlags({run_dir: runDir}), 'delete', '--force', CONTAINER_ID])
     await rm(runDir, {recursive: true, force: true})
     if (cgroup) await removeSandboxCgroup(cgroup)
     if (claimed !== undefined) await releaseHostUid(claimed, state).catch(() => undefined)
     throw error
+  } finally {
+    // The next create's uid, reserved once this one is done with its own.
+    shared.uids.refill()
   }
 }
 

@@ -1,4 +1,5 @@
-import {mkdir, readdir, readFile, rmdir, stat, writeFile} from 'node:fs/promises'
+import {readdir, readFile, rmdir, stat, writeFile} from 'node:fs/promises'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -31,24 +32,30 @@ export function cgroupDirs(cgroup: SandboxCgroup): string[] {
 
 /**
  * Creates the sandbox's cgroup with its limits set, before any of its processes exists
- * (nsinit joins it first thing). On failure nothing is left behind.
+ * (nsinit joins it first thing). On failure nothing is left behind. Synchronous calls:
+ * cgroupfs is in memory, and a dozen of them take less time than one trip through the
+ * thread pool, which a create under way keeps busy.
  */
 export async function createSandboxCgroup(host: CgroupHost, sandboxId: string, limits: SandboxLimits): Promise<SandboxCgroup> {
   const cgroup = sandboxCgroupOf(host, sandboxId)
   const made: string[] = []
   try {
     for (const root of new Set(Object.values(host.roots))) {
-      await mkdir(join(root, CGROUP_PARENT), {mode: 0o755}).catch(ignoreExisting)
-      if (host.version === 2) await enableControllers(root)
+      try {
+        mkdirSync(join(root, CGROUP_PARENT), {mode: 0o755})
+      } catch (error) {
+        ignoreExisting(error as NodeJS.ErrnoException)
+      }
+      if (host.version === 2) enableControllers(root)
     }
     for (const dir of cgroupDirs(cgroup)) {
-      await mkdir(dir, {mode: 0o755})
+      mkdirSync(dir, {mode: 0o755})
       made.push(dir)
     }
     for (const write of limitWrites(host.version, limits)) {
       const file = join(cgroup.dirs[write.controller]!, write.file)
       try {
-        await writeFile(file, write.value)
+        writeFileSync(file, write.value)
       } catch (error) {
         if (write.optional && (error as NodeJS.ErrnoException).code === 'ENOENT') continue
         throw new Error(`${file} = ${write.value}: ${messageOf(error)}`)
@@ -62,12 +69,12 @@ export async function createSandboxCgroup(host: CgroupHost, sandboxId: string, l
 }
 
 /** v2 hands controllers down only where each ancestor enables them for its children. */
-async function enableControllers(root: string): Promise<void> {
+function enableControllers(root: string): void {
   const wanted = LIMIT_CONTROLLERS.map((name) => `+${name}`).join(' ')
   for (const dir of [root, join(root, CGROUP_PARENT)]) {
-    const enabled = (await readFile(join(dir, 'cgroup.subtree_control'), 'utf8')).trim().split(/\s+/)
+    const enabled = readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/)
     if (LIMIT_CONTROLLERS.every((name) => enabled.includes(name))) continue
-    await writeFile(join(dir, 'cgroup.subtree_control'), wanted)
+    writeFileSync(join(dir, 'cgroup.subtree_control'), wanted)
   }
 }
 

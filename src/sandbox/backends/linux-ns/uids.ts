@@ -1,5 +1,5 @@
 import {randomInt} from 'node:crypto'
-import {chmod, chown, lstat, mkdir, open, readdir, readFile, unlink} from 'node:fs/promises'
+import {chmod, chown, lstat, mkdir, open, readdir, readFile, rename, unlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
@@ -41,11 +41,61 @@ const UNREADABLE_GRACE_MS = 60_000
  * O_EXCL, so two daemons can never both create one) or with any live process is never
  * handed out. Then makes `stateDir` `root:U 0710`, so only U may traverse it.
  */
-export async function claimHostUid(
-  sandboxId: string,
-  stateDir: string,
-  {registry = UID_REGISTRY, range = HOST_UID_RANGE}: {registry?: string; range?: {first: number; last: number}} = {},
-): Promise<number> {
+export async function claimHostUid(sandboxId: string, stateDir: string, options: UidRegistryOptions = {}): Promise<number> {
+  const uid = await claimFreeUid(sandboxId, stateDir, options)
+  await admit(stateDir, uid)
+  return uid
+}
+
+/** Where uids are claimed: the machine-wide registry and range, unless a test gives its own. */
+export interface UidRegistryOptions {
+  registry?: string
+  range?: {first: number; last: number}
+}
+
+/** The sandbox id and state dir of a claim made ahead of its sandbox (uid-reserve.ts): no sandbox's, no dir. */
+export const RESERVED = ''
+
+/**
+ * Claims a free uid in the daemon's name for no sandbox yet (RESERVED): to the registry it
+ * is a claim like any other, released with `releaseHostUid(uid, RESERVED)` and swept as
+ * stale once the daemon is gone and nothing runs as it.
+ */
+export async function reserveHostUid(options: UidRegistryOptions = {}): Promise<number> {
+  return claimFreeUid(RESERVED, RESERVED, options)
+}
+
+/**
+ * Makes the daemon's reserved claim of `uid` the sandbox's (replaced in one rename, so a
+ * reader sees one claim or the other) and admits it to `stateDir`. False, with nothing
+ * changed, when the claim is not this daemon's reservation any more.
+ */
+export async function takeReservedUid(uid: number, sandboxId: string, stateDir: string, {registry = UID_REGISTRY}: UidRegistryOptions = {}): Promise<boolean> {
+  const self = await daemonIdentity()
+  const path = join(registry, String(uid))
+  const held = await readClaim(path)
+  if (held?.sandbox_id !== RESERVED || held.daemon_pid !== self.pid || held.daemon_start_time !== self.startTime) return false
+  // Not a claim's name (digits only): a leftover of a crash in between is never read as one.
+  const next = join(registry, `.${uid}.${sandboxId}`)
+  const claim: UidClaim = {...held, sandbox_id: sandboxId, state_dir: stateDir, claimed_at: new Date().toISOString()}
+  try {
+    await writeFile(next, `${JSON.stringify(claim)}\n`, {mode: 0o600, flag: 'wx'})
+    await rename(next, path)
+  } catch (error) {
+    await unlink(next).catch(() => undefined)
+    throw error
+  }
+  await admit(stateDir, uid)
+  return true
+}
+
+/** `stateDir` becomes `root:U 0710`: only U may traverse it. */
+async function admit(stateDir: string, uid: number): Promise<void> {
+  await chown(stateDir, 0, uid)
+  await chmod(stateDir, 0o710)
+}
+
+async function claimFreeUid(sandboxId: string, stateDir: string, {registry = UID_REGISTRY, range = HOST_UID_RANGE}: UidRegistryOptions): Promise<number> {
   await openRegistry(registry)
   const [claimed, busy, self] = await Promise.all([claimedUids(registry), uidsWithProcesses(), daemonIdentity()])
   const size = range.last - range.first + 1
@@ -55,10 +105,7 @@ export async function claimHostUid(
     const uid = range.first + ((start + step) % size)
     if (claimed.has(uid) || busy.has(uid)) continue
     const claim: UidClaim = {uid, sandbox_id: sandboxId, state_dir: stateDir, daemon_pid: self.pid, daemon_start_time: self.startTime, claimed_at: new Date().toISOString()}
-    if (!(await createClaim(registry, claim))) continue
-    await chown(stateDir, 0, uid)
-    await chmod(stateDir, 0o710)
-    return uid
+    if (await createClaim(registry, claim)) return uid
   }
   throw new CleanroomError('backend_failed', `every host uid from ${range.first} to ${range.last} is claimed in ${registry} or runs a process`, {
     suggestions: ['Remove sandboxes you no longer need: cleanroom sandbox ls --all'],
