@@ -3,6 +3,7 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {isolatedEnv, runCli} from '../helpers/cli.js'
+import {stopCliDaemon} from '../helpers/daemon.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 /** Help and error texts as a new user meets them: each line a user would copy must work when pasted. */
@@ -74,8 +75,15 @@ describe('help and error texts', () => {
     const help = await runCli(['workspace', 'apply', '--help'], {env: await env()})
     expect(help.stdout).to.match(/-c, --chdir=DIR/)
     expect(help.stdout).not.to.contain('--directory')
-    const old = await runCli(['workspace', 'apply', 'cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA', '--directory', '/nonexistent', '--host', 'unix:///nonexistent/d.sock'], {env: await env()})
-    expect(old.stderr).not.to.contain('Nonexistent flag')
+    // The CLI starts a daemon for the --host it is given: one in this test's own dir, stopped after.
+    const home = await dirs.make()
+    const socket = join(home, 'd.sock')
+    try {
+      const old = await runCli(['workspace', 'apply', 'cr_01JDQ6Z1V8K3M6C2T9X4N7B5PA', '--directory', join(home, 'missing'), '--host', `unix://${socket}`], {env: isolatedEnv(home)})
+      expect(old.stderr).not.to.contain('Nonexistent flag')
+    } finally {
+      await stopCliDaemon(socket)
+    }
   })
 
   it('puts the --path the user gave into the lines to try', async () => {
