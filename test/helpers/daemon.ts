@@ -145,13 +145,14 @@ export async function sandboxesOf(before: ReadonlySet<number>, dir: string): Pro
 }
 
 /**
- * Like `sandboxesOf`, after giving killed sandboxes a moment to be reaped.
- * Other sandbox processes on the machine (other test runs, other users) are not ours to judge.
+ * Like `sandboxesOf`, after giving killed sandboxes up to 10 s to be reaped (a loaded
+ * machine has taken more than 2). Other sandbox processes on the machine (other test
+ * runs, other users) are not ours to judge.
  */
 export async function leftoverSandboxes(before: ReadonlySet<number>, dir: string): Promise<number[]> {
   for (let attempt = 0; ; attempt++) {
     const ours = await sandboxesOf(before, dir)
-    if (ours.length === 0 || attempt === 40) return ours
+    if (ours.length === 0 || attempt === 200) return ours
     await sleep(50)
   }
 }
