@@ -68,6 +68,8 @@ export class ExecServer {
     const path = join(dir, EXEC_SOCKET)
     await rm(path, {force: true})
     const server = createServer()
+    // The daemon's API keeps it running: a sandbox's exec server never does on its own (nor an idle main connection, below).
+    server.unref()
     const link = new ExecServer(server)
     server.on('connection', (socket) => link.accept(socket))
     await new Promise<void>((resolve, reject) => {
@@ -206,6 +208,7 @@ export class ExecServer {
     if (name === 'main') {
       if (this.mainEnded || this.main || !sameText(value, this.key)) return false
       this.main = socket
+      socket.unref()
       this.arrived()
       socket.once('close', () => this.end())
       socket.resume()

@@ -44,7 +44,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   /** What every create of this daemon uses: host uids claimed one ahead, and the copy of nsinit sandboxes bind. */
   private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin()}
   private sharedBin?: Promise<string>
-  /** By run dir: the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
+  /** By state dir (which a reclaim always has): the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
   private readonly execServers = new Map<string, ExecServer>()
 
   /** Without `resources`, the runtime config's default limits apply. */
@@ -70,7 +70,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     const tools = await this.tools()
     const {runtime, execServer} = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
     this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
-    this.execServers.set(runtime.run_dir, execServer)
+    this.execServers.set(runtime.state_dir, execServer)
     return {...runtime}
   }
 
@@ -84,7 +84,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
     const sandbox = parseRuntime(runtime)
-    const server = this.execServers.get(sandbox.run_dir)
+    const server = this.execServers.get(sandbox.state_dir)
     // A terminal is made by `nsinit run` inside (the exec server runs commands on its connections as they are).
     const served = server && !request.tty ? await server.start({argv: request.argv, env: workloadEnv(request, sandbox.image), cwd: request.cwd ?? sandbox.image?.cwd ?? WORKSPACE}, () => isSandboxAlive(sandbox)) : undefined
     const started = served ?? (await startExec((await this.tools()).runsc, sandbox, request))
@@ -100,7 +100,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async terminate(runtime: BackendRuntime): Promise<void> {
     const sandbox = parseRuntime(runtime)
-    this.forget(sandbox.run_dir)
+    this.forget(sandbox)
     await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     // A sandbox is ended by pid even when runsc itself cannot be found any more.
     await killSandbox(await this.runsc(), sandbox)
@@ -110,7 +110,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async reclaim(stateDir: string, runtime?: BackendRuntime): Promise<void> {
     const sandbox = runtime === undefined ? undefined : parseRuntimeOrUndefined(runtime)
-    if (sandbox) this.forget(sandbox.run_dir)
+    this.forget({state_dir: stateDir, run_dir: sandbox?.run_dir})
     if (sandbox) await this.limits.beforeKill(sandbox, () => killKernel(sandbox))
     await reclaimSandbox(await this.runsc(), stateDir, sandbox)
     // The cgroup goes once its processes are (found by the sandbox id when the runtime is lost).
@@ -142,7 +142,9 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
    * execs with `runsc exec`), and the host uid reserved for the next create is given back.
    */
   async release(): Promise<void> {
-    for (const runDir of [...this.execServers.keys()]) this.forget(runDir)
+    for (const server of this.execServers.values()) server.close()
+    this.execServers.clear()
+    this.initForwarders.clear()
     await this.shared.uids.close()
   }
 
@@ -159,10 +161,10 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     return this.sharedBin
   }
 
-  private forget(runDir: string): void {
-    this.initForwarders.delete(runDir)
-    this.execServers.get(runDir)?.close()
-    this.execServers.delete(runDir)
+  private forget(sandbox: {state_dir: string; run_dir?: string}): void {
+    if (sandbox.run_dir !== undefined) this.initForwarders.delete(sandbox.run_dir)
+    this.execServers.get(sandbox.state_dir)?.close()
+    this.execServers.delete(sandbox.state_dir)
   }
 
   /** A sandbox is ended by pid even when runsc itself cannot be found any more. */
