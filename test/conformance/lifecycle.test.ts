@@ -78,6 +78,8 @@ for (const name of BACKENDS) {
     })
 
     after(async () => {
+      // What the backend holds for sandboxes to come (a uid claimed ahead) goes, as when a daemon stops.
+      await backend.release?.()
       const uids = new Set(everySandbox.map((sandbox) => sandbox.host_uid))
       const leftovers = await liveProcessesOf(uids)
       expect(leftovers, 'processes of the test sandboxes').to.deep.equal([])
