@@ -241,6 +241,16 @@ for (const name of BACKENDS) {
         expect([one, two]).to.deep.equal(['one\n', 'two\n'])
       })
 
+      it('runs 64 execs, 8 at a time, each with its own input, output, error output and exit code', async () => {
+        const one = async (n: number) => {
+          const ran = await run(backend, sandbox, ['sh', '-c', 'read line; echo "out $line"; echo "err $line" >&2; exit $(( $line % 7 ))'], {stdin: `${n}\n`})
+          return {n, exit: ran.exitCode, stdout: ran.stdout.toString(), stderr: ran.stderr.toString()}
+        }
+        const seen: Array<Awaited<ReturnType<typeof one>>> = []
+        for (let round = 0; round < 8; round++) seen.push(...(await Promise.all(Array.from({length: 8}, (_, k) => one(round * 8 + k)))))
+        expect(seen).to.deep.equal(Array.from({length: 64}, (_, n) => ({n, exit: n % 7, stdout: `out ${n}\n`, stderr: `err ${n}\n`})))
+      })
+
       it('unpacks an archive as the sandbox user and archives a path back', async () => {
         const archive = pack()
         archive.entry({name: 'creds/token', mode: 0o600}, 'secret\n')
