@@ -4,8 +4,7 @@ import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
-import {leftoverSandboxes, sandboxPids, startTestDaemon, type TestDaemon} from '../../helpers/daemon.js'
-import {tempDirs} from '../../helpers/tmp.js'
+import {testDaemonSuite} from '../../helpers/daemon.js'
 import {git} from '../boundary-fixtures.js'
 import {SandboxUnderTest, until} from '../sandbox.js'
 
@@ -49,32 +48,16 @@ const silent = (count) => new Promise((resolve) => {
  */
 export function execServerAttacks(): void {
   describe('the exec server (gvisor)', () => {
-    const dirs = tempDirs('cleanroom-exec-server-')
-    let dir = ''
-    let sandboxesBefore = new Set<number>()
-    let test: TestDaemon | undefined
+    const suite = testDaemonSuite('cleanroom-exec-server-')
     let sandbox: SandboxUnderTest
 
     before(async function () {
       this.timeout(60_000)
-      sandboxesBefore = await sandboxPids()
-      dir = await dirs.make()
-      const repo = join(dir, 'repo')
-      await git(dir, 'init', '-q', repo)
+      const repo = join(suite.dir, 'repo')
+      await git(suite.dir, 'init', '-q', repo)
       await writeFile(join(repo, 'knock.js'), KNOCK)
-      test = await startTestDaemon(join(dir, 'daemon'))
-      const created = await test.client.createSandbox({backend: 'gvisor', policy: DEFAULT_POLICY, workspace_source: repo, allow_all: false})
-      sandbox = new SandboxUnderTest(() => test!.client, created.sandbox_id)
-    })
-
-    after(async function () {
-      this.timeout(30_000)
-      try {
-        await test?.daemon.close({shutdownSandboxes: true})
-        expect(await leftoverSandboxes(sandboxesBefore, dir), 'sandboxes of this suite still running').to.deep.equal([])
-      } finally {
-        await dirs.cleanup()
-      }
+      const created = await suite.test.client.createSandbox({backend: 'gvisor', policy: DEFAULT_POLICY, workspace_source: repo, allow_all: false})
+      sandbox = new SandboxUnderTest(() => suite.test.client, created.sandbox_id)
     })
 
     /** The exec server's pid as a command it runs sees it (its parent), with what /proc shows the workload of it. */

@@ -8,6 +8,7 @@ import {PassThrough} from 'node:stream'
 import {CleanroomError} from '../../../errors/index.js'
 import type {SandboxProcess} from '../../backend.js'
 import type {ExitStatus} from '../../types.js'
+import {parseStatus, sandboxGone, unusableWorkingDirectory} from './exec-status.js'
 
 /** The exec server's socket, in the run dir's exec dir: bound into the sandbox at GUEST.exec. */
 export const EXEC_SOCKET = 'exec.sock'
@@ -251,7 +252,7 @@ function served(connections: Connections, cwd: string, isAlive: () => Promise<bo
       const status = parseStatus(said)
       if (status) return resolve(status)
       const chdir = /^chdir (.*)\n$/.exec(said)
-      if (chdir) return reject(new CleanroomError('bad_request', `${cwd}: cannot be the working directory in the sandbox (${chdir[1]})`))
+      if (chdir) return reject(unusableWorkingDirectory(cwd, chdir[1]!))
       void isAlive().then((alive) =>
         reject(alive ? new CleanroomError('backend_failed', `the exec server inside ended the command without its status${said ? `: ${said.trim()}` : ''}`) : sandboxGone()),
       )
@@ -269,20 +270,6 @@ function served(connections: Connections, cwd: string, isAlive: () => Promise<bo
     },
     exited,
   }
-}
-
-/** "exit <code>" or "signal <n>", as the server reports a command's end. */
-export function parseStatus(line: string): ExitStatus | undefined {
-  const match = /^(exit|signal) (\d+)\n?$/.exec(line)
-  if (!match) return undefined
-  const number = Number(match[2])
-  if (match[1] === 'exit') return {exit_code: number, signal: null}
-  const name = (Object.entries(constants.signals) as [NodeJS.Signals, number][]).find(([, value]) => value === number)?.[0] ?? null
-  return {exit_code: 128 + number, signal: name}
-}
-
-export function sandboxGone(): CleanroomError {
-  return new CleanroomError('sandbox_failed', 'the sandbox is gone: its gVisor kernel or its runsc exited')
 }
 
 /** The key compared in constant time: a workload that connects may try keys. */

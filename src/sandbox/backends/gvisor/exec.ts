@@ -8,6 +8,7 @@ import {SANDBOX_USER, WORKSPACE, workloadEnv} from '../../layout.js'
 import type {ExecRequest, ExitStatus} from '../../types.js'
 import {OutputHead} from '../linux-ns/process.js'
 import {GUEST, processSpec} from './bundle.js'
+import {parseStatus, sandboxGone, unusableWorkingDirectory} from './exec-status.js'
 import {CONTAINER_ID, processFile, rootFlags, spawnRunsc} from './runsc.js'
 import {type GvisorRuntime, isSandboxAlive} from './runtime.js'
 
@@ -89,29 +90,15 @@ export async function startExec(runsc: string, runtime: GvisorRuntime, request: 
   }
 }
 
-/** "exit <code>" or "signal <n>", as `nsinit run` reports its command's end. */
-function parseStatus(line: string): ExitStatus | undefined {
-  const match = /^(exit|signal) (\d+)\n?$/.exec(line)
-  if (!match) return undefined
-  const number = Number(match[2])
-  if (match[1] === 'exit') return {exit_code: number, signal: null}
-  const name = (Object.entries(constants.signals) as [NodeJS.Signals, number][]).find(([, value]) => value === number)?.[0] ?? null
-  return {exit_code: 128 + number, signal: name}
-}
-
 /** Why an exec ended without its command's status: the helper's own failure, the sandbox gone, or runsc's. */
 async function execFailure(runtime: GvisorRuntime, code: number | null, stderrHead: string, cwd: string): Promise<CleanroomError> {
   if (!(await isSandboxAlive(runtime))) return sandboxGone()
   const line = stderrHead.split(/\r?\n/).find((text) => text.startsWith('nsinit: '))
   if (code === NSINIT_SETUP_FAILED && line?.startsWith('nsinit: chdir ')) {
-    return new CleanroomError('bad_request', `${cwd}: cannot be the working directory in the sandbox (${line.slice(line.lastIndexOf(': ') + 2)})`)
+    return unusableWorkingDirectory(cwd, line.slice(line.lastIndexOf(': ') + 2))
   }
   const said = line ?? stderrHead.trim().split('\n')[0] ?? ''
   return new CleanroomError('backend_failed', `could not run the command in the sandbox (runsc exec exited ${code}): ${said}`)
-}
-
-function sandboxGone(): CleanroomError {
-  return new CleanroomError('sandbox_failed', 'the sandbox is gone: its gVisor kernel or its runsc exited')
 }
 
 /** What `nsinit run` reports is one short line: more is not read into memory (the workload can reach that socket). */

@@ -29,18 +29,23 @@
 #include "guest.h"
 #include "seccomp.h"
 
-/* A forwarder of its own, a child of init in a session of its own; init keeps no fd of it. */
-static void start_forwarder(long port, const struct sockaddr_un *daemon) {
-    int listener = forward_listen(port);
-    if (listener < 0) fail("--forward: 127.0.0.1:%ld is taken", port);
+/* A child of init: 0 in the child, which starts with no signal blocked (init blocks SIGCHLD). */
+static pid_t fork_child(void) {
     pid_t child = fork();
     if (child < 0) die("fork");
     if (child == 0) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        _exit(forward_serve(listener, daemon));
     }
+    return child;
+}
+
+/* A forwarder of its own, a child of init; init keeps no fd of it. */
+static void start_forwarder(long port, const struct sockaddr_un *daemon) {
+    int listener = forward_listen(port);
+    if (listener < 0) fail("--forward: 127.0.0.1:%ld is taken", port);
+    if (fork_child() == 0) _exit(forward_serve(listener, daemon));
     close(listener);
 }
 
@@ -88,12 +93,7 @@ int guest_init_main(int argc, char **argv) {
     if (exec_socket) {
         char key[129];
         read_key(key, sizeof key);
-        pid_t server = fork();
-        if (server < 0) die("fork");
-        if (server == 0) {
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
+        if (fork_child() == 0) {
             setsid();
             guest_serve(exec_socket, exec_uid, exec_gid, key);
         }
