@@ -6,13 +6,14 @@
  * Starts a forwarder (as `nsinit forward --port PORT --socket SOCKET` would, see
  * guest-forward.c) for each --forward, listening before the sandbox is said to be up:
  * the daemon then needs no `runsc exec` of its own for the proxy's port.  With
- * --exec-server it reads a key line on stdin (the daemon's, before anything else runs)
- * and forks the exec server (guest-serve.c), which becomes UID:GID; that takes
- * CAP_SETUID, CAP_SETGID and CAP_SETPCAP, the only capabilities the daemon gives init,
- * and init drops them all right after the fork, before any forwarder starts.  Writes
- * "ready" on stdout once it runs: runsc run's stdout is a pipe to the daemon, which takes
- * the line as the sandbox being up.  Then it puts /dev/null on its stdio, so nothing of
- * the daemon stays reachable through it, and reaps for ever: every process an exec leaves
+ * --exec-server it reads a key line on stdin (the daemon's, before anything else runs).
+ * Once the ports listen it writes "ready" on stdout (runsc run's stdout is a pipe to the
+ * daemon, which takes the line as the sandbox being up) and puts /dev/null on its stdio,
+ * so nothing of the daemon stays reachable through it; then, while the daemon answers,
+ * it forks the exec server (guest-serve.c), which uses the CAP_SETUID, CAP_SETGID and
+ * CAP_SETPCAP the daemon gives init (its only capabilities) to become UID:GID with none;
+ * init drops them all right after that fork, and forks the forwarders (a connection made
+ * before waits in its port's backlog).  Then it reaps for ever: every process an exec leaves
  * behind is reparented to it, and stays a zombie until it is waited for.  The sandbox's
  * seccomp filter is installed before anything else starts.  The sandbox ends when the
  * daemon kills it.
@@ -29,6 +30,9 @@
 #include "guest.h"
 #include "seccomp.h"
 
+/* Ports one init forwards (the proxy's and the credential gateway's, today). */
+#define MAX_FORWARDS 16
+
 /* A child of init: 0 in the child, which starts with no signal blocked (init blocks SIGCHLD). */
 static pid_t fork_child(void) {
     pid_t child = fork();
@@ -41,10 +45,8 @@ static pid_t fork_child(void) {
     return child;
 }
 
-/* A forwarder of its own, a child of init; init keeps no fd of it. */
-static void start_forwarder(long port, const struct sockaddr_un *daemon) {
-    int listener = forward_listen(port);
-    if (listener < 0) fail("--forward: 127.0.0.1:%ld is taken", port);
+/* A forwarder of its own for `listener`, a child of init; init keeps no fd of it. */
+static void start_forwarder(int listener, const struct sockaddr_un *daemon) {
     if (fork_child() == 0) _exit(forward_serve(listener, daemon));
     close(listener);
 }
@@ -89,30 +91,29 @@ int guest_init_main(int argc, char **argv) {
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS");
     if (install_sandbox_filter() < 0) die("install the seccomp filter");
+    /* Not dumpable: a workload that is root inside too cannot read the key from its memory before the server takes it. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE");
 
-    if (exec_socket) {
-        char key[129];
-        read_key(key, sizeof key);
-        if (fork_child() == 0) {
-            setsid();
-            guest_serve(exec_socket, exec_uid, exec_gid, key);
-        }
-        explicit_bzero(key, sizeof key);
-    }
-    drop_bounding_set();
-    clear_capabilities();
-
+    char key[129] = "";
+    if (exec_socket) read_key(key, sizeof key);
+    /* The ports listen before the sandbox is said to be up: a connection made at once waits for its forwarder. */
+    int listeners[MAX_FORWARDS];
+    struct sockaddr_un daemons[MAX_FORWARDS];
+    int forwards = 0;
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--forward")) {
             i += 4;
             continue;
         }
-        struct sockaddr_un daemon;
-        forward_address(argv[i + 2], &daemon);
-        start_forwarder(parse_number(argv[i], argv[i + 1]), &daemon);
+        if (forwards == MAX_FORWARDS) fail("--forward: at most %d ports", MAX_FORWARDS);
+        long port = parse_number(argv[i], argv[i + 1]);
+        listeners[forwards] = forward_listen(port);
+        if (listeners[forwards] < 0) fail("--forward: 127.0.0.1:%ld is taken", port);
+        forward_address(argv[i + 2], &daemons[forwards++]);
         i += 3;
     }
 
+    /* Up: the processes below start while the daemon answers (each fork copies an address space in gVisor). */
     static const char ready[] = "ready\n";
     if (write(1, ready, sizeof ready - 1) != (ssize_t)(sizeof ready - 1)) die("write ready");
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -120,6 +121,15 @@ int guest_init_main(int argc, char **argv) {
     for (int fd = 0; fd <= 2; fd++)
         if (dup2(null, fd) < 0) die("dup2 /dev/null");
     close(null);
+
+    if (exec_socket && fork_child() == 0) {
+        setsid();
+        guest_serve(exec_socket, exec_uid, exec_gid, key);
+    }
+    explicit_bzero(key, sizeof key);
+    drop_bounding_set();
+    clear_capabilities();
+    for (int k = 0; k < forwards; k++) start_forwarder(listeners[k], &daemons[k]);
 
     for (;;) {
         while (waitpid(-1, NULL, WNOHANG) > 0) {}
