@@ -8,7 +8,7 @@ import {PassThrough} from 'node:stream'
 import {CleanroomError} from '../../../errors/index.js'
 import type {SandboxProcess} from '../../backend.js'
 import type {ExitStatus} from '../../types.js'
-import {parseStatus, sandboxGone, unusableWorkingDirectory} from './exec-status.js'
+import {parseStatus, type ResolvedCommand, sandboxGone, statusLine, unusableWorkingDirectory} from './exec-status.js'
 
 /** The exec server's socket, in the run dir's exec dir: bound into the sandbox at GUEST.exec. */
 export const EXEC_SOCKET = 'exec.sock'
@@ -37,12 +37,6 @@ interface Waiting {
   gone(): void
 }
 
-/** What the server is asked to run: an exec request as the backend resolved it. */
-export interface ServedExec {
-  argv: string[]
-  env: Record<string, string>
-  cwd: string
-}
 
 /**
  * The daemon's end of a gVisor sandbox's exec server (guest-serve.c): a unix socket the
@@ -106,8 +100,7 @@ export class ExecServer {
    * end is told on the fourth. Undefined when there is no server (any more) and the command
    * did not start: the caller runs it another way.
    */
-  async start(request: ServedExec, isAlive: () => Promise<boolean>): Promise<SandboxProcess | undefined> {
-    if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
+  async start(request: ResolvedCommand, isAlive: () => Promise<boolean>): Promise<SandboxProcess | undefined> {
     if (!(await this.ready())) return undefined
     const token = randomBytes(32).toString('hex')
     const strings = [token, request.cwd, String(request.argv.length), ...request.argv, ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`)]
@@ -243,21 +236,13 @@ function served(connections: Connections, cwd: string, isAlive: () => Promise<bo
   }
   const stdout = output(connections.out)
   const stderr = output(connections.err)
-  const exited = new Promise<ExitStatus>((resolve, reject) => {
-    let said = ''
-    ctl.on('data', (chunk: Buffer) => {
-      if (said.length < STATUS_BYTES) said = (said + chunk.toString('utf8')).slice(0, STATUS_BYTES)
-    })
-    ctl.once('close', () => {
-      const status = parseStatus(said)
-      if (status) return resolve(status)
-      const chdir = /^chdir (.*)\n$/.exec(said)
-      if (chdir) return reject(unusableWorkingDirectory(cwd, chdir[1]!))
-      void isAlive().then((alive) =>
-        reject(alive ? new CleanroomError('backend_failed', `the exec server inside ended the command without its status${said ? `: ${said.trim()}` : ''}`) : sandboxGone()),
-      )
-    })
-    ctl.resume()
+  const exited = statusLine(ctl, STATUS_BYTES).then(async (said): Promise<ExitStatus> => {
+    const status = parseStatus(said)
+    if (status) return status
+    const chdir = /^chdir (.*)\n$/.exec(said)
+    if (chdir) throw unusableWorkingDirectory(cwd, chdir[1]!)
+    if (!(await isAlive())) throw sandboxGone()
+    throw new CleanroomError('backend_failed', `the exec server inside ended the command without its status${said ? `: ${said.trim()}` : ''}`)
   })
   return {
     stdin,

@@ -4,11 +4,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError, messageOf} from '../../../errors/index.js'
 import type {SandboxProcess} from '../../backend.js'
-import {SANDBOX_USER, WORKSPACE, workloadEnv} from '../../layout.js'
+import {SANDBOX_USER} from '../../layout.js'
 import type {ExecRequest, ExitStatus} from '../../types.js'
 import {OutputHead} from '../linux-ns/process.js'
 import {GUEST, processSpec} from './bundle.js'
-import {parseStatus, sandboxGone, unusableWorkingDirectory} from './exec-status.js'
+import {parseStatus, resolveCommand, sandboxGone, statusLine, unusableWorkingDirectory} from './exec-status.js'
 import {CONTAINER_ID, processFile, rootFlags, spawnRunsc} from './runsc.js'
 import {type GvisorRuntime, isSandboxAlive} from './runtime.js'
 
@@ -31,11 +31,11 @@ const CONTROL_FD = 5
  * sandbox (runsc exec cannot).
  */
 export async function startExec(runsc: string, runtime: GvisorRuntime, request: ExecRequest): Promise<SandboxProcess> {
-  if (request.argv.length === 0) throw new CleanroomError('bad_request', 'nothing to run: the command is empty')
-  const cwd = request.cwd ?? runtime.image?.cwd ?? WORKSPACE
+  const command = resolveCommand(runtime, request)
+  const cwd = command.cwd
   const size = {cols: request.cols ?? DEFAULT_SIZE.cols, rows: request.rows ?? DEFAULT_SIZE.rows}
-  const args = [GUEST.nsinit, 'run', '--status-fd', '3', '--control-fd', '4', ...(request.tty ? ['--tty', String(size.cols), String(size.rows)] : []), '--cwd', cwd, '--', ...request.argv]
-  const workload = processSpec({uid: runtime.image?.uid ?? SANDBOX_USER.uid, gid: runtime.image?.gid ?? SANDBOX_USER.gid, args, env: workloadEnv(request, runtime.image)})
+  const args = [GUEST.nsinit, 'run', '--status-fd', '3', '--control-fd', '4', ...(request.tty ? ['--tty', String(size.cols), String(size.rows)] : []), '--cwd', cwd, '--', ...command.argv]
+  const workload = processSpec({uid: runtime.image?.uid ?? SANDBOX_USER.uid, gid: runtime.image?.gid ?? SANDBOX_USER.gid, args, env: command.env})
   const [alive, spec] = await Promise.all([isSandboxAlive(runtime), processFile(runtime.state_dir, workload)])
   if (!alive) {
     await spec.close()
@@ -52,7 +52,7 @@ export async function startExec(runsc: string, runtime: GvisorRuntime, request: 
   }
   // Node's types know five stdio streams; the control pipe is the sixth.
   const pipes = child.stdio as unknown as Array<Readable | Writable | null>
-  const status = collect(pipes[STATUS_FD] as Readable)
+  const status = statusLine(pipes[STATUS_FD] as Readable, STATUS_BYTES)
   const control = pipes[CONTROL_FD] as Writable
   // Writing to a helper that has ended fails with EPIPE: its status tells the story.
   control.on('error', () => undefined)
@@ -103,14 +103,3 @@ async function execFailure(runtime: GvisorRuntime, code: number | null, stderrHe
 
 /** What `nsinit run` reports is one short line: more is not read into memory (the workload can reach that socket). */
 const STATUS_BYTES = 64
-
-function collect(stream: Readable): Promise<string> {
-  return new Promise((resolve) => {
-    let text = ''
-    stream.on('data', (chunk: Buffer) => {
-      if (text.length < STATUS_BYTES) text = (text + chunk.toString('utf8')).slice(0, STATUS_BYTES)
-    })
-    stream.once('close', () => resolve(text))
-    stream.once('error', () => resolve(text))
-  })
-}

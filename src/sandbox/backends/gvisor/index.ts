@@ -5,12 +5,12 @@ import {DEFAULT_RESOURCES} from '../../../config/resources.js'
 import {CleanroomError} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
-import {WORKSPACE, workloadEnv} from '../../layout.js'
 import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {GVISOR} from './descriptor.js'
 import {startExec} from './exec.js'
 import type {ExecServer} from './exec-server.js'
+import {resolveCommand} from './exec-status.js'
 import {listenInside} from './listen.js'
 import {shareGuestBin} from './guest-bin.js'
 import {type DaemonShared, provisionSandbox, RUN_ROOT} from './provision.js'
@@ -86,7 +86,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     const sandbox = parseRuntime(runtime)
     const server = this.execServers.get(sandbox.state_dir)
     // A terminal is made by `nsinit run` inside (the exec server runs commands on its connections as they are).
-    const served = server && !request.tty ? await server.start({argv: request.argv, env: workloadEnv(request, sandbox.image), cwd: request.cwd ?? sandbox.image?.cwd ?? WORKSPACE}, () => isSandboxAlive(sandbox)) : undefined
+    const served = server && !request.tty ? await server.start(resolveCommand(sandbox, request), () => isSandboxAlive(sandbox)) : undefined
     const started = served ?? (await startExec((await this.tools()).runsc, sandbox, request))
     void started.exited.finally(() => this.limits.execEnded(sandbox)).catch(() => undefined)
     return started
