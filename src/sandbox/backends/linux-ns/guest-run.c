@@ -57,14 +57,8 @@ int write_all(int fd, const char *buf, size_t len) {
     return 0;
 }
 
-struct control {
-    int fd;
-    char line[64];
-    size_t len;
-};
-
-/* Acts on the complete lines the daemon sent; 0 once the daemon closed its end. */
-static int read_control(struct control *c, pid_t child, int master) {
+/* Acts on the complete lines the daemon sent (guest.h); 0 once the daemon closed its end. */
+int read_control(struct control *c, pid_t child, int master) {
     ssize_t n = read(c->fd, c->line + c->len, sizeof c->line - 1 - c->len);
     if (n < 0) return errno == EINTR || errno == EAGAIN;
     if (n == 0) return 0;
@@ -74,7 +68,7 @@ static int read_control(struct control *c, pid_t child, int master) {
         *end = 0;
         int a, b;
         if (sscanf(c->line, "signal %d", &a) == 1) {
-            kill(child, a);
+            if (a > 0 && a < 65) kill(child, a);
         } else if (sscanf(c->line, "size %d %d", &a, &b) == 2 && master >= 0 && a > 0 && b > 0) {
             struct winsize size = {.ws_row = (unsigned short)b, .ws_col = (unsigned short)a};
             ioctl(master, TIOCSWINSZ, &size);

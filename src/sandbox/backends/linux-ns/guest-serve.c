@@ -58,9 +58,7 @@
 
 struct running {
     pid_t pid;
-    int ctl;            /* -1 once the daemon closed it: the end is then reported to nobody */
-    char line[64];
-    size_t len;
+    struct control ctl;     /* fd -1 once the daemon closed it: the end is then reported to nobody */
 };
 
 static struct running execs[MAX_EXECS];
@@ -204,7 +202,7 @@ static void start_exec(const struct sockaddr_un *daemon, char *frame, size_t siz
         pid_t child;
         int error = spawn_command(fds, argv, env, here, &child);
         if (error == 0) {
-            execs[running_count++] = (struct running){.pid = child, .ctl = ctl};
+            execs[running_count++] = (struct running){.pid = child, .ctl = {.fd = ctl}};
             ctl = -1;
         } else {
             /* As a shell says it, and exits: 127 when there is no such command, 126 when it cannot run. */
@@ -229,34 +227,12 @@ static void reap(void) {
             char line[32];
             if (WIFSIGNALED(status)) snprintf(line, sizeof line, "signal %d\n", WTERMSIG(status));
             else snprintf(line, sizeof line, "exit %d\n", WEXITSTATUS(status));
-            tell(execs[i].ctl, line);
-            if (execs[i].ctl >= 0) close(execs[i].ctl);
+            tell(execs[i].ctl.fd, line);
+            if (execs[i].ctl.fd >= 0) close(execs[i].ctl.fd);
             execs[i] = execs[--running_count];
             break;
         }
     }
-}
-
-/* Acts on the daemon's complete lines for one exec; the connection is closed on its end or an overlong line. */
-static void read_control(struct running *r) {
-    ssize_t n = read(r->ctl, r->line + r->len, sizeof r->line - 1 - r->len);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-    if (n <= 0) {
-        close(r->ctl);
-        r->ctl = -1;
-        return;
-    }
-    r->len += (size_t)n;
-    char *end;
-    while ((end = memchr(r->line, '\n', r->len)) != NULL) {
-        *end = 0;
-        int number;
-        if (sscanf(r->line, "signal %d", &number) == 1 && number > 0 && number < 65) kill(r->pid, number);
-        size_t used = (size_t)(end - r->line) + 1;
-        memmove(r->line, end + 1, r->len - used);
-        r->len -= used;
-    }
-    if (r->len == sizeof r->line - 1) r->len = 0;
 }
 
 /* Who the server becomes: the workload's user, with nothing it could not give a command. */
@@ -304,14 +280,17 @@ void guest_serve(const char *socket_path, long uid, long gid, char *key) {
     for (;;) {
         fds[0] = (struct pollfd){main_fd, POLLIN, 0};
         fds[1] = (struct pollfd){child_exited, POLLIN, 0};
-        for (int i = 0; i < running_count; i++) fds[2 + i] = (struct pollfd){execs[i].ctl, POLLIN, 0};
+        for (int i = 0; i < running_count; i++) fds[2 + i] = (struct pollfd){execs[i].ctl.fd, POLLIN, 0};
         int watched = running_count;
         if (poll(fds, (nfds_t)(2 + watched), -1) < 0) {
             if (errno == EINTR) continue;
             die("poll");
         }
         for (int i = 0; i < watched && i < running_count; i++)
-            if (fds[2 + i].revents && execs[i].ctl == fds[2 + i].fd && execs[i].ctl >= 0) read_control(&execs[i]);
+            if (fds[2 + i].revents && execs[i].ctl.fd == fds[2 + i].fd && execs[i].ctl.fd >= 0 && !read_control(&execs[i].ctl, execs[i].pid, -1)) {
+                close(execs[i].ctl.fd);
+                execs[i].ctl.fd = -1;
+            }
         if (fds[1].revents) {
             struct signalfd_siginfo info;
             while (read(child_exited, &info, sizeof info) > 0) {}

@@ -15,6 +15,7 @@
 #define CLEANROOM_GUEST_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #define SETUP_FAILED 125
@@ -38,6 +39,14 @@ void guest_serve(const char *socket_path, long uid, long gid, char *key) __attri
 
 /* guest-run.c */
 int write_all(int fd, const char *buf, size_t len);
+
+/* A control connection from the daemon: "signal <n>" and, with a terminal's master, "size <cols> <rows>" lines. */
+struct control {
+    int fd;
+    char line[64];
+    size_t len;
+};
+int read_control(struct control *c, pid_t child, int master);
 
 int guest_init_main(int argc, char **argv);
 int guest_run_main(int argc, char **argv);
