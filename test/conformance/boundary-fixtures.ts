@@ -1,8 +1,11 @@
 import {execa} from 'execa'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {lstat, mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {GUEST_NSINIT} from '../../src/sandbox/backends/gvisor/guest-bin.js'
+import {RUN_ROOT} from '../../src/sandbox/backends/gvisor/provision.js'
 import {PROJECT_ROOT} from '../helpers/cli.js'
 
 const PRIVATE_MOUNTS = fileURLToPath(new URL('private-mounts.ts', import.meta.url))
@@ -123,4 +126,32 @@ export async function copyOfEtc(dir: string): Promise<string> {
   const copy = join(dir, 'etc')
   await execa('cp', ['-a', '/etc', copy])
   return copy
+}
+
+/** What a workload may try on the copy of nsinit every gVisor sandbox binds at /run/cleanroom/bin (none of it may work). */
+export const VANDALIZE_GUEST_BIN =
+  'echo x >> /run/cleanroom/bin/cleanroom-nsinit; true > /run/cleanroom/bin/cleanroom-nsinit; chmod 777 /run/cleanroom/bin /run/cleanroom/bin/cleanroom-nsinit; ' +
+  'touch /run/cleanroom/bin/x; mv /run/cleanroom/bin/cleanroom-nsinit /run/cleanroom/bin/y; rm -f /run/cleanroom/bin/cleanroom-nsinit'
+
+/**
+ * What is wrong with the host's shared copies of nsinit (guest-bin.ts): each
+ * `<RUN_ROOT>/bin-<digest>` must hold that one program, whose sha256 its name begins,
+ * both root's and writable by root alone. Empty when every copy is as made.
+ */
+export async function sharedGuestBinProblems(): Promise<string[]> {
+  const problems: string[] = []
+  const dirs = (await readdir(RUN_ROOT).catch(() => [] as string[])).filter((name) => name.startsWith('bin-'))
+  for (const name of dirs) {
+    const dir = join(RUN_ROOT, name)
+    const entries = await readdir(dir)
+    if (entries.join() !== GUEST_NSINIT) problems.push(`${dir} holds ${entries.join(', ') || 'nothing'}`)
+    const program = join(dir, GUEST_NSINIT)
+    for (const path of [dir, program]) {
+      const stats = await lstat(path).catch(() => undefined)
+      if (!stats || stats.uid !== 0 || (stats.mode & 0o022) !== 0) problems.push(`${path}: ${stats ? `uid ${stats.uid}, mode ${(stats.mode & 0o7777).toString(8)}` : 'missing'}`)
+    }
+    const digest = createHash('sha256').update(await readFile(program).catch(() => Buffer.alloc(0))).digest('hex')
+    if (name !== `bin-${digest.slice(0, 32)}`) problems.push(`${program} is not the program its dir is named for`)
+  }
+  return problems
 }

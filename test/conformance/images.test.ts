@@ -13,6 +13,7 @@ import {mountsMentioning, sandboxesOf} from '../helpers/daemon.js'
 import {busyboxLayer, ociImage, pushImage, tarOf} from '../images/images.js'
 import {startRegistry, type TestRegistry} from '../images/registry.js'
 import {BACKENDS, requireBackend} from './backends.js'
+import {sharedGuestBinProblems, VANDALIZE_GUEST_BIN} from './boundary-fixtures.js'
 
 /** A digest of every name, type, mode, owner and content under `root`: what "never modified" is checked against. */
 async function treeDigest(root: string): Promise<string> {
@@ -164,9 +165,11 @@ for (const backend of BACKENDS) describe(`sandboxes on an image (${backend}; CLI
     await usePolicy(ref('root', rootDigest))
     const pulled = JSON.parse((await context.cli(['image', 'pull', ref('root', rootDigest), '--json'])).stdout) as {image: {rootfs: string}}
     const before = await treeDigest(pulled.image.rootfs)
-    const vandal = 'echo x >> /bin/busybox; chmod 777 /bin /; mkdir -p /usr/x; echo x > /new; rm -rf /bin/sh /bin/cat /etc/os-release /tmp; echo /*'
+    // cleanroom's own nsinit too, which a gVisor sandbox binds from one copy shared by all.
+    const vandal = `echo x >> /bin/busybox; chmod 777 /bin /; mkdir -p /usr/x; echo x > /new; ${VANDALIZE_GUEST_BIN}; rm -rf /bin/sh /bin/cat /etc/os-release /tmp; echo /*`
     const ran = await context.cli(['exec', '--backend', backend, '--', 'sh', '-c', vandal])
     expect(ran.stdout, ran.stderr).to.contain('new')
     expect(await treeDigest(pulled.image.rootfs)).to.equal(before)
+    expect(await sharedGuestBinProblems(), 'the shared copies of nsinit').to.deep.equal([])
   })
 })

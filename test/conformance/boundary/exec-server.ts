@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {DEFAULT_POLICY} from '../../../src/policy/compile.js'
 import {testDaemonSuite} from '../../helpers/daemon.js'
-import {git} from '../boundary-fixtures.js'
+import {git, sharedGuestBinProblems, VANDALIZE_GUEST_BIN} from '../boundary-fixtures.js'
 import {SandboxUnderTest, until} from '../sandbox.js'
 
 const SOCKET = '/run/cleanroom/exec/exec.sock'
@@ -100,6 +100,13 @@ export function execServerAttacks(): void {
       expect(silent.filter((ms) => ms < 2000).length, 'closed at once').to.be.at.least(8)
       // Commands still run through the server.
       expect((await sandbox.sh('echo still')).stdout).to.equal('still\n')
+    })
+
+    it('cannot change the copy of nsinit that every gVisor sandbox binds (its init, exec server and forwarders run it)', async () => {
+      const ran = await sandbox.sh(`${VANDALIZE_GUEST_BIN}; ls -la /run/cleanroom/bin`)
+      expect(ran.stdout, ran.stderr).to.contain('cleanroom-nsinit')
+      expect(await sharedGuestBinProblems()).to.deep.equal([])
+      expect((await sandbox.sh('echo still')).stdout, 'commands still run').to.equal('still\n')
     })
 
     it("runs later commands all the same when the workload kills the server, and never lets another take the server's place", async () => {
