@@ -22,8 +22,9 @@
  * (a shell's `exec 200<dir`) must never reach a sandbox.
  *
  * --cgroup DIR (create and exec, repeatable): right after closing inherited fds, nsinit
- * moves itself into the cgroup DIR (writes 0 to DIR/cgroup.procs), so every process it
- * starts is limited by it from its first instruction.  Needs root; a failure is a setup error.
+ * moves itself into the cgroup DIR, so every process it starts is limited by it from its
+ * first instruction: it writes 0 to DIR/tasks on a v1 hierarchy (its one thread is all of
+ * it), else to DIR/cgroup.procs.  Needs root; a failure is a setup error.
  *
  * create
  * ------
@@ -235,13 +236,27 @@ void close_inherited_fds(int *keep, int count) {
 
 /* ----------------------------------------------------------------- cgroups */
 
-/* Moves this process into each cgroup directory (one per v1 hierarchy, or the v2 one). */
+/*
+ * Moves this process into each cgroup directory (one per v1 hierarchy, or the v2 one).
+ * On v1 it moves its thread through `tasks`: nsinit never starts a thread, so that is the
+ * whole process, and the kernel then skips the machine-wide lock a `cgroup.procs` write
+ * takes, whose first taking after a quiet spell waits an RCU grace period (5-15 ms here).
+ * v2 has `tasks` no more, and takes `cgroup.procs`.
+ */
 static void join_cgroups(const char **dirs, int count) {
     char path[PATH_MAX];
     for (int k = 0; k < count; k++) {
         if (dirs[k][0] != '/') fail("--cgroup needs an absolute path: %s", dirs[k]);
-        path_join(path, sizeof path, dirs[k], "cgroup.procs");
-        write_file(path, "0\n");
+        path_join(path, sizeof path, dirs[k], "tasks");
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT) die("open %s", path);
+        if (fd < 0) {
+            path_join(path, sizeof path, dirs[k], "cgroup.procs");
+            write_file(path, "0\n");
+            continue;
+        }
+        if (write(fd, "0\n", 2) != 2) die("write %s", path);
+        close(fd);
     }
 }
 
