@@ -2,7 +2,7 @@ import type {Server} from 'node:net'
 
 import type {BackendName, GvisorSettings} from '../../../config/schema.js'
 import {DEFAULT_RESOURCES} from '../../../config/resources.js'
-import {CleanroomError} from '../../../errors/index.js'
+import {CleanroomError, messageOf} from '../../../errors/index.js'
 import type {Availability, BackendRuntime, ProvisionRequest, SandboxBackend, SandboxProcess} from '../../backend.js'
 import type {Capabilities, ExecRequest} from '../../types.js'
 import {ExecBackedBackend} from '../base.js'
@@ -46,6 +46,8 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   private sharedBin?: Promise<string>
   /** By state dir (which a reclaim always has): the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
   private readonly execServers = new Map<string, ExecServer>()
+  /** By state dir: sandboxes this daemon started whose init has not yet said it is up (launch.ts). */
+  private readonly starting = new Map<string, Promise<void>>()
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<GvisorSettings, 'resources'> & Partial<Pick<GvisorSettings, 'resources'>>) {
@@ -68,9 +70,11 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const {runtime, execServer} = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
+    const {runtime, execServer, ready} = await provisionSandbox(tools, this.shared, request, await this.limits.plan(request))
     this.initForwarders.set(runtime.run_dir, new Set(request.listenPorts))
     this.execServers.set(runtime.state_dir, execServer)
+    this.starting.set(runtime.state_dir, ready)
+    void ready.then(() => this.starting.get(runtime.state_dir) === ready && this.starting.delete(runtime.state_dir)).catch(() => undefined)
     return {...runtime}
   }
 
@@ -84,6 +88,11 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async exec(runtime: BackendRuntime, request: ExecRequest): Promise<SandboxProcess> {
     const sandbox = parseRuntime(runtime)
+    // Returned as soon as runsc had started it: nothing runs inside before its init is up (its ports listen).
+    await this.starting.get(sandbox.state_dir)?.catch(async (error: unknown) => {
+      if (await isSandboxAlive(sandbox)) throw error
+      throw new CleanroomError('sandbox_failed', `the sandbox is gone: ${messageOf(error)}`, {cause: error})
+    })
     const server = this.execServers.get(sandbox.state_dir)
     // A terminal is made by `nsinit run` inside (the exec server runs commands on its connections as they are).
     const served = server && !request.tty ? await server.start(resolveCommand(sandbox, request), () => isSandboxAlive(sandbox)) : undefined
@@ -144,6 +153,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   async release(): Promise<void> {
     for (const server of this.execServers.values()) server.close()
     this.execServers.clear()
+    this.starting.clear()
     this.initForwarders.clear()
     await this.shared.uids.close()
   }
@@ -165,6 +175,7 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     if (sandbox.run_dir !== undefined) this.initForwarders.delete(sandbox.run_dir)
     this.execServers.get(sandbox.state_dir)?.close()
     this.execServers.delete(sandbox.state_dir)
+    this.starting.delete(sandbox.state_dir)
   }
 
   /** A sandbox is ended by pid even when runsc itself cannot be found any more. */

@@ -6,7 +6,7 @@ import type {Readable} from 'node:stream'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {killLaunch, LAUNCH_RECORD, type LaunchRecord, logTail} from '../linux-ns/launch.js'
-import {processFacts, processStatSync} from '../linux-ns/runtime.js'
+import {killIfSame, processFacts, processStatSync} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, runscRoot, spawnRunsc} from './runsc.js'
 
 /** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
@@ -17,22 +17,29 @@ export interface GvisorLaunchRecord extends LaunchRecord {
   run_dir: string
 }
 
-/** The host processes of a sandbox that said it runs. */
+/** The host processes of a sandbox runsc started, and its init's word that it is up. */
 export interface LaunchedSandbox {
   sandbox: {pid: number; startTime: number}
   gofer: {pid: number; startTime: number}
+  /**
+   * Resolves once the sandbox's init said "ready" (its ports listen); rejects, with what
+   * the helpers logged, when it said anything else, ended or stayed silent past the
+   * timeout, and then the sandbox's gVisor kernel has been killed. Never left unhandled.
+   */
+  ready: Promise<void>
 }
 
 /**
  * Starts `nsinit create … -- runsc … run --detach` in a session of its own (a daemon
  * restart must not touch it), stderr to `logPath`, and waits until runsc run has
- * started the container and exited, and for the "ready" line the sandbox's init
- * writes on its stdout, which runsc hands it. No launcher stays behind: the gVisor
- * kernel and the gofer are all a sandbox holds on the host, named by runsc's record.
- * On any failure the launch's process group is killed and the error carries what
- * the helper and runsc said. `initInput`: what init reads on its stdin (the exec server's
- * key). `whileStarting` is called once the launch is spawned and recorded: work that
- * need not delay it starts then, while runsc runs.
+ * started the container and exited, as `runsc run --detach` itself returns. No launcher
+ * stays behind: the gVisor kernel and the gofer are all a sandbox holds on the host,
+ * named by runsc's record. The "ready" line the sandbox's init writes on its stdout
+ * (which runsc hands it) comes 10-25 ms later, while the daemon answers: `ready` is
+ * what everything that runs inside waits for. On a failed start the launch's process
+ * group is killed and the error carries what the helper and runsc said. `initInput`:
+ * what init reads on its stdin (the exec server's key). `whileStarting` is called once
+ * the launch is spawned and recorded: work that need not delay it starts then, while runsc runs.
  */
 export async function launchSandbox(
   nsinit: string,
@@ -58,18 +65,38 @@ export async function launchSandbox(
   try {
     recordLaunch(stateDir, runDir, child)
     whileStarting?.()
-    const [said] = await Promise.all([firstLine(stdout, child), launcherExit(child)])
-    if (said !== 'ready') throw new Error(said === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${said}`)
+    const said = firstLine(stdout, child)
+    // Read in full below; until then a line that never comes must not be an unhandled rejection.
+    said.catch(() => undefined)
+    await launcherExit(child)
     const started = await startedProcesses(runDir)
-    stdout.destroy()
-    return started
+    const ready = initReady(said, stdout, started.sandbox, logPath)
+    ready.catch(() => undefined)
+    return {...started, ready}
   } catch (error) {
     stdout.destroy()
     await killLaunch(child)
-    const said = await logTail(logPath)
-    const why = error instanceof Error ? error.message : String(error)
-    throw new CleanroomError('backend_failed', `could not start the gVisor sandbox: ${why}${said ? `\n${said}` : ''}`, {cause: error, details: {log: said}})
+    throw await launchError(error, logPath)
   }
+}
+
+/** `said` is "ready", or the sandbox's kernel is killed and the promise rejects with the reason and the launch's log. */
+async function initReady(said: Promise<string | undefined>, stdout: Readable, kernel: {pid: number; startTime: number}, logPath: string): Promise<void> {
+  try {
+    const line = await said
+    if (line !== 'ready') throw new Error(line === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${line}`)
+  } catch (error) {
+    await killIfSame(kernel.pid, kernel.startTime)
+    throw await launchError(error, logPath)
+  } finally {
+    stdout.destroy()
+  }
+}
+
+async function launchError(error: unknown, logPath: string): Promise<CleanroomError> {
+  const said = await logTail(logPath)
+  const why = error instanceof Error ? error.message : String(error)
+  return new CleanroomError('backend_failed', `could not start the gVisor sandbox: ${why}${said ? `\n${said}` : ''}`, {cause: error, details: {log: said}})
 }
 
 /** Written at once after the spawn, with nothing awaited in between: a daemon killed at any later moment leaves it behind. */
@@ -122,7 +149,7 @@ function launcherExit(child: ChildProcess): Promise<void> {
 }
 
 /** The gVisor kernel (runsc-sandbox) and the gofer, as runsc recorded them in the sandbox's root. */
-async function startedProcesses(runDir: string): Promise<LaunchedSandbox> {
+async function startedProcesses(runDir: string): Promise<Omit<LaunchedSandbox, 'ready'>> {
   const record = JSON.parse(await readFile(join(runscRoot(runDir), `${CONTAINER_ID}_sandbox:${CONTAINER_ID}.state`), 'utf8')) as {goferPid?: unknown; sandbox?: {pid?: unknown}}
   const started = async (pid: unknown, name: string): Promise<{pid: number; startTime: number}> => {
     if (typeof pid !== 'number') throw new Error(`runsc's record of the sandbox names no ${name}`)

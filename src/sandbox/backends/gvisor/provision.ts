@@ -46,7 +46,7 @@ export interface DaemonShared {
  * run --detach`, which starts the gVisor kernel and gofer as U and the sandbox's init
  * inside, then exits: all of them, and every thread they make, are in the cgroup.
  */
-export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer}> {
+export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<{runtime: GvisorRuntime; execServer: ExecServer; ready: Promise<void>}> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
   // Never the host's root filesystem for a policy that names an image.
@@ -129,7 +129,7 @@ export async function provisionSandbox(tools: Toolchain, shared: DaemonShared, r
       ...(cgroup ? {cgroup, resources: {cgroup: cgroup.version === 2 ? 'v2' : 'v1', ...limits!.limits}} : {resources: null}),
       ...(image ? {image: image.workload} : {}),
     }
-    return {runtime, execServer: server}
+    return {runtime, execServer: server, ready: launched.ready}
   } catch (error) {
     execServer?.close()
     // Nothing may still be writing into the state dir when the caller removes it.
