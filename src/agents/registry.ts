@@ -1,5 +1,6 @@
 import {CleanroomError} from '../errors/index.js'
-import {isRecord, formatPath} from '../util/yaml-file.js'
+import {formatPath} from '../util/yaml-file.js'
+import {isRecord} from '../util/record.js'
 import type {RuntimeConfig} from '../config/schema.js'
 import type {AgentSpec, AgentSpecInput} from './spec.js'
 import {agentNameProblem, completeAgentSpec, mergeAgentInputs, parseAgentInput} from './validate.js'

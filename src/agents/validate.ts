@@ -3,9 +3,10 @@ import {type GatewayTrust, parseGateway} from '../credentials/validate.js'
 import {HostPatternError, normalizeHostPattern} from '../policy/host.js'
 import {isPort, notAPort, sortedPorts} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
-import {isRecord, type PathSegment} from '../util/yaml-file.js'
+import type {PathSegment} from '../util/yaml-file.js'
+import {isRecord} from '../util/record.js'
 import {DIST_TAG, EXACT_VERSION} from './cache/layout.js'
-import {normalizeCredentialTarget, validateCredentialSource} from './credentials.js'
+import {normalizeCredentialTarget, validateCredentialSource} from './credential-paths.js'
 import {defaultTest} from './script.js'
 import {
   AGENT_NAME_PATTERN,

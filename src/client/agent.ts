@@ -1,7 +1,8 @@
 import {homedir} from 'node:os'
 import {Readable} from 'node:stream'
 
-import {packCredentials, SANDBOX_HOME} from '../agents/credentials.js'
+import {SANDBOX_HOME} from '../agents/credential-paths.js'
+import {packCredentials} from '../agents/credentials.js'
 import {QUIET_NPM_ENV} from '../agents/npm-env.js'
 import {buildAgentScript} from '../agents/script.js'
 import type {AgentSpec} from '../agents/spec.js'

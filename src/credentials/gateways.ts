@@ -4,7 +4,7 @@ import {Readable} from 'node:stream'
 import {buffer as readAll} from 'node:stream/consumers'
 import {pack} from 'tar-stream'
 
-import {normalizeCredentialTarget, SANDBOX_HOME} from '../agents/credentials.js'
+import {normalizeCredentialTarget, SANDBOX_HOME} from '../agents/credential-paths.js'
 import {caEnv, type SandboxEgress} from '../daemon/egress.js'
 import {CleanroomError, messageOf} from '../errors/index.js'
 import type {Resolver} from '../egress/addresses.js'

@@ -1,4 +1,5 @@
-import {isRecord, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import type {YamlFile} from '../util/yaml-file.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
 import type {RouteSpec} from './spec.js'
 import {ROUTE_NAME_PATTERN} from './spec.js'
 import {parseRouteOverride} from './validate.js'

@@ -1,12 +1,13 @@
 import {isIP} from 'node:net'
 
-import {validateCredentialSource, validateCredentialTarget} from '../agents/credentials.js'
+import {validateCredentialSource, validateCredentialTarget} from '../agents/credential-paths.js'
 import {AGENT_SPEC_LIMITS, type ReportIssue} from '../agents/spec.js'
 import {textProblem} from '../agents/validate.js'
 import {HostPatternError, hostKind, normalizeHostPattern} from '../policy/host.js'
 import {isPort} from '../policy/rules.js'
 import {isEnvName} from '../util/env-name.js'
-import {isRecord, type PathSegment} from '../util/yaml-file.js'
+import type {PathSegment} from '../util/yaml-file.js'
+import {isRecord} from '../util/record.js'
 import {type GatewaySpec, type HostPort, type LoginSpec, type RouteSpec, type SecretSource, TOKEN_KINDS, type TokenField, type TokenKind} from './spec.js'
 import {GATEWAY_LIMITS, isJsonPath, isName, listOf, stringsProblem, uniqueNames, unknownKeys} from './validate-fields.js'
 

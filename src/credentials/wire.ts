@@ -1,5 +1,5 @@
 import {badRequest} from '../daemon/http.js'
-import {isRecord} from '../util/yaml-file.js'
+import {isRecord} from '../util/record.js'
 import type {LoginSpec, RouteSpec} from './spec.js'
 import {parseGateway} from './validate.js'
 

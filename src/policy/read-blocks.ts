@@ -1,7 +1,8 @@
 import {posix} from 'node:path'
 
 import {isEnvName} from '../util/env-name.js'
-import {isRecord, type PathSegment, readSection, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import {type PathSegment, readSection, type YamlFile} from '../util/yaml-file.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
 import {POLICY_LIMITS, type StageBlock} from './schema.js'
 
 /**

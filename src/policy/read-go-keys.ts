@@ -1,6 +1,7 @@
 import {posix} from 'node:path'
 
-import {describeValue, formatPath, isRecord, type PathSegment, readSection, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import {describeValue, formatPath, type PathSegment, readSection, type YamlFile} from '../util/yaml-file.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
 import {ByteSizeError, parseByteSize} from './byte-size.js'
 import {normalizeHostPattern, HostPatternError} from './host.js'
 import {type RuleBudget, readRules} from './read-rules.js'

@@ -1,4 +1,5 @@
-import {isRecord, type PathSegment, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import type {PathSegment, YamlFile} from '../util/yaml-file.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
 import {HostPatternError, normalizeHostPattern} from './host.js'
 import {isPort, notAPort, sortedPorts} from './rules.js'
 import {POLICY_LIMITS, RULE_KEYS} from './schema.js'

@@ -1,4 +1,5 @@
-import {describeValue, isRecord, readSection, reportUnknownKeys, type YamlFile} from '../util/yaml-file.js'
+import {describeValue, readSection, type YamlFile} from '../util/yaml-file.js'
+import {isRecord, reportUnknownKeys} from '../util/record.js'
 import {ImageRefError, parsePinnedImageRef, type PinnedImageRef} from './image-ref.js'
 import {checkOutputOverlaps, readBlocks, type ReadBlocks} from './read-blocks.js'
 import {DEFAULT_REPOSITORY_PATH, readDocker, readExpose, readNetworkStages, readRepository, readResources, readRunBefore} from './read-go-keys.js'

@@ -246,7 +246,6 @@ function firstLine(message: string): string {
   return message.split('\n')[0] ?? message
 }
 
-export {isRecord, reportUnknownKeys} from './record.js'
 
 /** An optional mapping whose keys are checked; absent or empty (null) means undefined. */
 export function readSection(file: YamlFile, path: readonly PathSegment[], value: unknown, keys: readonly string[]): Record<string, unknown> | undefined {

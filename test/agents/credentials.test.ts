@@ -5,14 +5,8 @@ import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
 import {applyCodexTrust} from '../../src/agents/codex-trust.js'
-import {
-  type CredentialArchive,
-  normalizeCredentialTarget,
-  packCredentials,
-  SANDBOX_HOME,
-  validateCredentialSource,
-  validateCredentialTarget,
-} from '../../src/agents/credentials.js'
+import {normalizeCredentialTarget, SANDBOX_HOME, validateCredentialSource, validateCredentialTarget} from '../../src/agents/credential-paths.js'
+import {type CredentialArchive, packCredentials} from '../../src/agents/credentials.js'
 import type {CredentialMapping} from '../../src/agents/spec.js'
 import {CleanroomError} from '../../src/errors/index.js'
 import {PROJECT_ROOT} from '../helpers/cli.js'

@@ -1,7 +1,7 @@
 import {lstat, mkdir, readdir, readFile, rename, rm, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {isRecord} from '../../util/yaml-file.js'
+import {isRecord} from '../../util/record.js'
 import {type CacheLayout, ENTRY_ID_PATTERN} from './layout.js'
 import {unsealTree} from './tree.js'
 
