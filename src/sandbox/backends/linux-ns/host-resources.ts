@@ -20,16 +20,23 @@ export interface LimitPlan {
 }
 
 /**
- * Claims the sandbox's host uid (root daemon; a non-root one keeps the state dir 0700),
+ * Claims the sandbox's host uid (root daemon; a non-root one keeps the state dir 0700)
+ * with `claim` (the daemon's reservation, uid-reserve.ts; else a claim made now),
  * then creates its cgroup: the claim comes first, so a sweep of leftover cgroups never
  * takes a cgroup whose sandbox is being made. Nothing is left held on failure.
  */
-export async function acquireHostResources(sandboxId: string, stateDir: string, root: boolean, plan: LimitPlan | undefined): Promise<HostResources> {
+export async function acquireHostResources(
+  sandboxId: string,
+  stateDir: string,
+  root: boolean,
+  plan: LimitPlan | undefined,
+  claim: (sandboxId: string, stateDir: string) => Promise<number> = claimHostUid,
+): Promise<HostResources> {
   if (!root) {
     await chmod(stateDir, 0o700)
     return {}
   }
-  const hostUid = await claimHostUid(sandboxId, stateDir)
+  const hostUid = await claim(sandboxId, stateDir)
   if (plan === undefined) return {hostUid}
   try {
     return {hostUid, cgroup: await createSandboxCgroup(plan.host, sandboxId, plan.limits)}

@@ -11,6 +11,7 @@ import {ExecBackedBackend} from '../base.js'
 import {probeMachine, type Toolchain} from './availability.js'
 import {LINUX_NS} from './descriptor.js'
 import {startExec} from './exec.js'
+import {HostUidReserve} from './uid-reserve.js'
 import {releaseHostResources} from './host-resources.js'
 import {CgroupLimits} from './limits.js'
 import {listenInside} from './listen.js'
@@ -33,6 +34,8 @@ export class LinuxNsBackend extends ExecBackedBackend<LinuxNsRuntime> implements
   private readonly poller = new InitPoller()
   private toolchain?: Promise<Toolchain>
   private readonly limits: CgroupLimits
+  /** A root daemon's host uids, claimed one ahead of its creates. */
+  private readonly uids = new HostUidReserve()
 
   /** Without `resources`, the runtime config's default limits apply. */
   constructor(private readonly settings: Omit<LinuxNsSettings, 'resources'> & Partial<Pick<LinuxNsSettings, 'resources'>>) {
@@ -54,7 +57,10 @@ export class LinuxNsBackend extends ExecBackedBackend<LinuxNsRuntime> implements
     // Also when called without the daemon's check: never run a policy with less than it needs.
     requireCapabilities(this.name, request.policy, this.capabilities())
     const tools = await this.tools()
-    const {runtime, child} = await provisionSandbox(tools, request, await this.limits.plan(request))
+    const {runtime, child} = await provisionSandbox(tools, request, await this.limits.plan(request), (id, dir) => this.uids.claim(id, dir)).finally(() => {
+      // The next create's uid (a root daemon's), reserved once this one is done with its own.
+      if (process.getuid?.() === 0) this.uids.refill()
+    })
     const key = childKey(runtime)
     this.children.set(key, child)
     child.once('exit', () => this.children.delete(key))
@@ -120,6 +126,11 @@ export class LinuxNsBackend extends ExecBackedBackend<LinuxNsRuntime> implements
     }
     child.once('exit', listener)
     return () => child.off('exit', listener)
+  }
+
+  /** The host uid reserved for the next create is given back. */
+  async release(): Promise<void> {
+    await this.uids.close()
   }
 
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {

@@ -42,8 +42,10 @@ export interface LaunchedInit {
  * so no --die-with-parent), its stderr copied to `logPath` until ready, records its process group in
  * `stateDir` and waits until the held command inside writes "ready". On any failure
  * everything started is killed and the error carries the helper's stderr.
+ * `whileStarting` is called once the launch is spawned and recorded: work that need
+ * not delay it starts then.
  */
-export async function launchInit(nsinit: string, argv: string[], logPath: string, stateDir: string): Promise<LaunchedInit> {
+export async function launchInit(nsinit: string, argv: string[], logPath: string, stateDir: string, whileStarting?: () => void): Promise<LaunchedInit> {
   // The launch's stderr is a pipe the daemon copies into the log and closes once the sandbox is ready:
   // bwrap's init and the held command keep it, and a host file they held could be written from inside.
   const file = await open(logPath, 'a', 0o600)
@@ -66,6 +68,7 @@ export async function launchInit(nsinit: string, argv: string[], logPath: string
   })
   try {
     recordLaunch(stateDir, child)
+    whileStarting?.()
     const started = await Promise.race([firstLine(status), spawnFailure, timeout])
     const initPid = (JSON.parse(started ?? '{}') as {'child-pid'?: unknown})['child-pid']
     if (typeof initPid !== 'number') throw new Error(started === undefined ? 'the launch helper exited' : `unexpected bwrap status: ${started}`)

@@ -8,7 +8,7 @@ import {listIgnored} from '../../ignored.js'
 import {STATE_MOUNT_POINT, type Toolchain} from './availability.js'
 import {cgroupDirs} from './cgroups.js'
 import {acquireHostResources, type LimitPlan, releaseHostResources} from './host-resources.js'
-import {launchInit} from './launch.js'
+import {killLaunch, launchInit} from './launch.js'
 import {planImage} from './image.js'
 import {createArgv} from './nsinit.js'
 import {imageRootfs, sandboxRootfs, STATE_LAYOUT, writeGeneratedEtc} from '../../layout.js'
@@ -28,7 +28,12 @@ export interface ProvisionedSandbox {
  * limits (root daemon), the generated /etc files, the whiteouts for what git ignores,
  * then the init through nsinit and bwrap. On an image, its root filesystem is read first.
  */
-export async function provisionSandbox(tools: Toolchain, request: ProvisionRequest, limits: LimitPlan | undefined): Promise<ProvisionedSandbox> {
+export async function provisionSandbox(
+  tools: Toolchain,
+  request: ProvisionRequest,
+  limits: LimitPlan | undefined,
+  claimUid?: (sandboxId: string, stateDir: string) => Promise<number>,
+): Promise<ProvisionedSandbox> {
   const workspace = request.workspaceSource
   if (workspace !== null) await requireDirectory(workspace)
   // Never the host's root filesystem for a policy that names an image.
@@ -40,7 +45,9 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
   const state = request.stateDir
   const root = process.getuid?.() === 0
   await mkdir(state, {recursive: true, mode: 0o700})
-  const held = acquireHostResources(request.sandboxId, state, root, limits)
+  const held = acquireHostResources(request.sandboxId, state, root, limits, claimUid)
+  let noting: Promise<void> = Promise.resolve()
+  let launched: ChildProcess | undefined
   try {
     // Independent steps at once: git lists what to hide while the uid, cgroup, /etc, the
     // .git/config the sandbox sees and the root filesystem plan are made.
@@ -50,8 +57,6 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       workspace === null ? Promise.resolve([]) : listIgnored(workspace).then((listing) => listing.paths),
       workspace === null ? Promise.resolve(undefined) : writeRedactedGitConfig(state, workspace),
       image ? Promise.resolve(imageRootfs(STATE_MOUNT_POINT)) : sandboxRootfs(STATE_MOUNT_POINT),
-      // What the workspace starts from, for workspace diff/apply to decide conflicts by content.
-      workspace === null ? Promise.resolve() : recordWorkspaceBase(workspace, state),
     ] as const)
     const lower = workspace ?? (await emptyWorkspace(state))
     const argv = createArgv({
@@ -67,7 +72,13 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       ...(cgroup ? {cgroupDirs: cgroupDirs(cgroup)} : {}),
       ...(image ? {image: {rootfs: image.rootfs, uid: image.workload.uid, gid: image.workload.gid}} : {}),
     })
-    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state)
+    // What the workspace starts from, for workspace diff/apply to decide conflicts by content:
+    // noted while the init starts (nothing in the sandbox can change the workspace).
+    const init = await launchInit(tools.nsinit, argv, join(state, STATE_LAYOUT.log), state, () => {
+      if (workspace !== null) noting = recordWorkspaceBase(workspace, state)
+    })
+    launched = init.child
+    await noting
     return {
       child: init.child,
       runtime: {
@@ -84,7 +95,11 @@ export async function provisionSandbox(tools: Toolchain, request: ProvisionReque
       },
     }
   } catch (error) {
-    // launchInit has killed what it started; what was claimed for the sandbox goes back.
+    // Nothing may still be writing into the state dir when the caller removes it.
+    await noting.catch(() => undefined)
+    // launchInit kills what it started when it fails; a base that could not be written (a full disk) fails the create after it.
+    if (launched) await killLaunch(launched)
+    // What was claimed for the sandbox goes back.
     await held.then((taken) => releaseHostResources(taken, state), () => undefined)
     // The caller removes the state dir; without root that needs the kernel's mode-000 work dir opened first.
     if (!root) await makeRemovable(state)
