@@ -348,16 +348,19 @@ for (const name of BACKENDS) {
     })
 
     if (name === 'gvisor') {
-      it('sweeps run dirs a killed daemon left (no container in runsc), never a live sandbox\'s or a young one', async () => {
-        const live = await createSandbox(null)
+      it('sweeps run dirs a killed daemon left (no container in runsc, or a dead one), never a live sandbox\'s or a young one', async () => {
+        const [live, dead] = await Promise.all([createSandbox(null), createSandbox(null)])
         const stale = join(RUN_ROOT, newSandboxId())
         const young = join(RUN_ROOT, newSandboxId())
         await Promise.all([mkdir(join(stale, 'runsc'), {recursive: true}), mkdir(join(young, 'runsc'), {recursive: true})])
         try {
+          // A sandbox that died while no daemon watched it: runsc still lists its container as running.
+          process.kill(KERNEL_OR_INIT[name](dead), 'SIGKILL')
+          await waitFor('the killed sandbox and its gofer to be gone', async () => !(await backend.isAlive(dead)) && (await liveProcessesOf(new Set([dead.host_uid]))).length === 0)
           const hourAgo = new Date(Date.now() - 3_600_000)
-          await Promise.all([utimes(stale, hourAgo, hourAgo), utimes(live.run_dir!, hourAgo, hourAgo)])
+          await Promise.all([utimes(stale, hourAgo, hourAgo), utimes(live.run_dir!, hourAgo, hourAgo), utimes(dead.run_dir!, hourAgo, hourAgo)])
           const removed = await sweepRunDirs('runsc')
-          expect(removed).to.include(stale).and.not.include(live.run_dir).and.not.include(young)
+          expect(removed).to.include(stale).and.include(dead.run_dir).and.not.include(live.run_dir).and.not.include(young)
           await access(young)
           expect(await sh(backend, live, 'echo alive')).to.equal('alive\n')
         } finally {

@@ -150,13 +150,38 @@ function launcherExit(child: ChildProcess): Promise<void> {
 
 /** The gVisor kernel (runsc-sandbox) and the gofer, as runsc recorded them in the sandbox's root. */
 async function startedProcesses(runDir: string): Promise<Omit<LaunchedSandbox, 'ready'>> {
-  const record = JSON.parse(await readFile(join(runscRoot(runDir), `${CONTAINER_ID}_sandbox:${CONTAINER_ID}.state`), 'utf8')) as {goferPid?: unknown; sandbox?: {pid?: unknown}}
+  const record = await runscRecord(runDir)
   const started = async (pid: unknown, name: string): Promise<{pid: number; startTime: number}> => {
     if (typeof pid !== 'number') throw new Error(`runsc's record of the sandbox names no ${name}`)
-    const [command, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
-    if (!facts || command !== name) throw new Error('the sandbox exited right after it was ready')
+    const facts = await runningAs(pid, name)
+    if (!facts) throw new Error('the sandbox exited right after it was ready')
     return {pid, startTime: facts.startTime}
   }
   const [sandbox, gofer] = await Promise.all([started(record.sandbox?.pid, 'runsc-sandbox'), started(record.goferPid, 'runsc-gofer')])
   return {sandbox, gofer}
+}
+
+/**
+ * Whether a process runsc recorded for the run dir's container (its kernel or its gofer)
+ * still runs under that name; true also when the record cannot be read, so that a
+ * caller deciding what to remove keeps what it cannot judge.
+ */
+export async function recordedProcessRuns(runDir: string): Promise<boolean> {
+  const record = await runscRecord(runDir).catch(() => undefined)
+  if (record === undefined) return true
+  const running = await Promise.all([
+    typeof record.sandbox?.pid === 'number' && record.sandbox.pid > 0 ? runningAs(record.sandbox.pid, 'runsc-sandbox') : undefined,
+    typeof record.goferPid === 'number' && record.goferPid > 0 ? runningAs(record.goferPid, 'runsc-gofer') : undefined,
+  ])
+  return running.some((facts) => facts !== undefined)
+}
+
+async function runscRecord(runDir: string): Promise<{goferPid?: unknown; sandbox?: {pid?: unknown}}> {
+  return JSON.parse(await readFile(join(runscRoot(runDir), `${CONTAINER_ID}_sandbox:${CONTAINER_ID}.state`), 'utf8')) as {goferPid?: unknown; sandbox?: {pid?: unknown}}
+}
+
+/** The process `pid`, when it runs (not a zombie) as the program `name`. */
+async function runningAs(pid: number, name: string): Promise<{startTime: number} | undefined> {
+  const [command, facts] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text.split('\0')[0], () => ''), processFacts(pid)])
+  return facts && facts.state !== 'Z' && command === name ? facts : undefined
 }

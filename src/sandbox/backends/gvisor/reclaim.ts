@@ -5,6 +5,7 @@ import {LAUNCH_RECORD} from '../linux-ns/launch.js'
 import {killLaunchGroup} from '../linux-ns/terminate.js'
 import {SANDBOX_ID_PATTERN} from '../../ids.js'
 import {HOST_UID_RANGE, releaseHostUid} from '../linux-ns/uids.js'
+import {recordedProcessRuns} from './launch.js'
 import {RUN_ROOT} from './provision.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import type {GvisorRuntime} from './runtime.js'
@@ -40,8 +41,10 @@ const SWEEP_AFTER_MS = 10 * 60_000
 
 /**
  * Removes the run dirs of sandboxes that are gone (a daemon killed between making one
- * and starting runsc, or in the middle of a removal): runsc holds no container in them
- * and they are older than any create. A dir whose runsc root cannot be read is kept.
+ * and starting runsc, in the middle of a removal, or while its sandbox died): runsc
+ * holds no container in them, or one of which neither the gVisor kernel nor the gofer
+ * it recorded runs (runsc itself still lists such a container as running), and they
+ * are older than any create. A dir whose runsc root or record cannot be read is kept.
  */
 export async function sweepRunDirs(runsc: string, now = Date.now()): Promise<string[]> {
   const removed: string[] = []
@@ -50,11 +53,24 @@ export async function sweepRunDirs(runsc: string, now = Date.now()): Promise<str
     const facts = await lstat(dir).catch(() => undefined)
     if (!SANDBOX_ID_PATTERN.test(name) || !facts?.isDirectory() || now - facts.mtimeMs < SWEEP_AFTER_MS) continue
     const listed = await runscCommand(runsc, [...rootFlags({run_dir: dir}), 'list', '--format=json'])
-    if (!listed.ok || !['null', '[]'].includes(listed.stdout.trim())) continue
+    const containers = listed.ok ? containerCount(listed.stdout) : undefined
+    if (containers === undefined || (containers > 0 && (await recordedProcessRuns(dir)))) continue
+    if (containers > 0) await runscCommand(runsc, [...rootFlags({run_dir: dir}), 'delete', '--force', CONTAINER_ID])
     await rm(dir, {recursive: true, force: true})
     removed.push(dir)
   }
   return removed
+}
+
+/** How many containers `runsc list --format=json` names (it prints null for none); undefined for anything else. */
+function containerCount(json: string): number | undefined {
+  try {
+    const listed = JSON.parse(json) as unknown
+    if (listed === null) return 0
+    return Array.isArray(listed) ? listed.length : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** The run dir a gvisor launch recorded; undefined for a state dir no gvisor launch wrote (another backend's). */
