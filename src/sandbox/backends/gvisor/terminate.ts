@@ -1,12 +1,11 @@
 import {readdir, rm} from 'node:fs/promises'
-import {setTimeout as sleep} from 'node:timers/promises'
 
-import {isRunning, processStatusHead} from '../linux-ns/runtime.js'
+import {pollUntil} from '../../../util/poll.js'
+import {goneWithin, isRunning, processStatusHead} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import {type GvisorRuntime, sandboxProcesses} from './runtime.js'
 
 const GONE_TIMEOUT_MS = 5000
-const POLL_MS = 10
 
 /**
  * Ends a sandbox and everything it holds on the host: SIGKILL to its recorded processes
@@ -31,19 +30,11 @@ export async function killSandbox(runsc: string, runtime: GvisorRuntime): Promis
 
 /** SIGKILLs every process running as `uid` and waits (bounded) until none is left. */
 export async function killUid(uid: number): Promise<void> {
-  const deadline = Date.now() + GONE_TIMEOUT_MS
-  for (;;) {
+  await pollUntil(async () => {
     const pids = await pidsOfUid(uid)
-    if (pids.length === 0 || Date.now() > deadline) return
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // exited in between
-      }
-    }
-    await sleep(POLL_MS)
-  }
+    for (const pid of pids) signal(pid)
+    return pids.length === 0
+  }, GONE_TIMEOUT_MS)
 }
 
 async function pidsOfUid(uid: number): Promise<number[]> {
@@ -57,19 +48,6 @@ async function pidsOfUid(uid: number): Promise<number[]> {
     }),
   )
   return owned.filter((pid): pid is number => pid !== undefined)
-}
-
-async function anyRunning(processes: Array<{pid: number; startTime: number}>): Promise<boolean> {
-  return (await Promise.all(processes.map(({pid, startTime}) => isRunning(pid, startTime)))).includes(true)
-}
-
-async function goneWithin(processes: Array<{pid: number; startTime: number}>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (await anyRunning(processes)) {
-    if (Date.now() > deadline) return false
-    await sleep(POLL_MS)
-  }
-  return true
 }
 
 function signal(pid: number): void {

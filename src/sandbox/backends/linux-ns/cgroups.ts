@@ -1,9 +1,9 @@
 import {readdir, readFile, rmdir, stat, writeFile} from 'node:fs/promises'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {CleanroomError, messageOf} from '../../../errors/index.js'
+import {pollUntil} from '../../../util/poll.js'
 import {SANDBOX_ID_PATTERN} from '../../ids.js'
 import type {SandboxLimits} from '../../resources.js'
 import {CGROUP_PARENT, type CgroupHost, type Controller, LIMIT_CONTROLLERS, limitWrites} from './cgroup-host.js'
@@ -14,7 +14,6 @@ export interface SandboxCgroup {
   dirs: Partial<Record<Controller, string>>
 }
 
-const POLL_MS = 10
 const EMPTY_WAIT_MS = 5000
 /** An empty cgroup nobody claims is left alone this long: its sandbox may be starting. */
 const ORPHAN_AGE_MS = 60_000
@@ -90,13 +89,10 @@ export async function cgroupProcesses(cgroup: SandboxCgroup): Promise<number[]> 
  * for a later sweep. Never fails for a cgroup that is gone already.
  */
 export async function removeSandboxCgroup(cgroup: SandboxCgroup): Promise<boolean> {
-  const deadline = Date.now() + EMPTY_WAIT_MS
-  for (;;) {
+  return pollUntil(async () => {
     const left = await Promise.all(cgroupDirs(cgroup).map((dir) => rmdir(dir).then(() => false, (error: NodeJS.ErrnoException) => error.code !== 'ENOENT')))
-    if (!left.includes(true)) return true
-    if (Date.now() > deadline) return false
-    await sleep(POLL_MS)
-  }
+    return !left.includes(true)
+  }, EMPTY_WAIT_MS)
 }
 
 /** Stops every process of the sandbox where it is (they keep their memory and files), and waits until they are. */
@@ -114,8 +110,7 @@ async function setFrozen(cgroup: SandboxCgroup, frozen: boolean): Promise<void> 
   if (dir === undefined) return
   const [file, value] = cgroup.version === 2 ? ['cgroup.freeze', frozen ? '1' : '0'] : ['freezer.state', frozen ? 'FROZEN' : 'THAWED']
   await writeFile(join(dir, file), value).catch(ignoreMissing)
-  const deadline = Date.now() + EMPTY_WAIT_MS
-  while ((await isFrozen(cgroup)) !== frozen && Date.now() < deadline) await sleep(POLL_MS)
+  await pollUntil(async () => (await isFrozen(cgroup)) === frozen, EMPTY_WAIT_MS)
 }
 
 export async function isFrozen(cgroup: SandboxCgroup): Promise<boolean> {

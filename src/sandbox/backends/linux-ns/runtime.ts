@@ -2,6 +2,7 @@ import {readFileSync} from 'node:fs'
 import {open, readFile, stat} from 'node:fs/promises'
 
 import {CleanroomError} from '../../../errors/index.js'
+import {pollUntil} from '../../../util/poll.js'
 import type {BackendRuntime} from '../../backend.js'
 import type {SandboxResources} from '../../resources.js'
 import {cgroupDirs, type SandboxCgroup} from './cgroups.js'
@@ -149,6 +150,11 @@ export async function mountNamespace(pid: number): Promise<number | undefined> {
 export async function isRunning(pid: number, startTime: number): Promise<boolean> {
   const facts = await processFacts(pid)
   return facts !== undefined && facts.startTime === startTime && facts.state !== 'Z'
+}
+
+/** Waits, at most `timeoutMs`, until none of `processes` runs; false when one still does then. */
+export async function goneWithin(processes: ReadonlyArray<{pid: number; startTime: number}>, timeoutMs: number): Promise<boolean> {
+  return pollUntil(async () => !(await Promise.all(processes.map(({pid, startTime}) => isRunning(pid, startTime)))).includes(true), timeoutMs)
 }
 
 /**

@@ -4,10 +4,10 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {LAUNCH_RECORD, type LaunchRecord} from './launch.js'
-import {isRunning, type LinuxNsRuntime, processStatSync} from './runtime.js'
+import {pollUntil} from '../../../util/poll.js'
+import {goneWithin, isRunning, type LinuxNsRuntime, processStatSync} from './runtime.js'
 
 const GONE_TIMEOUT_MS = 5000
-const POLL_MS = 10
 
 /**
  * Kills every process of the sandbox: SIGKILL to the init (pid 1 of the sandbox's pid
@@ -43,8 +43,7 @@ export async function killLaunchGroup(stateDir: string): Promise<void> {
   const leader = processStatSync(record.pgid)
   if (leader !== undefined && leader.startTime !== record.start_time) return
   if (!signalGroup(record.pgid, 'SIGKILL')) return
-  const deadline = Date.now() + GONE_TIMEOUT_MS
-  while ((await liveMembers(record.pgid)) > 0 && Date.now() < deadline) await sleep(POLL_MS)
+  await pollUntil(async () => (await liveMembers(record.pgid)) === 0, GONE_TIMEOUT_MS)
 }
 
 /** Processes of the group that have not exited; zombies waiting for a reaper that is not us do not count. */
@@ -74,16 +73,6 @@ function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
     return true
   } catch {
     return false
-  }
-}
-
-async function goneWithin(processes: {pid: number; startTime: number}[], timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const running = await Promise.all(processes.map(({pid, startTime}) => isRunning(pid, startTime)))
-    if (!running.includes(true)) return true
-    if (Date.now() > deadline) return false
-    await sleep(POLL_MS)
   }
 }
 
