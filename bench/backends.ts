@@ -91,7 +91,8 @@ async function sandboxRss(backend: BackendName): Promise<number> {
     names.set(Number(entry), (cmdline.split('\0')[0] ?? '').split('/').at(-1) ?? '')
     rss.set(Number(entry), Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0))
   }
-  const roots = backend === 'gvisor' ? new Set(['runsc']) : new Set(['bwrap'])
+  // A detached gVisor sandbox outlives its `runsc run`: its kernel and gofer run under names of their own, the stubs below the kernel.
+  const roots = backend === 'gvisor' ? new Set(['runsc', 'runsc-sandbox', 'runsc-gofer']) : new Set(['bwrap'])
   const isSandbox = (pid: number): boolean => {
     for (let current: number | undefined = pid; current !== undefined && current > 1; current = parents.get(current)) if (roots.has(names.get(current) ?? '')) return true
     return false
