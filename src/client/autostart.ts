@@ -1,4 +1,5 @@
 import {type ChildProcess, spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import {mkdir, open, readFile} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -18,7 +19,9 @@ const POLL_MS = 25
  * detached, its output in the state dir's daemon.log, and waits until it listens.
  * One daemon owns a state dir: when one already does and listens on another socket
  * (a typo in --host, a stale CLEANROOM_HOST), nothing is started and the error says
- * where it is. CLIs starting one at once all end up with the one that won.
+ * where it is. A socket named with --host or CLEANROOM_HOST in a directory that does
+ * not exist is taken for a typo too: no daemon, and no directory made for one.
+ * CLIs starting one at once all end up with the one that won.
  * Never into a socket or state directory another user could write.
  */
 export async function startDaemon(socketPath: string, runScript: string, env: NodeJS.ProcessEnv): Promise<void> {
@@ -30,6 +33,7 @@ export async function startDaemon(socketPath: string, runScript: string, env: No
   const logPath = join(state, 'daemon.log')
   const before = await probeStateLock(state)
   if (before.held) return waitForOwner(socketPath, state, before.owner, env, deadline)
+  if (resolve(socketPath) !== resolve(defaultSocketPath(env)) && !existsSync(dirname(socketPath))) throw noSuchDirectory(socketPath)
 
   await mkdir(state, {recursive: true, mode: 0o700})
   const child = await spawnDaemon(socketPath, runScript, env, logPath)
@@ -91,6 +95,13 @@ function elsewhere(socketPath: string, state: string, owner: DaemonOwner, env: N
       suggestions: [talk, `Or stop it, and the next command starts one at ${socketPath}: cleanroom serve stop --host ${host}`],
     },
   )
+}
+
+function noSuchDirectory(socketPath: string): CleanroomError {
+  return new CleanroomError('daemon_unavailable', `no cleanroom daemon answers at ${socketPath}, and ${dirname(socketPath)} does not exist: no daemon is started there`, {
+    details: {socket: socketPath},
+    suggestions: ['Use the default daemon (started when needed): leave out --host and unset CLEANROOM_HOST', `Or start one on that socket: cleanroom serve --listen unix://${socketPath}`],
+  })
 }
 
 async function notStarted(message: string, logPath: string): Promise<CleanroomError> {
