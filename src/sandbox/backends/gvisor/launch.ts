@@ -6,11 +6,13 @@ import type {Readable} from 'node:stream'
 
 import {CleanroomError} from '../../../errors/index.js'
 import {killLaunch, LAUNCH_RECORD, type LaunchRecord, logTail} from '../linux-ns/launch.js'
-import {killIfSame, processFacts, processStatSync} from '../linux-ns/runtime.js'
+import {goneWithin, killIfSame, processFacts, processStatSync} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, runscRoot, spawnRunsc} from './runsc.js'
 
 /** runsc starts a sandbox in ~0.2 s on an idle machine; a loaded one can take many times that. */
 const READY_TIMEOUT_MS = 30_000
+/** How long a killed kernel may take to be gone (bounded: a stuck one is the removal's to deal with). */
+const KERNEL_GONE_MS = 5_000
 
 /** `<state>/launch.json` (the record linux-ns writes too) and the run dir: what a later daemon needs to undo a launch it did not see finish. */
 export interface GvisorLaunchRecord extends LaunchRecord {
@@ -86,7 +88,9 @@ async function initReady(said: Promise<string | undefined>, stdout: Readable, ke
     const line = await said
     if (line !== 'ready') throw new Error(line === undefined ? 'the sandbox exited before it was ready' : `unexpected first line from the sandbox: ${line}`)
   } catch (error) {
+    // Gone before the promise rejects: whoever waited sees a dead sandbox, never one about to die.
     await killIfSame(kernel.pid, kernel.startTime)
+    await goneWithin([kernel], KERNEL_GONE_MS)
     throw await launchError(error, logPath)
   } finally {
     stdout.destroy()
