@@ -46,6 +46,8 @@ if (mode === 'etc') {
     process.stdout.write(JSON.stringify({before, after}))
   } finally {
     await backend.terminate(runtime)
+    // The uid it reserved for a next create goes back.
+    await backend.release()
   }
 } else if (mode === 'ignored') {
   const [passwd, repo] = args

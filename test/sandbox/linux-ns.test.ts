@@ -54,6 +54,8 @@ describe('the linux-ns backend', function () {
   })
 
   after(async () => {
+    // The uid the backend reserves for a next create goes back (test/sandbox/uids-reserve.test.ts tests the giving back).
+    await backend.release()
     const uids = new Set(everySandbox.map((sandbox) => sandbox.host_uid))
     const pids = new Set(everySandbox.flatMap((sandbox) => [sandbox.init_pid, sandbox.bwrap_pid]))
     const leftovers = (await hostProcesses()).filter((process) => uids.has(process.uid) || (process.comm === 'bwrap' && pids.has(process.pid)))
@@ -155,6 +157,7 @@ describe('the linux-ns backend', function () {
       expect(await sh(linked, runtime, 'echo through the link')).to.equal('through the link\n')
     } finally {
       await linked.terminate(runtime)
+      await linked.release()
     }
 
     const copied = new LinuxNsBackend({bwrap_path: join(privateDir, 'bwrap-copy')})
