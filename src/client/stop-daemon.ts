@@ -1,8 +1,7 @@
-import {setTimeout as sleep} from 'node:timers/promises'
-
 import {lockSocketName, probeStateLock} from '../daemon/lock.js'
 import {CleanroomError} from '../errors/index.js'
 import {stateDir} from '../paths.js'
+import {pollUntil} from '../util/poll.js'
 import {holdsSocket, listeningSocketInodes, processIdentity} from '../util/proc.js'
 import {DaemonClient} from './client.js'
 
@@ -61,11 +60,8 @@ async function findDaemon(socketPath: string, env: NodeJS.ProcessEnv): Promise<{
 }
 
 async function goneWithin(pid: number, startTime: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
+  return pollUntil(async () => {
     const identity = await processIdentity(pid)
-    if (!identity || identity.zombie || identity.startTime !== startTime) return true
-    if (Date.now() > deadline) return false
-    await sleep(POLL_MS)
-  }
+    return !identity || identity.zombie || identity.startTime !== startTime
+  }, timeoutMs, POLL_MS)
 }
