@@ -248,15 +248,8 @@ static void join_cgroups(const char **dirs, int count) {
     for (int k = 0; k < count; k++) {
         if (dirs[k][0] != '/') fail("--cgroup needs an absolute path: %s", dirs[k]);
         path_join(path, sizeof path, dirs[k], "tasks");
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 && errno != ENOENT) die("open %s", path);
-        if (fd < 0) {
-            path_join(path, sizeof path, dirs[k], "cgroup.procs");
-            write_file(path, "0\n");
-            continue;
-        }
-        if (write(fd, "0\n", 2) != 2) die("write %s", path);
-        close(fd);
+        if (access(path, F_OK) < 0 && errno == ENOENT) path_join(path, sizeof path, dirs[k], "cgroup.procs");
+        write_file(path, "0\n");
     }
 }
 
