@@ -99,18 +99,6 @@ export function npmLauncher(name: string, npmPackage: string, version = 'latest'
   ].join('\n')
 }
 
-/**
- * Splits the raw argv of `cleanroom agent` at its first `--`: what comes before holds
- * the flags and the agent name, what comes after goes to the agent untouched (a second
- * `--` and flags such as `--json` included). oclif's parsed argv cannot be used for
- * this: it re-sorts tokens by their first occurrence, so repeated tokens move.
- */
-export function splitPassthrough(rawArgv: readonly string[]): {flagsAndName: string[]; passthrough: string[]} {
-  const dashDash = rawArgv.indexOf('--')
-  if (dashDash < 0) return {flagsAndName: [...rawArgv], passthrough: []}
-  return {flagsAndName: rawArgv.slice(0, dashDash), passthrough: rawArgv.slice(dashDash + 1)}
-}
-
 interface ShellWord {
   /** The word after quote removal, as the shell would see it without expansions. */
   value: string

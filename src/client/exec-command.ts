@@ -1,8 +1,8 @@
-import {splitPassthrough} from '../agents/script.js'
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
 import {type CliInfo, connectDaemon} from './connect.js'
 import {parseEnvFlags} from './env.js'
+import {afterDashDash} from './passthrough.js'
 import {runSession} from './session.js'
 
 /** The flags of `cleanroom exec`, as oclif or the fast start path parsed them. */
@@ -24,7 +24,7 @@ export interface ExecFlags {
  * Resolves to the exit code.
  */
 export async function execCommand(flags: ExecFlags, argv: string[], args: string[], cli: CliInfo): Promise<number> {
-  const command = argv.includes('--') ? splitPassthrough(argv).passthrough : args
+  const command = argv.includes('--') ? afterDashDash(argv) : args
   if (command.length === 0) throw new CleanroomError('usage', 'no command given', {suggestions: ['Put the command after --: cleanroom exec -- npm test']})
 
   const client = connectDaemon({host: flags.host, ...cli})

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
-import {splitPassthrough} from '../agents/script.js'
 import {commandAfterDashDashHint, DaemonCommand, sessionFlags} from '../client/command.js'
 import {parseEnvFlags} from '../client/env.js'
+import {afterDashDash} from '../client/passthrough.js'
 import {runSession} from '../client/session.js'
 import type {BackendName} from '../config/schema.js'
 import {CleanroomError} from '../errors/index.js'
@@ -29,7 +29,7 @@ export default class Console extends DaemonCommand {
         suggestions: ['Run it from an interactive terminal, or use: cleanroom exec -- <command>'],
       })
     }
-    const {passthrough} = splitPassthrough(this.argv)
+    const passthrough = afterDashDash(this.argv)
     const client = await this.daemon(flags.host)
     const outcome = await runSession(client, {
       sandboxId: flags['sandbox-id'],

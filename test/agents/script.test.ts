@@ -3,7 +3,7 @@ import {spawnSync} from 'node:child_process'
 import {chmod, mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {buildAgentScript, defaultTest, shellQuote, splitPassthrough} from '../../src/agents/script.js'
+import {buildAgentScript, defaultTest, shellQuote} from '../../src/agents/script.js'
 import {tempDirs} from '../helpers/tmp.js'
 
 /** Runs a script the way the sandbox does (a POSIX `sh -c`), capturing raw bytes. */
@@ -269,27 +269,6 @@ describe('agent script', () => {
       expect(status(shellQuote(join(dir, 'missing')))).to.not.equal(0)
       expect(status('sh -c true')).to.equal(0)
       expect(status('cleanroom-test-no-such-agent')).to.not.equal(0)
-    })
-  })
-
-  describe('splitPassthrough', () => {
-    it('splits at the first -- and keeps the rest in order', () => {
-      expect(splitPassthrough(['codex', '--', 'exec', 'codex', 'x'])).to.deep.equal({
-        flagsAndName: ['codex'],
-        passthrough: ['exec', 'codex', 'x'],
-      })
-    })
-
-    it('keeps flags and a second -- after the first in the passthrough', () => {
-      expect(splitPassthrough(['--backend', 'gvisor', 'codex', '--', 'exec', '--json', '--', '--model', 'x'])).to.deep.equal({
-        flagsAndName: ['--backend', 'gvisor', 'codex'],
-        passthrough: ['exec', '--json', '--', '--model', 'x'],
-      })
-    })
-
-    it('passes nothing when there is no --', () => {
-      expect(splitPassthrough(['--json', 'codex'])).to.deep.equal({flagsAndName: ['--json', 'codex'], passthrough: []})
-      expect(splitPassthrough(['codex', '--'])).to.deep.equal({flagsAndName: ['codex'], passthrough: []})
     })
   })
 })
