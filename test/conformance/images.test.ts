@@ -161,6 +161,39 @@ for (const backend of BACKENDS) describe(`sandboxes on an image (${backend}; CLI
     }
   })
 
+  it("lets a root workload into no process inside that has more than it: memory only of its own kind, no variable but PATH, HOME and PWD", async () => {
+    await usePolicy(ref('root', rootDigest))
+    // Of every process but the probe's own shell: its name, whether its mem opens to read or write,
+    // its uids, capabilities and seccomp mode, and the names of its variables when its environ opens.
+    const probe = [
+      'id -u',
+      '(exec 9</proc/self/mem) && echo "self mem"',
+      'for dir in /proc/[0-9]*; do pid=${dir#/proc/}; [ "$pid" = $$ ] && continue',
+      '  mem=-; (exec 9</proc/$pid/mem) 2>/dev/null && mem=r; (exec 9<>/proc/$pid/mem) 2>/dev/null && mem=rw',
+      '  status=$(grep -E "^(Uid|CapEff|CapPrm|Seccomp):" $dir/status 2>/dev/null | tr -s "\\t\\n" "  ")',
+      '  vars=$( (tr "\\0" "\\n" < $dir/environ | cut -d= -f1 | tr "\\n" ,) 2>/dev/null)',
+      '  echo "$pid|$(cat $dir/comm 2>/dev/null)|$mem|$status|$vars"',
+      'done',
+    ].join('\n')
+    const ran = await context.cli(['exec', '--backend', backend, '--', 'sh', '-c', probe])
+    expect(ran.exitCode, ran.stderr).to.equal(0)
+    const [uid, self, ...lines] = ran.stdout.trim().split('\n')
+    expect(uid, 'the workload is root inside').to.equal('0')
+    expect(self, 'the probe opens what it may').to.equal('self mem')
+    // The probe's own subshells (sh, cat, tr, ...) come and go while it runs.
+    const processes = lines.map((line) => line.split('|')).filter(([, comm]) => !['sh', 'cat', 'tr', 'cut', 'grep'].includes(comm!))
+    const names = processes.map(([pid, comm]) => `${pid} ${comm}`)
+    expect(names, 'cleanroom\'s processes inside').to.include(backend === 'gvisor' ? '1 cleanroom-nsini' : '1 bwrap')
+    for (const [pid, comm, mem, status, vars] of processes) {
+      const name = `${pid} ${comm}`
+      // Open only when it runs as the workload does: root inside, no capability, the same filter.
+      if (mem !== '-') expect(status, `${name}: its memory opens (${mem})`).to.match(/Uid: 0 0 0 0 /).and.match(/CapEff: 0{16} /).and.match(/CapPrm: 0{16} /).and.match(/Seccomp: 2 /)
+      // The init that read the exec server's key, the server and the forwarders: never, whatever their uid.
+      if (comm === 'cleanroom-nsini') expect(mem, `${name}: its memory`).to.equal('-')
+      for (const variable of (vars ?? '').split(',').filter(Boolean)) expect(['PATH', 'HOME', 'PWD'], `${name}: a variable the workload reads`).to.include(variable)
+    }
+  })
+
   it("never writes the image's root filesystem in the cache, whatever a root workload does", async () => {
     await usePolicy(ref('root', rootDigest))
     const pulled = JSON.parse((await context.cli(['image', 'pull', ref('root', rootDigest), '--json'])).stdout) as {image: {rootfs: string}}
