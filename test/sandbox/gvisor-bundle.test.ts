@@ -1,9 +1,11 @@
 import {expect} from 'chai'
-import {chmod, chown, lstat, readdir, readFile, writeFile} from 'node:fs/promises'
+import {spawn} from 'node:child_process'
+import {once} from 'node:events'
+import {chmod, chown, lstat, mkdir, readdir, readFile, rm, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {writeBundle} from '../../src/sandbox/backends/gvisor/bundle.js'
-import {GUEST_NSINIT, shareGuestBin} from '../../src/sandbox/backends/gvisor/guest-bin.js'
+import {GUEST_NSINIT, guestBinPath, shareGuestBin, SharedGuestBin, sweepGuestBins} from '../../src/sandbox/backends/gvisor/guest-bin.js'
 import {imageRootfs, sandboxRootfs} from '../../src/sandbox/layout.js'
 import {tempDirs} from '../helpers/tmp.js'
 
@@ -97,5 +99,58 @@ describe('the copy of nsinit every gvisor sandbox binds', () => {
     await chown(join(dir, GUEST_NSINIT), 0, 0)
     await chmod(dir, 0o777)
     expect(await shareGuestBin(nsinit, runRoot).catch((error_: unknown) => error_)).to.have.property('code', 'backend_failed')
+  })
+
+  /** A copy of nsinit as `version` makes it under `runRoot`, dated `minutesAgo`. */
+  async function copyOf(runRoot: string, base: string, version: string, minutesAgo: number): Promise<string> {
+    const nsinit = join(base, `nsinit-${version}`)
+    await writeFile(nsinit, version)
+    const dir = await shareGuestBin(nsinit, runRoot)
+    const then = new Date(Date.now() - minutesAgo * 60_000)
+    await utimes(dir, then, then)
+    return dir
+  }
+
+  it("is swept once no sandbox binds it: other builds' copies and half-made ones go, this daemon's, young ones, bound ones and other names stay", async () => {
+    const base = await dirs.make()
+    const runRoot = join(base, 'run')
+    const own = await copyOf(runRoot, base, 'this build', 60)
+    const older = await copyOf(runRoot, base, 'an older build', 60)
+    const young = await copyOf(runRoot, base, 'a build whose daemon just made it', 1)
+    const bound = await copyOf(runRoot, base, 'a build whose sandbox still runs', 60)
+    const halfMade = join(runRoot, '.bin-Ab12Cd')
+    const other = join(runRoot, 'cr_01JZZZZZZZZZZZZZZZZZZZZZZZ')
+    for (const dir of [halfMade, other]) await mkdir(dir)
+    const past = new Date(Date.now() - 3_600_000)
+    for (const dir of [halfMade, other]) await utimes(dir, past, past)
+
+    // A sandbox's gofer binds the copy in a mount namespace of its own: so does this process.
+    const target = join(base, 'target')
+    await mkdir(target)
+    const holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${join(bound, '.')} ${target} && echo bound && exec sleep 120`], {stdio: ['ignore', 'pipe', 'inherit']})
+    try {
+      const [said] = (await once(holder.stdout!, 'data')) as [Buffer]
+      expect(said.toString()).to.equal('bound\n')
+      expect(await sweepGuestBins(runRoot, own, 10 * 60_000)).to.have.members([older, halfMade])
+      expect((await readdir(runRoot)).sort()).to.deep.equal([own, young, bound, other].map((dir) => dir.split('/').at(-1)).sort())
+    } finally {
+      holder.kill('SIGKILL')
+      if (holder.exitCode === null && holder.signalCode === null) await once(holder, 'exit')
+    }
+    // Its sandbox gone, it goes too.
+    expect(await sweepGuestBins(runRoot, own, 10 * 60_000)).to.deep.equal([bound])
+  })
+
+  it("is made again for this daemon's next create when another daemon swept it", async () => {
+    const base = await dirs.make()
+    const runRoot = join(base, 'run')
+    const nsinit = join(base, 'nsinit')
+    await writeFile(nsinit, 'program')
+    const shared = new SharedGuestBin(async () => nsinit, runRoot)
+    const dir = await shared.dir()
+    expect(dir).to.equal(await guestBinPath(nsinit, runRoot))
+    await rm(dir, {recursive: true})
+    expect(await shared.dir()).to.equal(dir)
+    expect(await readFile(join(dir, GUEST_NSINIT), 'utf8')).to.equal('program')
   })
 })

@@ -12,10 +12,10 @@ import {startExec} from './exec.js'
 import type {ExecServer} from './exec-server.js'
 import {resolveCommand} from './exec-status.js'
 import {listenInside} from './listen.js'
-import {shareGuestBin} from './guest-bin.js'
+import {guestBinPath, SharedGuestBin, sweepGuestBins} from './guest-bin.js'
 import {type DaemonShared, provisionSandbox, RUN_ROOT} from './provision.js'
 import {type GvisorRuntime, isSandboxAlive, parseRuntime} from './runtime.js'
-import {hasWorkload, reclaimSandbox, sweepRunDirs} from './reclaim.js'
+import {hasWorkload, reclaimSandbox, SWEEP_AFTER_MS, sweepRunDirs} from './reclaim.js'
 import {killSandbox} from './terminate.js'
 import {removeSandboxCgroup} from '../linux-ns/cgroups.js'
 import {CgroupLimits} from '../linux-ns/limits.js'
@@ -42,8 +42,8 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
   /** By run dir: the ports whose forwarder a sandbox's init started, until the daemon first listens on them. */
   private readonly initForwarders = new Map<string, Set<number>>()
   /** What every create of this daemon uses: host uids claimed one ahead, and the copy of nsinit sandboxes bind. */
-  private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin()}
-  private sharedBin?: Promise<string>
+  private readonly guestBin = new SharedGuestBin(async () => (await this.tools()).nsinit, RUN_ROOT)
+  private readonly shared: DaemonShared = {uids: new HostUidReserve(), guestBin: () => this.guestBin.dir()}
   /** By state dir (which a reclaim always has): the daemon's end of each exec server this daemon started (none for adopted sandboxes). */
   private readonly execServers = new Map<string, ExecServer>()
   /** By state dir: sandboxes this daemon started whose init has not yet said it is up (launch.ts). */
@@ -141,9 +141,14 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
     return this.poller.watch({init_pid: sandbox.sandbox_pid, init_start_time: sandbox.sandbox_start_time}, onExit)
   }
 
-  /** Run dirs left by sandboxes that are gone; their uids are the registry's sweep (linux-ns, machine-wide). */
+  /**
+   * Run dirs left by sandboxes that are gone (their uids are the registry's sweep, linux-ns,
+   * machine-wide), and the copies of nsinit of other cleanroom builds no sandbox binds.
+   */
   async reclaimLeftovers(): Promise<void> {
     await sweepRunDirs(await this.runsc())
+    const own = await this.tools().then(async (tools) => guestBinPath(tools.nsinit, RUN_ROOT)).catch(() => undefined)
+    if (own !== undefined) await sweepGuestBins(RUN_ROOT, own, SWEEP_AFTER_MS)
   }
 
   /**
@@ -160,15 +165,6 @@ export class GvisorBackend extends ExecBackedBackend<GvisorRuntime> implements S
 
   async hasWorkload(runtime: BackendRuntime): Promise<boolean> {
     return hasWorkload(await this.runsc(), parseRuntime(runtime))
-  }
-
-  /** Made once per daemon (tried again after a failure). */
-  private async guestBin(): Promise<string> {
-    this.sharedBin ??= this.tools().then((tools) => shareGuestBin(tools.nsinit, RUN_ROOT)).catch((error: unknown) => {
-      this.sharedBin = undefined
-      throw error
-    })
-    return this.sharedBin
   }
 
   private forget(sandbox: {state_dir: string; run_dir?: string}): void {

@@ -36,8 +36,8 @@ export async function reclaimSandbox(runsc: string, stateDir: string, runtime: G
   await rm(runDir, {recursive: true, force: true})
 }
 
-/** Older than any create takes (runsc's ready wait is 30 s): a younger run dir may be a create under way. */
-const SWEEP_AFTER_MS = 10 * 60_000
+/** Older than any create takes (runsc's ready wait is 30 s): a younger run dir, or copy of nsinit, may be a create's under way. */
+export const SWEEP_AFTER_MS = 10 * 60_000
 
 /**
  * Removes the run dirs of sandboxes that are gone (a daemon killed between making one

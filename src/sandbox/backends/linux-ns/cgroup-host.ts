@@ -1,6 +1,7 @@
 import {accessSync, constants, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {parseMountinfo} from '../../../util/mountinfo.js'
 import type {SandboxLimits} from '../../resources.js'
 
 /** The controllers a sandbox's limits need; v1 also needs freezer (v2 has cgroup.freeze). cpuacct (v1) only tells idle from busy. */
@@ -30,13 +31,9 @@ export const CGROUP_PARENT = 'cleanroom'
 /** The cgroup mounts in /proc/self/mountinfo text (the first mount of each hierarchy). */
 export function findCgroupMounts(mountinfo: string): CgroupMounts {
   const mounts: CgroupMounts = {v1: new Map()}
-  for (const line of mountinfo.split('\n')) {
-    const [before, after] = line.split(' - ')
-    if (before === undefined || after === undefined) continue
-    const mountPoint = unescapeMountPath(before.split(' ')[4] ?? '')
-    const [type, , superOptions = ''] = after.split(' ')
-    if (type === 'cgroup2') mounts.v2 ??= mountPoint
-    if (type !== 'cgroup') continue
+  for (const {fsType, mountPoint, superOptions} of parseMountinfo(mountinfo)) {
+    if (fsType === 'cgroup2') mounts.v2 ??= mountPoint
+    if (fsType !== 'cgroup') continue
     for (const option of superOptions.split(',')) {
       if (option !== 'rw' && option !== 'ro' && !option.includes('=') && !mounts.v1.has(option)) mounts.v1.set(option, mountPoint)
     }
@@ -130,9 +127,4 @@ function readWords(path: string): string[] | undefined {
   } catch {
     return undefined
   }
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountPath(path: string): string {
-  return path.replace(/\\([0-7]{3})/g, (_match, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
 }
