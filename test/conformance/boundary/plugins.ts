@@ -201,6 +201,10 @@ export function agentPlugins(): void {
         'cleanroom: warning: plugin cleanroom-agent-fake is not loaded: it declares code that oclif would run in cleanroom (oclif.hooks (init)), and it was not added with --allow-code.',
       )
       expect(await markersIn(home)).to.deep.equal([])
+      // bin/dev.js, cleanroom's development mode, checks them the same way.
+      const dev = await execa(process.execPath, [join(PROJECT_ROOT, 'bin/dev.js'), 'config', 'path'], {cwd: PROJECT_ROOT, env, reject: false})
+      expect(dev.stderr).to.contain('cleanroom: warning: plugin cleanroom-agent-fake is not loaded: it declares code that oclif would run in cleanroom')
+      expect(await markersIn(home)).to.deep.equal([])
 
       // The same CLI started by oclif's own loader runs the hook: the check above is what stops it.
       await execa(process.execPath, ['--input-type=module', '-e', `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(join(PROJECT_ROOT, 'bin/run.js'))}, args: ['config', 'path']})`], {cwd: PROJECT_ROOT, env})
