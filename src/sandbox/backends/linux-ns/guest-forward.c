@@ -42,7 +42,10 @@
 
 #define FORWARD_IN_USE 3
 #define BIND_RETRY_MS 1000
-#define CHUNK 65536
+/* What one recv takes: inside gVisor every system call is dear, and a 64 MiB download
+   through the proxy went from 100-147 to 188-226 MiB/s when this went from 64 to 256 KiB
+   (1 MiB was no better). Untouched, the buffer costs an idle sandbox nothing. */
+#define CHUNK 262144
 
 /* One side of a relayed connection; `pending` holds what its peer sent that it has not taken yet. */
 struct side {
