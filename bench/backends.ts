@@ -4,13 +4,13 @@
  * existing sandbox, the same exec as an API call, and the RSS of each idle sandbox's
  * host processes. A backend this machine cannot run is named and left out.
  */
-import {readdir, readFile} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {DaemonClient} from '../src/client/client.js'
 import {BACKENDS, type BackendName, DEFAULT_RUNTIME_CONFIG} from '../src/config/schema.js'
 import {createBackends} from '../src/sandbox/backends/index.js'
 import {compare, type Comparison} from './harness.js'
+import {hostProcesses, runsBelow} from './proc-tree.js'
 
 /** Idle sandboxes per backend for the memory figure. */
 const IDLE_SANDBOXES = 10
@@ -80,25 +80,11 @@ export async function backendComparisons(options: {client: DaemonClient; repo: s
  * as long as they stay put while it runs.
  */
 async function sandboxRss(backend: BackendName): Promise<number> {
-  const parents = new Map<number, number>()
-  const names = new Map<number, string>()
-  const rss = new Map<number, number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
-    parents.set(Number(entry), Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0))
-    names.set(Number(entry), (cmdline.split('\0')[0] ?? '').split('/').at(-1) ?? '')
-    rss.set(Number(entry), Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0))
-  }
+  const processes = await hostProcesses()
   // A detached gVisor sandbox outlives its `runsc run`: its kernel and gofer run under names of their own, the stubs below the kernel.
   const roots = backend === 'gvisor' ? new Set(['runsc', 'runsc-sandbox', 'runsc-gofer']) : new Set(['bwrap'])
-  const isSandbox = (pid: number): boolean => {
-    for (let current: number | undefined = pid; current !== undefined && current > 1; current = parents.get(current)) if (roots.has(names.get(current) ?? '')) return true
-    return false
-  }
   let total = 0
-  for (const pid of parents.keys()) if (isSandbox(pid)) total += rss.get(pid) ?? 0
+  for (const [pid, host] of processes) if (runsBelow(processes, pid, (name) => roots.has(name))) total += host.rssKib
   return total
 }
 

@@ -2,8 +2,10 @@
  * What idle gvisor sandboxes cost the machine in memory (bench/gvisor.ts): per sandbox,
  * by host process, at several counts of sandboxes alive at once.
  */
-import {readdir, readFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
+
+import {hostProcesses, runsBelow} from './proc-tree.js'
 
 /** KiB by host process name: runsc-sandbox (the sentry), runsc-gofer, and the rest below runsc. */
 export type ByProcess = Record<string, number>
@@ -67,26 +69,14 @@ export async function idleMemory(counts: readonly number[], create: () => Promis
  * is in one of them; else of every one on the machine.
  */
 export async function runscMemory(ids: ReadonlySet<string>): Promise<RunscMemory> {
-  const parents = new Map<number, number>()
-  const names = new Map<number, string>()
-  const ours = new Set<number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const [status, cmdline, cgroup] = await Promise.all(['status', 'cmdline', 'cgroup'].map((file) => readFile(`/proc/${entry}/${file}`, 'utf8').catch(() => '')))
-    parents.set(Number(entry), Number(/^PPid:\s+(\d+)/m.exec(status!)?.[1] ?? 0))
-    names.set(Number(entry), (cmdline!.split('\0')[0] ?? '').split('/').at(-1) || /^Name:\s+(\S+)/m.exec(status!)?.[1] || '?')
-    if ([...ids].some((id) => cgroup!.includes(`/${id}\n`))) ours.add(Number(entry))
-  }
-  const underRunsc = (pid: number): boolean => {
-    for (let current: number | undefined = pid; current !== undefined && current > 1; current = parents.get(current)) if ((names.get(current) ?? '').startsWith('runsc')) return true
-    return false
-  }
+  const processes = await hostProcesses()
+  const ours = new Set([...processes].filter(([, host]) => [...ids].some((id) => host.cgroup.includes(`/${id}\n`))).map(([pid]) => pid))
   const memory: RunscMemory = {rss: {}, pss: {}, privateKib: {}, bySandbox: ours.size > 0}
-  for (const pid of parents.keys()) {
-    if (!underRunsc(pid) || (ours.size > 0 && !ours.has(pid))) continue
+  for (const [pid, host] of processes) {
+    if (!runsBelow(processes, pid, (name) => name.startsWith('runsc')) || (ours.size > 0 && !ours.has(pid))) continue
     const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
     const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0)
-    const name = names.get(pid)!.startsWith('runsc') ? names.get(pid)! : 'other (stubs, nsinit)'
+    const name = host.name.startsWith('runsc') ? host.name : 'other (stubs, nsinit)'
     memory.rss[name] = (memory.rss[name] ?? 0) + field('Rss')
     memory.pss[name] = (memory.pss[name] ?? 0) + field('Pss')
     memory.privateKib[name] = (memory.privateKib[name] ?? 0) + field('Pss_Anon') + field('Pss_Shmem')
