@@ -1,5 +1,10 @@
 import {readdir, readFile, readlink} from 'node:fs/promises'
 
+/** The pids /proc lists now, as it names them (a process may end before it is read). */
+export async function processIds(): Promise<string[]> {
+  return (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+}
+
 /** __SO_ACCEPTCON in /proc/net/unix: the socket listens. */
 const LISTENING = 0x10000
 

@@ -1,9 +1,11 @@
 import {createHash} from 'node:crypto'
-import {chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm} from 'node:fs/promises'
 import {join, posix, relative} from 'node:path'
 
 import {CleanroomError, messageOf} from '../../../errors/index.js'
 import {type MountEntry, parseMountinfo} from '../../../util/mountinfo.js'
+import {processIds} from '../../../util/proc.js'
+import {mountNamespace} from '../linux-ns/runtime.js'
 
 /** The name nsinit has in the dir every sandbox binds read-only at GUEST.bin. */
 export const GUEST_NSINIT = 'cleanroom-nsinit'
@@ -135,12 +137,11 @@ async function boundDirs(dirs: readonly string[]): Promise<Set<string>> {
     if (place === undefined) bound.add(dir)
     else wanted.push({dir, ...place})
   }
-  const seen = new Set<string>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const namespace = await readlink(`/proc/${entry}/ns/mnt`).catch(() => undefined)
+  const seen = new Set<number>()
+  for (const pid of await processIds()) {
+    const namespace = await mountNamespace(Number(pid))
     if (namespace === undefined || seen.has(namespace)) continue
-    const mountinfo = await readFile(`/proc/${entry}/mountinfo`, 'utf8').catch(() => undefined)
+    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => undefined)
     if (mountinfo === undefined) continue
     seen.add(namespace)
     for (const mount of parseMountinfo(mountinfo)) {

@@ -1,6 +1,7 @@
-import {readdir, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 
 import {pollUntil} from '../../../util/poll.js'
+import {processIds} from '../../../util/proc.js'
 import {goneWithin, isRunning, processStatusHead} from '../linux-ns/runtime.js'
 import {CONTAINER_ID, rootFlags, runscCommand} from './runsc.js'
 import {type GvisorRuntime, sandboxProcesses} from './runtime.js'
@@ -38,7 +39,7 @@ export async function killUid(uid: number): Promise<void> {
 }
 
 async function pidsOfUid(uid: number): Promise<number[]> {
-  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const pids = await processIds()
   const owned = await Promise.all(
     pids.map(async (pid) => {
       const status = await processStatusHead(pid).catch(() => '')

@@ -5,6 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {LAUNCH_RECORD, type LaunchRecord} from './launch.js'
 import {pollUntil} from '../../../util/poll.js'
+import {processIds} from '../../../util/proc.js'
 import {goneWithin, isRunning, type LinuxNsRuntime, processStatSync} from './runtime.js'
 
 const GONE_TIMEOUT_MS = 5000
@@ -48,7 +49,7 @@ export async function killLaunchGroup(stateDir: string): Promise<void> {
 
 /** Processes of the group that have not exited; zombies waiting for a reaper that is not us do not count. */
 async function liveMembers(pgid: number): Promise<number> {
-  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const pids = await processIds()
   const stats = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')))
   return stats.filter((line) => {
     const fields = line.slice(line.lastIndexOf(')') + 2).split(' ')

@@ -3,6 +3,7 @@ import {chmod, chown, lstat, mkdir, open, readdir, readFile, rename, unlink, wri
 import {join} from 'node:path'
 
 import {CleanroomError} from '../../../errors/index.js'
+import {processIds} from '../../../util/proc.js'
 import {withHostLock} from './host-lock.js'
 import {isRunning, processFacts, processStatusHead} from './runtime.js'
 
@@ -212,7 +213,7 @@ async function lockOutOf(stateDir: string, uid: number): Promise<void> {
  * runs nothing and holds nothing: it does not count.
  */
 export async function uidsWithProcesses(): Promise<Set<number>> {
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name))
+  const pids = await processIds()
   const busy = new Set<number>()
   await Promise.all(
     pids.map(async (pid) => {

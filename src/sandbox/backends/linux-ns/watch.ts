@@ -1,5 +1,6 @@
-import {readdir, readlink} from 'node:fs/promises'
+import {readlink} from 'node:fs/promises'
 
+import {processIds} from '../../../util/proc.js'
 import {isRunning, type LinuxNsRuntime, processStatSync} from './runtime.js'
 
 const POLL_MS = 1000
@@ -50,7 +51,7 @@ export class InitPoller {
 export async function hasWorkload(runtime: LinuxNsRuntime): Promise<boolean> {
   const namespace = await readlink(`/proc/${runtime.init_pid}/ns/pid`).catch(() => undefined)
   if (namespace === undefined || !(await isRunning(runtime.init_pid, runtime.init_start_time))) return false
-  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const pids = await processIds()
   const members = await Promise.all(pids.map((pid) => readlink(`/proc/${pid}/ns/pid`).then((link) => link === namespace, () => false)))
   return members.filter(Boolean).length > IDLE_PROCESSES
 }
