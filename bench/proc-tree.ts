@@ -2,7 +2,9 @@
  * The machine's processes as /proc shows them, for the memory figures (bench/backends.ts,
  * bench/gvisor-memory.ts): which sandbox processes run, found by what they run below.
  */
-import {readdir, readFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
+
+import {processIds} from '../src/util/proc.js'
 
 export interface HostProcess {
   ppid: number
@@ -16,8 +18,7 @@ export interface HostProcess {
 /** Every process on the machine, by pid; one that ends while it is read is left out. */
 export async function hostProcesses(): Promise<Map<number, HostProcess>> {
   const processes = new Map<number, HostProcess>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
+  for (const entry of await processIds()) {
     const [status = '', cmdline = '', cgroup = ''] = await Promise.all(['status', 'cmdline', 'cgroup'].map((file) => readFile(`/proc/${entry}/${file}`, 'utf8').catch(() => '')))
     if (status === '') continue
     processes.set(Number(entry), {
