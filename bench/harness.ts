@@ -1,5 +1,6 @@
 import {execFileSync, spawn} from 'node:child_process'
-import {readdir, readFile} from 'node:fs/promises'
+
+import {hostProcesses, runsBelow} from './proc-tree.js'
 
 export interface Stats {
   runs: number
@@ -109,21 +110,8 @@ export function installed(tool: string): boolean {
 
 /** RSS (KiB) of the daemon process and of all its descendants together. */
 export async function memoryOf(daemonPid: number): Promise<{daemon: number; children: number}> {
-  const parents = new Map<number, number>()
-  const rss = new Map<number, number>()
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '')
-    const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1]
-    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
-    if (ppid) parents.set(Number(entry), Number(ppid))
-    rss.set(Number(entry), kib ? Number(kib) : 0)
-  }
-  const isDescendant = (pid: number): boolean => {
-    for (let current = parents.get(pid); current !== undefined && current > 1; current = parents.get(current)) if (current === daemonPid) return true
-    return false
-  }
+  const processes = await hostProcesses()
   let children = 0
-  for (const pid of parents.keys()) if (isDescendant(pid)) children += rss.get(pid) ?? 0
-  return {daemon: rss.get(daemonPid) ?? 0, children}
+  for (const [pid, host] of processes) if (pid !== daemonPid && runsBelow(processes, pid, (_name, ancestor) => ancestor === daemonPid)) children += host.rssKib
+  return {daemon: processes.get(daemonPid)?.rssKib ?? 0, children}
 }

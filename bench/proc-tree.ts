@@ -31,10 +31,10 @@ export async function hostProcesses(): Promise<Map<number, HostProcess>> {
   return processes
 }
 
-/** Whether `pid` or one of its ancestors (below pid 1) has a name `isRoot` takes. */
-export function runsBelow(processes: ReadonlyMap<number, HostProcess>, pid: number, isRoot: (name: string) => boolean): boolean {
+/** Whether `pid` or one of its ancestors (below pid 1) is one `isRoot` takes, by its name or its pid. */
+export function runsBelow(processes: ReadonlyMap<number, HostProcess>, pid: number, isRoot: (name: string, pid: number) => boolean): boolean {
   for (let current: number | undefined = pid; current !== undefined && current > 1; current = processes.get(current)?.ppid) {
-    if (isRoot(processes.get(current)?.name ?? '')) return true
+    if (isRoot(processes.get(current)?.name ?? '', current)) return true
   }
   return false
 }
